@@ -1,0 +1,62 @@
+# Joblet's two commands are `make test` and `make demo`; each installs what it needs first.
+# `make check` is the fast edit loop: lint and unit tests, no root, no systemd.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SANDBOX := tests/sandbox/sandbox
+APT_PACKAGES := systemd dbus libsystemd-dev pkg-config gcc util-linux procps
+STAMP := $(VENV)/.installed
+
+.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean
+
+deps: $(STAMP)
+
+# Idempotent: apt only when a package is missing, pip only when pyproject.toml changed.
+$(STAMP): pyproject.toml
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+lint: deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: deps
+	$(BIN)/pytest -m "not integration and not slow" tests
+
+check: lint unit
+
+sandbox-up: deps
+	$(SANDBOX) up
+	$(SANDBOX) install
+
+sandbox-down:
+	$(SANDBOX) down
+
+# Integration tests run inside the sandbox, so their paths, /run and /tmp are the agent's.
+integration: sandbox-up
+	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration
+
+slow: sandbox-up
+	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests
+
+test: lint unit integration
+
+demo: sandbox-up
+	$(SANDBOX) run -- bash docs/demo.sh
+
+bench: sandbox-up
+	$(SANDBOX) run -- $(BIN)/python bench/start_latency.py
+
+clean:
+	-$(SANDBOX) down
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The only modules with side effects on the outside world: PID 1, the journal, the database."""

@@ -1,0 +1,85 @@
+"""Reading journald, the log store: the only module that runs journalctl.
+
+journalctl -o json is used rather than python-systemd's Reader: it is the interface journald keeps
+stable, it needs no extra binding, and it streams with --follow/--after-cursor out of the box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+_STREAM_LIMIT = 16 * 1024 * 1024  # one journal entry as JSON; journald caps lines far below this
+SYNC_TIMEOUT_SEC = 10.0
+_END_FIELDS = ("EXIT_CODE", "EXIT_STATUS", "UNIT_RESULT")
+
+
+def message_text(entry: dict[str, Any]) -> str:
+    """MESSAGE is a string, or a list of byte values when it is not valid UTF-8."""
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):
+        return bytes(message).decode("utf-8", errors="replace")
+    return str(message) if message is not None else ""
+
+
+class JournalctlJournal:
+    async def _run(self, *args: str) -> bytes:
+        proc = await asyncio.create_subprocess_exec(
+            "journalctl", "--no-pager", *args,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await proc.communicate()
+        if proc.returncode not in (0, 1):  # 1: no entries matched
+            logger.warning("journalctl %s failed: %s", args, err.decode(errors="replace").strip())
+        return out
+
+    async def sync(self) -> None:
+        """Ask journald to store everything queued so far (it waits for pending stream lines)."""
+        try:
+            await asyncio.wait_for(self._run("--sync"), SYNC_TIMEOUT_SEC)
+        except TimeoutError:
+            logger.warning("journalctl --sync took over %ss; continuing", SYNC_TIMEOUT_SEC)
+
+    async def unit_end(self, unit: str) -> dict[str, str] | None:
+        """PID 1's structured messages about the unit's end: EXIT_CODE, EXIT_STATUS, UNIT_RESULT."""
+        out = await self._run("-o", "json", "_PID=1", f"UNIT={unit}",
+                              "--output-fields=" + ",".join(_END_FIELDS))
+        found: dict[str, str] = {}
+        for line in out.splitlines():
+            entry = json.loads(line)
+            found.update({k: str(entry[k]) for k in _END_FIELDS if k in entry})
+        return found or None
+
+    async def last_cursor(self, unit: str) -> str | None:
+        out = await self._run("-o", "json", "-n", "1", f"_SYSTEMD_UNIT={unit}",
+                              "--output-fields=_PID")
+        lines = out.splitlines()
+        return str(json.loads(lines[-1])["__CURSOR"]) if lines else None
+
+    async def entries(
+        self, unit: str, *, after_cursor: str | None, follow: bool
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The job's own output (not PID 1's messages about it), oldest first."""
+        args = ["journalctl", "--no-pager", "-o", "json", f"_SYSTEMD_UNIT={unit}",
+                "--output-fields=MESSAGE,PRIORITY,_PID,__REALTIME_TIMESTAMP"]
+        if after_cursor:
+            args.append(f"--after-cursor={after_cursor}")
+        if follow:
+            args += ["--follow", "--lines=all"]  # --follow alone starts at the last 10 lines
+        proc = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            limit=_STREAM_LIMIT,
+        )
+        assert proc.stdout is not None
+        try:
+            while line := await proc.stdout.readline():
+                yield json.loads(line)
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()

@@ -1,0 +1,86 @@
+"""SQLite job records under the agent's StateDirectory. The only module that touches the database."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from pathlib import Path
+
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.model import JobRecord, JobState
+
+logger = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
+"""
+
+
+class SqliteJobStore:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # One connection, used from the event loop thread only; writes are tiny and fast.
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=True)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, record: JobRecord) -> None:
+        data = json.dumps(record.to_dict(with_secrets=True))
+        self._db.execute(
+            "INSERT INTO jobs (id, state, owner, created_at, record) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(id) DO UPDATE SET state=excluded.state, record=excluded.record",
+            (record.id, str(record.state), record.owner, record.created_at.isoformat(), data),
+        )
+        logger.debug("stored job %s as %s", record.id, record.state)
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRecord.from_dict(json.loads(row[0])) if row else None
+
+    def find_prefix(self, prefix: str) -> list[str]:
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 11",
+            (escaped + "%",),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def list(
+        self,
+        *,
+        states: frozenset[JobState] | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        query = "SELECT record FROM jobs WHERE 1=1"
+        params: list[object] = []
+        if states:
+            query += f" AND state IN ({','.join('?' * len(states))})"
+            params += sorted(str(s) for s in states)
+        if owner is not None:
+            query += " AND owner = ?"
+            params.append(owner)
+        query += " ORDER BY created_at DESC, id"
+        if limit is not None:
+            query += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [JobRecord.from_dict(json.loads(r[0])) for r in self._db.execute(query, params)]
+
+    def delete(self, job_id: str) -> None:
+        cursor = self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        if cursor.rowcount == 0:
+            raise JobletError(ErrorCode.NOT_FOUND, f"job {job_id} does not exist")

@@ -1,0 +1,199 @@
+"""All D-Bus traffic with PID 1, through dbus-next. The only module that imports dbus_next.
+
+Low-level messages rather than introspected proxies: one round trip per call, and the property
+signatures come from our own table (units/properties.py), not from introspection at run time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from dbus_next import BusType, Message, MessageType, Variant
+from dbus_next.aio import MessageBus
+
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.properties import Property
+
+logger = logging.getLogger(__name__)
+
+SYSTEMD = "org.freedesktop.systemd1"
+MANAGER_PATH = "/org/freedesktop/systemd1"
+MANAGER = "org.freedesktop.systemd1.Manager"
+UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+PROPERTIES = "org.freedesktop.DBus.Properties"
+UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
+
+# What the engine needs to know about a unit's life; all are change-emitting properties.
+WATCHED = ("ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus",
+           "ExecMainStartTimestamp", "ExecMainExitTimestamp", "MainPID")
+
+
+def unit_path(unit: str) -> str:
+    """sd_bus_path_encode: every byte outside [A-Za-z0-9] (and a leading digit) becomes _XX."""
+    out = []
+    for index, char in enumerate(unit):
+        if char.isascii() and (char.isalpha() or (char.isdigit() and index > 0)):
+            out.append(char)
+        else:
+            out.extend(f"_{byte:02x}" for byte in char.encode())
+    return UNIT_PATH_PREFIX + "".join(out)
+
+
+def unit_of_path(path: str) -> str | None:
+    if not path.startswith(UNIT_PATH_PREFIX):
+        return None
+    encoded = path[len(UNIT_PATH_PREFIX):]
+    raw = bytearray()
+    index = 0
+    while index < len(encoded):
+        if encoded[index] == "_" and index + 2 < len(encoded):
+            raw.append(int(encoded[index + 1 : index + 3], 16))
+            index += 3
+        else:
+            raw.append(ord(encoded[index]))
+            index += 1
+    return raw.decode()
+
+
+@dataclass(frozen=True, slots=True)
+class UnitEvent:
+    """Some properties of one unit changed (a PropertiesChanged signal), or the unit went away."""
+
+    unit: str
+    changed: dict[str, Any]
+    removed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    """A systemd job (start/stop request) finished: JobRemoved."""
+
+    unit: str
+    result: str  # done, failed, canceled, timeout, dependency, skipped
+
+
+EventHandler = Callable[[UnitEvent | JobDone], None]
+
+
+class SystemdBus:
+    """The system bus connection to PID 1, with signals delivered to one handler."""
+
+    def __init__(self, bus: MessageBus, unit_prefix: str) -> None:
+        self._bus = bus
+        self._prefix = unit_prefix
+        self._handler: EventHandler | None = None
+
+    @classmethod
+    async def connect(cls, unit_prefix: str, handler: EventHandler) -> SystemdBus:
+        try:
+            bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
+        except (OSError, Exception) as exc:
+            raise JobletError(
+                ErrorCode.SYSTEMD, f"cannot connect to the D-Bus system bus: {exc}",
+                hint="is systemd running as PID 1 with dbus? (tests/sandbox/sandbox up)",
+            ) from exc
+        self = cls(bus, unit_prefix)
+        self._handler = handler
+        bus.add_message_handler(self._on_message)
+        encoded_prefix = unit_path(unit_prefix)
+        # Match rules before Subscribe and before any unit is started: no signal can be missed.
+        for rule in (
+            f"type='signal',sender='{SYSTEMD}',interface='{PROPERTIES}',"
+            f"member='PropertiesChanged',path_namespace='{UNIT_PATH_PREFIX.rstrip('/')}'",
+            f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='JobRemoved'",
+            f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='UnitRemoved'",
+        ):
+            await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus",
+                             "org.freedesktop.DBus", "AddMatch", "s", [rule])
+        await self._manager("Subscribe", "", [])
+        logger.debug("subscribed to systemd signals for %s* (%s)", unit_prefix, encoded_prefix)
+        return self
+
+    def disconnect(self) -> None:
+        self._bus.disconnect()
+
+    # -- signals --------------------------------------------------------------------------
+
+    def _on_message(self, msg: Message) -> bool:
+        if msg.message_type != MessageType.SIGNAL or self._handler is None:
+            return False
+        event: UnitEvent | JobDone | None = None
+        if msg.member == "PropertiesChanged" and msg.path:
+            unit = unit_of_path(msg.path)
+            if unit and unit.startswith(self._prefix):
+                _iface, changed, _invalidated = msg.body
+                event = UnitEvent(unit, {k: v.value for k, v in changed.items() if k in WATCHED})
+        elif msg.member == "JobRemoved":
+            _id, _job, unit, result = msg.body
+            if unit.startswith(self._prefix):
+                event = JobDone(unit, result)
+        elif msg.member == "UnitRemoved":
+            unit, _path = msg.body
+            if unit.startswith(self._prefix):
+                event = UnitEvent(unit, {}, removed=True)
+        if event is not None:
+            self._handler(event)
+        return False
+
+    # -- calls ------------------------------------------------------------------------------
+
+    async def _call(self, dest: str, path: str, iface: str, member: str, signature: str,
+                    body: list[Any]) -> list[Any]:
+        reply = await self._bus.call(Message(destination=dest, path=path, interface=iface,
+                                             member=member, signature=signature, body=body))
+        assert reply is not None
+        if reply.message_type == MessageType.ERROR:
+            detail = reply.body[0] if reply.body else ""
+            raise DBusCallError(reply.error_name or "unknown", str(detail))
+        return list(reply.body)
+
+    async def _manager(self, member: str, signature: str, body: list[Any]) -> list[Any]:
+        return await self._call(SYSTEMD, MANAGER_PATH, MANAGER, member, signature, body)
+
+    async def start_transient(self, unit: str, properties: Sequence[Property]) -> None:
+        props = [[p.name, Variant(p.signature, p.value)] for p in properties]
+        logger.debug("StartTransientUnit %s (%d properties)", unit, len(props))
+        try:
+            await self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", [unit, "fail", props, []])
+        except DBusCallError as exc:
+            raise JobletError(ErrorCode.SYSTEMD, f"systemd refused to start {unit}: {exc}") from exc
+
+    async def stop(self, unit: str) -> None:
+        try:
+            await self._manager("StopUnit", "ss", [unit, "replace"])
+        except DBusCallError as exc:
+            if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
+                raise JobletError(ErrorCode.SYSTEMD, f"cannot stop {unit}: {exc}") from exc
+
+    async def unit_properties(self, unit: str) -> dict[str, Any] | None:
+        """Current Unit and Service properties, or None if systemd has no such unit loaded."""
+        path = unit_path(unit)
+        result: dict[str, Any] = {}
+        try:
+            for iface in (UNIT_IFACE, SERVICE_IFACE):
+                (values,) = await self._call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [iface])
+                result.update({k: v.value for k, v in values.items()})
+        except DBusCallError as exc:
+            if exc.name in ("org.freedesktop.DBus.Error.UnknownObject",
+                            "org.freedesktop.systemd1.NoSuchUnit",
+                            "org.freedesktop.DBus.Error.UnknownInterface"):
+                return None
+            raise JobletError(ErrorCode.SYSTEMD, f"cannot read {unit}: {exc}") from exc
+        if result.get("LoadState") == "not-found":
+            return None
+        return result
+
+    async def list_units(self, pattern: str) -> list[tuple[str, str]]:
+        """(unit, active state) of every loaded unit matching the glob."""
+        (units,) = await self._manager("ListUnitsByPatterns", "asas", [[], [pattern]])
+        return [(u[0], u[3]) for u in units]
+
+
+class DBusCallError(Exception):
+    def __init__(self, name: str, detail: str) -> None:
+        super().__init__(f"{detail} ({name})")
+        self.name = name

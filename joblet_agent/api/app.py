@@ -1,0 +1,20 @@
+"""The aiohttp application: routes from one module per resource type, errors mapped in one place."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from joblet_agent.api.errors import errors_middleware
+from joblet_agent.api.handlers import health, jobs
+from joblet_agent.services.jobs import JobService
+
+MAX_REQUEST_BYTES = 1024 * 1024
+_RESOURCES = (jobs, health)
+
+
+def make_app(service: JobService) -> web.Application:
+    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BYTES)
+    app[jobs.SERVICE] = service
+    for module in _RESOURCES:
+        app.router.add_routes(module.ROUTES)
+    return app

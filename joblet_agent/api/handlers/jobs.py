@@ -1,0 +1,190 @@
+"""/v1/jobs: create, list, get, stop, delete, delete-all, logs (SSE), metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from joblet_agent.adapters.journal import message_text
+from joblet_agent.api.identity import caller_of
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.model import JobRecord, JobState
+from joblet_agent.services.jobs import JobService
+
+logger = logging.getLogger(__name__)
+SERVICE = web.AppKey("jobs", JobService)
+HEARTBEAT_SEC = 15.0
+_METRICS = ("CPUUsageNSec", "MemoryCurrent", "MemoryPeak", "TasksCurrent", "IOReadBytes",
+            "IOWriteBytes", "ActiveState", "SubState")
+
+
+def _service(request: web.Request) -> JobService:
+    return request.app[SERVICE]
+
+
+def _job_json(record: JobRecord) -> dict[str, Any]:
+    return record.to_dict(with_secrets=False)
+
+
+async def create(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    body = await request.json()
+    record = await _service(request).submit(body, owner=caller.name)
+    return web.json_response(_job_json(record), status=201)
+
+
+async def list_jobs(request: web.Request) -> web.Response:
+    caller_of(request)
+    query = request.query
+    states: frozenset[JobState] | None = None
+    if "state" in query:
+        try:
+            states = frozenset(JobState(s.strip().upper()) for s in query["state"].split(","))
+        except ValueError:
+            allowed = ", ".join(JobState)
+            raise JobletError(ErrorCode.INVALID,
+                              f"state: {query['state']!r} is not valid; allowed: {allowed}") from None
+    limit = _query_int(query, "limit", 100, 1, 1000)
+    offset = _query_int(query, "offset", 0, 0, None)
+    jobs = _service(request).list(states=states, owner=query.get("owner"), limit=limit,
+                                  offset=offset)
+    return web.json_response({"jobs": [_job_json(j) for j in jobs], "limit": limit,
+                              "offset": offset})
+
+
+def _query_int(query: Any, key: str, default: int, low: int, high: int | None) -> int:
+    text = query.get(key)
+    if text is None:
+        return default
+    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
+        bound = f"between {low} and {high}" if high else f"at least {low}"
+        raise JobletError(ErrorCode.INVALID, f"{key}: {text!r} is not valid; a whole number {bound}")
+    return int(text)
+
+
+async def get(request: web.Request) -> web.Response:
+    caller_of(request)
+    return web.json_response(_job_json(_service(request).resolve(request.match_info["id"])))
+
+
+async def stop(request: web.Request) -> web.Response:
+    caller_of(request)
+    record = await _service(request).stop(request.match_info["id"])
+    return web.json_response(_job_json(record))
+
+
+async def delete(request: web.Request) -> web.Response:
+    caller_of(request)
+    record = await _service(request).delete(request.match_info["id"])
+    return web.json_response({"deleted": record.id})
+
+
+async def delete_all(request: web.Request) -> web.Response:
+    caller_of(request)
+    deleted, skipped = await _service(request).delete_all(owner=request.query.get("owner"))
+    return web.json_response({"deleted": deleted, "skipped_running": skipped})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    caller_of(request)
+    service = _service(request)
+    record = service.resolve(request.match_info["id"])
+    props = await service.unit_properties(record) or {}
+    values = {k: props[k] for k in _METRICS if k in props}
+    # systemd says "unset" with UINT64_MAX.
+    values = {k: (None if v == 2**64 - 1 else v) for k, v in values.items()}
+    return web.json_response({"id": record.id, "state": str(record.state), "unit": values})
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor."""
+    caller_of(request)
+    service = _service(request)
+    record = service.resolve(request.match_info["id"])
+    follow = request.query.get("follow", "0") in ("1", "true", "yes")
+    cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+        "X-Accel-Buffering": "no",
+    })
+    await response.prepare(request)
+    journal = service.journal
+    unit = record.unit
+    entries = journal.entries(unit, after_cursor=cursor, follow=follow)
+    ended = asyncio.ensure_future(service.wait(record.id)) if follow else None
+    next_entry: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(entries))
+    final_cursor: str | None = None
+    done_following = not follow
+    try:
+        while True:
+            if done_following and follow and (final_cursor is None or cursor == final_cursor):
+                break
+            waiting: set[asyncio.Future[Any]] = {next_entry}
+            if ended is not None and not done_following:
+                waiting.add(ended)
+            done, _ = await asyncio.wait(waiting, timeout=HEARTBEAT_SEC,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                await response.write(b": heartbeat\n\n")
+                continue
+            if ended is not None and ended in done and not done_following:
+                # The job ended: flush journald, learn its last line, read up to exactly it.
+                done_following = True
+                await journal.sync()
+                final_cursor = await journal.last_cursor(unit)
+                logger.debug("logs of %s: job ended; reading up to %s (at %s)", record.id,
+                             final_cursor, cursor)
+                continue
+            try:
+                entry = next_entry.result()
+            except StopAsyncIteration:
+                break
+            cursor = str(entry["__CURSOR"])
+            await response.write(_log_event(entry))
+            next_entry = asyncio.ensure_future(anext(entries))
+        final = service.resolve(record.id)
+        await response.write(_sse("end", json.dumps(_end_payload(final))))
+    finally:
+        for task in (next_entry, ended):
+            if task is not None and not task.done():
+                task.cancel()
+        with contextlib.suppress(BaseException):
+            await entries.aclose()
+    return response
+
+
+def _end_payload(record: JobRecord) -> dict[str, Any]:
+    return {"id": record.id, "state": str(record.state), "exit_code": record.exit_code,
+            "signal": record.signal, "reason": record.reason}
+
+
+def _log_event(entry: dict[str, Any]) -> bytes:
+    payload = {
+        "message": message_text(entry),
+        "pid": int(entry["_PID"]) if "_PID" in entry else None,
+        "priority": int(entry.get("PRIORITY", 6)),
+        "timestamp_us": int(entry["__REALTIME_TIMESTAMP"]),
+    }
+    return _sse("log", json.dumps(payload), event_id=str(entry["__CURSOR"]))
+
+
+def _sse(event: str, data: str, *, event_id: str | None = None) -> bytes:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+ROUTES = [
+    web.post("/v1/jobs", create),
+    web.get("/v1/jobs", list_jobs),
+    web.delete("/v1/jobs", delete_all),
+    web.get("/v1/jobs/{id}", get),
+    web.delete("/v1/jobs/{id}", delete),
+    web.post("/v1/jobs/{id}/stop", stop),
+    web.get("/v1/jobs/{id}/logs", logs),
+    web.get("/v1/jobs/{id}/metrics", metrics),
+]

@@ -1,0 +1,109 @@
+"""The agent's configuration, /etc/joblet/joblet.yml: defaults and maximums for jobs.
+
+A broken file stops start-up with one message naming the file, the key and the reason.
+A missing file means built-in defaults.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+import yaml
+
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.fields import Fields
+from joblet_agent.units_of_measure import parse_duration, parse_size
+
+DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
+
+
+class Enforcement(StrEnum):
+    REFUSE = "refuse"  # a limit the host cannot enforce fails the job request
+    WARN = "warn"  # the job runs; a warning is recorded on it
+
+
+@dataclass(frozen=True, slots=True)
+class JobPolicy:
+    default_max_tasks: int = 512
+    default_timeout_sec: float | None = None
+    stop_grace_sec: float = 10.0
+    max_cpu_percent: int | None = None  # None: every core of the host
+    max_memory_bytes: int | None = None  # None: the host's memory
+    max_io_bps: int | None = None
+    max_tasks: int = 32768
+    max_timeout_sec: float | None = None
+    unenforceable_limits: Enforcement = Enforcement.REFUSE
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    state_dir: Path = Path("/var/lib/joblet")
+    slice: str = "joblet.slice"
+    jobs: JobPolicy = JobPolicy()
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.state_dir / "jobs"
+
+    @property
+    def database(self) -> Path:
+        return self.state_dir / "jobs.sqlite"
+
+
+def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AgentConfig:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return AgentConfig()
+    except OSError as exc:
+        raise JobletError(ErrorCode.CONFIG, f"{path}: cannot be read: {exc.strerror}") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise JobletError(ErrorCode.CONFIG, f"{path}: not valid YAML: {exc}") from exc
+    return parse_config(data, str(path))
+
+
+def parse_config(data: object, source: str) -> AgentConfig:
+    top = Fields(data, f"{source}:", code=ErrorCode.CONFIG)
+    state_dir = top.string("state_dir", "/var/lib/joblet")
+    assert state_dir is not None
+    if not state_dir.startswith("/"):
+        raise top.error("state_dir", state_dir, "an absolute path is required")
+    slice_name = top.string("slice", "joblet.slice")
+    assert slice_name is not None
+    if not slice_name.endswith(".slice") or "/" in slice_name:
+        raise top.error("slice", slice_name, "a unit name ending in .slice is required")
+    jobs = _parse_jobs(top.section("jobs"))
+    top.reject_unknown()
+    return AgentConfig(state_dir=Path(state_dir), slice=slice_name, jobs=jobs)
+
+
+def _parse_jobs(section: Fields) -> JobPolicy:
+    base = JobPolicy()
+    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=1)
+    max_tasks = section.integer("max_tasks", base.max_tasks, minimum=1)
+    assert default_tasks is not None and max_tasks is not None
+    if default_tasks > max_tasks:
+        raise section.error("default_max_tasks", default_tasks, f"at most max_tasks ({max_tasks})")
+    grace = section.parsed("stop_grace", parse_duration, base.stop_grace_sec)
+    assert grace is not None
+    section.check_range("stop_grace", grace, 0, 3600)
+    unenforceable = section.string("unenforceable_limits", str(base.unenforceable_limits))
+    if unenforceable not in {e.value for e in Enforcement}:
+        raise section.error("unenforceable_limits", unenforceable, "allowed: refuse, warn")
+    policy = JobPolicy(
+        default_max_tasks=default_tasks,
+        default_timeout_sec=section.parsed("default_timeout", parse_duration),
+        stop_grace_sec=grace,
+        max_cpu_percent=section.integer("max_cpu", None, minimum=1),
+        max_memory_bytes=section.parsed("max_memory", parse_size),
+        max_io_bps=section.parsed("max_iobps", parse_size),
+        max_tasks=max_tasks,
+        max_timeout_sec=section.parsed("max_timeout", parse_duration),
+        unenforceable_limits=Enforcement(unenforceable),
+    )
+    section.reject_unknown()
+    return policy

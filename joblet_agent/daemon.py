@@ -1,0 +1,105 @@
+"""`joblet-agent serve`: wire the adapters, reconcile with PID 1, serve the sockets systemd passed us.
+
+Nothing here binds a port: joblet.socket owns the listening sockets (socket activation), so
+connections made while the agent restarts wait in the socket's queue instead of being refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+from pathlib import Path
+
+from aiohttp import web
+
+from joblet_agent.adapters.journal import JournalctlJournal
+from joblet_agent.adapters.store import SqliteJobStore
+from joblet_agent.adapters.systemd_dbus import SystemdBus
+from joblet_agent.api.app import make_app
+from joblet_agent.config import AgentConfig
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.host import Controller, probe_host
+from joblet_agent.model import UNIT_PREFIX
+from joblet_agent.services.jobs import JobService
+
+logger = logging.getLogger(__name__)
+
+SD_LISTEN_FDS_START = 3
+
+
+def inherited_sockets() -> list[socket.socket]:
+    """The listening sockets systemd passed (sd_listen_fds), or none when not socket-activated."""
+    from pystemd.daemon import listen_fds
+
+    count = int(listen_fds(True))
+    return [socket.socket(fileno=SD_LISTEN_FDS_START + i) for i in range(count)]
+
+
+def notify(**states: object) -> None:
+    if os.environ.get("NOTIFY_SOCKET"):
+        from pystemd.daemon import notify as sd_notify
+
+        sd_notify(False, **states)
+
+
+async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
+    config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host = probe_host(config.jobs_dir)
+    missing = sorted(str(c) for c in set(Controller) - host.controllers - {Controller.CPUSET})
+    if missing:
+        logger.warning("this host cannot enforce these limits: %s (cgroup mode %s); jobs asking "
+                       "for them are %s", ", ".join(missing), host.cgroup_mode,
+                       "refused" if config.jobs.unenforceable_limits == "refuse" else "warned")
+    logger.info("process isolation path: %s",
+                "PrivatePIDs" if host.has_private_pids else "ProtectProc=invisible (systemd < 257)")
+    store = SqliteJobStore(config.database)
+    service = JobService(config, host, store, JournalctlJournal())
+    bus = await SystemdBus.connect(UNIT_PREFIX, service.on_systemd_event)
+    service.attach(bus)
+    await service.reconcile()
+
+    sockets = inherited_sockets()
+    if not sockets:
+        if listen is None:
+            raise JobletError(ErrorCode.CONFIG, "no sockets were passed by systemd",
+                              hint="start joblet.socket, or pass --listen PATH for a Unix socket")
+        listen.parent.mkdir(parents=True, exist_ok=True)
+        listen.unlink(missing_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(listen))
+        listen.chmod(0o666)
+        sockets = [sock]
+    runner = web.AppRunner(make_app(service), handle_signals=False, access_log=None)
+    await runner.setup()
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    notify(ready=1, status=f"serving; {len(sockets)} socket(s)")
+    watchdog = asyncio.create_task(_watchdog())
+    logger.info("joblet-agent ready on %d socket(s)", len(sockets))
+    await stop.wait()
+    notify(stopping=1)
+    watchdog.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watchdog
+    await runner.cleanup()
+    bus.disconnect()
+    store.close()
+
+
+async def _watchdog() -> None:
+    """Ping at half of WatchdogSec while the event loop is healthy; a stuck loop gets restarted."""
+    usec = int(os.environ.get("WATCHDOG_USEC", "0"))
+    if not usec:
+        return
+    while True:
+        notify(watchdog=1)
+        await asyncio.sleep(usec / 2_000_000)

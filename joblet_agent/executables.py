@@ -1,0 +1,33 @@
+"""Finding a job's program before its unit exists, so a typo is a clear error and not a dead unit."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.translate import BASE_PATH
+
+
+def resolve_command(command: str, path_env: str | None, root: Path) -> str:
+    """The absolute path (inside `root`, the job's root directory) of the program to exec."""
+    search = path_env or BASE_PATH
+    if "/" in command:
+        if not command.startswith("/"):
+            raise JobletError(
+                ErrorCode.INVALID,
+                f"command: {command!r} is a relative path; give an absolute path or a program "
+                "name found in PATH",
+            )
+        candidates = [command]
+    else:
+        candidates = [f"{d.rstrip('/')}/{command}" for d in search.split(":") if d.startswith("/")]
+    for candidate in candidates:
+        on_host = root / candidate.lstrip("/")
+        if on_host.is_file() and os.access(on_host, os.X_OK):
+            return candidate
+    raise JobletError(
+        ErrorCode.INVALID,
+        f"command: {command!r} was not found or is not executable in the job's filesystem"
+        + ("" if "/" in command else f" (PATH={search})"),
+    )

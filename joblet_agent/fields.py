@@ -1,0 +1,128 @@
+"""Typed, path-qualified access to untrusted mappings: request bodies, joblet.yml, runtime.yml.
+
+Every error names where the value was (`joblet.yml: limits.max_memory`), the value, and what is
+allowed. Unknown keys are refused, never ignored: a typo must not silently drop a limit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from joblet_agent.errors import ErrorCode, JobletError
+
+T = TypeVar("T")
+
+
+class Fields:
+    """A view of one mapping at `path`; remembers which keys were read so leftovers can be refused."""
+
+    def __init__(self, data: object, path: str, *, code: ErrorCode = ErrorCode.INVALID) -> None:
+        self.path = path
+        self._code = code
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise self._error(path or "request body", data, "expected a mapping of keys to values")
+        self._data: Mapping[str, Any] = data
+        self._seen: set[str] = set()
+
+    def where(self, key: str) -> str:
+        if not self.path or self.path.endswith(":"):
+            return f"{self.path} {key}".strip()
+        return f"{self.path}.{key}"
+
+    def _error(self, where: str, value: object, allowed: str) -> JobletError:
+        return JobletError(self._code, f"{where}: {value!r} is not valid; {allowed}")
+
+    def error(self, key: str, value: object, allowed: str) -> JobletError:
+        return self._error(self.where(key), value, allowed)
+
+    def has(self, key: str) -> bool:
+        return self._data.get(key) is not None
+
+    def raw(self, key: str) -> Any:
+        self._seen.add(key)
+        return self._data.get(key)
+
+    def string(self, key: str, default: str | None = None, *, required: bool = False) -> str | None:
+        value = self.raw(key)
+        if value is None:
+            if required:
+                raise JobletError(self._code, f"{self.where(key)}: missing; a string is required")
+            return default
+        if not isinstance(value, str):
+            raise self.error(key, value, "expected a string")
+        return value
+
+    def required_string(self, key: str) -> str:
+        value = self.string(key, required=True)
+        assert value is not None
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(key, value, "expected true or false")
+        return value
+
+    def integer(
+        self, key: str, default: int | None = None, *, minimum: int | None = None,
+        maximum: int | None = None,
+    ) -> int | None:
+        value = self.raw(key)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(key, value, "expected a whole number")
+        return self.check_range(key, value, minimum, maximum)
+
+    def check_range(self, key: str, value: T, minimum: Any, maximum: Any) -> T:
+        if minimum is not None and value < minimum:  # type: ignore[operator]
+            raise self.error(key, value, f"the minimum is {minimum}")
+        if maximum is not None and value > maximum:  # type: ignore[operator]
+            raise self.error(key, value, f"the maximum is {maximum}")
+        return value
+
+    def parsed(self, key: str, parser: Callable[[Any], T], default: T | None = None) -> T | None:
+        """Apply a units_of_measure parser; its ValueError text becomes the 'allowed' part."""
+        value = self.raw(key)
+        if value is None:
+            return default
+        try:
+            return parser(value)
+        except (ValueError, TypeError) as exc:
+            raise self.error(key, value, str(exc)) from exc
+
+    def string_list(self, key: str) -> list[str]:
+        value = self.raw(key)
+        if value is None:
+            return []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise self.error(key, value, "expected a list of strings")
+        return list(value)
+
+    def string_map(self, key: str) -> dict[str, str]:
+        value = self.raw(key)
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self.error(key, value, "expected a mapping of names to strings")
+        for name, item in value.items():
+            if not isinstance(name, str) or not isinstance(item, str):
+                raise self.error(f"{key}.{name}", item, "expected a string value")
+        return dict(value)
+
+    def section(self, key: str) -> Fields:
+        return Fields(self.raw(key), self.where(key), code=self._code)
+
+    def reject_unknown(self) -> None:
+        unknown = sorted(set(self._data) - self._seen)
+        if unknown:
+            known = ", ".join(sorted(self._seen)) or "none"
+            raise JobletError(
+                self._code,
+                f"{self.where(str(unknown[0]))}: unknown key; known keys here: {known}",
+            )

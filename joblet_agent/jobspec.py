@@ -1,0 +1,179 @@
+"""Validation of job requests at the edge: an untrusted mapping in, a JobSpec (or a clear error) out.
+
+Every refusal names the field path, the value and what is allowed; nothing is clamped silently.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from joblet_agent.config import Enforcement, JobPolicy
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.fields import Fields
+from joblet_agent.host import Controller, HostInfo
+from joblet_agent.model import JobSpec, Limits
+from joblet_agent.units_of_measure import (
+    format_cpuset,
+    parse_cpuset,
+    parse_duration,
+    parse_size,
+)
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+# Set by the agent or by systemd for the job's process; a request may not forge them.
+RESERVED_ENV = frozenset({
+    "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "INVOCATION_ID",
+    "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "MAINPID", "MANAGERPID", "SERVICE_RESULT", "EXIT_CODE",
+    "EXIT_STATUS", "WATCHDOG_PID", "WATCHDOG_USEC", "CREDENTIALS_DIRECTORY", "RUNTIME_DIRECTORY",
+    "STATE_DIRECTORY", "CACHE_DIRECTORY", "LOGS_DIRECTORY", "CONFIGURATION_DIRECTORY",
+    "MONITOR_SERVICE_RESULT", "MONITOR_EXIT_CODE", "MONITOR_EXIT_STATUS", "MONITOR_INVOCATION_ID",
+    "MONITOR_UNIT", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
+})
+MIN_MEMORY = 4 * 1024 * 1024  # below this nothing (not even a shell) starts
+_REQUIRED_CONTROLLER = {
+    "cpu_percent": Controller.CPU,
+    "memory_bytes": Controller.MEMORY,
+    "io_read_bps": Controller.IO,
+    "io_write_bps": Controller.IO,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatedRequest:
+    spec: JobSpec
+    warnings: tuple[str, ...]
+
+
+def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
+    top = Fields(data, "")
+    command = top.required_string("command")
+    if not command.strip() or "\0" in command:
+        raise top.error("command", command, "a non-empty program name or path is required")
+    args = top.string_list("args")
+    for index, arg in enumerate(args):
+        if "\0" in arg:
+            raise top.error(f"args[{index}]", arg, "arguments may not contain NUL bytes")
+    env = _environment(top, "env")
+    secret_env = _environment(top, "secret_env")
+    for key in set(env) & set(secret_env):
+        raise top.error(f"secret_env.{key}", "***", "a name may be in env or secret_env, not both")
+    workdir = top.string("workdir")
+    if workdir is not None and (
+        workdir.startswith("/") or ".." in workdir.split("/") or "\0" in workdir
+    ):
+        raise top.error("workdir", workdir, "a relative path inside the job's work directory")
+    name = top.string("name")
+    if name is not None and not _JOB_NAME.match(name):
+        raise top.error("name", name, "1-63 lowercase letters, digits and '-', like a hostname")
+    limits, warnings = _limits(top.section("limits"), policy, host)
+    top.reject_unknown()
+    spec = JobSpec(
+        command=command,
+        args=tuple(args),
+        env=MappingProxyType(env),
+        secret_env=MappingProxyType(secret_env),
+        workdir=workdir,
+        name=name,
+        limits=limits,
+    )
+    return ValidatedRequest(spec, tuple(warnings))
+
+
+def _environment(top: Fields, key: str) -> dict[str, str]:
+    env = top.string_map(key)
+    for name, value in env.items():
+        if not _ENV_NAME.match(name):
+            raise top.error(f"{key}.{name}", name, "names are letters, digits and '_'")
+        if name.startswith("JOB_") or name in RESERVED_ENV:
+            raise top.error(
+                f"{key}.{name}", name, "JOB_* and names set by the agent or systemd are reserved"
+            )
+        if "\0" in value:
+            raise top.error(f"{key}.{name}", value, "values may not contain NUL bytes")
+    return env
+
+
+def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits, list[str]]:
+    max_cpu = policy.max_cpu_percent or len(host.cpus) * 100
+    max_memory = policy.max_memory_bytes or host.memory_bytes
+    cpu = section.integer("cpu_percent", minimum=1, maximum=max_cpu)
+    memory = section.parsed("memory_bytes", parse_size)
+    if memory is not None:
+        section.check_range("memory_bytes", memory, MIN_MEMORY, max_memory)
+    io_read = _bandwidth(section, "io_read_bps", policy)
+    io_write = _bandwidth(section, "io_write_bps", policy)
+    cores = section.parsed("cpu_cores", _cpuset)
+    if cores is not None:
+        missing = sorted(set(cores) - set(host.cpus))
+        if missing:
+            raise section.error(
+                "cpu_cores", format_cpuset(cores),
+                f"CPU {missing[0]} does not exist; this host has {format_cpuset(host.cpus)}",
+            )
+    tasks = section.integer(
+        "max_tasks", policy.default_max_tasks, minimum=1, maximum=policy.max_tasks
+    )
+    assert tasks is not None
+    timeout = section.parsed("timeout_sec", parse_duration, policy.default_timeout_sec)
+    if timeout is not None:
+        section.check_range("timeout_sec", timeout, 0.001, policy.max_timeout_sec)
+    section.reject_unknown()
+    limits = Limits(
+        cpu_percent=cpu,
+        memory_bytes=memory,
+        io_read_bps=io_read,
+        io_write_bps=io_write,
+        cpu_cores=cores,
+        max_tasks=tasks,
+        timeout_sec=timeout,
+    )
+    return limits, _enforceability(section, limits, policy, host)
+
+
+def _bandwidth(section: Fields, key: str, policy: JobPolicy) -> int | None:
+    value = section.parsed(key, parse_size)
+    if value is not None:
+        section.check_range(key, value, 1, policy.max_io_bps)
+    return value
+
+
+def _cpuset(value: Any) -> tuple[int, ...]:
+    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
+                                       for v in value) and value:
+        return tuple(sorted(set(value)))
+    if not isinstance(value, str):
+        raise ValueError("a CPU list like '0-1,3' or a list of CPU numbers is required")
+    return parse_cpuset(value)
+
+
+def _enforceability(
+    section: Fields, limits: Limits, policy: JobPolicy, host: HostInfo
+) -> list[str]:
+    """Refuse (or, if the config says so, warn about) limits this host's systemd cannot enforce."""
+    warnings: list[str] = []
+    for key, controller in _REQUIRED_CONTROLLER.items():
+        if getattr(limits, key) is None or controller in host.controllers:
+            continue
+        why = (
+            f"{section.where(key)}: this host cannot enforce it: the '{controller}' cgroup "
+            f"controller is not available to systemd (cgroup mode {host.cgroup_mode})"
+        )
+        if policy.unenforceable_limits is Enforcement.REFUSE:
+            raise JobletError(
+                ErrorCode.UNSUPPORTED, why,
+                hint="leave the limit out, or set jobs.unenforceable_limits: warn in joblet.yml",
+            )
+        warnings.append(why)
+    if (limits.io_read_bps or limits.io_write_bps) and host.state_block_device is None:
+        why = "io limits: the jobs' directory is not on a block device; nothing to throttle"
+        if policy.unenforceable_limits is Enforcement.REFUSE:
+            raise JobletError(ErrorCode.UNSUPPORTED, why)
+        warnings.append(why)
+    if Controller.PIDS not in host.controllers:
+        # The default task limit was not asked for, so its absence is a warning, never a refusal.
+        warnings.append("max_tasks: the 'pids' controller is not available; fork bombs are not contained")
+    return warnings

@@ -1,0 +1,183 @@
+"""The domain: what a job asks for (JobSpec) and what became of it (JobRecord)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+
+class JobState(StrEnum):
+    SCHEDULED = "SCHEDULED"  # accepted, unit not running yet
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"  # exit 0
+    FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
+    STOPPED = "STOPPED"  # by request
+    TIMEOUT = "TIMEOUT"  # RuntimeMaxSec hit
+    CANCELED = "CANCELED"  # scheduled, then canceled before it ran
+
+    @property
+    def is_terminal(self) -> bool:
+        return self not in (JobState.SCHEDULED, JobState.RUNNING)
+
+
+# Exit code recorded for a job killed by its timeout, like timeout(1).
+TIMEOUT_EXIT_CODE = 124
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Resource limits, already validated and in base units."""
+
+    cpu_percent: int | None = None  # percent of one core: 100 = one core
+    memory_bytes: int | None = None
+    io_read_bps: int | None = None
+    io_write_bps: int | None = None
+    cpu_cores: tuple[int, ...] | None = None  # sorted, unique CPU numbers
+    max_tasks: int = 512
+    timeout_sec: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        if self.cpu_cores is not None:
+            data["cpu_cores"] = list(self.cpu_cores)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Limits:
+        cores = data.get("cpu_cores")
+        return cls(**{**data, "cpu_cores": tuple(cores) if cores is not None else None})
+
+
+def _frozen_map(data: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    return MappingProxyType(dict(data or {}))
+
+
+@dataclass(frozen=True, slots=True)
+class JobSpec:
+    """A validated request to run one command."""
+
+    command: str
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=_frozen_map)
+    secret_env: Mapping[str, str] = field(default_factory=_frozen_map)
+    workdir: str | None = None  # relative to the job's work directory
+    name: str | None = None
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return (self.command, *self.args)
+
+    def to_dict(self, *, with_secrets: bool) -> dict[str, Any]:
+        """Secrets are stored (the job needs them after an agent restart) but never shown."""
+        return {
+            "command": self.command,
+            "args": list(self.args),
+            "env": dict(self.env),
+            "secret_env": dict(self.secret_env)
+            if with_secrets
+            else dict.fromkeys(self.secret_env, "***"),
+            "workdir": self.workdir,
+            "name": self.name,
+            "limits": self.limits.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobSpec:
+        return cls(
+            command=data["command"],
+            args=tuple(data["args"]),
+            env=_frozen_map(data["env"]),
+            secret_env=_frozen_map(data["secret_env"]),
+            workdir=data["workdir"],
+            name=data["name"],
+            limits=Limits.from_dict(data["limits"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A job as the agent remembers it. Replaced, never mutated, on each transition."""
+
+    id: str
+    spec: JobSpec
+    state: JobState
+    owner: str
+    created_at: datetime
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    result: str | None = None  # systemd's Result of the unit, e.g. "oom-kill", "timeout"
+    reason: str | None = None  # why it failed, for people
+    stop_requested: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def unit(self) -> str:
+        return unit_name(self.id)
+
+    def evolve(self, **changes: Any) -> JobRecord:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self, *, with_secrets: bool = False) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "id": self.id,
+            "unit": self.unit,
+            "spec": self.spec.to_dict(with_secrets=with_secrets),
+            "state": str(self.state),
+            "owner": self.owner,
+            "created_at": iso(self.created_at),
+            "started_at": iso(self.started_at),
+            "ended_at": iso(self.ended_at),
+            "exit_code": self.exit_code,
+            "signal": self.signal,
+            "result": self.result,
+            "reason": self.reason,
+            "stop_requested": self.stop_requested,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
+        def moment(text: str | None) -> datetime | None:
+            return datetime.fromisoformat(text) if text else None
+
+        created = moment(data["created_at"])
+        assert created is not None
+        return cls(
+            id=data["id"],
+            spec=JobSpec.from_dict(data["spec"]),
+            state=JobState(data["state"]),
+            owner=data["owner"],
+            created_at=created,
+            started_at=moment(data["started_at"]),
+            ended_at=moment(data["ended_at"]),
+            exit_code=data["exit_code"],
+            signal=data["signal"],
+            result=data["result"],
+            reason=data["reason"],
+            stop_requested=data["stop_requested"],
+            warnings=tuple(data["warnings"]),
+        )
+
+
+UNIT_PREFIX = "joblet-job-"
+
+
+def unit_name(job_id: str) -> str:
+    return f"{UNIT_PREFIX}{job_id}.service"
+
+
+def job_id_of_unit(unit: str) -> str | None:
+    if unit.startswith(UNIT_PREFIX) and unit.endswith(".service"):
+        return unit[len(UNIT_PREFIX) : -len(".service")]
+    return None

@@ -1,0 +1,350 @@
+"""The job engine: validated specs become transient units; systemd's signals move records along.
+
+Jobs are not children of the agent. Everything the engine knows about a running job comes from PID 1
+(signals while it runs, properties and the journal when the agent was away), so stopping or killing the
+agent never stops a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from joblet_agent.adapters.systemd_dbus import JobDone, UnitEvent
+from joblet_agent.config import AgentConfig
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.executables import resolve_command
+from joblet_agent.host import HostInfo
+from joblet_agent.jobspec import parse_job_request
+from joblet_agent.model import JobRecord, JobState, job_id_of_unit, unit_name
+from joblet_agent.outcome import ExitKind, decide
+from joblet_agent.ports import Clock, Journal, JobStore, SystemdManager
+from joblet_agent.units.translate import JobPaths, translate
+
+logger = logging.getLogger(__name__)
+
+MIN_PREFIX = 4
+START_TIMEOUT_SEC = 60.0
+_ENDED = ("inactive", "failed")
+_RUNNING = ("active", "reloading", "deactivating")
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+@dataclass
+class _Watch:
+    """What the signals told us so far about one unit; Service properties arrive before ActiveState."""
+
+    props: dict[str, Any]
+    start_done: asyncio.Future[str]
+    # A new unit's first signals still carry the previous (inactive, Result=success) values;
+    # only after the start job is done (JobRemoved) does "inactive" mean the job ended.
+    started: bool = False
+
+
+class JobService:
+    def __init__(
+        self, config: AgentConfig, host: HostInfo, store: JobStore, journal: Journal,
+        clock: Clock | None = None,
+    ) -> None:
+        self.config = config
+        self.host = host
+        self.store = store
+        self.journal = journal
+        self.clock = clock or SystemClock()
+        self.systemd: SystemdManager | None = None
+        self._watches: dict[str, _Watch] = {}
+        self._changed: dict[str, asyncio.Event] = {}
+
+    def attach(self, systemd: SystemdManager) -> None:
+        self.systemd = systemd
+
+    @property
+    def _pid1(self) -> SystemdManager:
+        assert self.systemd is not None, "attach() a systemd manager first"
+        return self.systemd
+
+    # -- queries --------------------------------------------------------------------------
+
+    def resolve(self, id_or_prefix: str) -> JobRecord:
+        """A full id or a unique prefix of at least four characters."""
+        key = id_or_prefix.strip().lower()
+        if len(key) < MIN_PREFIX:
+            raise JobletError(
+                ErrorCode.INVALID,
+                f"job id: {id_or_prefix!r} is too short; give at least {MIN_PREFIX} characters",
+            )
+        record = self.store.get(key)
+        if record:
+            return record
+        matches = self.store.find_prefix(key)
+        if not matches:
+            raise JobletError(ErrorCode.NOT_FOUND, f"no job has an id starting with {key!r}",
+                              hint="rnx job list shows the jobs")
+        if len(matches) > 1:
+            shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+            raise JobletError(ErrorCode.AMBIGUOUS,
+                              f"job id {key!r} is ambiguous; it matches: {shown}",
+                              hint="give more characters of the id")
+        found = self.store.get(matches[0])
+        assert found is not None
+        return found
+
+    def list(self, *, states: frozenset[JobState] | None = None, owner: str | None = None,
+             limit: int | None = None, offset: int = 0) -> list[JobRecord]:
+        return self.store.list(states=states, owner=owner, limit=limit, offset=offset)
+
+    async def unit_properties(self, record: JobRecord) -> dict[str, Any] | None:
+        return await self._pid1.unit_properties(record.unit)
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def submit(self, request: Mapping[str, Any], owner: str) -> JobRecord:
+        validated = parse_job_request(request, self.config.jobs, self.host)
+        spec = validated.spec
+        env_path = spec.env.get("PATH")
+        command = resolve_command(spec.command, env_path, Path("/"))
+        job_id = str(uuid.uuid4())
+        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
+        properties = translate(job_id, spec, self.config, self.host, paths, executable=command)
+        record = JobRecord(
+            id=job_id, spec=spec, state=JobState.SCHEDULED, owner=owner,
+            created_at=self.clock.now(), warnings=validated.warnings,
+        )
+        unit = record.unit
+        self._make_dirs(paths, spec.workdir)
+        self.store.put(record)
+        watch = _Watch({}, asyncio.get_running_loop().create_future())
+        self._watches[unit] = watch
+        try:
+            await self._pid1.start_transient(unit, properties)
+        except BaseException:
+            # Nothing half-done: no record, no directory (and systemd created no unit).
+            self._watches.pop(unit, None)
+            self.store.delete(job_id)
+            shutil.rmtree(paths.root, ignore_errors=True)
+            raise
+        logger.info("started %s for %s: %s", unit, owner, spec.argv,
+                    extra={"JOB_ID": job_id, "UNIT": unit, "JOB_OWNER": owner})
+        try:
+            # Type=exec: the start job ends once exec() succeeded (or failed, with a reason).
+            await asyncio.wait_for(asyncio.shield(watch.start_done), START_TIMEOUT_SEC)
+        except TimeoutError:
+            logger.warning("start of %s still pending after %ss", unit, START_TIMEOUT_SEC)
+        return self._current(job_id)
+
+    async def stop(self, id_or_prefix: str) -> JobRecord:
+        record = self.resolve(id_or_prefix)
+        if record.state.is_terminal:
+            raise JobletError(ErrorCode.CONFLICT,
+                              f"job {record.id} already ended ({record.state})")
+        self._save(record.evolve(stop_requested=True))
+        # SIGTERM to the whole control group, TimeoutStopSec of grace, then SIGKILL: systemd's job.
+        await self._pid1.stop(record.unit)
+        return await self.wait(record.id, timeout=self.config.jobs.stop_grace_sec + 10)
+
+    async def delete(self, id_or_prefix: str) -> JobRecord:
+        record = self.resolve(id_or_prefix)
+        if not record.state.is_terminal:
+            raise JobletError(ErrorCode.CONFLICT, f"job {record.id} is {record.state}",
+                              hint="stop it first: rnx job stop " + record.id[:8])
+        self.store.delete(record.id)
+        shutil.rmtree(self.config.jobs_dir / record.id, ignore_errors=True)
+        logger.info("deleted job %s", record.id, extra={"JOB_ID": record.id})
+        return record
+
+    async def delete_all(self, owner: str | None) -> tuple[int, int]:
+        """Deletes every ended job (of `owner`, if given); returns (deleted, skipped running)."""
+        deleted = skipped = 0
+        for record in self.store.list(owner=owner):
+            if record.state.is_terminal:
+                await self.delete(record.id)
+                deleted += 1
+            else:
+                skipped += 1
+        return deleted, skipped
+
+    async def wait(self, job_id: str, *, timeout: float | None = None,
+                   until: Callable[[JobRecord], bool] = lambda r: r.state.is_terminal) -> JobRecord:
+        """Returns once `until` holds for the job's record (default: it ended)."""
+        async def waiter() -> JobRecord:
+            while True:
+                event = self._changed.setdefault(job_id, asyncio.Event())
+                record = self._current(job_id)
+                if until(record):
+                    return record
+                await event.wait()
+        return await asyncio.wait_for(waiter(), timeout)
+
+    # -- signals from PID 1 ---------------------------------------------------------------
+
+    def on_systemd_event(self, event: UnitEvent | JobDone) -> None:
+        watch = self._watches.get(event.unit)
+        if isinstance(event, JobDone):
+            if watch:
+                watch.started = True
+                if not watch.start_done.done():
+                    watch.start_done.set_result(event.result)
+                self._settle(event.unit, watch)
+            return
+        job_id = job_id_of_unit(event.unit)
+        if job_id is None:
+            return
+        if watch is None:
+            # Not started by this agent process (it restarted): the unit is past its start.
+            watch = self._watches[event.unit] = _Watch(
+                {}, asyncio.get_running_loop().create_future(), started=True)
+        watch.props.update(event.changed)
+        if event.removed:
+            watch.started = True
+            watch.props.setdefault("ActiveState", "inactive")
+        self._settle(event.unit, watch)
+
+    def _settle(self, unit: str, watch: _Watch) -> None:
+        """Move the record along to what the accumulated properties say, if anything."""
+        job_id = job_id_of_unit(unit)
+        record = self.store.get(job_id) if job_id else None
+        if record is None or record.state.is_terminal:
+            return
+        active = watch.props.get("ActiveState")
+        if active in _RUNNING and record.state is JobState.SCHEDULED:
+            self._save(record.evolve(state=JobState.RUNNING,
+                                     started_at=_timestamp(watch.props) or self.clock.now()))
+        elif active in _ENDED and watch.started:
+            self._finish(record, watch.props)
+            self._watches.pop(unit, None)
+            if not watch.start_done.done():
+                watch.start_done.set_result("ended")
+
+    def _finish(self, record: JobRecord, props: Mapping[str, Any]) -> None:
+        if "Result" not in props:
+            # The unit vanished before we saw its last properties; the journal has them.
+            asyncio.get_running_loop().create_task(self._finish_from_journal(record))
+            return
+        result = self._true_result(record, props.get("Result"), props.get("ExecMainStatus"))
+        outcome = decide(
+            stop_requested=record.stop_requested, result=result,
+            kind=ExitKind.from_dbus(int(props.get("ExecMainCode", 0))),
+            status=props.get("ExecMainStatus"),
+        )
+        self._record_outcome(record, outcome.state, outcome.exit_code, outcome.signal,
+                             result, outcome.reason, _timestamp(props))
+
+    def _true_result(self, record: JobRecord, result: str | None, status: int | None) -> str | None:
+        """On cgroup v1 an OOM kill looks like any SIGKILL; the v1 counter kept by the unit's
+        ExecStopPost (see units/translate.py) tells them apart."""
+        if result != "signal" or status != signal.SIGKILL:
+            return result
+        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
+        try:
+            counters = Path(paths.oom_record).read_text().split("\n")
+        except OSError:
+            return result
+        for line in counters:
+            name, _, value = line.partition(" ")
+            if name == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return "oom-kill"
+        return result
+
+    async def _finish_from_journal(self, record: JobRecord) -> None:
+        fields = await self.journal.unit_end(record.unit)
+        if fields is None:
+            self._record_outcome(record, JobState.FAILED, None, None, None,
+                                 "ended while the agent could not watch it; no exit status "
+                                 "was found in the journal", None)
+            return
+        kind = ExitKind(fields["EXIT_CODE"]) if fields.get("EXIT_CODE") else None
+        status = _journal_status(fields.get("EXIT_STATUS"), kind)
+        result = fields.get("UNIT_RESULT") or ("success" if status == 0 else None)
+        result = self._true_result(record, result, status)
+        outcome = decide(stop_requested=record.stop_requested, result=result, kind=kind,
+                         status=status)
+        self._record_outcome(record, outcome.state, outcome.exit_code, outcome.signal, result,
+                             outcome.reason, None)
+
+    def _record_outcome(self, record: JobRecord, state: JobState, exit_code: int | None,
+                        sig: str | None, result: str | None, reason: str | None,
+                        started: datetime | None) -> None:
+        current = self.store.get(record.id) or record
+        if current.state.is_terminal:
+            return
+        final = current.evolve(
+            state=state, exit_code=exit_code, signal=sig, result=result, reason=reason,
+            ended_at=self.clock.now(), started_at=current.started_at or started,
+        )
+        self._save(final)
+        logger.info("job %s %s (exit %s, result %s)", record.id, state, exit_code, result,
+                    extra={"JOB_ID": record.id, "UNIT": record.unit})
+
+    # -- start-up -------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        """Re-attach to running units; give jobs that ended while we were away their true end."""
+        live = dict(await self._pid1.list_units("joblet-job-*.service"))
+        known: set[str] = set()
+        for record in self.store.list(states=frozenset({JobState.SCHEDULED, JobState.RUNNING})):
+            known.add(record.unit)
+            props = await self._pid1.unit_properties(record.unit)
+            active = props.get("ActiveState") if props else None
+            if props and active not in _ENDED:
+                self._watches.setdefault(record.unit, _Watch(
+                    dict(props), asyncio.get_running_loop().create_future(), started=True))
+                if record.state is JobState.SCHEDULED and active in _RUNNING:
+                    self._save(record.evolve(state=JobState.RUNNING,
+                                             started_at=_timestamp(props) or self.clock.now()))
+                logger.info("re-attached to running job %s", record.id)
+            elif props:
+                self._finish(record, props)
+            else:
+                await self._finish_from_journal(record)
+        for unit in sorted(set(live) - known):
+            logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _make_dirs(self, paths: JobPaths, workdir: str | None) -> None:
+        work = Path(paths.work)
+        work.mkdir(parents=True, mode=0o700)
+        if workdir:
+            (work / workdir).mkdir(parents=True, exist_ok=True)
+
+    def _current(self, job_id: str) -> JobRecord:
+        record = self.store.get(job_id)
+        if record is None:
+            raise JobletError(ErrorCode.NOT_FOUND, f"job {job_id} does not exist")
+        return record
+
+    def _save(self, record: JobRecord) -> None:
+        self.store.put(record)
+        event = self._changed.pop(record.id, None)
+        if event:
+            event.set()
+
+
+def _timestamp(props: Mapping[str, Any]) -> datetime | None:
+    usec = props.get("ExecMainStartTimestamp")
+    if not usec:
+        return None
+    return datetime.fromtimestamp(usec / 1_000_000, UTC)
+
+
+def _journal_status(text: str | None, kind: ExitKind | None) -> int | None:
+    if text is None:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals["SIG" + text.removeprefix("SIG")])
+    except KeyError:
+        return None

@@ -1,0 +1,1 @@
+"""Pure translation of job specs into systemd unit properties. Imports nothing from D-Bus."""

@@ -1,0 +1,143 @@
+"""JobSpec + agent config + host facts -> the ordered unit properties of a job's transient service.
+
+Pure: no I/O, no D-Bus. Unit conversions live here (percent of a core -> microseconds per second).
+Golden tests in tests/unit/golden/ pin the exact output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+from joblet_agent.config import AgentConfig
+from joblet_agent.host import CgroupMode, Controller, HostInfo
+from joblet_agent.model import JobSpec, unit_name
+from joblet_agent.units.properties import Property, prop
+
+USEC_PER_SEC = 1_000_000
+# systemd's "infinity" for usec and limit properties.
+INFINITY = 2**64 - 1
+
+# The documented minimal environment every job starts from; the agent's own never leaks in.
+BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True, slots=True)
+class JobPaths:
+    """Where a job's files live on the host."""
+
+    root: PurePosixPath  # /var/lib/joblet/jobs/<id>
+    work: PurePosixPath  # its writable working area
+
+    @property
+    def oom_record(self) -> PurePosixPath:
+        return self.root / "memory.oom_control"
+
+    @classmethod
+    def for_job(cls, jobs_dir: PurePosixPath, job_id: str) -> JobPaths:
+        root = jobs_dir / job_id
+        return cls(root=root, work=root / "work")
+
+
+def job_environment(job_id: str, spec: JobSpec, paths: JobPaths) -> list[str]:
+    env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": str(paths.work), "JOB_ID": job_id}
+    env.update(spec.env)
+    env.update(spec.secret_env)
+    return [f"{key}={value}" for key, value in env.items()]
+
+
+def exec_escape(arg: str) -> str:
+    """PID 1 expands $VAR and ${VAR} in ExecStart arguments; a job's argv must reach it verbatim."""
+    return arg.replace("$", "$$")
+
+
+def cpu_mask(cpus: tuple[int, ...]) -> bytes:
+    """CPU numbers -> the little-endian bit mask systemd takes for AllowedCPUs/CPUAffinity."""
+    mask = bytearray((max(cpus) // 8) + 1)
+    for cpu in cpus:
+        mask[cpu // 8] |= 1 << (cpu % 8)
+    return bytes(mask)
+
+
+def usec(seconds: float) -> int:
+    return round(seconds * USEC_PER_SEC)
+
+
+def translate(
+    job_id: str,
+    spec: JobSpec,
+    config: AgentConfig,
+    host: HostInfo,
+    paths: JobPaths,
+    *,
+    executable: str,
+) -> list[Property]:
+    """`executable` is the command resolved to an absolute path; argv[0] stays as the user typed."""
+    limits = spec.limits
+    description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
+    workdir = paths.work / spec.workdir if spec.workdir else paths.work
+    props = [
+        prop("Description", description),
+        prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
+        prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
+        prop("Environment", job_environment(job_id, spec, paths)),
+        prop("WorkingDirectory", str(workdir)),
+        prop("StandardInput", "null"),
+        prop("StandardOutput", "journal"),
+        prop("StandardError", "journal"),
+        prop("Slice", config.slice),
+        # Unload the unit as soon as it ends, failed or not: the agent has the record, and failed
+        # jobs must not pile up in `systemctl --failed`.
+        prop("CollectMode", "inactive-or-failed"),
+        # journald must not drop a chatty job's lines.
+        prop("LogRateLimitIntervalUSec", 0),
+        prop("KillMode", "control-group"),
+        prop("SendSIGKILL", True),
+        prop("TimeoutStopUSec", usec(config.jobs.stop_grace_sec)),
+        prop("CPUAccounting", True),
+        prop("MemoryAccounting", True),
+        prop("TasksAccounting", True),
+        prop("TasksMax", limits.max_tasks),
+    ]
+    if limits.cpu_percent is not None:
+        props.append(prop("CPUQuotaPerSecUSec", limits.cpu_percent * USEC_PER_SEC // 100))
+    if limits.memory_bytes is not None:
+        props.append(prop("MemoryMax", limits.memory_bytes))
+    # Swap would let a job live past its memory limit.
+    props.append(prop("MemorySwapMax", 0))
+    if host.state_block_device and (limits.io_read_bps or limits.io_write_bps):
+        props.append(prop("IOAccounting", True))
+        if limits.io_read_bps:
+            props.append(
+                prop("IOReadBandwidthMax", [[host.state_block_device, limits.io_read_bps]])
+            )
+        if limits.io_write_bps:
+            props.append(
+                prop("IOWriteBandwidthMax", [[host.state_block_device, limits.io_write_bps]])
+            )
+    if limits.cpu_cores is not None:
+        mask = cpu_mask(limits.cpu_cores)
+        # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
+        props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
+    if limits.memory_bytes is not None and _needs_v1_oom_record(host):
+        # systemd (252 at least) recognises an OOM kill only from cgroup v2's memory.events; on v1
+        # it reports a plain SIGKILL. Keep the v1 counter before the unit's cgroup is removed.
+        cgroup = f"/sys/fs/cgroup/memory/{slice_path(config.slice)}/{unit_name(job_id)}"
+        props.append(prop("ExecStopPostEx", [[
+            "/bin/cp", ["cp", f"{cgroup}/memory.oom_control", str(paths.oom_record)],
+            ["privileged", "ignore-failure"],
+        ]]))
+    if limits.timeout_sec is not None:
+        props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
+    return props
+
+
+def _needs_v1_oom_record(host: HostInfo) -> bool:
+    return host.cgroup_mode is not CgroupMode.UNIFIED and Controller.MEMORY in host.controllers
+
+
+def slice_path(slice_name: str) -> str:
+    """'a-b.slice' -> 'a.slice/a-b.slice': where systemd puts a nested slice in the cgroup tree."""
+    stem = slice_name.removesuffix(".slice")
+    parts = stem.split("-")
+    return "/".join("-".join(parts[: i + 1]) + ".slice" for i in range(len(parts)))

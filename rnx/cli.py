@@ -1,0 +1,71 @@
+"""The rnx command group: global options, error-to-exit-code mapping, sub-command registry."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import click
+
+from rnx.exit_codes import exit_code_for
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Context:
+    socket_path: str | None
+    json: bool
+
+    def client(self) -> Any:
+        from rnx.client import Client
+
+        return Client(self.socket_path)
+
+
+def handle_errors(func: F) -> F:
+    """Turn RnxError into a readable message and the documented exit code."""
+    import functools
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from rnx.client import RnxError
+
+        try:
+            return func(*args, **kwargs)
+        except RnxError as exc:
+            click.secho(f"Error: {exc.message}", fg="red", err=True)
+            if exc.hint:
+                click.echo(f"Hint: {exc.hint}", err=True)
+            sys.exit(exit_code_for(exc.code))
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--socket", "socket_path", envvar="JOBLET_SOCKET", default=None,
+              help="Agent's Unix socket (default /run/joblet/joblet.sock).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
+@click.version_option(package_name="joblet", prog_name="rnx")
+@click.pass_context
+def cli(ctx: click.Context, socket_path: str | None, as_json: bool) -> None:
+    """rnx: run and manage Joblet jobs.
+
+    \b
+    Exit codes: 0 ok; 1 other error; 2 bad input; 3 not found or ambiguous;
+    4 conflict (e.g. deleting a running job); 5 the host cannot enforce a limit;
+    6 not allowed; 7 agent unreachable; 8 systemd refused.
+    `rnx job run` (attached) exits with the job's exit code.
+    """
+    ctx.obj = Context(socket_path=socket_path, json=as_json)
+
+
+def _register() -> None:
+    from rnx.commands import job
+
+    cli.add_command(job.group)
+
+
+_register()

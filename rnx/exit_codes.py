@@ -1,0 +1,27 @@
+"""The one table from error codes to rnx exit codes (documented in README and `rnx --help`).
+
+`rnx job run` without --detach exits with the job's own exit code instead.
+"""
+
+from __future__ import annotations
+
+USAGE = 2  # bad flags or values (click's own convention)
+EXIT_CODES: dict[str, int] = {
+    "invalid": 2,
+    "not-found": 3,
+    "ambiguous": 3,
+    "conflict": 4,
+    "unsupported": 5,
+    "unauthenticated": 6,
+    "forbidden": 6,
+    "unreachable": 7,
+    "too-large": 2,
+    "systemd": 8,
+}
+OTHER = 1
+DETACHED = 0
+INTERRUPTED = 130
+
+
+def exit_code_for(code: str) -> int:
+    return EXIT_CODES.get(code, OTHER)

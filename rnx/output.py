@@ -1,0 +1,69 @@
+"""How rnx shows things: rich tables and coloured states for people, JSON for programs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+STATE_STYLE = {
+    "SCHEDULED": "cyan", "RUNNING": "bold blue", "COMPLETED": "green", "FAILED": "bold red",
+    "STOPPED": "yellow", "TIMEOUT": "magenta", "CANCELED": "dim",
+}
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    sys.stdout.write("\n")
+
+
+def state_text(state: str) -> str:
+    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+
+
+def console(*, stderr: bool = False) -> Any:
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    from rich.table import Table
+
+    view = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        view.add_column(column)
+    for row in rows:
+        view.add_row(*row)
+    console().print(view)
+
+
+def human_bytes(value: int | None) -> str:
+    if value is None:
+        return "-"
+    amount = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if amount < 1024:
+            return f"{amount:.0f}{unit}" if unit == "B" else f"{amount:.1f}{unit}"
+        amount /= 1024
+    return f"{amount:.1f}TiB"
+
+
+def describe_limits(limits: dict[str, Any]) -> str:
+    parts = []
+    if limits.get("cpu_percent"):
+        cores = limits["cpu_percent"] / 100
+        parts.append(f"cpu {limits['cpu_percent']}% ({cores:g} core{'s' if cores != 1 else ''})")
+    if limits.get("memory_bytes"):
+        parts.append(f"memory {human_bytes(limits['memory_bytes'])}")
+    if limits.get("io_read_bps"):
+        parts.append(f"io read {human_bytes(limits['io_read_bps'])}/s")
+    if limits.get("io_write_bps"):
+        parts.append(f"io write {human_bytes(limits['io_write_bps'])}/s")
+    if limits.get("cpu_cores"):
+        parts.append(f"cores {','.join(str(c) for c in limits['cpu_cores'])}")
+    if limits.get("timeout_sec"):
+        parts.append(f"timeout {limits['timeout_sec']:g}s")
+    parts.append(f"tasks {limits.get('max_tasks')}")
+    return ", ".join(parts)

@@ -1,0 +1,67 @@
+"""rnx as people use it: attached runs print output and exit with the job's code."""
+
+from __future__ import annotations
+
+import json
+
+from tests.integration.conftest import rnx
+
+
+def test_run_prints_output_and_exits_zero() -> None:
+    result = rnx("job", "run", "--", "echo", "hi")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "hi\n"
+
+
+def test_run_exits_with_the_jobs_code() -> None:
+    assert rnx("job", "run", "--", "sh", "-c", "exit 3").returncode == 3
+
+
+def test_options_then_command_without_double_dash() -> None:
+    result = rnx("job", "run", "--max-memory=64", "--max-cpu", "50", "python3", "-c",
+                 "import sys; print(sys.argv[1:])", "-x", "--flag")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "['-x', '--flag']\n"
+    assert "memory 64.0MiB" in result.stderr and "cpu 50%" in result.stderr
+
+
+def test_detach_then_status_and_log() -> None:
+    started = rnx("job", "run", "-d", "--name", "greeter", "--", "sh", "-c", "echo hello; sleep 1")
+    assert started.returncode == 0
+    job_id = started.stdout.strip()
+    status = rnx("--json", "job", "status", job_id[:6])
+    assert json.loads(status.stdout)["spec"]["name"] == "greeter"
+    log = rnx("job", "log", "-f", job_id)
+    assert log.stdout == "hello\n"
+    listing = rnx("job", "list")
+    assert job_id[:8] in listing.stdout
+
+
+def test_bad_flag_values_are_refused_clearly() -> None:
+    for args, words in (
+        (["--max-memory=lots"], ["--max-memory", "'lots'"]),
+        (["--max-cpu=abc"], ["--max-cpu", "'abc'"]),
+        (["--max-cpu=50", "--cpus=1"], ["not both"]),
+        (["--timeout=soon"], ["--timeout", "'soon'"]),
+        (["-e", "NOEQUALS"], ["--env", "KEY=VALUE"]),
+    ):
+        result = rnx("job", "run", *args, "--", "true")
+        assert result.returncode == 2, (args, result.stderr)
+        for word in words:
+            assert word in result.stderr, (args, result.stderr)
+
+
+def test_unknown_job_is_exit_3() -> None:
+    result = rnx("job", "status", "ffffffff")
+    assert result.returncode == 3
+    assert "no job" in result.stderr
+
+
+def test_secret_env_reaches_the_job_but_is_never_shown() -> None:
+    result = rnx("--json", "job", "run", "-s", "TOKEN=hunter2", "--", "sh", "-c",
+                 'test "$TOKEN" = hunter2 && echo matched')
+    assert result.returncode == 0
+    assert "matched" in result.stdout
+    assert "hunter2" not in result.stdout + result.stderr
+    listing = rnx("--json", "job", "list")
+    assert "hunter2" not in listing.stdout

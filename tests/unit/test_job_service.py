@@ -1,0 +1,168 @@
+"""The engine against fakes: transitions from signals, rollback, prefixes, reconciliation."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from joblet_agent.adapters.store import SqliteJobStore
+from joblet_agent.config import AgentConfig
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.model import JobState
+from joblet_agent.services.jobs import JobService
+from tests.unit.fakes import FakeJournal, FakeSystemd
+from tests.unit.hosts import HYBRID_HOST
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> tuple[JobService, FakeSystemd, FakeJournal]:
+    config = AgentConfig(state_dir=tmp_path / "state")
+    journal = FakeJournal()
+    service = JobService(config, HYBRID_HOST, SqliteJobStore(config.database), journal)
+    systemd = FakeSystemd(service.on_systemd_event)
+    service.attach(systemd)
+    return service, systemd, journal
+
+
+def run(coro: object) -> object:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_job_runs_then_completes(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
+    service, systemd, _ = engine
+
+    async def scenario() -> None:
+        record = await service.submit({"command": "true"}, owner="alice")
+        # The stale first "inactive" signal must not end the job.
+        assert record.state is JobState.RUNNING
+        assert record.started_at is not None
+        assert (Path(service.config.jobs_dir) / record.id / "work").is_dir()
+        systemd.end(record.unit, result="success", code=1, status=0)
+        final = await service.wait(record.id, timeout=1)
+        assert (final.state, final.exit_code) == (JobState.COMPLETED, 0)
+
+    run(scenario())
+
+
+def test_failure_exit_code_and_oom(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
+    service, systemd, _ = engine
+
+    async def scenario() -> None:
+        first = await service.submit({"command": "true"}, owner="a")
+        second = await service.submit({"command": "true"}, owner="a")
+        systemd.end(first.unit, result="exit-code", code=1, status=3)
+        systemd.end(second.unit, result="oom-kill", code=2, status=9)
+        a = await service.wait(first.id, timeout=1)
+        b = await service.wait(second.id, timeout=1)
+        assert (a.state, a.exit_code) == (JobState.FAILED, 3)
+        assert (b.state, b.result, b.signal) == (JobState.FAILED, "oom-kill", "SIGKILL")
+
+    run(scenario())
+
+
+def test_stop_gives_stopped(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
+    service, _, _ = engine
+
+    async def scenario() -> None:
+        record = await service.submit({"command": "sleep", "args": ["100"]}, owner="a")
+        stopped = await service.stop(record.id[:6])
+        assert stopped.state is JobState.STOPPED
+        with pytest.raises(JobletError) as info:
+            await service.stop(record.id)
+        assert info.value.code == ErrorCode.CONFLICT
+
+    run(scenario())
+
+
+def test_refused_start_leaves_nothing(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
+    service, systemd, _ = engine
+    systemd.refuse_next = True
+
+    async def scenario() -> None:
+        with pytest.raises(JobletError):
+            await service.submit({"command": "true"}, owner="a")
+
+    run(scenario())
+    assert service.list() == []
+    assert list(Path(service.config.jobs_dir).iterdir()) == []
+
+
+def test_unknown_command_is_refused_before_any_unit(
+    engine: tuple[JobService, FakeSystemd, FakeJournal],
+) -> None:
+    service, systemd, _ = engine
+    with pytest.raises(JobletError, match="'no-such-program' was not found"):
+        run(service.submit({"command": "no-such-program"}, owner="a"))
+    assert systemd.started == []
+    assert service.list() == []
+
+
+def test_prefix_resolution(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
+    service, _, _ = engine
+    ids = [run(service.submit({"command": "true"}, owner="a")).id for _ in range(3)]  # type: ignore[attr-defined]
+    assert service.resolve(ids[0][:8]).id == ids[0]
+    with pytest.raises(JobletError, match="at least 4"):
+        service.resolve("ab")
+    with pytest.raises(JobletError) as info:
+        service.resolve("ffff-not-there")
+    assert info.value.code == ErrorCode.NOT_FOUND
+
+
+def test_ambiguous_prefix_lists_candidates(tmp_path: Path) -> None:
+    config = AgentConfig(state_dir=tmp_path)
+    store = SqliteJobStore(config.database)
+    service = JobService(config, HYBRID_HOST, store, FakeJournal())
+    from datetime import UTC, datetime
+
+    from joblet_agent.model import JobRecord, JobSpec
+
+    for job_id in ("abcd1111", "abcd2222"):
+        store.put(JobRecord(id=job_id, spec=JobSpec("true"), state=JobState.COMPLETED,
+                            owner="a", created_at=datetime.now(UTC)))
+    with pytest.raises(JobletError) as info:
+        service.resolve("abcd")
+    assert info.value.code == ErrorCode.AMBIGUOUS
+    assert "abcd1111" in info.value.message and "abcd2222" in info.value.message
+
+
+def test_delete_refused_while_running(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
+    service, systemd, _ = engine
+
+    async def scenario() -> None:
+        record = await service.submit({"command": "true"}, owner="a")
+        with pytest.raises(JobletError) as info:
+            await service.delete(record.id)
+        assert info.value.code == ErrorCode.CONFLICT
+        other = await service.submit({"command": "true"}, owner="a")
+        systemd.end(record.unit, result="success", code=1, status=0)
+        await service.wait(record.id, timeout=1)
+        assert await service.delete_all(owner=None) == (1, 1)
+        assert not (Path(service.config.jobs_dir) / record.id).exists()
+        assert service.resolve(other.id).state is JobState.RUNNING
+
+    run(scenario())
+
+
+def test_reconcile_finds_true_end_in_journal(
+    engine: tuple[JobService, FakeSystemd, FakeJournal],
+) -> None:
+    service, systemd, journal = engine
+
+    async def scenario() -> None:
+        running = await service.submit({"command": "true"}, owner="a")
+        gone = await service.submit({"command": "true"}, owner="a")
+        # The agent "dies"; while it is away one job ends with status 7 and its unit is unloaded.
+        systemd.emit = lambda event: None
+        systemd.units.pop(gone.unit)
+        journal.ends[gone.unit] = {"EXIT_CODE": "exited", "EXIT_STATUS": "7",
+                                   "UNIT_RESULT": "exit-code"}
+        fresh = JobService(service.config, HYBRID_HOST, service.store, journal)
+        fresh.attach(systemd)
+        await fresh.reconcile()
+        assert fresh.resolve(running.id).state is JobState.RUNNING
+        ended = fresh.resolve(gone.id)
+        assert (ended.state, ended.exit_code) == (JobState.FAILED, 7)
+
+    run(scenario())

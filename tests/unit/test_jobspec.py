@@ -1,0 +1,112 @@
+"""Every bad job request is refused with the field, the value and what is allowed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from joblet_agent.config import Enforcement, JobPolicy
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.jobspec import parse_job_request
+from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
+
+POLICY = JobPolicy(max_timeout_sec=3600, max_io_bps=100 * 1024**2)
+
+
+def refuse(request: dict[str, Any], *fragments: str, policy: JobPolicy = POLICY,
+           host: Any = HYBRID_HOST, code: ErrorCode = ErrorCode.INVALID) -> str:
+    with pytest.raises(JobletError) as info:
+        parse_job_request(request, policy, host)
+    assert info.value.code == code
+    for fragment in fragments:
+        assert fragment in info.value.message, info.value.message
+    return info.value.message
+
+
+def limits(**values: Any) -> dict[str, Any]:
+    return {"command": "true", "limits": values}
+
+
+def test_minimal_request_gets_defaults() -> None:
+    spec = parse_job_request({"command": "true"}, POLICY, HYBRID_HOST).spec
+    assert spec.argv == ("true",)
+    assert spec.limits.max_tasks == 512  # fork bombs are always contained
+    assert spec.limits.memory_bytes is None
+
+
+@pytest.mark.parametrize(
+    ("request_", "fragments"),
+    [
+        ({}, ["command", "missing"]),
+        ({"command": ""}, ["command", "''"]),
+        ({"command": 5}, ["command", "5", "string"]),
+        ({"command": "true", "args": "x"}, ["args", "list of strings"]),
+        ({"command": "true", "args": ["a\0b"]}, ["args[0]", "NUL"]),
+        ({"command": "true", "bogus": 1}, ["bogus", "unknown key"]),
+        ({"command": "true", "env": {"JOB_ID": "x"}}, ["env.JOB_ID", "reserved"]),
+        ({"command": "true", "env": {"LD_PRELOAD": "/x.so"}}, ["env.LD_PRELOAD", "reserved"]),
+        ({"command": "true", "env": {"1BAD": "x"}}, ["env.1BAD", "letters"]),
+        ({"command": "true", "env": {"A": 1}}, ["env.A", "string"]),
+        ({"command": "true", "env": {"A": "1"}, "secret_env": {"A": "2"}}, ["secret_env.A"]),
+        ({"command": "true", "workdir": "/etc"}, ["workdir", "'/etc'", "relative"]),
+        ({"command": "true", "workdir": "a/../../x"}, ["workdir", "relative"]),
+        ({"command": "true", "name": "Bad_Name"}, ["name", "'Bad_Name'", "hostname"]),
+        (limits(cpu_percent=0), ["limits.cpu_percent", "0", "minimum is 1"]),
+        (limits(cpu_percent=-5), ["limits.cpu_percent", "-5"]),
+        (limits(cpu_percent=401), ["limits.cpu_percent", "401", "maximum is 400"]),
+        (limits(cpu_percent="50"), ["limits.cpu_percent", "whole number"]),
+        (limits(cpu_percent=True), ["limits.cpu_percent", "whole number"]),
+        (limits(memory_bytes="lots"), ["limits.memory_bytes", "'lots'", "512M"]),
+        (limits(memory_bytes=0), ["limits.memory_bytes", "minimum"]),
+        (limits(memory_bytes="1T"), ["limits.memory_bytes", "maximum"]),
+        (limits(io_read_bps=0), ["limits.io_read_bps", "minimum is 1"]),
+        (limits(io_write_bps="1G"), ["limits.io_write_bps", "maximum"]),
+        (limits(cpu_cores="1-0"), ["limits.cpu_cores", "reversed"]),
+        (limits(cpu_cores="0,,1"), ["limits.cpu_cores", "CPU list"]),
+        (limits(cpu_cores="a"), ["limits.cpu_cores", "CPU list"]),
+        (limits(cpu_cores="0-7"), ["limits.cpu_cores", "CPU 4 does not exist", "0-3"]),
+        (limits(max_tasks=0), ["limits.max_tasks", "minimum is 1"]),
+        (limits(max_tasks=10**9), ["limits.max_tasks", "maximum"]),
+        (limits(timeout_sec=0), ["limits.timeout_sec", "minimum"]),
+        (limits(timeout_sec="soon"), ["limits.timeout_sec", "duration"]),
+        (limits(timeout_sec="2h"), ["limits.timeout_sec", "maximum is 3600"]),
+        (limits(gpus=1), ["limits.gpus", "unknown key"]),
+    ],
+)
+def test_bad_values_are_refused_naming_field_and_value(
+    request_: dict[str, Any], fragments: list[str]
+) -> None:
+    refuse(request_, *fragments)
+
+
+def test_request_must_be_a_mapping() -> None:
+    refuse(["true"], "expected a mapping")  # type: ignore[arg-type]
+
+
+def test_units_are_converted() -> None:
+    spec = parse_job_request(
+        limits(memory_bytes="64M", cpu_cores=[3, 1, 1], timeout_sec="1.5m"), POLICY, HYBRID_HOST
+    ).spec
+    assert spec.limits.memory_bytes == 64 * 1024**2
+    assert spec.limits.cpu_cores == (1, 3)
+    assert spec.limits.timeout_sec == 90
+
+
+def test_limit_the_host_cannot_enforce_is_refused_with_why() -> None:
+    message = refuse(limits(memory_bytes="64M"), "memory", "cannot enforce",
+                     host=BARE_V2_HOST, code=ErrorCode.UNSUPPORTED)
+    assert "unified" in message
+
+
+def test_config_may_downgrade_unenforceable_to_warning() -> None:
+    policy = JobPolicy(unenforceable_limits=Enforcement.WARN)
+    result = parse_job_request(limits(memory_bytes="64M"), policy, BARE_V2_HOST)
+    assert any("memory" in w for w in result.warnings)
+    assert any("pids" in w for w in result.warnings)
+
+
+def test_core_pinning_is_enforced_without_cpuset_controller() -> None:
+    # CPUAffinity works on every host, so pinning is never refused for lack of a controller.
+    spec = parse_job_request(limits(cpu_cores="1"), POLICY, BARE_V2_HOST).spec
+    assert spec.limits.cpu_cores == (1,)

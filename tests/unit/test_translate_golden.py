@@ -1,0 +1,51 @@
+"""Golden tests: a job request in, the exact unit properties out (tests/unit/golden/*.json).
+
+Regenerate after an intended change with UPDATE_GOLDEN=1 and review the diff.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pytest
+
+from joblet_agent.config import AgentConfig, parse_config
+from joblet_agent.jobspec import parse_job_request
+from joblet_agent.units.translate import JobPaths, translate
+from tests.unit.hosts import HYBRID_HOST
+
+GOLDEN = Path(__file__).parent / "golden"
+JOB_ID = "0b7d3c1e-5a4f-4c2b-9e8d-1f2a3b4c5d6e"
+
+
+def render(case: dict[str, Any]) -> list[list[Any]]:
+    config = parse_config(case.get("config", {}), "golden") if "config" in case else AgentConfig()
+    spec = parse_job_request(case["request"], config.jobs, HYBRID_HOST).spec
+    paths = JobPaths.for_job(PurePosixPath(config.jobs_dir), JOB_ID)
+    executable = case.get("executable", "/usr/bin/" + spec.command)
+    props = translate(JOB_ID, spec, config, HYBRID_HOST, paths, executable=executable)
+    return [[p.name, p.signature, p.to_json()["value"]] for p in props]
+
+
+def dump(case: dict[str, Any]) -> str:
+    """The request as pretty JSON, then one property per line: readable diffs in review."""
+    head = json.dumps({k: v for k, v in case.items() if k != "properties"}, indent=2)
+    lines = ",\n".join("    " + json.dumps(p) for p in case["properties"])
+    return head[:-2] + ',\n  "properties": [\n' + lines + "\n  ]\n}\n"
+
+
+@pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
+def test_golden(path: Path) -> None:
+    case = json.loads(path.read_text())
+    actual = render(case)
+    if os.environ.get("UPDATE_GOLDEN"):
+        case["properties"] = actual
+        path.write_text(dump(case))
+    assert actual == case["properties"]
+
+
+def test_golden_files_exist() -> None:
+    assert len(list(GOLDEN.glob("*.json"))) >= 4
