@@ -45,7 +45,9 @@ class HostInfo:
     systemd_version: int
     cgroup_mode: CgroupMode
     controllers: frozenset[Controller]
-    state_block_device: str | None  # /dev/block/MAJ:MIN backing the jobs' writable directories
+    # "MAJ:MIN" of the block device backing the jobs' writable directories, found by stat;
+    # None when they live on tmpfs, overlayfs or another device-less filesystem.
+    io_device: str | None
 
     @property
     def has_private_pids(self) -> bool:
@@ -58,7 +60,7 @@ class HostInfo:
             "systemd_version": self.systemd_version,
             "cgroup_mode": str(self.cgroup_mode),
             "controllers": sorted(str(c) for c in self.controllers),
-            "io_device": self.state_block_device,
+            "io_device": self.io_device,
         }
 
 
@@ -70,7 +72,7 @@ def probe_host(state_dir: Path) -> HostInfo:
         systemd_version=_systemd_version(),
         cgroup_mode=mode,
         controllers=controllers,
-        state_block_device=_block_device_of(state_dir),
+        io_device=_block_device_of(state_dir),
     )
     logger.info("host: %s", info.describe())
     return info
@@ -141,7 +143,6 @@ def _block_device_of(path: Path) -> str | None:
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     dev = probe.stat().st_dev
-    major, minor = os.major(dev), os.minor(dev)
-    node = f"/dev/block/{major}:{minor}"
+    number = f"{os.major(dev)}:{os.minor(dev)}"
     # tmpfs, overlay and friends have anonymous devices (major 0): nothing to throttle.
-    return node if major != 0 and os.path.exists(node) else None
+    return number if Path("/sys/dev/block", number).exists() else None

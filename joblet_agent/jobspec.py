@@ -168,7 +168,7 @@ def _enforceability(
                 hint="leave the limit out, or set jobs.unenforceable_limits: warn in joblet.yml",
             )
         warnings.append(why)
-    if (limits.io_read_bps or limits.io_write_bps) and host.state_block_device is None:
+    if (limits.io_read_bps or limits.io_write_bps) and host.io_device is None:
         why = "io limits: the jobs' directory is not on a block device; nothing to throttle"
         if policy.unenforceable_limits is Enforcement.REFUSE:
             raise JobletError(ErrorCode.UNSUPPORTED, why)

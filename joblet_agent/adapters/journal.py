@@ -10,12 +10,15 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 logger = logging.getLogger(__name__)
 
 _STREAM_LIMIT = 16 * 1024 * 1024  # one journal entry as JSON; journald caps lines far below this
-SYNC_TIMEOUT_SEC = 10.0
+STREAMS_DIR = Path("/run/systemd/journal/streams")
+DRAIN_TIMEOUT_SEC = 60.0
+DRAIN_POLL_SEC = 0.02
 _END_FIELDS = ("EXIT_CODE", "EXIT_STATUS", "UNIT_RESULT")
 
 
@@ -38,12 +41,23 @@ class JournalctlJournal:
             logger.warning("journalctl %s failed: %s", args, err.decode(errors="replace").strip())
         return out
 
-    async def sync(self) -> None:
-        """Ask journald to store everything queued so far (it waits for pending stream lines)."""
-        try:
-            await asyncio.wait_for(self._run("--sync"), SYNC_TIMEOUT_SEC)
-        except TimeoutError:
-            logger.warning("journalctl --sync took over %ss; continuing", SYNC_TIMEOUT_SEC)
+    async def drained(self, unit: str) -> None:
+        """Return once journald has read a finished unit's stdout/stderr stream to its end.
+
+        A job can exit long before journald has consumed what it wrote (100,000 fast lines take
+        journald seconds), and `journalctl --sync` (systemd 252) does not wait for stream sockets.
+        journald keeps a state file per open stdout stream, naming the unit, and removes it after
+        the stream's last line is stored; so the unit's lines are complete once none names it.
+        Polled, since journald offers no notification for it; bounded by DRAIN_TIMEOUT_SEC.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + DRAIN_TIMEOUT_SEC
+        while await asyncio.to_thread(_has_open_stream, unit):
+            if loop.time() > deadline:
+                logger.warning("journald still reads %s's output after %ss; giving up waiting",
+                               unit, DRAIN_TIMEOUT_SEC)
+                return
+            await asyncio.sleep(DRAIN_POLL_SEC)
 
     async def unit_end(self, unit: str) -> dict[str, str] | None:
         """PID 1's structured messages about the unit's end: EXIT_CODE, EXIT_STATUS, UNIT_RESULT."""
@@ -83,3 +97,18 @@ class JournalctlJournal:
             if proc.returncode is None:
                 proc.kill()
             await proc.wait()
+
+
+def _has_open_stream(unit: str) -> bool:
+    needle = f"\nUNIT={unit}\n"
+    try:
+        files = list(STREAMS_DIR.iterdir())
+    except FileNotFoundError:
+        return False
+    for path in files:
+        try:
+            if needle in "\n" + path.read_text():
+                return True
+        except OSError:  # closed while we looked
+            continue
+    return False

@@ -58,10 +58,14 @@ def test_unknown_job_is_exit_3() -> None:
 
 
 def test_secret_env_reaches_the_job_but_is_never_shown() -> None:
-    result = rnx("--json", "job", "run", "-s", "TOKEN=hunter2", "--", "sh", "-c",
-                 'test "$TOKEN" = hunter2 && echo matched')
-    assert result.returncode == 0
-    assert "matched" in result.stdout
-    assert "hunter2" not in result.stdout + result.stderr
-    listing = rnx("--json", "job", "list")
-    assert "hunter2" not in listing.stdout
+    # The command compares without spelling the secret, so any "hunter2" in output is a leak.
+    started = rnx("job", "run", "-d", "-s", "TOKEN=hunter2", "--", "sh", "-c",
+                  'test "$TOKEN" = "$(printf hunter%s 2)" && echo matched')
+    job_id = started.stdout.strip()
+    log = rnx("job", "log", "-f", job_id)
+    assert log.stdout == "matched\n"
+    status = rnx("--json", "job", "status", job_id)
+    assert json.loads(status.stdout)["spec"]["secret_env"] == {"TOKEN": "***"}
+    listing = rnx("--json", "job", "list", "--limit", "5")
+    for output in (started.stdout, started.stderr, status.stdout, listing.stdout):
+        assert "hunter2" not in output

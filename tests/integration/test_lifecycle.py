@@ -77,7 +77,7 @@ def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
         assert unit_property(unit, "MemoryMax") == str(128 * 1024 * 1024)
         assert unit_property(unit, "TasksMax") == "77"
         assert unit_property(unit, "CPUQuotaPerSecUSec") == "500ms"
-        assert unit_property(unit, "LogRateLimitIntervalUSec") == "0"
+        assert unit_property(unit, "LogRateLimitIntervalUSec") == "1us"
     finally:
         client.stop(job["id"])
 

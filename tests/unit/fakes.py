@@ -59,7 +59,7 @@ class FakeJournal:
     async def unit_end(self, unit: str) -> dict[str, str] | None:
         return self.ends.get(unit)
 
-    async def sync(self) -> None:
+    async def drained(self, unit: str) -> None:
         return None
 
     async def last_cursor(self, unit: str) -> str | None:

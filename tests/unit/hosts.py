@@ -10,7 +10,7 @@ HYBRID_HOST = HostInfo(
     systemd_version=252,
     cgroup_mode=CgroupMode.HYBRID,
     controllers=frozenset({Controller.CPU, Controller.MEMORY, Controller.IO, Controller.PIDS}),
-    state_block_device="/dev/block/254:0",
+    io_device="254:0",
 )
 
 BARE_V2_HOST = HostInfo(
@@ -19,5 +19,5 @@ BARE_V2_HOST = HostInfo(
     systemd_version=257,
     cgroup_mode=CgroupMode.UNIFIED,
     controllers=frozenset(),
-    state_block_device=None,
+    io_device=None,
 )

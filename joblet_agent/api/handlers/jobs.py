@@ -115,6 +115,8 @@ async def logs(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     journal = service.journal
     unit = record.unit
+    if not follow and record.state.is_terminal:
+        await journal.drained(unit)  # history of an ended job: all of it
     entries = journal.entries(unit, after_cursor=cursor, follow=follow)
     ended = asyncio.ensure_future(service.wait(record.id)) if follow else None
     next_entry: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(entries))
@@ -133,9 +135,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
                 await response.write(b": heartbeat\n\n")
                 continue
             if ended is not None and ended in done and not done_following:
-                # The job ended: flush journald, learn its last line, read up to exactly it.
+                # The job ended: let journald store its last lines, learn which is the last,
+                # and read up to exactly it.
                 done_following = True
-                await journal.sync()
+                await journal.drained(unit)
                 final_cursor = await journal.last_cursor(unit)
                 logger.debug("logs of %s: job ended; reading up to %s (at %s)", record.id,
                              final_cursor, cursor)
