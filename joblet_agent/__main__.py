@@ -30,8 +30,14 @@ def _setup_logging(verbose: bool) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--config", "config_path", type=click.Path(path_type=Path),
-              default=DEFAULT_CONFIG_PATH, show_default=True, help="Agent configuration file.")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=DEFAULT_CONFIG_PATH,
+    show_default=True,
+    help="Agent configuration file.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Log at debug level.")
 @click.pass_context
 def cli(ctx: click.Context, config_path: Path, verbose: bool) -> None:
@@ -41,8 +47,12 @@ def cli(ctx: click.Context, config_path: Path, verbose: bool) -> None:
 
 
 @cli.command()
-@click.option("--listen", type=click.Path(path_type=Path), default=None,
-              help="Bind this Unix socket when not socket-activated (development only).")
+@click.option(
+    "--listen",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Bind this Unix socket when not socket-activated (development only).",
+)
 @click.pass_obj
 def serve(config_path: Path, listen: Path | None) -> None:
     """Serve the API on the sockets passed by joblet.socket."""
@@ -52,8 +62,9 @@ def serve(config_path: Path, listen: Path | None) -> None:
         config = load_config(config_path)
         asyncio.run(run_daemon(config, listen=listen))
     except JobletError as exc:
-        click.echo(f"joblet-agent: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""),
-                   err=True)
+        click.echo(
+            f"joblet-agent: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), err=True
+        )
         sys.exit(1)
 
 

@@ -1,4 +1,4 @@
-"""`joblet-agent serve`: wire the adapters, reconcile with PID 1, serve the sockets systemd passed us.
+"""`joblet-agent serve`: wire the adapters, reconcile with PID 1, serve the sockets systemd passed.
 
 Nothing here binds a port: joblet.socket owns the listening sockets (socket activation), so
 connections made while the agent restarts wait in the socket's queue instead of being refused.
@@ -51,11 +51,17 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     host = probe_host(config.jobs_dir)
     missing = sorted(str(c) for c in set(Controller) - host.controllers - {Controller.CPUSET})
     if missing:
-        logger.warning("this host cannot enforce these limits: %s (cgroup mode %s); jobs asking "
-                       "for them are %s", ", ".join(missing), host.cgroup_mode,
-                       "refused" if config.jobs.unenforceable_limits == "refuse" else "warned")
-    logger.info("process isolation path: %s",
-                "PrivatePIDs" if host.has_private_pids else "ProtectProc=invisible (systemd < 257)")
+        logger.warning(
+            "this host cannot enforce these limits: %s (cgroup mode %s); jobs asking "
+            "for them are %s",
+            ", ".join(missing),
+            host.cgroup_mode,
+            "refused" if config.jobs.unenforceable_limits == "refuse" else "warned",
+        )
+    logger.info(
+        "process isolation path: %s",
+        "PrivatePIDs" if host.has_private_pids else "ProtectProc=invisible (systemd < 257)",
+    )
     store = SqliteJobStore(config.database)
     service = JobService(config, host, store, JournalctlJournal())
     bus = await SystemdBus.connect(UNIT_PREFIX, service.on_systemd_event)
@@ -65,14 +71,12 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     sockets = inherited_sockets()
     if not sockets:
         if listen is None:
-            raise JobletError(ErrorCode.CONFIG, "no sockets were passed by systemd",
-                              hint="start joblet.socket, or pass --listen PATH for a Unix socket")
-        listen.parent.mkdir(parents=True, exist_ok=True)
-        listen.unlink(missing_ok=True)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(str(listen))
-        listen.chmod(0o666)
-        sockets = [sock]
+            raise JobletError(
+                ErrorCode.CONFIG,
+                "no sockets were passed by systemd",
+                hint="start joblet.socket, or pass --listen PATH for a Unix socket",
+            )
+        sockets = [_bind_unix(listen)]
     runner = web.AppRunner(make_app(service), handle_signals=False, access_log=None)
     await runner.setup()
     for sock in sockets:
@@ -103,3 +107,13 @@ async def _watchdog() -> None:
     while True:
         notify(watchdog=1)
         await asyncio.sleep(usec / 2_000_000)
+
+
+def _bind_unix(path: Path) -> socket.socket:
+    """Development only (`serve --listen`): the packaged agent never binds a socket itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    path.chmod(0o666)
+    return sock

@@ -38,6 +38,4 @@ class JobletError(Exception):
 
 def invalid(field: str, value: object, allowed: str) -> JobletError:
     """The single shape of a bad-value message: the field, the value, and what is allowed."""
-    return JobletError(
-        ErrorCode.INVALID, f"{field}: {value!r} is not valid; {allowed}", hint=None
-    )
+    return JobletError(ErrorCode.INVALID, f"{field}: {value!r} is not valid; {allowed}", hint=None)

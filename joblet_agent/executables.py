@@ -1,4 +1,4 @@
-"""Finding a job's program before its unit exists, so a typo is a clear error and not a dead unit."""
+"""Finding a job's program before its unit exists: a typo is a clear error, not a dead unit."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ T = TypeVar("T")
 
 
 class Fields:
-    """A view of one mapping at `path`; remembers which keys were read so leftovers can be refused."""
+    """One mapping at `path`; remembers which keys were read so that leftovers can be refused."""
 
     def __init__(self, data: object, path: str, *, code: ErrorCode = ErrorCode.INVALID) -> None:
         self.path = path
@@ -69,7 +69,11 @@ class Fields:
         return value
 
     def integer(
-        self, key: str, default: int | None = None, *, minimum: int | None = None,
+        self,
+        key: str,
+        default: int | None = None,
+        *,
+        minimum: int | None = None,
         maximum: int | None = None,
     ) -> int | None:
         value = self.raw(key)
@@ -80,9 +84,9 @@ class Fields:
         return self.check_range(key, value, minimum, maximum)
 
     def check_range(self, key: str, value: T, minimum: Any, maximum: Any) -> T:
-        if minimum is not None and value < minimum:  # type: ignore[operator]
+        if minimum is not None and value < minimum:
             raise self.error(key, value, f"the minimum is {minimum}")
-        if maximum is not None and value > maximum:  # type: ignore[operator]
+        if maximum is not None and value > maximum:
             raise self.error(key, value, f"the maximum is {maximum}")
         return value
 

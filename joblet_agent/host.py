@@ -1,4 +1,4 @@
-"""What this host can do: CPUs, memory, systemd's version, and which cgroup controllers systemd drives.
+"""What this host can do: CPUs, memory, systemd's version, the cgroup controllers systemd drives.
 
 Probed once at start-up (reads /proc and /sys only; never writes cgroupfs). The result is plain data
 that the pure translation layer and the validator take as input.
@@ -34,8 +34,12 @@ class CgroupMode(StrEnum):
 
 # In hybrid/legacy mode systemd drives these v1 hierarchies (v1 name -> the limit it carries).
 # It never drives the v1 cpuset: AllowedCPUs= only works on v2; CPUAffinity= works everywhere.
-_V1_DRIVEN = {"cpu": Controller.CPU, "memory": Controller.MEMORY, "blkio": Controller.IO,
-              "pids": Controller.PIDS}
+_V1_DRIVEN = {
+    "cpu": Controller.CPU,
+    "memory": Controller.MEMORY,
+    "blkio": Controller.IO,
+    "pids": Controller.PIDS,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,7 @@ def _probe_cgroups(mountinfo: str) -> tuple[CgroupMode, frozenset[Controller]]:
     v2_roots: list[str] = []
     for line in mountinfo.splitlines():
         left, _, right = line.partition(" - ")
-        fstype, _source, options = (right.split() + ["", "", ""])[:3]
+        fstype, _source, options = [*right.split(), "", "", ""][:3]
         mountpoint = left.split()[4]
         if fstype == "cgroup":
             v1.update(options.split(","))

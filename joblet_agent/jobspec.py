@@ -1,4 +1,4 @@
-"""Validation of job requests at the edge: an untrusted mapping in, a JobSpec (or a clear error) out.
+"""Validation of job requests at the edge: an untrusted mapping in, a JobSpec or a clear error out.
 
 Every refusal names the field path, the value and what is allowed; nothing is clamped silently.
 """
@@ -25,14 +25,38 @@ from joblet_agent.units_of_measure import (
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # Set by the agent or by systemd for the job's process; a request may not forge them.
-RESERVED_ENV = frozenset({
-    "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "INVOCATION_ID",
-    "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "MAINPID", "MANAGERPID", "SERVICE_RESULT", "EXIT_CODE",
-    "EXIT_STATUS", "WATCHDOG_PID", "WATCHDOG_USEC", "CREDENTIALS_DIRECTORY", "RUNTIME_DIRECTORY",
-    "STATE_DIRECTORY", "CACHE_DIRECTORY", "LOGS_DIRECTORY", "CONFIGURATION_DIRECTORY",
-    "MONITOR_SERVICE_RESULT", "MONITOR_EXIT_CODE", "MONITOR_EXIT_STATUS", "MONITOR_INVOCATION_ID",
-    "MONITOR_UNIT", "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT",
-})
+RESERVED_ENV = frozenset(
+    {
+        "NOTIFY_SOCKET",
+        "LISTEN_FDS",
+        "LISTEN_PID",
+        "LISTEN_FDNAMES",
+        "INVOCATION_ID",
+        "JOURNAL_STREAM",
+        "SYSTEMD_EXEC_PID",
+        "MAINPID",
+        "MANAGERPID",
+        "SERVICE_RESULT",
+        "EXIT_CODE",
+        "EXIT_STATUS",
+        "WATCHDOG_PID",
+        "WATCHDOG_USEC",
+        "CREDENTIALS_DIRECTORY",
+        "RUNTIME_DIRECTORY",
+        "STATE_DIRECTORY",
+        "CACHE_DIRECTORY",
+        "LOGS_DIRECTORY",
+        "CONFIGURATION_DIRECTORY",
+        "MONITOR_SERVICE_RESULT",
+        "MONITOR_EXIT_CODE",
+        "MONITOR_EXIT_STATUS",
+        "MONITOR_INVOCATION_ID",
+        "MONITOR_UNIT",
+        "LD_PRELOAD",
+        "LD_LIBRARY_PATH",
+        "LD_AUDIT",
+    }
+)
 MIN_MEMORY = 4 * 1024 * 1024  # below this nothing (not even a shell) starts
 _REQUIRED_CONTROLLER = {
     "cpu_percent": Controller.CPU,
@@ -111,7 +135,8 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         missing = sorted(set(cores) - set(host.cpus))
         if missing:
             raise section.error(
-                "cpu_cores", format_cpuset(cores),
+                "cpu_cores",
+                format_cpuset(cores),
                 f"CPU {missing[0]} does not exist; this host has {format_cpuset(host.cpus)}",
             )
     tasks = section.integer(
@@ -142,8 +167,11 @@ def _bandwidth(section: Fields, key: str, policy: JobPolicy) -> int | None:
 
 
 def _cpuset(value: Any) -> tuple[int, ...]:
-    if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool)
-                                       for v in value) and value:
+    if (
+        isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        and value
+    ):
         return tuple(sorted(set(value)))
     if not isinstance(value, str):
         raise ValueError("a CPU list like '0-1,3' or a list of CPU numbers is required")
@@ -164,7 +192,8 @@ def _enforceability(
         )
         if policy.unenforceable_limits is Enforcement.REFUSE:
             raise JobletError(
-                ErrorCode.UNSUPPORTED, why,
+                ErrorCode.UNSUPPORTED,
+                why,
                 hint="leave the limit out, or set jobs.unenforceable_limits: warn in joblet.yml",
             )
         warnings.append(why)
@@ -175,5 +204,7 @@ def _enforceability(
         warnings.append(why)
     if Controller.PIDS not in host.controllers:
         # The default task limit was not asked for, so its absence is a warning, never a refusal.
-        warnings.append("max_tasks: the 'pids' controller is not available; fork bombs are not contained")
+        warnings.append(
+            "max_tasks: the 'pids' controller is not available; fork bombs are not contained"
+        )
     return warnings

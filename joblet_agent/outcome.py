@@ -24,9 +24,14 @@ class ExitKind(StrEnum):
 
 # Exit statuses systemd itself uses when it could not even exec the job (systemd.exec(5)).
 _SETUP_FAILURES = {
-    200: "changing directory", 203: "executing the command", 204: "setting up memory",
-    214: "setting up the security profile", 216: "setting up the group",
-    217: "setting up the user", 226: "setting up the namespace", 228: "applying seccomp",
+    200: "changing directory",
+    203: "executing the command",
+    204: "setting up memory",
+    214: "setting up the security profile",
+    216: "setting up the group",
+    217: "setting up the user",
+    226: "setting up the namespace",
+    228: "applying seccomp",
 }
 
 
@@ -68,7 +73,9 @@ def decide(
         return Outcome(JobState.COMPLETED, 0, None, None)
     if kind is ExitKind.EXITED and status in _SETUP_FAILURES:
         return Outcome(
-            JobState.FAILED, exit_code, None,
+            JobState.FAILED,
+            exit_code,
+            None,
             f"failed to start: systemd failed at {_SETUP_FAILURES[status]} (status {status})",
         )
     if sig is not None:
@@ -76,3 +83,48 @@ def decide(
     if exit_code is not None:
         return Outcome(JobState.FAILED, exit_code, None, f"exited with status {exit_code}")
     return Outcome(JobState.FAILED, None, None, f"systemd result: {result or 'unknown'}")
+
+
+@dataclass(frozen=True, slots=True)
+class ExitRecord:
+    """What the unit's ExecStopPost wrote (units/translate.py: exit_recorder)."""
+
+    result: str | None
+    kind: ExitKind | None
+    status: int | None
+    oom_kills: int
+
+    @property
+    def true_result(self) -> str | None:
+        # On cgroup v1 systemd reports an OOM kill as a plain SIGKILL; the kernel's count says.
+        if self.oom_kills > 0 and self.result in ("signal", "success", None):
+            return "oom-kill"
+        return self.result
+
+
+def parse_exit_record(text: str) -> ExitRecord:
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=") if "=" in line else line.partition(" ")
+        if sep:
+            fields[key.strip()] = value.strip()
+    kind = fields.get("EXIT_CODE")
+    oom = fields.get("oom_kill", "0")
+    return ExitRecord(
+        result=fields.get("SERVICE_RESULT") or None,
+        kind=ExitKind(kind) if kind in set(ExitKind) else None,
+        status=parse_status(fields.get("EXIT_STATUS")),
+        oom_kills=int(oom) if oom.isdigit() else 0,
+    )
+
+
+def parse_status(text: str | None) -> int | None:
+    """EXIT_STATUS is a number for exits and a signal name without SIG ("TERM") for kills."""
+    if not text:
+        return None
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(signal.Signals["SIG" + text.removeprefix("SIG")])
+    except KeyError:
+        return None

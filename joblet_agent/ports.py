@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -22,8 +22,12 @@ class JobStore(Protocol):
     def get(self, job_id: str) -> JobRecord | None: ...
     def find_prefix(self, prefix: str) -> list[str]: ...
     def list(
-        self, *, states: frozenset[JobState] | None = None, owner: str | None = None,
-        limit: int | None = None, offset: int = 0,
+        self,
+        *,
+        states: frozenset[JobState] | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
     ) -> list[JobRecord]: ...
     def delete(self, job_id: str) -> None: ...
 
@@ -38,7 +42,7 @@ class Journal(Protocol):
 
     def entries(
         self, unit: str, *, after_cursor: str | None, follow: bool
-    ) -> AsyncIterator[dict[str, Any]]: ...
+    ) -> AsyncGenerator[dict[str, Any], None]: ...
 
 
 class Clock(Protocol):

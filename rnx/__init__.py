@@ -1,11 +1,11 @@
 """rnx: the Joblet command line and Python client.
 
-    from rnx import Client
-    with Client() as client:
-        job = client.run(["python3", "-c", "print('hi')"], max_memory="256M")
-        for line in client.logs(job["id"], follow=True):
-            print(line)
-        print(client.wait(job["id"])["exit_code"])
+from rnx import Client
+with Client() as client:
+    job = client.run(["python3", "-c", "print('hi')"], max_memory="256M")
+    for line in client.logs(job["id"], follow=True):
+        print(line)
+    print(client.wait(job["id"])["exit_code"])
 """
 
 from __future__ import annotations

@@ -45,8 +45,13 @@ def handle_errors(func: F) -> F:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--socket", "socket_path", envvar="JOBLET_SOCKET", default=None,
-              help="Agent's Unix socket (default /run/joblet/joblet.sock).")
+@click.option(
+    "--socket",
+    "socket_path",
+    envvar="JOBLET_SOCKET",
+    default=None,
+    help="Agent's Unix socket (default /run/joblet/joblet.sock).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @click.version_option(package_name="joblet", prog_name="rnx")
 @click.pass_context

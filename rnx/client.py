@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,32 +56,46 @@ class AsyncClient:
             await self._session.close()
             self._session = None
 
-    async def request(self, method: str, path: str, *, body: Any = None,
-                      params: dict[str, str] | None = None) -> Any:
+    async def request(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
         session = await self._http()
         try:
             async with session.request(method, path, json=body, params=params) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status >= 400:
-                    raise RnxError(data.get("code", "error"), data.get("message", resp.reason),
-                                   data.get("hint"), resp.status)
+                    raise RnxError(
+                        data.get("code", "error"),
+                        data.get("message", resp.reason),
+                        data.get("hint"),
+                        resp.status,
+                    )
                 return data
         except aiohttp.ClientConnectorError as exc:
-            raise RnxError("unreachable", f"cannot reach the Joblet agent at {self.socket_path}: "
-                           f"{exc.os_error.strerror or exc}",
-                           "is joblet.socket active? (systemctl status joblet.socket)") from exc
+            raise RnxError(
+                "unreachable",
+                f"cannot reach the Joblet agent at {self.socket_path}: "
+                f"{exc.os_error.strerror or exc}",
+                "is joblet.socket active? (systemctl status joblet.socket)",
+            ) from exc
 
-    async def events(self, job_id: str, *, follow: bool,
-                     after: str | None = None) -> AsyncIterator[LogEvent]:
+    async def events(
+        self, job_id: str, *, follow: bool, after: str | None = None
+    ) -> AsyncGenerator[LogEvent, None]:
         session = await self._http()
         headers = {"Last-Event-ID": after} if after else {}
         params = {"follow": "1" if follow else "0"}
         async with session.get(f"/v1/jobs/{job_id}/logs", params=params, headers=headers) as resp:
             if resp.status >= 400:
                 data = await resp.json(content_type=None)
-                raise RnxError(data.get("code", "error"), data.get("message", ""),
-                               data.get("hint"), resp.status)
-            kind, data_lines, cursor = "message", [], None
+                raise RnxError(
+                    data.get("code", "error"),
+                    data.get("message", ""),
+                    data.get("hint"),
+                    resp.status,
+                )
+            kind, cursor = "message", None
+            data_lines: list[str] = []
             async for raw in resp.content:
                 line = raw.decode().rstrip("\n")
                 if line.startswith(":"):
@@ -120,13 +134,24 @@ class Client:
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         return self._loop.run_until_complete(self._async.request(method, path, **kwargs))
 
-    def run(self, command: Sequence[str], *, env: dict[str, str] | None = None,
-            secret_env: dict[str, str] | None = None, name: str | None = None,
-            workdir: str | None = None, **limits: Any) -> dict[str, Any]:
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        secret_env: dict[str, str] | None = None,
+        name: str | None = None,
+        workdir: str | None = None,
+        **limits: Any,
+    ) -> dict[str, Any]:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...)."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
-        for key, value in (("env", env), ("secret_env", secret_env), ("name", name),
-                           ("workdir", workdir)):
+        for key, value in (
+            ("env", env),
+            ("secret_env", secret_env),
+            ("name", name),
+            ("workdir", workdir),
+        ):
             if value:
                 body[key] = value
         if limits:
@@ -154,8 +179,9 @@ class Client:
     def health(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/health"))
 
-    def events(self, job_id: str, *, follow: bool = True,
-               after: str | None = None) -> Iterator[LogEvent]:
+    def events(
+        self, job_id: str, *, follow: bool = True, after: str | None = None
+    ) -> Iterator[LogEvent]:
         stream = self._async.events(job_id, follow=follow, after=after)
         try:
             while True:

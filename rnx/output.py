@@ -8,8 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 STATE_STYLE = {
-    "SCHEDULED": "cyan", "RUNNING": "bold blue", "COMPLETED": "green", "FAILED": "bold red",
-    "STOPPED": "yellow", "TIMEOUT": "magenta", "CANCELED": "dim",
+    "SCHEDULED": "cyan",
+    "RUNNING": "bold blue",
+    "COMPLETED": "green",
+    "FAILED": "bold red",
+    "STOPPED": "yellow",
+    "TIMEOUT": "magenta",
+    "CANCELED": "dim",
 }
 
 

@@ -21,7 +21,9 @@ def size(flag: str, text: str, *, bare_unit: str) -> int:
     if not match:
         raise click.BadParameter(
             f"{text!r} is not a size; use a number ({bare_unit} when bare) or a number with "
-            "K, M, G or T, like 512M or 2G", param_hint=flag)
+            "K, M, G or T, like 512M or 2G",
+            param_hint=flag,
+        )
     number, unit, _ = match.groups()
     unit = unit.upper() or bare_unit
     value = float(number) * 1024 ** _POWER.get(unit, 0)
@@ -36,7 +38,9 @@ def duration(flag: str, text: str) -> float:
     if not match or float(match.group(1)) <= 0:
         raise click.BadParameter(
             f"{text!r} is not a duration; use seconds or a number with ms, s, m, h or d, "
-            "like 30s or 5m", param_hint=flag)
+            "like 30s or 5m",
+            param_hint=flag,
+        )
     return float(match.group(1)) * _SECONDS[match.group(2) or "s"]
 
 

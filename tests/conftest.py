@@ -1,4 +1,4 @@
-"""Tier markers: everything under tests/integration is `integration` (real systemd, in the sandbox)."""
+"""Tiers: everything under tests/integration is `integration` (real systemd, in the sandbox)."""
 
 from __future__ import annotations
 

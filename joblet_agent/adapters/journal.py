@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,10 @@ _STREAM_LIMIT = 16 * 1024 * 1024  # one journal entry as JSON; journald caps lin
 STREAMS_DIR = Path("/run/systemd/journal/streams")
 DRAIN_TIMEOUT_SEC = 60.0
 DRAIN_POLL_SEC = 0.02
-_END_FIELDS = ("EXIT_CODE", "EXIT_STATUS", "UNIT_RESULT")
+_END_FIELDS = ("EXIT_CODE", "EXIT_STATUS", "UNIT_RESULT", "MESSAGE_ID")
+# PID 1's "Deactivated successfully." (sd-messages.h SD_MESSAGE_UNIT_SUCCESS); a clean exit logs
+# no EXIT_CODE/EXIT_STATUS fields at the default log level.
+UNIT_SUCCESS_ID = "7ad2d189f7e94e70a38c781354912448"
 
 
 def message_text(entry: dict[str, Any]) -> str:
@@ -33,8 +36,11 @@ def message_text(entry: dict[str, Any]) -> str:
 class JournalctlJournal:
     async def _run(self, *args: str) -> bytes:
         proc = await asyncio.create_subprocess_exec(
-            "journalctl", "--no-pager", *args,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "journalctl",
+            "--no-pager",
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         out, err = await proc.communicate()
         if proc.returncode not in (0, 1):  # 1: no entries matched
@@ -54,39 +60,54 @@ class JournalctlJournal:
         deadline = loop.time() + DRAIN_TIMEOUT_SEC
         while await asyncio.to_thread(_has_open_stream, unit):
             if loop.time() > deadline:
-                logger.warning("journald still reads %s's output after %ss; giving up waiting",
-                               unit, DRAIN_TIMEOUT_SEC)
+                logger.warning(
+                    "journald still reads %s's output after %ss; giving up waiting",
+                    unit,
+                    DRAIN_TIMEOUT_SEC,
+                )
                 return
             await asyncio.sleep(DRAIN_POLL_SEC)
 
     async def unit_end(self, unit: str) -> dict[str, str] | None:
         """PID 1's structured messages about the unit's end: EXIT_CODE, EXIT_STATUS, UNIT_RESULT."""
-        out = await self._run("-o", "json", "_PID=1", f"UNIT={unit}",
-                              "--output-fields=" + ",".join(_END_FIELDS))
+        out = await self._run(
+            "-o", "json", "_PID=1", f"UNIT={unit}", "--output-fields=" + ",".join(_END_FIELDS)
+        )
         found: dict[str, str] = {}
         for line in out.splitlines():
             entry = json.loads(line)
-            found.update({k: str(entry[k]) for k in _END_FIELDS if k in entry})
+            if entry.get("MESSAGE_ID") == UNIT_SUCCESS_ID:
+                found.update(UNIT_RESULT="success", EXIT_CODE="exited", EXIT_STATUS="0")
+            found.update({k: str(entry[k]) for k in _END_FIELDS[:3] if k in entry})
         return found or None
 
     async def last_cursor(self, unit: str) -> str | None:
-        out = await self._run("-o", "json", "-n", "1", f"_SYSTEMD_UNIT={unit}",
-                              "--output-fields=_PID")
+        out = await self._run(
+            "-o", "json", "-n", "1", f"_SYSTEMD_UNIT={unit}", "--output-fields=_PID"
+        )
         lines = out.splitlines()
         return str(json.loads(lines[-1])["__CURSOR"]) if lines else None
 
     async def entries(
         self, unit: str, *, after_cursor: str | None, follow: bool
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The job's own output (not PID 1's messages about it), oldest first."""
-        args = ["journalctl", "--no-pager", "-o", "json", f"_SYSTEMD_UNIT={unit}",
-                "--output-fields=MESSAGE,PRIORITY,_PID,__REALTIME_TIMESTAMP"]
+        args = [
+            "journalctl",
+            "--no-pager",
+            "-o",
+            "json",
+            f"_SYSTEMD_UNIT={unit}",
+            "--output-fields=MESSAGE,PRIORITY,_PID,__REALTIME_TIMESTAMP",
+        ]
         if after_cursor:
             args.append(f"--after-cursor={after_cursor}")
         if follow:
             args += ["--follow", "--lines=all"]  # --follow alone starts at the last 10 lines
         proc = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            *args,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.DEVNULL,
             limit=_STREAM_LIMIT,
         )
         assert proc.stdout is not None

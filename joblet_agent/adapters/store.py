@@ -1,4 +1,4 @@
-"""SQLite job records under the agent's StateDirectory. The only module that touches the database."""
+"""SQLite job records under the agent's StateDirectory; the only module touching the database."""
 
 from __future__ import annotations
 

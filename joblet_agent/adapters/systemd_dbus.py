@@ -28,8 +28,16 @@ PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 
 # What the engine needs to know about a unit's life; all are change-emitting properties.
-WATCHED = ("ActiveState", "SubState", "Result", "ExecMainCode", "ExecMainStatus",
-           "ExecMainStartTimestamp", "ExecMainExitTimestamp", "MainPID")
+WATCHED = (
+    "ActiveState",
+    "SubState",
+    "Result",
+    "ExecMainCode",
+    "ExecMainStatus",
+    "ExecMainStartTimestamp",
+    "ExecMainExitTimestamp",
+    "MainPID",
+)
 
 
 def unit_path(unit: str) -> str:
@@ -46,7 +54,7 @@ def unit_path(unit: str) -> str:
 def unit_of_path(path: str) -> str | None:
     if not path.startswith(UNIT_PATH_PREFIX):
         return None
-    encoded = path[len(UNIT_PATH_PREFIX):]
+    encoded = path[len(UNIT_PATH_PREFIX) :]
     raw = bytearray()
     index = 0
     while index < len(encoded):
@@ -93,7 +101,8 @@ class SystemdBus:
             bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         except (OSError, Exception) as exc:
             raise JobletError(
-                ErrorCode.SYSTEMD, f"cannot connect to the D-Bus system bus: {exc}",
+                ErrorCode.SYSTEMD,
+                f"cannot connect to the D-Bus system bus: {exc}",
                 hint="is systemd running as PID 1 with dbus? (tests/sandbox/sandbox up)",
             ) from exc
         self = cls(bus, unit_prefix)
@@ -107,8 +116,14 @@ class SystemdBus:
             f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='JobRemoved'",
             f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='UnitRemoved'",
         ):
-            await self._call("org.freedesktop.DBus", "/org/freedesktop/DBus",
-                             "org.freedesktop.DBus", "AddMatch", "s", [rule])
+            await self._call(
+                "org.freedesktop.DBus",
+                "/org/freedesktop/DBus",
+                "org.freedesktop.DBus",
+                "AddMatch",
+                signature="s",
+                body=[rule],
+            )
         await self._manager("Subscribe", "", [])
         logger.debug("subscribed to systemd signals for %s* (%s)", unit_prefix, encoded_prefix)
         return self
@@ -141,10 +156,19 @@ class SystemdBus:
 
     # -- calls ------------------------------------------------------------------------------
 
-    async def _call(self, dest: str, path: str, iface: str, member: str, signature: str,
-                    body: list[Any]) -> list[Any]:
-        reply = await self._bus.call(Message(destination=dest, path=path, interface=iface,
-                                             member=member, signature=signature, body=body))
+    async def _call(
+        self, dest: str, path: str, iface: str, member: str, *, signature: str, body: list[Any]
+    ) -> list[Any]:
+        reply = await self._bus.call(
+            Message(
+                destination=dest,
+                path=path,
+                interface=iface,
+                member=member,
+                signature=signature,
+                body=body,
+            )
+        )
         assert reply is not None
         if reply.message_type == MessageType.ERROR:
             detail = reply.body[0] if reply.body else ""
@@ -152,7 +176,9 @@ class SystemdBus:
         return list(reply.body)
 
     async def _manager(self, member: str, signature: str, body: list[Any]) -> list[Any]:
-        return await self._call(SYSTEMD, MANAGER_PATH, MANAGER, member, signature, body)
+        return await self._call(
+            SYSTEMD, MANAGER_PATH, MANAGER, member, signature=signature, body=body
+        )
 
     async def start_transient(self, unit: str, properties: Sequence[Property]) -> None:
         props = [[p.name, Variant(p.signature, p.value)] for p in properties]
@@ -175,12 +201,16 @@ class SystemdBus:
         result: dict[str, Any] = {}
         try:
             for iface in (UNIT_IFACE, SERVICE_IFACE):
-                (values,) = await self._call(SYSTEMD, path, PROPERTIES, "GetAll", "s", [iface])
+                (values,) = await self._call(
+                    SYSTEMD, path, PROPERTIES, "GetAll", signature="s", body=[iface]
+                )
                 result.update({k: v.value for k, v in values.items()})
         except DBusCallError as exc:
-            if exc.name in ("org.freedesktop.DBus.Error.UnknownObject",
-                            "org.freedesktop.systemd1.NoSuchUnit",
-                            "org.freedesktop.DBus.Error.UnknownInterface"):
+            if exc.name in (
+                "org.freedesktop.DBus.Error.UnknownObject",
+                "org.freedesktop.systemd1.NoSuchUnit",
+                "org.freedesktop.DBus.Error.UnknownInterface",
+            ):
                 return None
             raise JobletError(ErrorCode.SYSTEMD, f"cannot read {unit}: {exc}") from exc
         if result.get("LoadState") == "not-found":

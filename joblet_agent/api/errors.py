@@ -45,9 +45,15 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return error_response(JobletError(ErrorCode.TOO_LARGE, exc.text or "request too large"))
     except web.HTTPException as exc:
         if exc.status == 404:
-            return error_response(JobletError(
-                ErrorCode.NOT_FOUND, f"no such endpoint: {request.method} {request.path}"))
+            return error_response(
+                JobletError(
+                    ErrorCode.NOT_FOUND, f"no such endpoint: {request.method} {request.path}"
+                )
+            )
         if exc.status == 405:
-            return error_response(JobletError(
-                ErrorCode.INVALID, f"method {request.method} is not allowed on {request.path}"))
+            return error_response(
+                JobletError(
+                    ErrorCode.INVALID, f"method {request.method} is not allowed on {request.path}"
+                )
+            )
         raise

@@ -25,8 +25,11 @@ def caller_of(request: web.Request) -> Caller:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     if uid != 0:
-        raise JobletError(ErrorCode.FORBIDDEN, f"local user with uid {uid} has no Joblet role",
-                          hint="run rnx as root")
+        raise JobletError(
+            ErrorCode.FORBIDDEN,
+            f"local user with uid {uid} has no Joblet role",
+            hint="run rnx as root",
+        )
     try:
         name = pwd.getpwuid(uid).pw_name
     except KeyError:

@@ -1,8 +1,8 @@
 """The job engine: validated specs become transient units; systemd's signals move records along.
 
-Jobs are not children of the agent. Everything the engine knows about a running job comes from PID 1
-(signals while it runs, properties and the journal when the agent was away), so stopping or killing the
-agent never stops a job.
+Jobs are not children of the agent. All the engine knows about a running job comes from PID 1
+(signals while it runs, properties and the journal when the agent was away), so stopping or
+killing the agent never stops a job.
 """
 
 from __future__ import annotations
@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import signal
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -24,9 +23,16 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.executables import resolve_command
 from joblet_agent.host import HostInfo
 from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobRecord, JobState, job_id_of_unit, unit_name
-from joblet_agent.outcome import ExitKind, decide
-from joblet_agent.ports import Clock, Journal, JobStore, SystemdManager
+from joblet_agent.model import JobRecord, JobState, job_id_of_unit
+from joblet_agent.outcome import (
+    ExitKind,
+    ExitRecord,
+    Outcome,
+    decide,
+    parse_exit_record,
+    parse_status,
+)
+from joblet_agent.ports import Clock, JobStore, Journal, SystemdManager
 from joblet_agent.units.translate import JobPaths, translate
 
 logger = logging.getLogger(__name__)
@@ -44,7 +50,7 @@ class SystemClock:
 
 @dataclass
 class _Watch:
-    """What the signals told us so far about one unit; Service properties arrive before ActiveState."""
+    """What the signals said so far of one unit (Service properties arrive before ActiveState)."""
 
     props: dict[str, Any]
     start_done: asyncio.Future[str]
@@ -55,7 +61,11 @@ class _Watch:
 
 class JobService:
     def __init__(
-        self, config: AgentConfig, host: HostInfo, store: JobStore, journal: Journal,
+        self,
+        config: AgentConfig,
+        host: HostInfo,
+        store: JobStore,
+        journal: Journal,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
@@ -90,19 +100,30 @@ class JobService:
             return record
         matches = self.store.find_prefix(key)
         if not matches:
-            raise JobletError(ErrorCode.NOT_FOUND, f"no job has an id starting with {key!r}",
-                              hint="rnx job list shows the jobs")
+            raise JobletError(
+                ErrorCode.NOT_FOUND,
+                f"no job has an id starting with {key!r}",
+                hint="rnx job list shows the jobs",
+            )
         if len(matches) > 1:
             shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
-            raise JobletError(ErrorCode.AMBIGUOUS,
-                              f"job id {key!r} is ambiguous; it matches: {shown}",
-                              hint="give more characters of the id")
+            raise JobletError(
+                ErrorCode.AMBIGUOUS,
+                f"job id {key!r} is ambiguous; it matches: {shown}",
+                hint="give more characters of the id",
+            )
         found = self.store.get(matches[0])
         assert found is not None
         return found
 
-    def list(self, *, states: frozenset[JobState] | None = None, owner: str | None = None,
-             limit: int | None = None, offset: int = 0) -> list[JobRecord]:
+    def list(
+        self,
+        *,
+        states: frozenset[JobState] | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobRecord]:
         return self.store.list(states=states, owner=owner, limit=limit, offset=offset)
 
     async def unit_properties(self, record: JobRecord) -> dict[str, Any] | None:
@@ -119,8 +140,12 @@ class JobService:
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
         properties = translate(job_id, spec, self.config, self.host, paths, executable=command)
         record = JobRecord(
-            id=job_id, spec=spec, state=JobState.SCHEDULED, owner=owner,
-            created_at=self.clock.now(), warnings=validated.warnings,
+            id=job_id,
+            spec=spec,
+            state=JobState.SCHEDULED,
+            owner=owner,
+            created_at=self.clock.now(),
+            warnings=validated.warnings,
         )
         unit = record.unit
         self._make_dirs(paths, spec.workdir)
@@ -135,8 +160,13 @@ class JobService:
             self.store.delete(job_id)
             shutil.rmtree(paths.root, ignore_errors=True)
             raise
-        logger.info("started %s for %s: %s", unit, owner, spec.argv,
-                    extra={"JOB_ID": job_id, "UNIT": unit, "JOB_OWNER": owner})
+        logger.info(
+            "started %s for %s: %s",
+            unit,
+            owner,
+            spec.argv,
+            extra={"JOB_ID": job_id, "UNIT": unit, "JOB_OWNER": owner},
+        )
         try:
             # Type=exec: the start job ends once exec() succeeded (or failed, with a reason).
             await asyncio.wait_for(asyncio.shield(watch.start_done), START_TIMEOUT_SEC)
@@ -147,18 +177,20 @@ class JobService:
     async def stop(self, id_or_prefix: str) -> JobRecord:
         record = self.resolve(id_or_prefix)
         if record.state.is_terminal:
-            raise JobletError(ErrorCode.CONFLICT,
-                              f"job {record.id} already ended ({record.state})")
+            raise JobletError(ErrorCode.CONFLICT, f"job {record.id} already ended ({record.state})")
         self._save(record.evolve(stop_requested=True))
         # SIGTERM to the whole control group, TimeoutStopSec of grace, then SIGKILL: systemd's job.
         await self._pid1.stop(record.unit)
-        return await self.wait(record.id, timeout=self.config.jobs.stop_grace_sec + 10)
+        return await self.wait(record.id, within=self.config.jobs.stop_grace_sec + 10)
 
     async def delete(self, id_or_prefix: str) -> JobRecord:
         record = self.resolve(id_or_prefix)
         if not record.state.is_terminal:
-            raise JobletError(ErrorCode.CONFLICT, f"job {record.id} is {record.state}",
-                              hint="stop it first: rnx job stop " + record.id[:8])
+            raise JobletError(
+                ErrorCode.CONFLICT,
+                f"job {record.id} is {record.state}",
+                hint="stop it first: rnx job stop " + record.id[:8],
+            )
         self.store.delete(record.id)
         shutil.rmtree(self.config.jobs_dir / record.id, ignore_errors=True)
         logger.info("deleted job %s", record.id, extra={"JOB_ID": record.id})
@@ -175,9 +207,16 @@ class JobService:
                 skipped += 1
         return deleted, skipped
 
-    async def wait(self, job_id: str, *, timeout: float | None = None,
-                   until: Callable[[JobRecord], bool] = lambda r: r.state.is_terminal) -> JobRecord:
-        """Returns once `until` holds for the job's record (default: it ended)."""
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        within: float | None = None,
+        until: Callable[[JobRecord], bool] = lambda r: r.state.is_terminal,
+    ) -> JobRecord:
+        """Returns once `until` holds for the job's record (default: it ended), or TimeoutError
+        after `within` seconds."""
+
         async def waiter() -> JobRecord:
             while True:
                 event = self._changed.setdefault(job_id, asyncio.Event())
@@ -185,7 +224,8 @@ class JobService:
                 if until(record):
                     return record
                 await event.wait()
-        return await asyncio.wait_for(waiter(), timeout)
+
+        return await asyncio.wait_for(waiter(), within)
 
     # -- signals from PID 1 ---------------------------------------------------------------
 
@@ -204,7 +244,8 @@ class JobService:
         if watch is None:
             # Not started by this agent process (it restarted): the unit is past its start.
             watch = self._watches[event.unit] = _Watch(
-                {}, asyncio.get_running_loop().create_future(), started=True)
+                {}, asyncio.get_running_loop().create_future(), started=True
+            )
         watch.props.update(event.changed)
         if event.removed:
             watch.started = True
@@ -219,8 +260,11 @@ class JobService:
             return
         active = watch.props.get("ActiveState")
         if active in _RUNNING and record.state is JobState.SCHEDULED:
-            self._save(record.evolve(state=JobState.RUNNING,
-                                     started_at=_timestamp(watch.props) or self.clock.now()))
+            self._save(
+                record.evolve(
+                    state=JobState.RUNNING, started_at=_timestamp(watch.props) or self.clock.now()
+                )
+            )
         elif active in _ENDED and watch.started:
             self._finish(record, watch.props)
             self._watches.pop(unit, None)
@@ -228,64 +272,83 @@ class JobService:
                 watch.start_done.set_result("ended")
 
     def _finish(self, record: JobRecord, props: Mapping[str, Any]) -> None:
+        """The unit ended while watched: systemd's properties, and the exit record's OOM count."""
         if "Result" not in props:
-            # The unit vanished before we saw its last properties; the journal has them.
-            asyncio.get_running_loop().create_task(self._finish_from_journal(record))
+            # The unit vanished before we saw its last properties: read what it left behind.
+            asyncio.get_running_loop().create_task(self._finish_unwatched(record))
             return
-        result = self._true_result(record, props.get("Result"), props.get("ExecMainStatus"))
+        result = props.get("Result")
+        exit_record = self._exit_record(record)
+        if exit_record and exit_record.oom_kills and result == "signal":
+            result = "oom-kill"
         outcome = decide(
-            stop_requested=record.stop_requested, result=result,
+            stop_requested=record.stop_requested,
+            result=result,
             kind=ExitKind.from_dbus(int(props.get("ExecMainCode", 0))),
             status=props.get("ExecMainStatus"),
         )
-        self._record_outcome(record, outcome.state, outcome.exit_code, outcome.signal,
-                             result, outcome.reason, _timestamp(props))
+        self._record_outcome(record, outcome, result=result, started=_timestamp(props))
 
-    def _true_result(self, record: JobRecord, result: str | None, status: int | None) -> str | None:
-        """On cgroup v1 an OOM kill looks like any SIGKILL; the v1 counter kept by the unit's
-        ExecStopPost (see units/translate.py) tells them apart."""
-        if result != "signal" or status != signal.SIGKILL:
-            return result
+    def _exit_record(self, record: JobRecord) -> ExitRecord | None:
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
         try:
-            counters = Path(paths.oom_record).read_text().split("\n")
+            return parse_exit_record(Path(paths.exit_record).read_text())
         except OSError:
-            return result
-        for line in counters:
-            name, _, value = line.partition(" ")
-            if name == "oom_kill" and value.strip().isdigit() and int(value) > 0:
-                return "oom-kill"
-        return result
+            return None
 
-    async def _finish_from_journal(self, record: JobRecord) -> None:
-        fields = await self.journal.unit_end(record.unit)
-        if fields is None:
-            self._record_outcome(record, JobState.FAILED, None, None, None,
-                                 "ended while the agent could not watch it; no exit status "
-                                 "was found in the journal", None)
+    async def _finish_unwatched(self, record: JobRecord) -> None:
+        """The unit ended while no agent watched: its exit record, else PID 1's journal lines."""
+        exit_record = self._exit_record(record)
+        if exit_record is None:
+            fields = await self.journal.unit_end(record.unit) or {}
+            exit_record = ExitRecord(
+                result=fields.get("UNIT_RESULT"),
+                kind=ExitKind(fields["EXIT_CODE"]) if "EXIT_CODE" in fields else None,
+                status=parse_status(fields.get("EXIT_STATUS")),
+                oom_kills=0,
+            )
+        if exit_record.result is None and exit_record.kind is None:
+            reason = "ended while the agent was away, leaving no record of how"
+            self._record_outcome(record, Outcome(JobState.FAILED, None, None, reason))
             return
-        kind = ExitKind(fields["EXIT_CODE"]) if fields.get("EXIT_CODE") else None
-        status = _journal_status(fields.get("EXIT_STATUS"), kind)
-        result = fields.get("UNIT_RESULT") or ("success" if status == 0 else None)
-        result = self._true_result(record, result, status)
-        outcome = decide(stop_requested=record.stop_requested, result=result, kind=kind,
-                         status=status)
-        self._record_outcome(record, outcome.state, outcome.exit_code, outcome.signal, result,
-                             outcome.reason, None)
+        result = exit_record.true_result
+        outcome = decide(
+            stop_requested=record.stop_requested,
+            result=result,
+            kind=exit_record.kind,
+            status=exit_record.status,
+        )
+        self._record_outcome(record, outcome, result=result)
 
-    def _record_outcome(self, record: JobRecord, state: JobState, exit_code: int | None,
-                        sig: str | None, result: str | None, reason: str | None,
-                        started: datetime | None) -> None:
+    def _record_outcome(
+        self,
+        record: JobRecord,
+        outcome: Outcome,
+        *,
+        result: str | None = None,
+        started: datetime | None = None,
+    ) -> None:
         current = self.store.get(record.id) or record
         if current.state.is_terminal:
             return
         final = current.evolve(
-            state=state, exit_code=exit_code, signal=sig, result=result, reason=reason,
-            ended_at=self.clock.now(), started_at=current.started_at or started,
+            state=outcome.state,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            result=result,
+            reason=outcome.reason,
+            ended_at=self.clock.now(),
+            started_at=current.started_at or started,
         )
         self._save(final)
-        logger.info("job %s %s (exit %s, result %s)", record.id, state, exit_code, result,
-                    extra={"JOB_ID": record.id, "UNIT": record.unit})
+        logger.info(
+            "job %s %s (exit %s, result %s)",
+            record.id,
+            outcome.state,
+            outcome.exit_code,
+            result,
+            extra={"JOB_ID": record.id, "UNIT": record.unit},
+        )
 
     # -- start-up -------------------------------------------------------------------------
 
@@ -298,16 +361,21 @@ class JobService:
             props = await self._pid1.unit_properties(record.unit)
             active = props.get("ActiveState") if props else None
             if props and active not in _ENDED:
-                self._watches.setdefault(record.unit, _Watch(
-                    dict(props), asyncio.get_running_loop().create_future(), started=True))
+                self._watches.setdefault(
+                    record.unit,
+                    _Watch(dict(props), asyncio.get_running_loop().create_future(), started=True),
+                )
                 if record.state is JobState.SCHEDULED and active in _RUNNING:
-                    self._save(record.evolve(state=JobState.RUNNING,
-                                             started_at=_timestamp(props) or self.clock.now()))
+                    self._save(
+                        record.evolve(
+                            state=JobState.RUNNING, started_at=_timestamp(props) or self.clock.now()
+                        )
+                    )
                 logger.info("re-attached to running job %s", record.id)
             elif props:
                 self._finish(record, props)
             else:
-                await self._finish_from_journal(record)
+                await self._finish_unwatched(record)
         for unit in sorted(set(live) - known):
             logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
 
@@ -337,14 +405,3 @@ def _timestamp(props: Mapping[str, Any]) -> datetime | None:
     if not usec:
         return None
     return datetime.fromtimestamp(usec / 1_000_000, UTC)
-
-
-def _journal_status(text: str | None, kind: ExitKind | None) -> int | None:
-    if text is None:
-        return None
-    if text.isdigit():
-        return int(text)
-    try:
-        return int(signal.Signals["SIG" + text.removeprefix("SIG")])
-    except KeyError:
-        return None

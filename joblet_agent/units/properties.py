@@ -1,9 +1,9 @@
 """The one table of every unit property Joblet may emit, with its D-Bus signature.
 
 D-Bus types of unit properties do not always follow their unit-file syntax (ProtectSystem is 's',
-CPUAffinity 'ay', ExecStart 'a(sasb)'), and a single wrong type fails the whole StartTransientUnit call
-inside PID 1 with "Unexpected message contents". So every value is checked here, at translate time.
-Signatures come from `busctl introspect org.freedesktop.systemd1 .../unit/... org.freedesktop.systemd1.Service`.
+CPUAffinity 'ay', ExecStart 'a(sasb)'), and a single wrong type fails the whole StartTransientUnit
+call inside PID 1 with "Unexpected message contents". So every value is checked here, at translate
+time. Signatures come from `busctl introspect org.freedesktop.systemd1 <unit path> <interface>`.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def prop(name: str, value: Any) -> Property:
     return Property(name, signature, value)
 
 
-def _matches(signature: str, value: Any) -> bool:  # noqa: PLR0911 - one branch per D-Bus type
+def _matches(signature: str, value: Any) -> bool:
     match signature:
         case "s":
             return isinstance(value, str)
@@ -99,15 +99,21 @@ def _matches(signature: str, value: Any) -> bool:  # noqa: PLR0911 - one branch 
             )
         case "a(sasas)":
             return isinstance(value, list) and all(
-                isinstance(v, list) and len(v) == 3 and isinstance(v[0], str)
-                and _matches("as", v[1]) and _matches("as", v[2])
+                isinstance(v, list)
+                and len(v) == 3
+                and isinstance(v[0], str)
+                and _matches("as", v[1])
+                and _matches("as", v[2])
                 for v in value
             )
         case "a(sasb)":
             # dbus-next wants structs as lists, not tuples.
             return isinstance(value, list) and all(
-                isinstance(v, list) and len(v) == 3 and isinstance(v[0], str)
-                and _matches("as", v[1]) and isinstance(v[2], bool)
+                isinstance(v, list)
+                and len(v) == 3
+                and isinstance(v[0], str)
+                and _matches("as", v[1])
+                and isinstance(v[2], bool)
                 for v in value
             )
     raise ValueError(f"signature {signature} has no checker")

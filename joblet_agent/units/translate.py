@@ -30,8 +30,8 @@ class JobPaths:
     work: PurePosixPath  # its writable working area
 
     @property
-    def oom_record(self) -> PurePosixPath:
-        return self.root / "memory.oom_control"
+    def exit_record(self) -> PurePosixPath:
+        return self.root / "exit"
 
     @classmethod
     def for_job(cls, jobs_dir: PurePosixPath, job_id: str) -> JobPaths:
@@ -120,21 +120,45 @@ def translate(
         mask = cpu_mask(limits.cpu_cores)
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
-    if limits.memory_bytes is not None and _needs_v1_oom_record(host):
-        # systemd (252 at least) recognises an OOM kill only from cgroup v2's memory.events; on v1
-        # it reports a plain SIGKILL. Keep the v1 counter before the unit's cgroup is removed.
-        cgroup = f"/sys/fs/cgroup/memory/{slice_path(config.slice)}/{unit_name(job_id)}"
-        props.append(prop("ExecStopPostEx", [[
-            "/bin/cp", ["cp", f"{cgroup}/memory.oom_control", str(paths.oom_record)],
-            ["privileged", "ignore-failure"],
-        ]]))
+    props.append(prop("ExecStopPostEx", [exit_recorder(job_id, config, host, paths)]))
     if limits.timeout_sec is not None:
         props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
     return props
 
 
-def _needs_v1_oom_record(host: HostInfo) -> bool:
-    return host.cgroup_mode is not CgroupMode.UNIFIED and Controller.MEMORY in host.controllers
+# Runs as the unit's ExecStopPost: $1-$3 are systemd's account of the main process's end, $4 the
+# cgroup v1 memory.oom_control (or ""), $5 the record to write. A job's end is then known even
+# when no agent watched it: a clean exit and a SIGTERM death log the same line in the journal.
+_EXIT_SCRIPT = (
+    'printf "SERVICE_RESULT=%s\\nEXIT_CODE=%s\\nEXIT_STATUS=%s\\n" "$1" "$2" "$3" > "$5"; '
+    '[ -z "$4" ] || grep -s "^oom_kill " "$4" >> "$5"; true'
+)
+
+
+def exit_recorder(
+    job_id: str, config: AgentConfig, host: HostInfo, paths: JobPaths
+) -> list[object]:
+    """ExecStopPostEx entry that writes the job's exit record (see outcome.parse_exit_record)."""
+    oom_control = ""
+    if host.cgroup_mode is not CgroupMode.UNIFIED and Controller.MEMORY in host.controllers:
+        # systemd (252 at least) recognises an OOM kill only from cgroup v2's memory.events; on
+        # v1 it reports a plain SIGKILL. Keep the v1 counter before the unit's cgroup is removed.
+        cgroup = f"/sys/fs/cgroup/memory/{slice_path(config.slice)}/{unit_name(job_id)}"
+        oom_control = f"{cgroup}/memory.oom_control"
+    argv = [
+        "sh",
+        "-c",
+        exec_escape(_EXIT_SCRIPT),
+        "joblet-exit-record",
+        # Expanded by systemd from the ExecStopPost environment, on purpose.
+        "${SERVICE_RESULT}",
+        "${EXIT_CODE}",
+        "${EXIT_STATUS}",
+        exec_escape(oom_control),
+        exec_escape(str(paths.exit_record)),
+    ]
+    # privileged: outside the job's sandbox, so it can read cgroupfs and write the job's record.
+    return ["/bin/sh", argv, ["privileged", "ignore-failure"]]
 
 
 def slice_path(slice_name: str) -> str:

@@ -19,26 +19,47 @@ def group() -> None:
     """Run and manage jobs."""
 
 
-@group.command(context_settings={"ignore_unknown_options": True,
-                                 "allow_interspersed_args": False})
-@click.option("--max-cpu", metavar="PERCENT", help="CPU limit in percent of one core (100 = one core).")
-@click.option("--cpus", metavar="N", help="CPU limit in cores, fractions allowed (Docker's meaning).")
+@group.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--max-cpu", metavar="PERCENT", help="CPU limit in percent of one core (100 = one core)."
+)
+@click.option(
+    "--cpus", metavar="N", help="CPU limit in cores, fractions allowed (Docker's meaning)."
+)
 @click.option("--max-memory", metavar="SIZE", help="Memory limit: MB when bare, or 512M, 2G.")
-@click.option("--max-iobps", metavar="SIZE", help="Disk read and write limit per second: bytes when bare, or 10M.")
+@click.option(
+    "--max-iobps",
+    metavar="SIZE",
+    help="Disk read and write limit per second: bytes when bare, or 10M.",
+)
 @click.option("--cpu-cores", metavar="LIST", help="Pin to these CPUs, e.g. 0-1,3.")
-@click.option("--max-tasks", metavar="N", help="Most processes and threads at once (default from the agent).")
-@click.option("--timeout", "--max-runtime", "timeout", metavar="DURATION",
-              help="Stop the job after this long: seconds, or 30s, 5m, 1h. Ends as TIMEOUT, exit 124.")
-@click.option("-e", "--env", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
-@click.option("-s", "--secret-env", multiple=True, metavar="K=V",
-              help="Secret environment variable: passed to the job, never shown (repeatable).")
+@click.option(
+    "--max-tasks", metavar="N", help="Most processes and threads at once (default from the agent)."
+)
+@click.option(
+    "--timeout",
+    "--max-runtime",
+    "timeout",
+    metavar="DURATION",
+    help="Stop the job after this long: seconds, or 30s, 5m, 1h. Ends as TIMEOUT, exit 124.",
+)
+@click.option(
+    "-e", "--env", multiple=True, metavar="K=V", help="Environment variable (repeatable)."
+)
+@click.option(
+    "-s",
+    "--secret-env",
+    multiple=True,
+    metavar="K=V",
+    help="Secret environment variable: passed to the job, never shown (repeatable).",
+)
 @click.option("--name", help="A name for the job (lowercase letters, digits, '-').")
 @click.option("--workdir", metavar="DIR", help="Working directory, relative to the job's /work.")
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
 @handle_errors
-def run(ctx: Context, command: tuple[str, ...], detach: bool, **flags: Any) -> None:
+def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
 
     The command starts at `--` or at the first argument that is not an option; everything after
@@ -52,17 +73,25 @@ def run(ctx: Context, command: tuple[str, ...], detach: bool, **flags: Any) -> N
     env = dict(values.key_value("--env", e) for e in flags["env"])
     secret_env = dict(values.key_value("--secret-env", s) for s in flags["secret_env"])
     with ctx.client() as client:
-        job = client.run(list(command), env=env, secret_env=secret_env, name=flags["name"],
-                         workdir=flags["workdir"], **limits)
+        job = client.run(
+            list(command),
+            env=env,
+            secret_env=secret_env,
+            name=flags["name"],
+            workdir=flags["workdir"],
+            **limits,
+        )
         if ctx.json and detach:
             emit_json(job)
             return
-        err = click.get_text_stream("stderr")
         if not ctx.json:
-            click.secho(f"Job {job['id']} {job['state']}: {describe_limits(job['spec']['limits'])}",
-                        fg="cyan", file=err)
+            click.secho(
+                f"Job {job['id']} {job['state']}: {describe_limits(job['spec']['limits'])}",
+                fg="cyan",
+                err=True,
+            )
             for warning in job.get("warnings", []):
-                click.secho(f"Warning: {warning}", fg="yellow", file=err)
+                click.secho(f"Warning: {warning}", fg="yellow", err=True)
         if detach:
             click.echo(job["id"])
             return
@@ -82,8 +111,9 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
     if flags["cpu_cores"] is not None:
         limits["cpu_cores"] = flags["cpu_cores"]
     if flags["max_tasks"] is not None:
-        limits["max_tasks"] = int(values.positive_number("--max-tasks", flags["max_tasks"],
-                                                         integer=True))
+        limits["max_tasks"] = int(
+            values.positive_number("--max-tasks", flags["max_tasks"], integer=True)
+        )
     if flags["timeout"] is not None:
         limits["timeout_sec"] = values.duration("--timeout", flags["timeout"])
     return limits
@@ -106,15 +136,21 @@ def _attach(client: Any, job_id: str, *, as_json: bool) -> int:
         else:
             final = client.get(job_id)
     except KeyboardInterrupt:
-        click.secho(f"\nDetached; job {job_id} keeps running.\n"
-                    f"  follow it: rnx job log -f {job_id}\n  stop it:   rnx job stop {job_id}",
-                    fg="yellow", err=True)
+        click.secho(
+            f"\nDetached; job {job_id} keeps running.\n"
+            f"  follow it: rnx job log -f {job_id}\n  stop it:   rnx job stop {job_id}",
+            fg="yellow",
+            err=True,
+        )
         return exit_codes.INTERRUPTED
     if as_json:
         emit_json(final)
     elif final["state"] != "COMPLETED":
-        click.secho(f"Job {job_id} {final['state']}: {final.get('reason') or ''}".rstrip(": "),
-                    fg="red", err=True)
+        click.secho(
+            f"Job {job_id} {final['state']}: {final.get('reason') or ''}".rstrip(": "),
+            fg="red",
+            err=True,
+        )
     code = final.get("exit_code")
     return int(code) if code is not None else 1
 
@@ -134,10 +170,18 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
     if ctx.json:
         emit_json(jobs)
         return
-    rows = [[j["id"][:8], j["spec"]["name"] or "", state_text(j["state"]),
-             "" if j["exit_code"] is None else str(j["exit_code"]), j["owner"],
-             j["created_at"][:19].replace("T", " "),
-             " ".join([j["spec"]["command"], *j["spec"]["args"]])[:50]] for j in jobs]
+    rows = [
+        [
+            j["id"][:8],
+            j["spec"]["name"] or "",
+            state_text(j["state"]),
+            "" if j["exit_code"] is None else str(j["exit_code"]),
+            j["owner"],
+            j["created_at"][:19].replace("T", " "),
+            " ".join([j["spec"]["command"], *j["spec"]["args"]])[:50],
+        ]
+        for j in jobs
+    ]
     table(["ID", "NAME", "STATE", "EXIT", "OWNER", "CREATED (UTC)", "COMMAND"], rows)
 
 
@@ -158,11 +202,15 @@ def status(ctx: Context, job_id: str) -> None:
     view = console()
     spec = job["spec"]
     lines = [
-        ("ID", job["id"]), ("Unit", job["unit"]), ("Name", spec["name"] or "-"),
-        ("State", state_text(job["state"])), ("Owner", job["owner"]),
+        ("ID", job["id"]),
+        ("Unit", job["unit"]),
+        ("Name", spec["name"] or "-"),
+        ("State", state_text(job["state"])),
+        ("Owner", job["owner"]),
         ("Command", " ".join([spec["command"], *spec["args"]])),
         ("Limits", describe_limits(spec["limits"])),
-        ("Created", job["created_at"]), ("Started", job["started_at"] or "-"),
+        ("Created", job["created_at"]),
+        ("Started", job["started_at"] or "-"),
         ("Ended", job["ended_at"] or "-"),
         ("Exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
     ]
@@ -177,9 +225,11 @@ def status(ctx: Context, job_id: str) -> None:
     if metrics:
         unit = metrics["unit"]
         cpu = unit.get("CPUUsageNSec")
-        lines += [("CPU time", f"{cpu / 1e9:.2f}s" if cpu is not None else "-"),
-                  ("Memory", human_bytes(unit.get("MemoryCurrent"))),
-                  ("Tasks", str(unit.get("TasksCurrent", "-")))]
+        lines += [
+            ("CPU time", f"{cpu / 1e9:.2f}s" if cpu is not None else "-"),
+            ("Memory", human_bytes(unit.get("MemoryCurrent"))),
+            ("Tasks", str(unit.get("TasksCurrent", "-"))),
+        ]
     for key, value in lines:
         view.print(f"[bold]{key + ':':<16}[/]{value}")
 
@@ -243,5 +293,6 @@ def delete_all(ctx: Context) -> None:
     if ctx.json:
         emit_json(result)
     else:
-        click.echo(f"Deleted {result['deleted']} job(s); skipped {result['skipped_running']} "
-                   "still running")
+        click.echo(
+            f"Deleted {result['deleted']} job(s); skipped {result['skipped_running']} still running"
+        )

@@ -25,21 +25,30 @@ def sh(*args: str, check: bool = True) -> str:
 
 
 def active_job_units() -> set[str]:
-    out = sh("systemctl", "list-units", "--no-legend", "--plain", "--state=active,activating,"
-             "deactivating", "joblet-job-*.service")
+    out = sh(
+        "systemctl",
+        "list-units",
+        "--no-legend",
+        "--plain",
+        "--state=active,activating,deactivating",
+        "joblet-job-*.service",
+    )
     return {line.split()[0] for line in out.splitlines() if line.strip()}
 
 
 @pytest.fixture(scope="session", autouse=True)
 def inside_sandbox() -> None:
     if Path("/proc/1/comm").read_text().strip() != "systemd":
-        pytest.fail("integration tests need a real systemd as PID 1: run `make integration` "
-                    "(they run inside tests/sandbox/sandbox)", pytrace=False)
-    state = subprocess.run(["systemctl", "is-active", "joblet.socket"], capture_output=True,
-                           text=True).stdout.strip()
+        pytest.fail(
+            "integration tests need a real systemd as PID 1: run `make integration` "
+            "(they run inside tests/sandbox/sandbox)",
+            pytrace=False,
+        )
+    state = sh("systemctl", "is-active", "joblet.socket", check=False).strip()
     if state != "active":
-        pytest.fail(f"joblet.socket is {state!r}: run `tests/sandbox/sandbox install`",
-                    pytrace=False)
+        pytest.fail(
+            f"joblet.socket is {state!r}: run `tests/sandbox/sandbox install`", pytrace=False
+        )
 
 
 @pytest.fixture(autouse=True)
@@ -79,11 +88,13 @@ def wait_state(client: Client, job_id: str, *states: str, timeout: float = 30) -
 
 
 def rnx(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["rnx", *args], capture_output=True, text=True, input=stdin,
-                          timeout=120)
+    return subprocess.run(
+        ["rnx", *args], capture_output=True, text=True, input=stdin, timeout=120, check=False
+    )
 
 
 def journal_messages(unit: str) -> list[str]:
-    out = sh("journalctl", "--no-pager", "-o", "json", "-u", unit, "--output-fields=MESSAGE",
-             check=False)
+    out = sh(
+        "journalctl", "--no-pager", "-o", "json", "-u", unit, "--output-fields=MESSAGE", check=False
+    )
     return [json.loads(line).get("MESSAGE", "") for line in out.splitlines()]

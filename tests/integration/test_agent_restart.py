@@ -31,22 +31,30 @@ def test_kill_9_of_the_agent_leaves_jobs_running(client: Client) -> None:
         client.stop(long["id"])
 
 
-def test_job_that_ends_while_agent_is_down_gets_its_true_exit_code(client: Client) -> None:
-    job = client.run(["sh", "-c", "sleep 2; exit 42"])
-    wait_state(client, job["id"], "RUNNING")
+def test_jobs_that_end_while_agent_is_down_get_their_true_outcome(client: Client) -> None:
+    failing = client.run(["sh", "-c", "sleep 2; exit 42"])
+    passing = client.run(["sh", "-c", "sleep 2"])
+    killed = client.run(["sh", "-c", "sleep 2; kill -TERM $$"])
+    jobs = (failing, passing, killed)
+    for job in jobs:
+        wait_state(client, job["id"], "RUNNING")
     sh("systemctl", "stop", "joblet.service")
     try:
-        # The job ends and its unit is garbage-collected while no agent watches.
+        # The jobs end and their units are garbage-collected while no agent watches.
         deadline = time.monotonic() + 20
-        while unit_property(job["unit"], "ActiveState") == "active":
+        while any(unit_property(j["unit"], "ActiveState") == "active" for j in jobs):
             assert time.monotonic() < deadline
             time.sleep(0.2)
         assert sh("systemctl", "is-active", "joblet.service", check=False).strip() != "active"
     finally:
         sh("systemctl", "start", "joblet.service")
-    final = wait_state(client, job["id"], "FAILED", "COMPLETED", timeout=10)
+    final = wait_state(client, failing["id"], "FAILED", "COMPLETED", timeout=10)
     assert (final["state"], final["exit_code"]) == ("FAILED", 42)
     assert final["reason"] == "exited with status 42"
+    final = wait_state(client, passing["id"], "FAILED", "COMPLETED", timeout=10)
+    assert (final["state"], final["exit_code"]) == ("COMPLETED", 0)
+    final = wait_state(client, killed["id"], "FAILED", "COMPLETED", timeout=10)
+    assert (final["state"], final["signal"]) == ("FAILED", "SIGTERM")
 
 
 def test_restart_of_the_agent_keeps_a_job_and_sees_its_end(client: Client) -> None:

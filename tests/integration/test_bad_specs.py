@@ -61,9 +61,10 @@ def test_body_that_is_not_json(client: Client) -> None:
 
     async def post() -> tuple[int, dict[str, Any]]:
         connector = aiohttp.UnixConnector(path="/run/joblet/joblet.sock")
-        async with aiohttp.ClientSession(connector=connector) as session, session.post(
-            "http://joblet/v1/jobs", data=b"{not json"
-        ) as resp:
+        async with (
+            aiohttp.ClientSession(connector=connector) as session,
+            session.post("http://joblet/v1/jobs", data=b"{not json") as resp,
+        ):
             return resp.status, await resp.json()
 
     status, body = asyncio.run(post())

@@ -18,8 +18,18 @@ def test_run_exits_with_the_jobs_code() -> None:
 
 
 def test_options_then_command_without_double_dash() -> None:
-    result = rnx("job", "run", "--max-memory=64", "--max-cpu", "50", "python3", "-c",
-                 "import sys; print(sys.argv[1:])", "-x", "--flag")
+    result = rnx(
+        "job",
+        "run",
+        "--max-memory=64",
+        "--max-cpu",
+        "50",
+        "python3",
+        "-c",
+        "import sys; print(sys.argv[1:])",
+        "-x",
+        "--flag",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "['-x', '--flag']\n"
     assert "memory 64.0MiB" in result.stderr and "cpu 50%" in result.stderr
@@ -59,8 +69,17 @@ def test_unknown_job_is_exit_3() -> None:
 
 def test_secret_env_reaches_the_job_but_is_never_shown() -> None:
     # The command compares without spelling the secret, so any "hunter2" in output is a leak.
-    started = rnx("job", "run", "-d", "-s", "TOKEN=hunter2", "--", "sh", "-c",
-                  'test "$TOKEN" = "$(printf hunter%s 2)" && echo matched')
+    started = rnx(
+        "job",
+        "run",
+        "-d",
+        "-s",
+        "TOKEN=hunter2",
+        "--",
+        "sh",
+        "-c",
+        'test "$TOKEN" = "$(printf hunter%s 2)" && echo matched',
+    )
     job_id = started.stdout.strip()
     log = rnx("job", "log", "-f", job_id)
     assert log.stdout == "matched\n"

@@ -68,8 +68,7 @@ def test_a_flood_of_lines_all_arrives(client: Client) -> None:
 
 
 def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
-    job = client.run(["sleep", "30"], memory_bytes=128 * 1024 * 1024, cpu_percent=50,
-                     max_tasks=77)
+    job = client.run(["sleep", "30"], memory_bytes=128 * 1024 * 1024, cpu_percent=50, max_tasks=77)
     try:
         wait_state(client, job["id"], "RUNNING")
         unit = job["unit"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from datetime import datetime
+from pathlib import Path
 
 from rnx.client import Client
 from tests.integration.conftest import sh, unit_property, wait_state
@@ -12,8 +14,10 @@ BUSY_LOOP = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 
 
 def test_memory_bomb_is_oom_killed(client: Client) -> None:
-    job = client.run(["python3", "-c", "b = bytearray(200 * 1024 * 1024); print('survived')"],
-                     memory_bytes=64 * 1024 * 1024)
+    job = client.run(
+        ["python3", "-c", "b = bytearray(200 * 1024 * 1024); print('survived')"],
+        memory_bytes=64 * 1024 * 1024,
+    )
     final = wait_state(client, job["id"], "COMPLETED", "FAILED")
     assert final["state"] == "FAILED"
     assert final["result"] == "oom-kill", final
@@ -33,7 +37,7 @@ def cpu_seconds(job: dict[str, object]) -> float:
     if usage.isdigit():
         return int(usage) / 1e9
     pid = unit_property(unit, "MainPID")
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
@@ -103,15 +107,14 @@ def test_io_write_bandwidth_is_throttled(client: Client) -> None:
     assert final["state"] == "COMPLETED"
     started = final["started_at"]
     ended = final["ended_at"]
-    from datetime import datetime
-
     took = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
     # 12 MiB at 4 MiB/s needs about 3 s (the first second's burst is allowed by the throttle).
     assert took >= 1.8, f"12 MiB written in {took:.2f}s despite a 4 MiB/s limit"
 
 
 def test_cpu_pinning_applies(client: Client) -> None:
-    job = client.run(["python3", "-c", "import os; print(sorted(os.sched_getaffinity(0)))"],
-                     cpu_cores="1")
+    job = client.run(
+        ["python3", "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], cpu_cores="1"
+    )
     wait_state(client, job["id"], "COMPLETED")
     assert list(client.logs(job["id"], follow=False)) == ["[1]"]

@@ -21,7 +21,10 @@ def test_missing_file_means_defaults(tmp_path: Path) -> None:
 
 
 def test_full_file_is_read(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, """
+    config = load_config(
+        write(
+            tmp_path,
+            """
 state_dir: /srv/joblet
 jobs:
   default_max_tasks: 256
@@ -33,7 +36,9 @@ jobs:
   max_timeout: 1h
   default_timeout: 10m
   unenforceable_limits: warn
-"""))
+""",
+        )
+    )
     assert config.state_dir == Path("/srv/joblet")
     assert config.jobs.max_memory_bytes == 2 * 1024**3
     assert config.jobs.stop_grace_sec == 5

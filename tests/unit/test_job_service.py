@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.model import JobState
+from joblet_agent.model import JobRecord, JobSpec, JobState
 from joblet_agent.services.jobs import JobService
 from tests.unit.fakes import FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
@@ -40,7 +41,7 @@ def test_job_runs_then_completes(engine: tuple[JobService, FakeSystemd, FakeJour
         assert record.started_at is not None
         assert (Path(service.config.jobs_dir) / record.id / "work").is_dir()
         systemd.end(record.unit, result="success", code=1, status=0)
-        final = await service.wait(record.id, timeout=1)
+        final = await service.wait(record.id, within=1)
         assert (final.state, final.exit_code) == (JobState.COMPLETED, 0)
 
     run(scenario())
@@ -54,8 +55,8 @@ def test_failure_exit_code_and_oom(engine: tuple[JobService, FakeSystemd, FakeJo
         second = await service.submit({"command": "true"}, owner="a")
         systemd.end(first.unit, result="exit-code", code=1, status=3)
         systemd.end(second.unit, result="oom-kill", code=2, status=9)
-        a = await service.wait(first.id, timeout=1)
-        b = await service.wait(second.id, timeout=1)
+        a = await service.wait(first.id, within=1)
+        b = await service.wait(second.id, within=1)
         assert (a.state, a.exit_code) == (JobState.FAILED, 3)
         assert (b.state, b.result, b.signal) == (JobState.FAILED, "oom-kill", "SIGKILL")
 
@@ -114,13 +115,16 @@ def test_ambiguous_prefix_lists_candidates(tmp_path: Path) -> None:
     config = AgentConfig(state_dir=tmp_path)
     store = SqliteJobStore(config.database)
     service = JobService(config, HYBRID_HOST, store, FakeJournal())
-    from datetime import UTC, datetime
-
-    from joblet_agent.model import JobRecord, JobSpec
-
     for job_id in ("abcd1111", "abcd2222"):
-        store.put(JobRecord(id=job_id, spec=JobSpec("true"), state=JobState.COMPLETED,
-                            owner="a", created_at=datetime.now(UTC)))
+        store.put(
+            JobRecord(
+                id=job_id,
+                spec=JobSpec("true"),
+                state=JobState.COMPLETED,
+                owner="a",
+                created_at=datetime.now(UTC),
+            )
+        )
     with pytest.raises(JobletError) as info:
         service.resolve("abcd")
     assert info.value.code == ErrorCode.AMBIGUOUS
@@ -137,7 +141,7 @@ def test_delete_refused_while_running(engine: tuple[JobService, FakeSystemd, Fak
         assert info.value.code == ErrorCode.CONFLICT
         other = await service.submit({"command": "true"}, owner="a")
         systemd.end(record.unit, result="success", code=1, status=0)
-        await service.wait(record.id, timeout=1)
+        await service.wait(record.id, within=1)
         assert await service.delete_all(owner=None) == (1, 1)
         assert not (Path(service.config.jobs_dir) / record.id).exists()
         assert service.resolve(other.id).state is JobState.RUNNING
@@ -156,8 +160,11 @@ def test_reconcile_finds_true_end_in_journal(
         # The agent "dies"; while it is away one job ends with status 7 and its unit is unloaded.
         systemd.emit = lambda event: None
         systemd.units.pop(gone.unit)
-        journal.ends[gone.unit] = {"EXIT_CODE": "exited", "EXIT_STATUS": "7",
-                                   "UNIT_RESULT": "exit-code"}
+        journal.ends[gone.unit] = {
+            "EXIT_CODE": "exited",
+            "EXIT_STATUS": "7",
+            "UNIT_RESULT": "exit-code",
+        }
         fresh = JobService(service.config, HYBRID_HOST, service.store, journal)
         fresh.attach(systemd)
         await fresh.reconcile()

@@ -14,8 +14,13 @@ from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
 POLICY = JobPolicy(max_timeout_sec=3600, max_io_bps=100 * 1024**2)
 
 
-def refuse(request: dict[str, Any], *fragments: str, policy: JobPolicy = POLICY,
-           host: Any = HYBRID_HOST, code: ErrorCode = ErrorCode.INVALID) -> str:
+def refuse(
+    request: dict[str, Any],
+    *fragments: str,
+    policy: JobPolicy = POLICY,
+    host: Any = HYBRID_HOST,
+    code: ErrorCode = ErrorCode.INVALID,
+) -> str:
     with pytest.raises(JobletError) as info:
         parse_job_request(request, policy, host)
     assert info.value.code == code
@@ -94,8 +99,13 @@ def test_units_are_converted() -> None:
 
 
 def test_limit_the_host_cannot_enforce_is_refused_with_why() -> None:
-    message = refuse(limits(memory_bytes="64M"), "memory", "cannot enforce",
-                     host=BARE_V2_HOST, code=ErrorCode.UNSUPPORTED)
+    message = refuse(
+        limits(memory_bytes="64M"),
+        "memory",
+        "cannot enforce",
+        host=BARE_V2_HOST,
+        code=ErrorCode.UNSUPPORTED,
+    )
     assert "unified" in message
 
 

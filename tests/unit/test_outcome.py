@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from joblet_agent.model import JobState
-from joblet_agent.outcome import ExitKind, decide
+from joblet_agent.outcome import ExitKind, decide, parse_exit_record
 
 
 def test_clean_exit_completes() -> None:
@@ -47,3 +47,20 @@ def test_dbus_codes() -> None:
     assert ExitKind.from_dbus(1) is ExitKind.EXITED
     assert ExitKind.from_dbus(2) is ExitKind.KILLED
     assert ExitKind.from_dbus(0) is None
+
+
+def test_exit_record_of_a_v1_oom_kill() -> None:
+    text = "SERVICE_RESULT=signal\nEXIT_CODE=killed\nEXIT_STATUS=KILL\noom_kill 1\n"
+    record = parse_exit_record(text)
+    assert (record.kind, record.status, record.oom_kills) == (ExitKind.KILLED, 9, 1)
+    assert record.true_result == "oom-kill"
+
+
+def test_exit_record_of_a_clean_exit() -> None:
+    record = parse_exit_record("SERVICE_RESULT=success\nEXIT_CODE=exited\nEXIT_STATUS=0\n")
+    assert (record.true_result, record.kind, record.status) == ("success", ExitKind.EXITED, 0)
+
+
+def test_exit_record_of_a_unit_that_never_ran() -> None:
+    record = parse_exit_record("SERVICE_RESULT=resources\nEXIT_CODE=\nEXIT_STATUS=\n")
+    assert (record.result, record.kind, record.status) == ("resources", None, None)

@@ -14,12 +14,19 @@ def test_unknown_property_is_a_bug() -> None:
         prop("MemoryMaximum", 1)
 
 
-@pytest.mark.parametrize(("name", "value"), [
-    ("MemoryMax", -1), ("MemoryMax", "64M"), ("MemoryMax", True), ("SendSIGKILL", 1),
-    ("ExecStart", [("/bin/true", ["true"], False)]),  # dbus-next needs lists, not tuples
-    ("IOReadBandwidthMax", [["/dev/block/8:0"]]), ("CPUAffinity", [1, 2]),
-    ("LogRateLimitBurst", 2**32),
-])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MemoryMax", -1),
+        ("MemoryMax", "64M"),
+        ("MemoryMax", True),
+        ("SendSIGKILL", 1),
+        ("ExecStart", [("/bin/true", ["true"], False)]),  # dbus-next needs lists, not tuples
+        ("IOReadBandwidthMax", [["/dev/block/8:0"]]),
+        ("CPUAffinity", [1, 2]),
+        ("LogRateLimitBurst", 2**32),
+    ],
+)
 def test_mistyped_values_are_refused(name: str, value: object) -> None:
     with pytest.raises(TypeError, match=name):
         prop(name, value)
@@ -44,4 +51,5 @@ def test_unit_path_round_trip(unit: str) -> None:
 
 def test_unit_path_matches_systemd() -> None:
     assert unit_path("joblet-job-1.service") == (
-        "/org/freedesktop/systemd1/unit/joblet_2djob_2d1_2eservice")
+        "/org/freedesktop/systemd1/unit/joblet_2djob_2d1_2eservice"
+    )

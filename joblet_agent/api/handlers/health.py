@@ -12,13 +12,15 @@ from joblet_agent.host import Controller
 async def health(request: web.Request) -> web.Response:
     host = request.app[SERVICE].host
     missing = sorted(str(c) for c in set(Controller) - host.controllers)
-    return web.json_response({
-        "status": "ok",
-        "version": __version__,
-        "host": host.describe(),
-        # CPU pinning is always enforced through CPUAffinity, whatever the cgroup controllers.
-        "unenforceable_limits": [m for m in missing if m != Controller.CPUSET],
-    })
+    return web.json_response(
+        {
+            "status": "ok",
+            "version": __version__,
+            "host": host.describe(),
+            # CPU pinning is always enforced through CPUAffinity, whatever the cgroup controllers.
+            "unenforceable_limits": [m for m in missing if m != Controller.CPUSET],
+        }
+    )
 
 
 ROUTES = [web.get("/v1/health", health)]

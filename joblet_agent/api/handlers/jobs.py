@@ -19,8 +19,16 @@ from joblet_agent.services.jobs import JobService
 logger = logging.getLogger(__name__)
 SERVICE = web.AppKey("jobs", JobService)
 HEARTBEAT_SEC = 15.0
-_METRICS = ("CPUUsageNSec", "MemoryCurrent", "MemoryPeak", "TasksCurrent", "IOReadBytes",
-            "IOWriteBytes", "ActiveState", "SubState")
+_METRICS = (
+    "CPUUsageNSec",
+    "MemoryCurrent",
+    "MemoryPeak",
+    "TasksCurrent",
+    "IOReadBytes",
+    "IOWriteBytes",
+    "ActiveState",
+    "SubState",
+)
 
 
 def _service(request: web.Request) -> JobService:
@@ -47,14 +55,17 @@ async def list_jobs(request: web.Request) -> web.Response:
             states = frozenset(JobState(s.strip().upper()) for s in query["state"].split(","))
         except ValueError:
             allowed = ", ".join(JobState)
-            raise JobletError(ErrorCode.INVALID,
-                              f"state: {query['state']!r} is not valid; allowed: {allowed}") from None
+            raise JobletError(
+                ErrorCode.INVALID, f"state: {query['state']!r} is not valid; allowed: {allowed}"
+            ) from None
     limit = _query_int(query, "limit", 100, 1, 1000)
     offset = _query_int(query, "offset", 0, 0, None)
-    jobs = _service(request).list(states=states, owner=query.get("owner"), limit=limit,
-                                  offset=offset)
-    return web.json_response({"jobs": [_job_json(j) for j in jobs], "limit": limit,
-                              "offset": offset})
+    jobs = _service(request).list(
+        states=states, owner=query.get("owner"), limit=limit, offset=offset
+    )
+    return web.json_response(
+        {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
+    )
 
 
 def _query_int(query: Any, key: str, default: int, low: int, high: int | None) -> int:
@@ -63,7 +74,9 @@ def _query_int(query: Any, key: str, default: int, low: int, high: int | None) -
         return default
     if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
         bound = f"between {low} and {high}" if high else f"at least {low}"
-        raise JobletError(ErrorCode.INVALID, f"{key}: {text!r} is not valid; a whole number {bound}")
+        raise JobletError(
+            ErrorCode.INVALID, f"{key}: {text!r} is not valid; a whole number {bound}"
+        )
     return int(text)
 
 
@@ -108,10 +121,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
     record = service.resolve(request.match_info["id"])
     follow = request.query.get("follow", "0") in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
     await response.prepare(request)
     journal = service.journal
     unit = record.unit
@@ -129,8 +145,9 @@ async def logs(request: web.Request) -> web.StreamResponse:
             waiting: set[asyncio.Future[Any]] = {next_entry}
             if ended is not None and not done_following:
                 waiting.add(ended)
-            done, _ = await asyncio.wait(waiting, timeout=HEARTBEAT_SEC,
-                                         return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                waiting, timeout=HEARTBEAT_SEC, return_when=asyncio.FIRST_COMPLETED
+            )
             if not done:
                 await response.write(b": heartbeat\n\n")
                 continue
@@ -140,8 +157,12 @@ async def logs(request: web.Request) -> web.StreamResponse:
                 done_following = True
                 await journal.drained(unit)
                 final_cursor = await journal.last_cursor(unit)
-                logger.debug("logs of %s: job ended; reading up to %s (at %s)", record.id,
-                             final_cursor, cursor)
+                logger.debug(
+                    "logs of %s: job ended; reading up to %s (at %s)",
+                    record.id,
+                    final_cursor,
+                    cursor,
+                )
                 continue
             try:
                 entry = next_entry.result()
@@ -162,8 +183,13 @@ async def logs(request: web.Request) -> web.StreamResponse:
 
 
 def _end_payload(record: JobRecord) -> dict[str, Any]:
-    return {"id": record.id, "state": str(record.state), "exit_code": record.exit_code,
-            "signal": record.signal, "reason": record.reason}
+    return {
+        "id": record.id,
+        "state": str(record.state),
+        "exit_code": record.exit_code,
+        "signal": record.signal,
+        "reason": record.reason,
+    }
 
 
 def _log_event(entry: dict[str, Any]) -> bytes:
