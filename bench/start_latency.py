@@ -1,0 +1,221 @@
+"""Start latency of the job engine next to systemd itself, in the same run, same properties.
+
+Run inside the sandbox (`make bench`) or on a host whose PID 1 is systemd, as root:
+
+    python bench/start_latency.py [-n 200] [--concurrency 16]
+
+For /bin/true it measures submit -> RUNNING and submit -> exit for
+  engine       JobService.submit (validation, translation, record, D-Bus, signals), in process;
+  raw D-Bus    the same properties through one StartTransientUnit call and its signals, no engine;
+  systemd-run  `systemd-run --wait` with the same properties (includes that process's start).
+Prints p50/p95 in milliseconds and the engine's ratio to each reference. Not a test: no asserts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shlex
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path, PurePosixPath
+
+from joblet_agent.adapters.journal import JournalctlJournal
+from joblet_agent.adapters.store import SqliteJobStore
+from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitEvent
+from joblet_agent.config import AgentConfig
+from joblet_agent.host import HostInfo, probe_host
+from joblet_agent.jobspec import parse_job_request
+from joblet_agent.model import JobState
+from joblet_agent.services.jobs import JobService
+from joblet_agent.units.properties import Property
+from joblet_agent.units.translate import JobPaths, translate
+
+REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
+Sample = tuple[float, float]  # (to running, to exit) in seconds
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
+
+
+async def run_many(
+    one: Callable[[], Awaitable[Sample]], count: int, concurrency: int
+) -> list[Sample]:
+    samples: list[Sample] = []
+    remaining = iter(range(count))
+
+    async def worker() -> None:
+        for _ in remaining:
+            samples.append(await one())
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return samples
+
+
+class RawDBus:
+    """The reference without Joblet's engine: one StartTransientUnit, then wait for signals."""
+
+    def __init__(self, config: AgentConfig, host: HostInfo) -> None:
+        self.config, self.host = config, host
+        self.pending: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}
+        self.bus: SystemdBus | None = None
+
+    def on_event(self, event: UnitEvent | JobDone) -> None:
+        events = self.pending.get(event.unit)
+        if events is None:
+            return
+        running, ended = events
+        if isinstance(event, JobDone):
+            running.set()
+        elif running.is_set() and (
+            event.removed or event.changed.get("ActiveState") in ("inactive", "failed")
+        ):
+            ended.set()
+
+    def properties(self, job_id: str) -> list[Property]:
+        spec = parse_job_request(REQUEST, self.config.jobs, self.host).spec
+        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
+        Path(paths.work).mkdir(parents=True)
+        return translate(job_id, spec, self.config, self.host, paths, executable="/bin/true")
+
+    async def one(self) -> Sample:
+        assert self.bus is not None
+        job_id = str(uuid.uuid4())
+        unit = f"joblet-job-{job_id}.service"
+        props = self.properties(job_id)
+        running, ended = asyncio.Event(), asyncio.Event()
+        self.pending[unit] = (running, ended)
+        start = time.perf_counter()
+        await self.bus.start_transient(unit, props)
+        await running.wait()
+        to_running = time.perf_counter() - start
+        await ended.wait()
+        del self.pending[unit]
+        return to_running, time.perf_counter() - start
+
+
+def systemd_run_args(props: list[Property]) -> list[str]:
+    """The same properties in systemd-run's -p syntax."""
+    args = ["systemd-run", "--quiet", "--wait", "--collect", "--slice=joblet.slice"]
+    for p in props:
+        if p.name in ("ExecStart", "Slice", "Description", "CollectMode"):
+            continue
+        if p.name == "ExecStopPostEx":
+            path, argv, flags = p.value[0]
+            prefix = ("+" if "privileged" in flags else "") + (
+                "-" if "ignore-failure" in flags else ""
+            )
+            quoted = " ".join(shlex.quote(a) for a in argv[1:])
+            args.append(f"--property=ExecStopPost={prefix}{path} {quoted}")
+            continue
+        if p.name == "Environment":
+            args += [f"--setenv={e}" for e in p.value]
+            continue
+        value = p.value
+        name = p.name
+        if name.endswith("USec"):
+            name, value = name[: -len("USec")] + "Sec", f"{value}us"
+        if name == "CPUQuotaPerSecSec":
+            name, value = "CPUQuota", f"{int(p.value) // 10_000}%"
+        if isinstance(value, bool):
+            value = "yes" if value else "no"
+        args.append(f"--property={name}={value}")
+    return [*args, "/bin/true"]
+
+
+async def systemd_run_one(args: list[str]) -> Sample:
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(*args)
+    await proc.wait()
+    elapsed = time.perf_counter() - start
+    return float("nan"), elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    opts = parser.parse_args()
+
+    state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
+    config = AgentConfig(state_dir=state)
+    config.jobs_dir.mkdir(parents=True)
+    host = probe_host(config.jobs_dir)
+    store = SqliteJobStore(config.database)
+    service = JobService(config, host, store, JournalctlJournal())
+    raw = RawDBus(config, host)
+
+    def dispatch(event: UnitEvent | JobDone) -> None:
+        service.on_systemd_event(event)
+        raw.on_event(event)
+
+    bus = await SystemdBus.connect("joblet-job-", dispatch)
+    service.attach(bus)
+    raw.bus = bus
+
+    async def engine_one() -> Sample:
+        start = time.perf_counter()
+        record = await service.submit(REQUEST, owner="bench")
+        to_running = time.perf_counter() - start
+        if record.state is not JobState.COMPLETED:
+            record = await service.wait(record.id)
+        assert record.state is JobState.COMPLETED, record
+        return to_running, time.perf_counter() - start
+
+    reference_props = raw.properties(str(uuid.uuid4()))
+    run_args = systemd_run_args(reference_props)
+    check = await asyncio.create_subprocess_exec(*run_args, stderr=subprocess.PIPE)
+    _, err = await check.communicate()
+    if check.returncode != 0:
+        raise SystemExit(f"systemd-run reference failed: {err.decode()}")
+
+    try:
+        for _ in range(10):  # warm up PID 1, the bus and the page cache
+            await engine_one()
+            await raw.one()
+        rows = []
+        for label, concurrency in (
+            ("sequential", 1),
+            (f"{opts.concurrency} concurrent", opts.concurrency),
+        ):
+            engine = await run_many(engine_one, opts.n, concurrency)
+            dbus = await run_many(raw.one, opts.n, concurrency)
+            sdrun = await run_many(lambda: systemd_run_one(run_args), opts.n, concurrency)
+            rows.append((label, engine, dbus, sdrun))
+    finally:
+        bus.disconnect()
+        store.close()
+        shutil.rmtree(state, ignore_errors=True)
+
+    print(
+        f"Start latency of /bin/true, N={opts.n} per cell, systemd {host.systemd_version}, "
+        f"cgroup {host.cgroup_mode}; milliseconds"
+    )
+    print(
+        f"{'':16}{'':>14}{'engine':>10}{'raw D-Bus':>11}{'systemd-run':>13}"
+        f"{'engine/raw':>12}{'engine/s-run':>14}"
+    )
+    for label, engine, dbus, sdrun in rows:
+        for phase, index in (("submit->RUNNING", 0), ("submit->exit", 1)):
+            for q, name in ((0.5, "p50"), (0.95, "p95")):
+                e = pct([s[index] for s in engine], q)
+                d = pct([s[index] for s in dbus], q)
+                r = pct([s[1] for s in sdrun], q) if index == 1 else float("nan")
+                ratio_r = f"{e / r:>14.2f}" if index == 1 else f"{'-':>14}"
+                print(
+                    f"{label:16}{phase + ' ' + name:>14}{e:>10.1f}{d:>11.1f}"
+                    f"{(f'{r:.1f}' if index == 1 else '-'):>13}{e / d:>12.2f}{ratio_r}"
+                )
+    print(
+        "systemd-run has no RUNNING moment to observe; it is compared on submit->exit, and it "
+        "pays for its own process start and bus connection."
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
