@@ -52,7 +52,7 @@ slow: sandbox-up
 test: lint unit integration
 
 demo: sandbox-up
-	$(SANDBOX) run -- bash docs/demo.sh
+	$(SANDBOX) run -- tests/sandbox/demo.sh
 
 bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python bench/start_latency.py

@@ -37,8 +37,10 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
 
     view = Table(box=None, header_style="bold", pad_edge=False)
-    for column in columns:
-        view.add_column(column)
+    for index, column in enumerate(columns):
+        # One line per row: the last column (free text) is cut with an ellipsis, never wrapped.
+        last = index == len(columns) - 1
+        view.add_column(column, no_wrap=True, overflow="ellipsis" if last else "fold")
     for row in rows:
         view.add_row(*row)
     console().print(view)

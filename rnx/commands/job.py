@@ -177,7 +177,7 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
             state_text(j["state"]),
             "" if j["exit_code"] is None else str(j["exit_code"]),
             j["owner"],
-            j["created_at"][:19].replace("T", " "),
+            j["created_at"][5:19].replace("T", " "),
             " ".join([j["spec"]["command"], *j["spec"]["args"]])[:50],
         ]
         for j in jobs
