@@ -37,10 +37,15 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
 
     view = Table(box=None, header_style="bold", pad_edge=False)
+    from rich.text import Text
+
     for index, column in enumerate(columns):
-        # One line per row: the last column (free text) is cut with an ellipsis, never wrapped.
-        last = index == len(columns) - 1
-        view.add_column(column, no_wrap=True, overflow="ellipsis" if last else "fold")
+        # One line per row: fixed columns keep their width; the last (free text) is cut with "…".
+        if index == len(columns) - 1:
+            view.add_column(column, no_wrap=True, overflow="ellipsis", ratio=1)
+        else:
+            widest = max([len(column), *(Text.from_markup(row[index]).cell_len for row in rows)])
+            view.add_column(column, no_wrap=True, min_width=widest)
     for row in rows:
         view.add_row(*row)
     console().print(view)
