@@ -1,0 +1,63 @@
+"""The agent's own start-up: a broken config stops it with one clear message; health tells what
+the host can enforce."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rnx.client import Client
+from tests.integration.conftest import sh
+
+CONFIG = Path("/etc/joblet/joblet.yml")
+
+
+@pytest.fixture
+def broken_config() -> Iterator[Path]:
+    saved = CONFIG.read_text() if CONFIG.exists() else None
+    CONFIG.parent.mkdir(parents=True, exist_ok=True)
+    CONFIG.write_text("jobs:\n  max_memory: lots\n")
+    try:
+        yield CONFIG
+    finally:
+        if saved is None:
+            CONFIG.unlink()
+        else:
+            CONFIG.write_text(saved)
+        sh("systemctl", "reset-failed", "joblet.service", check=False)
+        sh("systemctl", "restart", "joblet.socket")
+
+
+def test_broken_config_stops_startup_with_one_clear_message(broken_config: Path) -> None:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 1))
+    result = subprocess.run(
+        ["systemctl", "restart", "joblet.service"], capture_output=True, check=False
+    )
+    assert result.returncode != 0
+    log = sh("journalctl", "--no-pager", "-o", "cat", "-u", "joblet.service", "--since", since)
+    expected = f"joblet-agent: {broken_config}: jobs.max_memory: 'lots' is not valid; a size is"
+    assert expected in log, log
+
+
+def test_health_reports_host_and_enforceable_limits(client: Client) -> None:
+    health = client.health()
+    assert health["status"] == "ok"
+    host = health["host"]
+    assert host["systemd_version"] >= 250
+    assert host["cgroup_mode"] in ("hybrid", "unified", "legacy", "none")
+    # In this sandbox (and on Debian 12 hosts) systemd drives the cpu, memory, io and pids limits.
+    assert {"cpu", "memory", "io", "pids"} <= set(host["controllers"])
+    assert health["unenforceable_limits"] == []
+
+
+def test_agent_is_notify_type_with_watchdog() -> None:
+    assert sh("systemctl", "show", "-P", "Type", "joblet.service").strip() == "notify"
+    assert sh("systemctl", "show", "-P", "WatchdogUSec", "joblet.service").strip() == "30s"
+    # READY=1 was sent after reconciliation, or systemctl would not report it active.
+    with Client() as client:
+        assert client.health()["status"] == "ok"
+    assert sh("systemctl", "is-active", "joblet.service").strip() == "active"
