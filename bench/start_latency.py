@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
-from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitEvent
+from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import HostInfo, probe_host
 from joblet_agent.jobspec import parse_job_request
@@ -65,16 +65,14 @@ class RawDBus:
         self.pending: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}
         self.bus: SystemdBus | None = None
 
-    def on_event(self, event: UnitEvent | JobDone) -> None:
+    def on_event(self, event: JobDone | UnitGone) -> None:
         events = self.pending.get(event.unit)
         if events is None:
             return
         running, ended = events
         if isinstance(event, JobDone):
             running.set()
-        elif running.is_set() and (
-            event.removed or event.changed.get("ActiveState") in ("inactive", "failed")
-        ):
+        else:
             ended.set()
 
     def properties(self, job_id: str) -> list[Property]:
@@ -150,7 +148,7 @@ async def main() -> None:
     service = JobService(config, host, store, JournalctlJournal())
     raw = RawDBus(config, host)
 
-    def dispatch(event: UnitEvent | JobDone) -> None:
+    def dispatch(event: JobDone | UnitGone) -> None:
         service.on_systemd_event(event)
         raw.on_event(event)
 

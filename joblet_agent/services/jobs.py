@@ -12,12 +12,11 @@ import logging
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from joblet_agent.adapters.systemd_dbus import JobDone, UnitEvent
+from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.executables import resolve_command
@@ -39,24 +38,12 @@ logger = logging.getLogger(__name__)
 
 MIN_PREFIX = 4
 START_TIMEOUT_SEC = 60.0
-_ENDED = ("inactive", "failed")
 _RUNNING = ("active", "reloading", "deactivating")
 
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
-
-
-@dataclass
-class _Watch:
-    """What the signals said so far of one unit (Service properties arrive before ActiveState)."""
-
-    props: dict[str, Any]
-    start_done: asyncio.Future[str]
-    # A new unit's first signals still carry the previous (inactive, Result=success) values;
-    # only after the start job is done (JobRemoved) does "inactive" mean the job ended.
-    started: bool = False
 
 
 class JobService:
@@ -74,7 +61,8 @@ class JobService:
         self.journal = journal
         self.clock = clock or SystemClock()
         self.systemd: SystemdManager | None = None
-        self._watches: dict[str, _Watch] = {}
+        self._starting: dict[str, asyncio.Future[str]] = {}  # unit -> its start job's result
+        self._finishing: set[asyncio.Task[None]] = set()
         self._changed: dict[str, asyncio.Event] = {}
 
     def attach(self, systemd: SystemdManager) -> None:
@@ -150,13 +138,13 @@ class JobService:
         unit = record.unit
         self._make_dirs(paths, spec.workdir)
         self.store.put(record)
-        watch = _Watch({}, asyncio.get_running_loop().create_future())
-        self._watches[unit] = watch
+        started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._starting[unit] = started
         try:
             await self._pid1.start_transient(unit, properties)
         except BaseException:
             # Nothing half-done: no record, no directory (and systemd created no unit).
-            self._watches.pop(unit, None)
+            self._starting.pop(unit, None)
             self.store.delete(job_id)
             shutil.rmtree(paths.root, ignore_errors=True)
             raise
@@ -169,7 +157,7 @@ class JobService:
         )
         try:
             # Type=exec: the start job ends once exec() succeeded (or failed, with a reason).
-            await asyncio.wait_for(asyncio.shield(watch.start_done), START_TIMEOUT_SEC)
+            await asyncio.wait_for(asyncio.shield(started), START_TIMEOUT_SEC)
         except TimeoutError:
             logger.warning("start of %s still pending after %ss", unit, START_TIMEOUT_SEC)
         return self._current(job_id)
@@ -229,75 +217,29 @@ class JobService:
 
     # -- signals from PID 1 ---------------------------------------------------------------
 
-    def on_systemd_event(self, event: UnitEvent | JobDone) -> None:
-        watch = self._watches.get(event.unit)
-        if isinstance(event, JobDone):
-            if watch:
-                watch.started = True
-                if not watch.start_done.done():
-                    watch.start_done.set_result(event.result)
-                self._settle(event.unit, watch)
-            return
+    def on_systemd_event(self, event: JobDone | UnitGone) -> None:
         job_id = job_id_of_unit(event.unit)
-        if job_id is None:
-            return
-        if watch is None:
-            # Not started by this agent process (it restarted): the unit is past its start.
-            watch = self._watches[event.unit] = _Watch(
-                {}, asyncio.get_running_loop().create_future(), started=True
-            )
-        watch.props.update(event.changed)
-        if event.removed:
-            watch.started = True
-            watch.props.setdefault("ActiveState", "inactive")
-        self._settle(event.unit, watch)
-
-    def _settle(self, unit: str, watch: _Watch) -> None:
-        """Move the record along to what the accumulated properties say, if anything."""
-        job_id = job_id_of_unit(unit)
         record = self.store.get(job_id) if job_id else None
-        if record is None or record.state.is_terminal:
+        started = self._starting.get(event.unit)
+        if isinstance(event, JobDone):
+            # Type=exec: the start job is done once exec() succeeded; "failed" means it did not,
+            # and the unit's removal (with its exit record) follows.
+            if record and record.state is JobState.SCHEDULED and event.result == "done":
+                self._save(record.evolve(state=JobState.RUNNING, started_at=self.clock.now()))
+            if started and not started.done():
+                started.set_result(event.result)
             return
-        active = watch.props.get("ActiveState")
-        if active in _RUNNING and record.state is JobState.SCHEDULED:
-            self._save(
-                record.evolve(
-                    state=JobState.RUNNING, started_at=_timestamp(watch.props) or self.clock.now()
-                )
-            )
-        elif active in _ENDED and watch.started:
-            self._finish(record, watch.props)
-            self._watches.pop(unit, None)
-            if not watch.start_done.done():
-                watch.start_done.set_result("ended")
+        self._starting.pop(event.unit, None)
+        if record and not record.state.is_terminal:
+            # Finishing reads a file and maybe the journal: keep the bus reader free meanwhile.
+            task = asyncio.get_running_loop().create_task(self._finish(record))
+            self._finishing.add(task)
+            task.add_done_callback(self._finishing.discard)
+        if started and not started.done():
+            started.set_result("gone")
 
-    def _finish(self, record: JobRecord, props: Mapping[str, Any]) -> None:
-        """The unit ended while watched: systemd's properties, and the exit record's OOM count."""
-        if "Result" not in props:
-            # The unit vanished before we saw its last properties: read what it left behind.
-            asyncio.get_running_loop().create_task(self._finish_unwatched(record))
-            return
-        result = props.get("Result")
-        exit_record = self._exit_record(record)
-        if exit_record and exit_record.oom_kills and result == "signal":
-            result = "oom-kill"
-        outcome = decide(
-            stop_requested=record.stop_requested,
-            result=result,
-            kind=ExitKind.from_dbus(int(props.get("ExecMainCode", 0))),
-            status=props.get("ExecMainStatus"),
-        )
-        self._record_outcome(record, outcome, result=result, started=_timestamp(props))
-
-    def _exit_record(self, record: JobRecord) -> ExitRecord | None:
-        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
-        try:
-            return parse_exit_record(Path(paths.exit_record).read_text())
-        except OSError:
-            return None
-
-    async def _finish_unwatched(self, record: JobRecord) -> None:
-        """The unit ended while no agent watched: its exit record, else PID 1's journal lines."""
+    async def _finish(self, record: JobRecord) -> None:
+        """The unit is gone: its exit record says how the job ended (else PID 1's journal)."""
         exit_record = self._exit_record(record)
         if exit_record is None:
             fields = await self.journal.unit_end(record.unit) or {}
@@ -308,17 +250,24 @@ class JobService:
                 oom_kills=0,
             )
         if exit_record.result is None and exit_record.kind is None:
-            reason = "ended while the agent was away, leaving no record of how"
+            reason = "the job's unit ended leaving no record of how"
             self._record_outcome(record, Outcome(JobState.FAILED, None, None, reason))
             return
         result = exit_record.true_result
         outcome = decide(
-            stop_requested=record.stop_requested,
+            stop_requested=self._current(record.id).stop_requested,
             result=result,
             kind=exit_record.kind,
             status=exit_record.status,
         )
         self._record_outcome(record, outcome, result=result)
+
+    def _exit_record(self, record: JobRecord) -> ExitRecord | None:
+        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
+        try:
+            return parse_exit_record(Path(paths.exit_record).read_text())
+        except OSError:
+            return None
 
     def _record_outcome(
         self,
@@ -360,22 +309,14 @@ class JobService:
             known.add(record.unit)
             props = await self._pid1.unit_properties(record.unit)
             active = props.get("ActiveState") if props else None
-            if props and active not in _ENDED:
-                self._watches.setdefault(
-                    record.unit,
-                    _Watch(dict(props), asyncio.get_running_loop().create_future(), started=True),
-                )
+            if active in _RUNNING or active == "activating":
                 if record.state is JobState.SCHEDULED and active in _RUNNING:
-                    self._save(
-                        record.evolve(
-                            state=JobState.RUNNING, started_at=_timestamp(props) or self.clock.now()
-                        )
-                    )
+                    assert props is not None
+                    started = _timestamp(props) or self.clock.now()
+                    self._save(record.evolve(state=JobState.RUNNING, started_at=started))
                 logger.info("re-attached to running job %s", record.id)
-            elif props:
-                self._finish(record, props)
             else:
-                await self._finish_unwatched(record)
+                await self._finish(record)
         for unit in sorted(set(live) - known):
             logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
 

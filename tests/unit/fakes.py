@@ -1,21 +1,24 @@
 """In-memory stand-ins for PID 1 and the journal, behaving like the real ones in the ways that
-matter to the engine (including systemd's stale first PropertiesChanged of a new unit)."""
+matter to the engine: JobRemoved once the job's process exec'd, the exit record written by the
+unit's ExecStopPost, then UnitRemoved."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from joblet_agent.adapters.systemd_dbus import JobDone, UnitEvent
+from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.properties import Property
 
 
 class FakeSystemd:
-    def __init__(self, emit: Callable[[UnitEvent | JobDone], None]) -> None:
+    def __init__(self, emit: Callable[[JobDone | UnitGone], None]) -> None:
         self.emit = emit
         self.units: dict[str, dict[str, Any]] = {}
+        self.exit_records: dict[str, Path] = {}
         self.started: list[tuple[str, list[Property]]] = []
         self.refuse_next = False
 
@@ -24,34 +27,26 @@ class FakeSystemd:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
+        stop_post = next(p for p in properties if p.name == "ExecStopPostEx")
+        self.exit_records[unit] = Path(stop_post.value[0][1][-1])  # the record's path is last
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
         }
-        loop = asyncio.get_running_loop()
-        # Like PID 1: the new unit's first change signal carries stale "inactive"/"success".
-        loop.call_soon(self.emit, UnitEvent(unit, {"Result": "success", "ActiveState": "inactive"}))
-        loop.call_soon(
-            self.emit,
-            UnitEvent(
-                unit, {"ActiveState": "active", "ExecMainStartTimestamp": 1_700_000_000_000_000}
-            ),
-        )
-        # PID 1 flushes a unit's pending change signal before its job's JobRemoved.
-        loop.call_soon(self.emit, JobDone(unit, "done"))
+        asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
-    def end(self, unit: str, *, result: str, code: int, status: int) -> None:
-        """The job's main process ended: Service properties first, then ActiveState, then gone."""
+    def end(self, unit: str, *, result: str, code: str, status: str, oom_kills: int = 0) -> None:
+        """The job's process ended: ExecStopPost writes the record, then PID 1 unloads the unit."""
         self.units.pop(unit, None)
-        self.emit(
-            UnitEvent(unit, {"Result": result, "ExecMainCode": code, "ExecMainStatus": status})
+        self.exit_records[unit].write_text(
+            f"SERVICE_RESULT={result}\nEXIT_CODE={code}\nEXIT_STATUS={status}\n"
+            f"oom_kill {oom_kills}\n"
         )
-        self.emit(UnitEvent(unit, {"ActiveState": "failed" if result != "success" else "inactive"}))
-        self.emit(UnitEvent(unit, {}, removed=True))
+        self.emit(UnitGone(unit))
 
     async def stop(self, unit: str) -> None:
         asyncio.get_running_loop().call_soon(
-            lambda: self.end(unit, result="success", code=2, status=15)
+            lambda: self.end(unit, result="success", code="killed", status="TERM")
         )
 
     async def unit_properties(self, unit: str) -> dict[str, Any] | None:

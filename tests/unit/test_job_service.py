@@ -36,11 +36,10 @@ def test_job_runs_then_completes(engine: tuple[JobService, FakeSystemd, FakeJour
 
     async def scenario() -> None:
         record = await service.submit({"command": "true"}, owner="alice")
-        # The stale first "inactive" signal must not end the job.
         assert record.state is JobState.RUNNING
         assert record.started_at is not None
         assert (Path(service.config.jobs_dir) / record.id / "work").is_dir()
-        systemd.end(record.unit, result="success", code=1, status=0)
+        systemd.end(record.unit, result="success", code="exited", status="0")
         final = await service.wait(record.id, within=1)
         assert (final.state, final.exit_code) == (JobState.COMPLETED, 0)
 
@@ -53,8 +52,9 @@ def test_failure_exit_code_and_oom(engine: tuple[JobService, FakeSystemd, FakeJo
     async def scenario() -> None:
         first = await service.submit({"command": "true"}, owner="a")
         second = await service.submit({"command": "true"}, owner="a")
-        systemd.end(first.unit, result="exit-code", code=1, status=3)
-        systemd.end(second.unit, result="oom-kill", code=2, status=9)
+        systemd.end(first.unit, result="exit-code", code="exited", status="3")
+        # cgroup v1: systemd says "signal"; the kernel's oom_kill count in the record says more.
+        systemd.end(second.unit, result="signal", code="killed", status="KILL", oom_kills=1)
         a = await service.wait(first.id, within=1)
         b = await service.wait(second.id, within=1)
         assert (a.state, a.exit_code) == (JobState.FAILED, 3)
@@ -140,7 +140,7 @@ def test_delete_refused_while_running(engine: tuple[JobService, FakeSystemd, Fak
             await service.delete(record.id)
         assert info.value.code == ErrorCode.CONFLICT
         other = await service.submit({"command": "true"}, owner="a")
-        systemd.end(record.unit, result="success", code=1, status=0)
+        systemd.end(record.unit, result="success", code="exited", status="0")
         await service.wait(record.id, within=1)
         assert await service.delete_all(owner=None) == (1, 1)
         assert not (Path(service.config.jobs_dir) / record.id).exists()
@@ -157,19 +157,20 @@ def test_reconcile_finds_true_end_in_journal(
     async def scenario() -> None:
         running = await service.submit({"command": "true"}, owner="a")
         gone = await service.submit({"command": "true"}, owner="a")
-        # The agent "dies"; while it is away one job ends with status 7 and its unit is unloaded.
+        lost = await service.submit({"command": "true"}, owner="a")
+        # The agent "dies"; while it is away one job ends with status 7 and its unit is unloaded,
+        # and another ends leaving no exit record (only PID 1's journal lines tell).
         systemd.emit = lambda event: None
-        systemd.units.pop(gone.unit)
-        journal.ends[gone.unit] = {
-            "EXIT_CODE": "exited",
-            "EXIT_STATUS": "7",
-            "UNIT_RESULT": "exit-code",
-        }
+        systemd.end(gone.unit, result="exit-code", code="exited", status="7")
+        systemd.units.pop(lost.unit)
+        journal.ends[lost.unit] = {"EXIT_CODE": "killed", "EXIT_STATUS": "TERM"}
         fresh = JobService(service.config, HYBRID_HOST, service.store, journal)
         fresh.attach(systemd)
         await fresh.reconcile()
         assert fresh.resolve(running.id).state is JobState.RUNNING
         ended = fresh.resolve(gone.id)
         assert (ended.state, ended.exit_code) == (JobState.FAILED, 7)
+        lost_end = fresh.resolve(lost.id)
+        assert (lost_end.state, lost_end.signal) == (JobState.FAILED, "SIGTERM")
 
     run(scenario())
