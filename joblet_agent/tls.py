@@ -1,0 +1,172 @@
+"""TLS for the agent's API: mutual TLS against the Joblet CA only, with a CRL that is re-read live.
+
+OpenSSL does all verification during the handshake: the chain to the Joblet CA, the validity
+window, the key usages and the CRL. The agent only reads the verified subject afterwards
+(`peer_identity`): CN is the client's name, OU its role.
+
+Revocation without a restart: Python cannot swap the CRL inside a live SSLContext, but the
+server-name callback runs on every ClientHello (with or without SNI) and may move the connection
+to another SSLContext before the client's certificate is verified. So `server_context` returns a
+context whose callback hands each new connection the context built from the newest files.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import ssl
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+from joblet_agent.errors import ErrorCode, JobletError
+
+logger = logging.getLogger(__name__)
+
+# Warn this long before the CRL's next update: after it, OpenSSL refuses every client.
+_CRL_WARNING = timedelta(days=7)
+_Stamp = tuple[tuple[int, int, int], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _PkiFiles:
+    ca: Path
+    cert: Path
+    key: Path
+    crl: Path
+
+    @classmethod
+    def of(cls, pki_dir: Path) -> _PkiFiles:
+        return cls(
+            ca=pki_dir / "ca.crt",
+            cert=pki_dir / "server.crt",
+            key=pki_dir / "server.key",
+            crl=pki_dir / "crl.pem",
+        )
+
+    def stamp(self) -> _Stamp:
+        """What changes when any file is replaced (a rename gives a new inode and mtime)."""
+        stamps = []
+        for path in (self.ca, self.cert, self.key, self.crl):
+            try:
+                st = os.stat(path)
+            except OSError:
+                stamps.append((0, 0, 0))
+                continue
+            stamps.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return tuple(stamps)
+
+
+def server_context(pki_dir: Path) -> ssl.SSLContext:
+    """The agent's TLS server context: client certificates from the Joblet CA only, CRL checked.
+
+    A new crl.pem (or CA or server certificate) applies to every connection made after it was
+    written; connections already open keep the identity they were verified with.
+    """
+    files = _PkiFiles.of(pki_dir)
+    try:
+        first = _build_server_context(files)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise JobletError(
+            ErrorCode.CONFIG,
+            f"{pki_dir}: cannot load the TLS certificate, key, CA or CRL: {exc}",
+            hint="create them with `joblet-agent pki init`",
+        ) from exc
+    cache = _ServerContexts(files, first)
+    first.sni_callback = cache.on_client_hello
+    return first
+
+
+class _ServerContexts:
+    """The newest server context, rebuilt when the PKI files change on disk."""
+
+    def __init__(self, files: _PkiFiles, first: ssl.SSLContext) -> None:
+        self._files = files
+        self._lock = threading.Lock()  # asyncio needs none, but a threaded server may share it
+        self._stamp = files.stamp()
+        self._context = first
+
+    def on_client_hello(
+        self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
+    ) -> None:
+        fresh = self.newest()
+        if fresh is not context:
+            ssl_object.context = fresh
+
+    def newest(self) -> ssl.SSLContext:
+        stamp = self._files.stamp()
+        with self._lock:
+            if stamp != self._stamp:
+                # Remember the stamp even if the build fails: retry when the files change again,
+                # not on every connection.
+                self._stamp = stamp
+                self._reload()
+            return self._context
+
+    def _reload(self) -> None:
+        try:
+            self._context = _build_server_context(self._files)
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            # The previous CRL is still a valid CRL; refusing everyone would lock out the admins
+            # who must repair the files.
+            logger.error("tls: keeping the previous PKI files; the new ones do not load: %s", exc)
+            return
+        logger.info("tls: reloaded the CA, server certificate and CRL from %s", self._files.crl)
+
+
+def _build_server_context(files: _PkiFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(files.cert, files.key)
+    context.load_verify_locations(cafile=files.ca)  # the Joblet CA and nothing else
+    context.load_verify_locations(cafile=files.crl)  # a PEM CRL loads like a CA file
+    context.verify_flags |= ssl.VERIFY_CRL_CHECK_LEAF | ssl.VERIFY_X509_STRICT
+    # A resumed session skips certificate verification, so a revoked client could resume one
+    # opened before the revocation: issue no session tickets.
+    context.options |= ssl.OP_NO_TICKET
+    context.num_tickets = 0
+    _warn_if_crl_stale(files.crl)
+    return context
+
+
+def _warn_if_crl_stale(path: Path) -> None:
+    crl = x509.load_pem_x509_crl(path.read_bytes())
+    next_update = crl.next_update_utc
+    if next_update is not None and next_update - datetime.now(UTC) < _CRL_WARNING:
+        logger.warning(
+            "tls: %s expires at %s; after that every client is refused. "
+            "Run `joblet-agent pki renew-crl`.",
+            path,
+            next_update.isoformat(),
+        )
+
+
+def peer_identity(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, tuple[str, ...]]:
+    """(CN, OUs) of the peer's certificate, which the handshake has already verified."""
+    der = ssl_object.getpeercert(binary_form=True)
+    if der is None:
+        raise JobletError(ErrorCode.UNAUTHENTICATED, "the client presented no certificate")
+    subject = x509.load_der_x509_certificate(der).subject
+    names = [str(a.value) for a in subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    if len(names) != 1:
+        raise JobletError(
+            ErrorCode.UNAUTHENTICATED,
+            f"a client certificate needs exactly one CN, this one has {len(names)}",
+        )
+    units = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
+    return names[0], tuple(str(a.value) for a in units)
+
+
+def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:
+    """A client context that trusts only `ca` and presents `cert`; checks the server's name."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED and check_hostname
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_verify_locations(cafile=ca)
+    context.load_cert_chain(cert, key)
+    context.verify_flags |= ssl.VERIFY_X509_STRICT
+    return context
