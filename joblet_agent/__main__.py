@@ -11,10 +11,11 @@ import click
 
 from joblet_agent.config import DEFAULT_CONFIG_PATH, load_config
 from joblet_agent.errors import JobletError
+from joblet_agent.journal_logging import JournalHandler, journal_is_stderr
 
 
 class _JournalFields(logging.Filter):
-    """Under systemd, stderr lines go to the journal; keep extra JOB_ID/UNIT fields in the text."""
+    """On a terminal, show the JOB_ID field in the text."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         job = getattr(record, "JOB_ID", None)
@@ -23,9 +24,14 @@ class _JournalFields(logging.Filter):
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler = logging.StreamHandler()
-    handler.addFilter(_JournalFields())
-    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s%(job)s"))
+    handler: logging.Handler
+    if journal_is_stderr():
+        handler = JournalHandler("joblet-agent")  # structured fields: journalctl JOB_ID=...
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler()
+        handler.addFilter(_JournalFields())
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s%(job)s"))
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
 
 

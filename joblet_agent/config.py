@@ -6,14 +6,17 @@ A missing file means built-in defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from types import MappingProxyType
 
 import yaml
 
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.fields import Fields
+from joblet_agent.rbac import Role
 from joblet_agent.units_of_measure import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
@@ -38,10 +41,18 @@ class JobPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Access:
+    # Local users' roles on the Unix socket, by group (root is always admin; others need a group).
+    local_groups: Mapping[str, Role] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     state_dir: Path = Path("/var/lib/joblet")
+    pki_dir: Path = Path("/etc/joblet/pki")
     slice: str = "joblet.slice"
     jobs: JobPolicy = JobPolicy()
+    access: Access = Access()
 
     @property
     def jobs_dir(self) -> Path:
@@ -68,17 +79,36 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AgentConfig:
 
 def parse_config(data: object, source: str) -> AgentConfig:
     top = Fields(data, f"{source}:", code=ErrorCode.CONFIG)
-    state_dir = top.string("state_dir", "/var/lib/joblet")
-    assert state_dir is not None
-    if not state_dir.startswith("/"):
-        raise top.error("state_dir", state_dir, "an absolute path is required")
+    state_dir = _absolute(top, "state_dir", "/var/lib/joblet")
+    pki_dir = _absolute(top, "pki_dir", "/etc/joblet/pki")
     slice_name = top.string("slice", "joblet.slice")
     assert slice_name is not None
     if not slice_name.endswith(".slice") or "/" in slice_name:
         raise top.error("slice", slice_name, "a unit name ending in .slice is required")
     jobs = _parse_jobs(top.section("jobs"))
+    access = _parse_access(top.section("access"))
     top.reject_unknown()
-    return AgentConfig(state_dir=Path(state_dir), slice=slice_name, jobs=jobs)
+    return AgentConfig(
+        state_dir=state_dir, pki_dir=pki_dir, slice=slice_name, jobs=jobs, access=access
+    )
+
+
+def _absolute(fields: Fields, key: str, default: str) -> Path:
+    value = fields.string(key, default)
+    assert value is not None
+    if not value.startswith("/"):
+        raise fields.error(key, value, "an absolute path is required")
+    return Path(value)
+
+
+def _parse_access(section: Fields) -> Access:
+    groups = section.string_map("local_groups")
+    roles = {r.value for r in Role}
+    for group, role in groups.items():
+        if role not in roles:
+            raise section.error(f"local_groups.{group}", role, f"roles are {', '.join(roles)}")
+    section.reject_unknown()
+    return Access(local_groups=MappingProxyType({g: Role(r) for g, r in groups.items()}))
 
 
 def _parse_jobs(section: Fields) -> JobPolicy:

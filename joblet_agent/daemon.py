@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 from pathlib import Path
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import Controller, probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService
+from joblet_agent.tls import server_context
 
 logger = logging.getLogger(__name__)
 
@@ -77,10 +79,10 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
                 hint="start joblet.socket, or pass --listen PATH for a Unix socket",
             )
         sockets = [_bind_unix(listen)]
-    runner = web.AppRunner(make_app(service), handle_signals=False, access_log=None)
+    runner = web.AppRunner(make_app(service, config.access), handle_signals=False, access_log=None)
     await runner.setup()
     for sock in sockets:
-        await web.SockSite(runner, sock).start()
+        await _serve_socket(runner, sock, config.pki_dir)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -117,3 +119,26 @@ def _bind_unix(path: Path) -> socket.socket:
     sock.bind(str(path))
     path.chmod(0o666)
     return sock
+
+
+async def _serve_socket(runner: web.AppRunner, sock: socket.socket, pki_dir: Path) -> None:
+    """Unix sockets speak plain HTTP (identity from SO_PEERCRED); TCP speaks HTTPS with mTLS."""
+    if sock.family == socket.AF_UNIX:
+        await web.SockSite(runner, sock).start()
+        return
+    try:
+        context = server_context(pki_dir)
+    except (OSError, ssl.SSLError, JobletError) as exc:
+        # Without a PKI the TCP API cannot authenticate anyone: turn connections away at once
+        # (rather than leave them queued in the socket), and keep serving the local socket.
+        logger.error(
+            "TCP API disabled: no usable PKI in %s (%s); run `joblet-agent pki init`", pki_dir, exc
+        )
+        await asyncio.get_running_loop().create_server(_TurnAway, sock=sock)
+        return
+    await web.SockSite(runner, sock, ssl_context=context).start()
+
+
+class _TurnAway(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        transport.close()

@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import health, jobs
+from joblet_agent.api.identity import ACCESS
+from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
 
 MAX_REQUEST_BYTES = 1024 * 1024
 _RESOURCES = (jobs, health)
 
 
-def make_app(service: JobService) -> web.Application:
-    app = web.Application(middlewares=[errors_middleware], client_max_size=MAX_REQUEST_BYTES)
+def make_app(service: JobService, access: Access) -> web.Application:
+    # errors_middleware is outermost: it turns what audit_middleware re-raises into responses.
+    app = web.Application(
+        middlewares=[errors_middleware, audit_middleware], client_max_size=MAX_REQUEST_BYTES
+    )
     app[jobs.SERVICE] = service
+    app[ACCESS] = access
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)
     return app

@@ -171,6 +171,23 @@ class JobService:
         await self._pid1.stop(record.unit)
         return await self.wait(record.id, within=self.config.jobs.stop_grace_sec + 10)
 
+    async def cancel(self, id_or_prefix: str) -> JobRecord:
+        """Cancel a job that has not started running (a scheduled one)."""
+        record = self.resolve(id_or_prefix)
+        if record.state is not JobState.SCHEDULED:
+            raise JobletError(
+                ErrorCode.CONFLICT,
+                f"job {record.id} is {record.state}; only SCHEDULED jobs can be canceled",
+                hint=None if record.state.is_terminal else "stop it: rnx job stop " + record.id[:8],
+            )
+        self._save(
+            record.evolve(
+                state=JobState.CANCELED, ended_at=self.clock.now(), reason="canceled before it ran"
+            )
+        )
+        await self._pid1.stop(record.unit)
+        return self._current(record.id)
+
     async def delete(self, id_or_prefix: str) -> JobRecord:
         record = self.resolve(id_or_prefix)
         if not record.state.is_terminal:

@@ -6,10 +6,13 @@ from aiohttp import web
 
 from joblet_agent import __version__
 from joblet_agent.api.handlers.jobs import SERVICE
+from joblet_agent.api.identity import caller_of
 from joblet_agent.host import Controller
+from joblet_agent.rbac import Action, authorize
 
 
 async def health(request: web.Request) -> web.Response:
+    authorize(caller_of(request), Action.HEALTH)
     host = request.app[SERVICE].host
     missing = sorted(str(c) for c in set(Controller) - host.controllers)
     return web.json_response(

@@ -11,9 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from joblet_agent.adapters.journal import message_text
+from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.identity import caller_of
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobRecord, JobState
+from joblet_agent.rbac import Action, Caller, authorize
 from joblet_agent.services.jobs import JobService
 
 logger = logging.getLogger(__name__)
@@ -39,15 +41,30 @@ def _job_json(record: JobRecord) -> dict[str, Any]:
     return record.to_dict(with_secrets=False)
 
 
-async def create(request: web.Request) -> web.Response:
+def _allowed(request: web.Request, action: Action) -> Caller:
     caller = caller_of(request)
+    authorize(caller, action)
+    return caller
+
+
+def _job_for(request: web.Request, action: Action) -> JobRecord:
+    """The job named in the path, if the caller may do `action` to it."""
+    record = _service(request).resolve(request.match_info["id"])
+    authorize(caller_of(request), action, owner=None if action is Action.JOB_READ else record.owner)
+    request[JOB_ID] = record.id
+    return record
+
+
+async def create(request: web.Request) -> web.Response:
+    caller = _allowed(request, Action.JOB_RUN)
     body = await request.json()
     record = await _service(request).submit(body, owner=caller.name)
+    request[JOB_ID] = record.id
     return web.json_response(_job_json(record), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    caller_of(request)
+    _allowed(request, Action.JOB_READ)
     query = request.query
     states: frozenset[JobState] | None = None
     if "state" in query:
@@ -81,32 +98,36 @@ def _query_int(query: Any, key: str, default: int, low: int, high: int | None) -
 
 
 async def get(request: web.Request) -> web.Response:
-    caller_of(request)
-    return web.json_response(_job_json(_service(request).resolve(request.match_info["id"])))
+    return web.json_response(_job_json(_job_for(request, Action.JOB_READ)))
 
 
 async def stop(request: web.Request) -> web.Response:
-    caller_of(request)
-    record = await _service(request).stop(request.match_info["id"])
-    return web.json_response(_job_json(record))
+    record = _job_for(request, Action.JOB_STOP)
+    return web.json_response(_job_json(await _service(request).stop(record.id)))
+
+
+async def cancel(request: web.Request) -> web.Response:
+    record = _job_for(request, Action.JOB_CANCEL)
+    return web.json_response(_job_json(await _service(request).cancel(record.id)))
 
 
 async def delete(request: web.Request) -> web.Response:
-    caller_of(request)
-    record = await _service(request).delete(request.match_info["id"])
+    record = _job_for(request, Action.JOB_DELETE)
+    await _service(request).delete(record.id)
     return web.json_response({"deleted": record.id})
 
 
 async def delete_all(request: web.Request) -> web.Response:
-    caller_of(request)
-    deleted, skipped = await _service(request).delete_all(owner=request.query.get("owner"))
+    caller = _allowed(request, Action.JOB_DELETE_ALL)
+    # Developers clear their own jobs; maintainers and admins anyone's (or one owner's).
+    owner = request.query.get("owner") if caller.acts_on_anyones_jobs else caller.name
+    deleted, skipped = await _service(request).delete_all(owner=owner)
     return web.json_response({"deleted": deleted, "skipped_running": skipped})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    caller_of(request)
     service = _service(request)
-    record = service.resolve(request.match_info["id"])
+    record = _job_for(request, Action.JOB_READ)
     props = await service.unit_properties(record) or {}
     values = {k: props[k] for k in _METRICS if k in props}
     # systemd says "unset" with UINT64_MAX.
@@ -116,9 +137,8 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def logs(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor."""
-    caller_of(request)
     service = _service(request)
-    record = service.resolve(request.match_info["id"])
+    record = _job_for(request, Action.JOB_READ)
     follow = request.query.get("follow", "0") in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
     response = web.StreamResponse(
@@ -214,6 +234,7 @@ ROUTES = [
     web.get("/v1/jobs/{id}", get),
     web.delete("/v1/jobs/{id}", delete),
     web.post("/v1/jobs/{id}/stop", stop),
+    web.post("/v1/jobs/{id}/cancel", cancel),
     web.get("/v1/jobs/{id}/logs", logs),
     web.get("/v1/jobs/{id}/metrics", metrics),
 ]

@@ -1,0 +1,84 @@
+"""Who may do what: cumulative roles and one table from action to the least role allowed.
+
+reader < developer < maintainer < admin. Developers act on their own jobs only; maintainers and
+admins on anyone's. Relaxed isolation and removals of shared things are admin's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from joblet_agent.errors import ErrorCode, JobletError
+
+
+class Role(StrEnum):
+    READER = "reader"
+    DEVELOPER = "developer"
+    MAINTAINER = "maintainer"
+    ADMIN = "admin"
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def at_least(self, other: Role) -> bool:
+        return self.rank >= other.rank
+
+    @classmethod
+    def least(cls, roles: list[Role]) -> Role:
+        return min(roles, key=lambda r: r.rank)
+
+    @classmethod
+    def most(cls, roles: list[Role]) -> Role:
+        return max(roles, key=lambda r: r.rank)
+
+
+class Action(StrEnum):
+    JOB_READ = "job.read"  # list, get, logs, metrics
+    JOB_RUN = "job.run"
+    JOB_STOP = "job.stop"
+    JOB_CANCEL = "job.cancel"
+    JOB_DELETE = "job.delete"
+    JOB_DELETE_ALL = "job.delete-all"
+    HEALTH = "health"
+
+
+REQUIRED: dict[Action, Role] = {
+    Action.HEALTH: Role.READER,
+    Action.JOB_READ: Role.READER,
+    Action.JOB_RUN: Role.DEVELOPER,
+    Action.JOB_STOP: Role.DEVELOPER,
+    Action.JOB_CANCEL: Role.DEVELOPER,
+    Action.JOB_DELETE: Role.DEVELOPER,
+    Action.JOB_DELETE_ALL: Role.DEVELOPER,
+}
+# Below this role, acting on a job needs owning it.
+ANYONES_JOBS = Role.MAINTAINER
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    name: str  # the certificate's CN, or the local user name; shown as a job's owner
+    role: Role
+    transport: str  # "tls" or "unix"
+
+    @property
+    def acts_on_anyones_jobs(self) -> bool:
+        return self.role.at_least(ANYONES_JOBS)
+
+
+def authorize(caller: Caller, action: Action, *, owner: str | None = None) -> None:
+    """Raise FORBIDDEN unless the caller's role allows `action` (on a job owned by `owner`)."""
+    needed = REQUIRED[action]
+    if not caller.role.at_least(needed):
+        raise JobletError(
+            ErrorCode.FORBIDDEN,
+            f"{caller.name} ({caller.role}) may not {action}; it needs the {needed} role",
+        )
+    if owner is not None and owner != caller.name and not caller.acts_on_anyones_jobs:
+        raise JobletError(
+            ErrorCode.FORBIDDEN,
+            f"{caller.name} ({caller.role}) may not {action} a job of {owner}; "
+            f"only its owner or a {ANYONES_JOBS} may",
+        )
