@@ -12,6 +12,7 @@ import click
 from joblet_agent.config import DEFAULT_CONFIG_PATH, load_config
 from joblet_agent.errors import JobletError
 from joblet_agent.journal_logging import JournalHandler, journal_is_stderr
+from joblet_agent.pki_commands import pki
 
 
 class _JournalFields(logging.Filter):
@@ -84,6 +85,9 @@ def check_config(config_path: Path) -> None:
         click.echo(f"joblet-agent: {exc.message}", err=True)
         sys.exit(1)
     click.echo(repr(config))
+
+
+cli.add_command(pki)
 
 
 def main() -> None:

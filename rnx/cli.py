@@ -17,12 +17,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 @dataclass
 class Context:
     socket_path: str | None
+    config: str | None
+    node: str | None
     json: bool
 
     def client(self) -> Any:
         from rnx.client import Client
 
-        return Client(self.socket_path)
+        return Client(socket=self.socket_path, config=self.config, node=self.node)
 
 
 def handle_errors(func: F) -> F:
@@ -46,6 +48,14 @@ def handle_errors(func: F) -> F:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "--config",
+    "config_path",
+    envvar="RNX_CONFIG",
+    default=None,
+    help="rnx-config.yml with the nodes (default ~/.rnx/rnx-config.yml).",
+)
+@click.option("--node", default=None, help="Node of the config to talk to (default: its default).")
+@click.option(
     "--socket",
     "socket_path",
     envvar="JOBLET_SOCKET",
@@ -55,16 +65,26 @@ def handle_errors(func: F) -> F:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
 @click.version_option(package_name="joblet", prog_name="rnx")
 @click.pass_context
-def cli(ctx: click.Context, socket_path: str | None, as_json: bool) -> None:
+def cli(
+    ctx: click.Context,
+    config_path: str | None,
+    node: str | None,
+    socket_path: str | None,
+    as_json: bool,
+) -> None:
     """rnx: run and manage Joblet jobs.
+
+    \b
+    Connects to the default node of ~/.rnx/rnx-config.yml (mutual TLS), or, without that
+    file, to the local agent at /run/joblet/joblet.sock (as root, no certificate needed).
 
     \b
     Exit codes: 0 ok; 1 other error; 2 bad input; 3 not found or ambiguous;
     4 conflict (e.g. deleting a running job); 5 the host cannot enforce a limit;
-    6 not allowed; 7 agent unreachable; 8 systemd refused.
-    `rnx job run` (attached) exits with the job's exit code.
+    6 not allowed or not authenticated; 7 agent unreachable; 8 systemd refused;
+    9 bad rnx configuration. `rnx job run` (attached) exits with the job's exit code.
     """
-    ctx.obj = Context(socket_path=socket_path, json=as_json)
+    ctx.obj = Context(socket_path=socket_path, config=config_path, node=node, json=as_json)
 
 
 def _register() -> None:

@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
+import ssl
 from collections.abc import AsyncGenerator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-DEFAULT_SOCKET = "/run/joblet/joblet.sock"
+from rnx.config import ConfigError, Target, resolve_target
+
+RECONNECT_WINDOW_SEC = 60.0  # how long a follower waits for a restarting agent
 
 
 class RnxError(Exception):
@@ -38,16 +40,25 @@ class LogEvent:
 
 
 class AsyncClient:
-    def __init__(self, socket_path: str | None = None) -> None:
-        self.socket_path = socket_path or os.environ.get("JOBLET_SOCKET", DEFAULT_SOCKET)
+    def __init__(self, target: Target) -> None:
+        self.target = target
         self._session: aiohttp.ClientSession | None = None
 
     async def _http(self) -> aiohttp.ClientSession:
         if self._session is None:
-            connector = aiohttp.UnixConnector(path=self.socket_path)
+            connector: aiohttp.BaseConnector
+            if self.target.socket:
+                connector = aiohttp.UnixConnector(path=self.target.socket)
+            else:
+                from rnx.tls import client_context
+
+                assert self.target.ca and self.target.cert and self.target.key
+                connector = aiohttp.TCPConnector(
+                    ssl=client_context(self.target.ca, self.target.cert, self.target.key)
+                )
             timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
             self._session = aiohttp.ClientSession(
-                base_url="http://joblet", connector=connector, timeout=timeout
+                base_url=self.target.url, connector=connector, timeout=timeout
             )
         return self._session
 
@@ -55,6 +66,19 @@ class AsyncClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _unreachable(self, exc: BaseException) -> RnxError:
+        from rnx.tls import explain
+
+        where = self.target.describe()
+        meaning = explain(exc)
+        if meaning:
+            return RnxError("unauthenticated", f"TLS with {where} failed: {meaning}")
+        return RnxError(
+            "unreachable",
+            f"cannot reach the Joblet agent at {where}: {exc}",
+            "is joblet.socket active there? (systemctl status joblet.socket)",
+        )
 
     async def request(
         self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
@@ -64,36 +88,47 @@ class AsyncClient:
             async with session.request(method, path, json=body, params=params) as resp:
                 data = await resp.json(content_type=None)
                 if resp.status >= 400:
-                    raise RnxError(
-                        data.get("code", "error"),
-                        data.get("message", resp.reason),
-                        data.get("hint"),
-                        resp.status,
-                    )
+                    raise _answered_error(data, resp.status, resp.reason)
                 return data
-        except aiohttp.ClientConnectorError as exc:
-            raise RnxError(
-                "unreachable",
-                f"cannot reach the Joblet agent at {self.socket_path}: "
-                f"{exc.os_error.strerror or exc}",
-                "is joblet.socket active? (systemctl status joblet.socket)",
-            ) from exc
+        except (aiohttp.ClientConnectionError, ssl.SSLError) as exc:
+            raise self._unreachable(exc) from exc
 
     async def events(
         self, job_id: str, *, follow: bool, after: str | None = None
+    ) -> AsyncGenerator[LogEvent, None]:
+        """A job's log events; while following, a dropped connection (the agent restarting) is
+        resumed after the last event received, so nothing is lost or repeated."""
+        cursor = after
+        deadline: float | None = None
+        while True:
+            try:
+                async for event in self._events_once(job_id, follow=follow, after=cursor):
+                    deadline = None
+                    if event.cursor:
+                        cursor = event.cursor
+                    yield event
+                    if event.kind == "end":
+                        return
+                if not follow:
+                    return
+            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                if not follow:
+                    raise self._unreachable(exc) from exc
+                loop = asyncio.get_running_loop()
+                deadline = deadline or loop.time() + RECONNECT_WINDOW_SEC
+                if loop.time() > deadline:
+                    raise self._unreachable(exc) from exc
+                await asyncio.sleep(0.2)
+
+    async def _events_once(
+        self, job_id: str, *, follow: bool, after: str | None
     ) -> AsyncGenerator[LogEvent, None]:
         session = await self._http()
         headers = {"Last-Event-ID": after} if after else {}
         params = {"follow": "1" if follow else "0"}
         async with session.get(f"/v1/jobs/{job_id}/logs", params=params, headers=headers) as resp:
             if resp.status >= 400:
-                data = await resp.json(content_type=None)
-                raise RnxError(
-                    data.get("code", "error"),
-                    data.get("message", ""),
-                    data.get("hint"),
-                    resp.status,
-                )
+                raise _answered_error(await resp.json(content_type=None), resp.status, resp.reason)
             kind, cursor = "message", None
             data_lines: list[str] = []
             async for raw in resp.content:
@@ -103,7 +138,8 @@ class AsyncClient:
                 if not line:
                     if data_lines:
                         yield LogEvent(kind, json.loads("\n".join(data_lines)), cursor)
-                    kind, data_lines, cursor = "message", [], None
+                    kind, cursor = "message", None
+                    data_lines = []
                     continue
                 field, _, value = line.partition(": ")
                 if field == "event":
@@ -114,12 +150,28 @@ class AsyncClient:
                     cursor = value
 
 
-class Client:
-    """Synchronous client. `Client()` talks to the local agent over /run/joblet/joblet.sock."""
+def _answered_error(data: Any, status: int, reason: str | None) -> RnxError:
+    if not isinstance(data, dict):
+        return RnxError("error", f"HTTP {status} {reason or ''}".strip(), None, status)
+    return RnxError(
+        data.get("code", "error"), data.get("message", reason or ""), data.get("hint"), status
+    )
 
-    def __init__(self, socket_path: str | None = None) -> None:
+
+class Client:
+    """Synchronous client. `Client()` uses ~/.rnx/rnx-config.yml's default node if there is one,
+    else the local agent's socket; `Client(node="web1")`, `Client(config="path")` or
+    `Client(socket="/run/joblet/joblet.sock")` choose."""
+
+    def __init__(
+        self, *, socket: str | None = None, config: str | None = None, node: str | None = None
+    ) -> None:
+        try:
+            target = resolve_target(config_path=config, node=node, socket_path=socket)
+        except ConfigError as exc:
+            raise RnxError("config", str(exc)) from exc
         self._loop = asyncio.new_event_loop()
-        self._async = AsyncClient(socket_path)
+        self._async = AsyncClient(target)
 
     def __enter__(self) -> Client:
         return self

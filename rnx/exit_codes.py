@@ -17,6 +17,7 @@ EXIT_CODES: dict[str, int] = {
     "unreachable": 7,
     "too-large": 2,
     "systemd": 8,
+    "config": 9,
 }
 OTHER = 1
 DETACHED = 0

@@ -38,7 +38,8 @@ class SqliteJobStore:
         self._db.close()
 
     def put(self, record: JobRecord) -> None:
-        data = json.dumps(record.to_dict(with_secrets=True))
+        # Secret values are needed only until the job's process has its environment.
+        data = json.dumps(record.to_dict(with_secrets=False))
         self._db.execute(
             "INSERT INTO jobs (id, state, owner, created_at, record) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET state=excluded.state, record=excluded.record",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import shutil
 import uuid
 from collections.abc import Callable, Mapping
@@ -32,7 +33,7 @@ from joblet_agent.outcome import (
     parse_status,
 )
 from joblet_agent.ports import Clock, JobStore, Journal, SystemdManager
-from joblet_agent.units.translate import JobPaths, translate
+from joblet_agent.units.translate import JobPaths, environment_file, translate
 
 logger = logging.getLogger(__name__)
 
@@ -137,6 +138,8 @@ class JobService:
         )
         unit = record.unit
         self._make_dirs(paths, spec.workdir)
+        if spec.secret_env:
+            _write_private(Path(paths.secrets), environment_file(spec.secret_env))
         self.store.put(record)
         started: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._starting[unit] = started
@@ -160,6 +163,8 @@ class JobService:
             await asyncio.wait_for(asyncio.shield(started), START_TIMEOUT_SEC)
         except TimeoutError:
             logger.warning("start of %s still pending after %ss", unit, START_TIMEOUT_SEC)
+        else:
+            _forget_secrets(paths)
         return self._current(job_id)
 
     async def stop(self, id_or_prefix: str) -> JobRecord:
@@ -363,3 +368,15 @@ def _timestamp(props: Mapping[str, Any]) -> datetime | None:
     if not usec:
         return None
     return datetime.fromtimestamp(usec / 1_000_000, UTC)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Create a root-only file: mode 0600 from the first byte, never widened afterwards."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+
+
+def _forget_secrets(paths: JobPaths) -> None:
+    """The job's process has its environment now; the values need not stay on disk."""
+    Path(paths.secrets).unlink(missing_ok=True)

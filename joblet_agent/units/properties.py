@@ -18,6 +18,7 @@ SIGNATURES: dict[str, str] = {
     "ExecStart": "a(sasb)",
     "ExecStopPostEx": "a(sasas)",  # (path, argv, flags such as "privileged", "ignore-failure")
     "Environment": "as",
+    "EnvironmentFiles": "a(sb)",  # (path, ignore if missing)
     "WorkingDirectory": "s",
     "StandardInput": "s",
     "StandardOutput": "s",
@@ -92,6 +93,11 @@ def _matches(signature: str, value: Any) -> bool:
             return isinstance(value, bytes)
         case "as":
             return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        case "a(sb)":
+            return isinstance(value, list) and all(
+                isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("b", v[1])
+                for v in value
+            )
         case "a(st)":
             return isinstance(value, list) and all(
                 isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("t", v[1])

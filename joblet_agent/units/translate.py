@@ -6,6 +6,7 @@ Golden tests in tests/unit/golden/ pin the exact output.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -33,6 +34,10 @@ class JobPaths:
     def exit_record(self) -> PurePosixPath:
         return self.root / "exit"
 
+    @property
+    def secrets(self) -> PurePosixPath:
+        return self.root / "secret.env"
+
     @classmethod
     def for_job(cls, jobs_dir: PurePosixPath, job_id: str) -> JobPaths:
         root = jobs_dir / job_id
@@ -42,8 +47,16 @@ class JobPaths:
 def job_environment(job_id: str, spec: JobSpec, paths: JobPaths) -> list[str]:
     env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": str(paths.work), "JOB_ID": job_id}
     env.update(spec.env)
-    env.update(spec.secret_env)
     return [f"{key}={value}" for key, value in env.items()]
+
+
+def environment_file(values: Mapping[str, str]) -> str:
+    """KEY="VALUE" lines in systemd's EnvironmentFile syntax; any value survives verbatim."""
+    lines = []
+    for key, value in values.items():
+        quoted = "".join("\\" + c if c in '\\"`$' else c for c in value)
+        lines.append(f'{key}="{quoted}"\n')
+    return "".join(lines)
 
 
 def exec_escape(arg: str) -> str:
@@ -81,6 +94,9 @@ def translate(
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
         prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
         prop("Environment", job_environment(job_id, spec, paths)),
+        # Secret values never enter unit properties, which any local user can read over D-Bus:
+        # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
+        *([prop("EnvironmentFiles", [[str(paths.secrets), False]])] if spec.secret_env else []),
         prop("WorkingDirectory", str(workdir)),
         prop("StandardInput", "null"),
         prop("StandardOutput", "journal"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from tests.integration.conftest import rnx
+from tests.integration.conftest import JOBS_DIR, rnx
 
 
 def test_run_prints_output_and_exits_zero() -> None:
@@ -88,3 +88,36 @@ def test_secret_env_reaches_the_job_but_is_never_shown() -> None:
     listing = rnx("--json", "job", "list", "--limit", "5")
     for output in (started.stdout, started.stderr, status.stdout, listing.stdout):
         assert "hunter2" not in output
+
+
+def test_secret_values_stay_out_of_unit_properties_and_reach_the_job_verbatim() -> None:
+    from tests.integration.conftest import sh
+
+    tricky = 'a "quoted" $HOME `tick` back\\slash\nsecond line'
+    started = rnx(
+        "job",
+        "run",
+        "-d",
+        "-s",
+        f"TRICKY={tricky}",
+        "--",
+        "sh",
+        "-c",
+        'printf "%s" "$TRICKY"; sleep 2',
+    )
+    job_id = started.stdout.strip()
+    try:
+        shown = sh(
+            "systemctl",
+            "show",
+            "-p",
+            "Environment",
+            "-p",
+            "EnvironmentFiles",
+            f"joblet-job-{job_id}.service",
+        )
+        assert "quoted" not in shown and "TRICKY" not in shown.split("EnvironmentFiles")[0]
+        assert not any(p.name == "secret.env" for p in JOBS_DIR.joinpath(job_id).iterdir())
+    finally:
+        log = rnx("job", "log", "-f", job_id)
+    assert log.stdout == tricky + "\n"
