@@ -96,7 +96,8 @@ def translate(
         prop("Environment", job_environment(job_id, spec, paths)),
         # Secret values never enter unit properties, which any local user can read over D-Bus:
         # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
-        *([prop("EnvironmentFiles", [[str(paths.secrets), False]])] if spec.secret_env else []),
+        # Missing is fine once started: systemd reads the file again for ExecStopPost.
+        *([prop("EnvironmentFiles", [[str(paths.secrets), True]])] if spec.secret_env else []),
         prop("WorkingDirectory", str(workdir)),
         prop("StandardInput", "null"),
         prop("StandardOutput", "journal"),
