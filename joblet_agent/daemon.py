@@ -26,7 +26,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import Controller, probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService
-from joblet_agent.tls import server_context
+from joblet_agent.tls import report_handshake_failures, server_context
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +136,7 @@ async def _serve_socket(runner: web.AppRunner, sock: socket.socket, pki_dir: Pat
         )
         await asyncio.get_running_loop().create_server(_TurnAway, sock=sock)
         return
+    report_handshake_failures()  # refused clients learn why; the journal records it
     await web.SockSite(runner, sock, ssl_context=context).start()
 
 

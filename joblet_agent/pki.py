@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import fcntl
 import ipaddress
 import json
 import logging
@@ -106,16 +107,18 @@ class Pki:
         with _disk_errors(self.directory):
             self._refuse_existing(force=force)
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            ca = _Ca.create(datetime.now(UTC))
-            server_key = ec.generate_private_key(ec.SECP256R1())
-            server_cert = ca.sign_server(server_key, dns_names, addresses)
-            if force:
-                self._forget_issued()
-            _write_atomic(self.ca_key, _key_pem(ca.key), mode=0o600)
-            _write_atomic(self.ca_crt, _cert_pem(ca.cert), mode=0o644)
-            _write_atomic(self.server_key, _key_pem(server_key), mode=0o600)
-            _write_atomic(self.server_crt, _cert_pem(server_cert), mode=0o644)
-            self._write_crl(ca, [], number=1)
+            with _exclusive(self.directory):
+                self._refuse_existing(force=force)  # again: another init may have won the lock
+                ca = _Ca.create(datetime.now(UTC))
+                server_key = ec.generate_private_key(ec.SECP256R1())
+                server_cert = ca.sign_server(server_key, dns_names, addresses)
+                _write_atomic(self.ca_key, _key_pem(ca.key), mode=0o600)
+                _write_atomic(self.ca_crt, _cert_pem(ca.cert), mode=0o644)
+                _write_atomic(self.server_key, _key_pem(server_key), mode=0o600)
+                _write_atomic(self.server_crt, _cert_pem(server_cert), mode=0o644)
+                self._write_crl(ca, [], number=1)
+                if force:
+                    self._forget_issued()
         logger.info("pki: created a CA and a server certificate in %s", self.directory)
 
     def issue_client(
@@ -154,8 +157,10 @@ class Pki:
             key = ec.generate_private_key(ec.SECP256R1())
             cert = ca.sign_client(key, name, role, not_before=start, not_after=end)
             # Recorded before it leaves the PKI: anything handed out can be listed and revoked.
-            self.issued_dir.mkdir(mode=0o700, exist_ok=True)
-            _write_atomic(self.issued_dir / f"{_serial(cert)}.pem", _cert_pem(cert), mode=0o644)
+            with _exclusive(self.directory):
+                self.issued_dir.mkdir(mode=0o700, exist_ok=True)
+                record = self.issued_dir / f"{_serial(cert)}.pem"
+                _write_atomic(record, _cert_pem(cert), mode=0o644)
             out.mkdir(mode=0o700, parents=True, exist_ok=True)
             _write_atomic(out / "client.key", _key_pem(key), mode=0o600)
             _write_atomic(out / "client.crt", _cert_pem(cert), mode=0o644)
@@ -168,10 +173,11 @@ class Pki:
 
     def revoke(self, name_or_serial: str) -> list[IssuedCert]:
         """Revoke every live certificate issued to this name (or with this serial)."""
-        wanted = name_or_serial.lower().replace(":", "")
-        with _disk_errors(self.directory):
-            issued = self.list()
-            matches = [c for c in issued if name_or_serial == c.name or wanted == c.serial]
+        serial = _parse_serial(name_or_serial)
+        with _disk_errors(self.directory), _exclusive(self.directory):
+            matches = [
+                c for c in self.list() if name_or_serial == c.name or serial == int(c.serial, 16)
+            ]
             if not matches:
                 raise JobletError(
                     ErrorCode.NOT_FOUND,
@@ -196,7 +202,7 @@ class Pki:
         The agent refuses every client once the CRL's next update has passed, so something must
         call this well within CRL_LIFETIME when nothing has been revoked (revoke renews it too).
         """
-        with _disk_errors(self.directory):
+        with _disk_errors(self.directory), _exclusive(self.directory):
             crl = self._load_crl()
             entries = [(r.serial_number, r.revocation_date_utc) for r in crl]
             return self._write_crl(self._load_ca(), entries, number=_crl_number(crl) + 1)
@@ -366,7 +372,14 @@ class _Ca:
     @classmethod
     def create(cls, now: datetime) -> _Ca:
         key = ec.generate_private_key(ec.SECP256R1())
-        subject = _name(f"Joblet CA {socket.gethostname()}")
+        # A random serialNumber keeps CA names unique: a re-created CA, or another host's CA of the
+        # same hostname, would otherwise look like the issuer and confuse OpenSSL's error messages.
+        subject = x509.Name(
+            [
+                *_name(f"Joblet CA {socket.gethostname()}"),
+                x509.NameAttribute(NameOID.SERIAL_NUMBER, secrets.token_hex(8)),
+            ]
+        )
         cert = (
             _builder(subject, subject, key.public_key(), now - _CLOCK_SKEW, now + CA_LIFETIME)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -502,6 +515,14 @@ def _attribute(cert: x509.Certificate, oid: x509.ObjectIdentifier) -> str:
     return str(values[0].value) if values else ""
 
 
+def _parse_serial(text: str) -> int | None:
+    """A serial as `pki list` prints it, or as openssl does (upper case, colons)."""
+    try:
+        return int(text.replace(":", ""), 16)
+    except ValueError:
+        return None
+
+
 def _serial(cert: x509.Certificate) -> str:
     return format(cert.serial_number, "x")
 
@@ -546,6 +567,17 @@ def _write_atomic(path: Path, data: bytes, *, mode: int) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Serialise writers on the directory: two revokes at once must not lose a revocation."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 @contextlib.contextmanager

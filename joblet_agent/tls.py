@@ -12,6 +12,7 @@ context whose callback hands each new connection the context built from the newe
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -19,6 +20,7 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -65,7 +67,9 @@ def server_context(pki_dir: Path) -> ssl.SSLContext:
     """The agent's TLS server context: client certificates from the Joblet CA only, CRL checked.
 
     A new crl.pem (or CA or server certificate) applies to every connection made after it was
-    written; connections already open keep the identity they were verified with.
+    written; connections already open keep the identity they were verified with. Settings made
+    on the returned context later (ALPN, ciphers) do not carry over to reloaded contexts: add
+    them to _build_server_context instead.
     """
     files = _PkiFiles.of(pki_dir)
     try:
@@ -111,8 +115,8 @@ class _ServerContexts:
         try:
             self._context = _build_server_context(self._files)
         except (OSError, ssl.SSLError, ValueError) as exc:
-            # The previous CRL is still a valid CRL; refusing everyone would lock out the admins
-            # who must repair the files.
+            # pki writes atomically, so this is a hand edit gone wrong: the previous files are
+            # still valid, and refusing every client would turn a typo into an outage.
             logger.error("tls: keeping the previous PKI files; the new ones do not load: %s", exc)
             return
         logger.info("tls: reloaded the CA, server certificate and CRL from %s", self._files.crl)
@@ -144,6 +148,39 @@ def _warn_if_crl_stale(path: Path) -> None:
             path,
             next_update.isoformat(),
         )
+
+
+def report_handshake_failures() -> None:
+    """Make asyncio tell a refused TLS peer why, and log it. Call once at start-up; idempotent.
+
+    asyncio closes the transport of a failed handshake without sending the alert OpenSSL has
+    queued ("certificate revoked", "unknown ca", ...), and logs nothing outside debug mode
+    (CPython gh-98078, fixed upstream by python/cpython#153620). A refused client then sees the
+    connection drop with no reason. This wraps SSLProtocol._on_handshake_complete to flush the
+    alert first, as the upstream fix does; flushing twice is harmless on a Python with the fix.
+    """
+    from asyncio import sslproto
+
+    protocol: Any = sslproto.SSLProtocol
+    original = getattr(protocol, "_on_handshake_complete", None)
+    if original is None or not hasattr(protocol, "_process_outgoing"):
+        logger.warning("tls: asyncio's SSLProtocol changed; refused clients get no TLS alert")
+        return
+    if getattr(original, "_joblet_reports", False):
+        return
+
+    @functools.wraps(original)
+    def on_handshake_complete(self: Any, handshake_exc: BaseException | None) -> None:
+        # Only OpenSSL's own failures queue an alert; timeouts and lost connections do not.
+        if isinstance(handshake_exc, ssl.SSLError) and self._transport is not None:
+            self._process_outgoing()
+            peer = self._transport.get_extra_info("peername")
+            reason = getattr(handshake_exc, "verify_message", None) or handshake_exc.reason
+            logger.info("tls: handshake with %s failed: %s", peer, reason)
+        original(self, handshake_exc)
+
+    on_handshake_complete._joblet_reports = True  # type: ignore[attr-defined]
+    protocol._on_handshake_complete = on_handshake_complete
 
 
 def peer_identity(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, tuple[str, ...]]:

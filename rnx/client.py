@@ -67,11 +67,13 @@ class AsyncClient:
             await self._session.close()
             self._session = None
 
-    def _unreachable(self, exc: BaseException) -> RnxError:
-        from rnx.tls import explain
+    async def _unreachable(self, exc: BaseException) -> RnxError:
+        from rnx.tls import diagnose, explain
 
         where = self.target.describe()
         meaning = explain(exc)
+        if meaning is None and self.target.address and _during_handshake(exc):
+            meaning = await asyncio.to_thread(diagnose, self.target)
         if meaning:
             return RnxError("unauthenticated", f"TLS with {where} failed: {meaning}")
         return RnxError(
@@ -91,7 +93,7 @@ class AsyncClient:
                     raise _answered_error(data, resp.status, resp.reason)
                 return data
         except (aiohttp.ClientConnectionError, ssl.SSLError) as exc:
-            raise self._unreachable(exc) from exc
+            raise await self._unreachable(exc) from exc
 
     async def events(
         self, job_id: str, *, follow: bool, after: str | None = None
@@ -113,11 +115,11 @@ class AsyncClient:
                     return
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 if not follow:
-                    raise self._unreachable(exc) from exc
+                    raise await self._unreachable(exc) from exc
                 loop = asyncio.get_running_loop()
                 deadline = deadline or loop.time() + RECONNECT_WINDOW_SEC
                 if loop.time() > deadline:
-                    raise self._unreachable(exc) from exc
+                    raise await self._unreachable(exc) from exc
                 await asyncio.sleep(0.2)
 
     async def _events_once(
@@ -148,6 +150,13 @@ class AsyncClient:
                     data_lines.append(value)
                 elif field == "id":
                     cursor = value
+
+
+def _during_handshake(exc: BaseException) -> bool:
+    """A refused client certificate looks like a reset or a disconnect, not a refused connect."""
+    return isinstance(
+        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ssl.SSLError
+    ) and not isinstance(exc, aiohttp.ClientConnectorError)
 
 
 def _answered_error(data: Any, status: int, reason: str | None) -> RnxError:

@@ -1,0 +1,343 @@
+"""The remote API through the real joblet.socket: mutual TLS, roles, logs, many clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from joblet_agent.pki import Pki
+from rnx.client import AsyncClient, Client, RnxError
+from rnx.config import resolve_target
+from tests.integration.conftest import sh, unit_property
+
+PKI_DIR = Path("/etc/joblet/pki")
+ADDRESS = "localhost:50051"
+ROLES = ("reader", "developer", "maintainer", "admin")
+
+
+@pytest.fixture(scope="session")
+def pki() -> Pki:
+    pki = Pki(PKI_DIR)
+    if not (PKI_DIR / "ca.crt").exists():
+        pki.init()
+        # The agent read the PKI at start; it serves TCP once restarted.
+        sh("systemctl", "restart", "joblet.service")
+    return pki
+
+
+@pytest.fixture(scope="session")
+def certs(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """rnx-config.yml per role (plus a second developer), fresh names for this session."""
+    run = uuid.uuid4().hex[:6]
+    out: dict[str, str] = {}
+    for role in (*ROLES, "developer2"):
+        name = f"{role}-{run}"
+        path = tmp_path_factory.mktemp(name) / "cfg"
+        out[role] = str(pki.issue_client(name, role.rstrip("2"), out_dir=path, address=ADDRESS))
+    return out
+
+
+@pytest.fixture
+def admin_local() -> Iterator[Client]:
+    with Client(socket="/run/joblet/joblet.sock") as c:
+        yield c
+
+
+def rnx(config: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["rnx", "--config", config, *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+# -- acceptance -------------------------------------------------------------------------------
+
+
+def test_developer_runs_a_job_over_tcp(certs: dict[str, str]) -> None:
+    result = rnx(certs["developer"], "job", "run", "--", "echo", "hi")
+    assert (result.returncode, result.stdout) == (0, "hi\n"), result.stderr
+    assert rnx(certs["developer"], "job", "run", "--", "sh", "-c", "exit 3").returncode == 3
+
+
+def test_owner_is_the_certificate_cn(certs: dict[str, str]) -> None:
+    with Client(config=certs["developer"]) as client:
+        job = client.run(["true"])
+        assert job["owner"].startswith("developer-")
+
+
+# -- the TLS matrix ---------------------------------------------------------------------------
+
+
+def client_dir(pki: Pki, tmp: Path, *, name: str | None = None, **validity: Any) -> str:
+    name = name or f"t-{uuid.uuid4().hex[:6]}"
+    return str(pki.issue_client(name, "developer", out_dir=tmp / "c", address=ADDRESS, **validity))
+
+
+def refused(config: str) -> subprocess.CompletedProcess[str]:
+    result = rnx(config, "job", "list")
+    assert result.returncode == 6, (result.returncode, result.stderr)
+    return result
+
+
+def test_no_client_certificate_is_refused(pki: Pki) -> None:
+    context = ssl.create_default_context(cafile=str(PKI_DIR / "ca.crt"))
+    answer = b""
+    with (
+        contextlib.suppress(ssl.SSLError, ConnectionError),
+        socket.create_connection(("localhost", 50051), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="localhost") as tls,
+    ):
+        tls.sendall(b"GET /v1/health HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        answer = tls.recv(100)  # TLS 1.3: the refusal shows on the first read
+    assert answer == b"", answer
+
+
+def test_certificate_from_another_ca_is_refused(pki: Pki, tmp_path: Path) -> None:
+    other = Pki(tmp_path / "other-pki")
+    other.init()
+    config = other.issue_client("stranger", "admin", out_dir=tmp_path / "c", address=ADDRESS)
+    shutil.copy(PKI_DIR / "ca.crt", config.parent / "ca.crt")  # trust the real agent
+    # Either the agent's TLS alert ("unknown ca") or the client's own check says it.
+    message = refused(str(config)).stderr
+    assert "does not trust your client certificate's CA" in message or (
+        "not issued by the CA in your ca.crt" in message
+    ), message
+
+
+def test_expired_certificate_is_refused(pki: Pki, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    config = client_dir(
+        pki, tmp_path, not_before=now - timedelta(days=10), not_after=now - timedelta(days=1)
+    )
+    assert "has expired" in refused(config).stderr
+
+
+def test_not_yet_valid_certificate_is_refused(pki: Pki, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    config = client_dir(
+        pki, tmp_path, not_before=now + timedelta(days=1), not_after=now + timedelta(days=10)
+    )
+    assert "not yet valid" in refused(config).stderr
+
+
+def test_revoked_certificate_is_refused_without_restart(pki: Pki, tmp_path: Path) -> None:
+    name = f"revokee-{uuid.uuid4().hex[:6]}"
+    config = client_dir(pki, tmp_path, name=name)
+    assert rnx(config, "job", "list").returncode == 0
+    pki.revoke(name)
+    assert "revoked" in refused(config).stderr
+
+
+def test_certificate_whose_unit_is_not_a_role_is_forbidden(pki: Pki, tmp_path: Path) -> None:
+    config = Path(client_dir(pki, tmp_path))
+    # Same CA, but OU "intern": only `pki client` refuses unknown roles, so sign one by hand.
+    ca = pki._load_ca()
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    cert = ca.sign_client(
+        key,
+        "mallory",
+        "intern",
+        not_before=now - timedelta(minutes=5),
+        not_after=now + timedelta(days=1),
+    )
+    (config.parent / "client.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (config.parent / "client.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    result = rnx(str(config), "job", "list")
+    assert result.returncode == 6
+    assert "'intern' is not a Joblet role" in result.stderr
+
+
+# -- the RBAC matrix --------------------------------------------------------------------------
+
+# (method, path, least role, acts on a job owned by someone) — the table in joblet_agent/rbac.py
+ENDPOINTS = [
+    ("GET", "/v1/health", "reader", False),
+    ("GET", "/v1/jobs", "reader", False),
+    ("POST", "/v1/jobs", "developer", False),
+    ("DELETE", "/v1/jobs", "developer", False),
+    ("GET", "/v1/jobs/{id}", "reader", False),
+    ("GET", "/v1/jobs/{id}/metrics", "reader", False),
+    ("GET", "/v1/jobs/{id}/logs", "reader", False),
+    ("POST", "/v1/jobs/{id}/stop", "developer", True),
+    ("POST", "/v1/jobs/{id}/cancel", "developer", True),
+    ("DELETE", "/v1/jobs/{id}", "developer", True),
+]
+
+
+def allowed(role: str, least: str, on_job: bool, *, owns: bool) -> bool:
+    rank = ROLES.index(role)
+    if rank < ROLES.index(least):
+        return False
+    return not on_job or owns or rank >= ROLES.index("maintainer")
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=[f"{m} {p}" for m, p, *_ in ENDPOINTS])
+@pytest.mark.parametrize("role", [*ROLES, "owner"])
+def test_rbac_matrix(
+    certs: dict[str, str], admin_local: Client, role: str, endpoint: tuple[str, str, str, bool]
+) -> None:
+    method, path, least, on_job = endpoint
+    # The job belongs to "developer2"; role "owner" is developer2 acting on its own job.
+    with Client(config=certs["developer2"]) as owner_client:
+        job = owner_client.run(["sleep", "60"])
+    config = certs["developer2" if role == "owner" else role]
+    acting_role = "developer" if role == "owner" else role
+    body: Any = {"command": "true"} if (method, path) == ("POST", "/v1/jobs") else None
+    params = {"follow": "0"} if path.endswith("/logs") else None
+    try:
+        with Client(config=config) as client:
+            try:
+                if path.endswith("/logs"):
+                    list(client.events(job["id"], follow=False))
+                else:
+                    client._call(method, path.replace("{id}", job["id"]), body=body, params=params)
+                status = 200
+            except RnxError as exc:
+                status = exc.status
+        expected = allowed(acting_role, least, on_job, owns=role == "owner")
+        assert (status != 403) == expected, (role, method, path, status)
+    finally:
+        if admin_local.get(job["id"])["state"] == "RUNNING":
+            admin_local.stop(job["id"])
+
+
+def test_developers_cannot_touch_others_jobs(certs: dict[str, str], admin_local: Client) -> None:
+    with Client(config=certs["developer2"]) as owner:
+        job = owner.run(["sleep", "60"])
+    try:
+        with Client(config=certs["developer"]) as other:
+            for action in (other.stop, other.delete):
+                with pytest.raises(RnxError) as info:
+                    action(job["id"])
+                assert info.value.status == 403
+                assert "only its owner" in info.value.message
+    finally:
+        admin_local.stop(job["id"])
+
+
+def test_mutations_leave_one_audit_entry_each(certs: dict[str, str]) -> None:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 1))
+    with Client(config=certs["reader"]) as reader, pytest.raises(RnxError):
+        reader.run(["true"])
+    with Client(config=certs["developer"]) as dev:
+        job = dev.run(["true"])
+    time.sleep(0.5)
+    out = sh(
+        "journalctl",
+        "--no-pager",
+        "AUDIT=1",
+        "--since",
+        since,
+        "-o",
+        "json",
+        "--output-fields=AUDIT_CALLER,AUDIT_DECISION,AUDIT_ACTION,JOB_ID",
+    )
+    entries = [json.loads(line) for line in out.splitlines()]
+    refused = [e for e in entries if e.get("AUDIT_CALLER", "").startswith("reader-")]
+    allowed_ = [e for e in entries if e.get("JOB_ID") == job["id"]]
+    assert [e["AUDIT_DECISION"] for e in refused] == ["refused"]
+    assert [(e["AUDIT_DECISION"], e["AUDIT_ACTION"]) for e in allowed_] == [
+        ("allowed", "POST /v1/jobs")
+    ]
+
+
+# -- logs -------------------------------------------------------------------------------------
+
+
+def test_hundred_thousand_lines_over_tls_complete_and_in_order(certs: dict[str, str]) -> None:
+    with Client(config=certs["developer"]) as client:
+        job = client.run(["seq", "1", "100000"])
+        lines = list(client.logs(job["id"], follow=True))
+    assert lines == [str(n) for n in range(1, 100001)]
+
+
+def test_resume_with_last_event_id_loses_and_repeats_nothing(certs: dict[str, str]) -> None:
+    target = resolve_target(config_path=certs["developer"], node=None, socket_path=None)
+
+    async def scenario() -> list[str]:
+        client = AsyncClient(target)
+        try:
+            job = await client.request(
+                "POST", "/v1/jobs", body={"command": "seq", "args": ["1", "20000"]}
+            )
+            got: list[str] = []
+            cursor = None
+            async for event in client._events_once(job["id"], follow=True, after=None):
+                got.append(event.data["message"])
+                cursor = event.cursor
+                if len(got) == 7777:
+                    break  # the client goes away mid-stream
+            async for event in client.events(job["id"], follow=True, after=cursor):
+                if event.kind == "log":
+                    got.append(event.data["message"])
+            return got
+        finally:
+            await client.close()
+
+    assert asyncio.run(scenario()) == [str(n) for n in range(1, 20001)]
+
+
+def test_follow_survives_an_agent_restart(certs: dict[str, str]) -> None:
+    with Client(config=certs["developer"]) as client:
+        job = client.run(["sh", "-c", "for i in $(seq 1 60); do echo $i; sleep 0.05; done"])
+        lines: list[str] = []
+        follower = threading.Thread(target=lambda: lines.extend(client.logs(job["id"])))
+        follower.start()
+        time.sleep(1)
+        sh("systemctl", "restart", "joblet.service")
+        follower.join(timeout=60)
+    assert not follower.is_alive()
+    assert lines == [str(n) for n in range(1, 61)]
+
+
+# -- load and crashes -------------------------------------------------------------------------
+
+
+def test_fifty_concurrent_clients_submit_and_follow(certs: dict[str, str]) -> None:
+    def one(n: int) -> tuple[list[str], str]:
+        with Client(config=certs["developer"]) as client:
+            job = client.run(["echo", f"client {n}"])
+            lines = list(client.logs(job["id"], follow=True))
+            return lines, client.get(job["id"])["state"]
+
+    with ThreadPoolExecutor(max_workers=50) as pool:
+        results = list(pool.map(one, range(50)))
+    assert results == [([f"client {n}"], "COMPLETED") for n in range(50)]
+
+
+def test_agent_killed_then_next_tls_request_is_served(certs: dict[str, str]) -> None:
+    old = unit_property("joblet.service", "MainPID")
+    sh("systemctl", "kill", "--signal=KILL", "--kill-who=main", "joblet.service")
+    with Client(config=certs["reader"]) as client:
+        assert client.health()["status"] == "ok"
+    assert unit_property("joblet.service", "MainPID") != old
+
+
+def test_request_larger_than_the_limit_is_413(certs: dict[str, str]) -> None:
+    with Client(config=certs["developer"]) as client, pytest.raises(RnxError) as info:
+        client.run(["echo", "x" * (2 * 1024 * 1024)])
+    assert info.value.status == 413
+    assert info.value.code == "too-large"
