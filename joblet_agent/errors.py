@@ -20,6 +20,7 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
     TOO_LARGE = "too-large"
+    METHOD = "method-not-allowed"
     INTERNAL = "internal"
 
 

@@ -11,10 +11,11 @@ from aiohttp import web
 
 from joblet_agent.api.errors import HTTP_STATUS, Handler
 from joblet_agent.api.identity import caller_of
+from joblet_agent.api.keys import request_key
 from joblet_agent.errors import ErrorCode, JobletError
 
 logger = logging.getLogger("joblet_agent.audit")
-JOB_ID = "joblet.job_id"  # handlers put the id of the job they acted on here
+JOB_ID = request_key("joblet.job_id", str)  # handlers put the id of the job they acted on here
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 

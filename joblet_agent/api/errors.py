@@ -23,6 +23,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.METHOD: 405,
     ErrorCode.INTERNAL: 500,
 }
 
@@ -50,10 +51,24 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
                     ErrorCode.NOT_FOUND, f"no such endpoint: {request.method} {request.path}"
                 )
             )
-        if exc.status == 405:
-            return error_response(
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            allowed = ", ".join(sorted(exc.allowed_methods))
+            response = error_response(
                 JobletError(
-                    ErrorCode.INVALID, f"method {request.method} is not allowed on {request.path}"
+                    ErrorCode.METHOD,
+                    f"method {request.method} is not allowed on {request.path}; allowed: {allowed}",
                 )
             )
+            response.headers["Allow"] = allowed
+            return response
         raise
+    except Exception:
+        # A bug, not a user error: log it whole, answer in the one error shape.
+        logger.exception("%s %s failed", request.method, request.path)
+        return error_response(
+            JobletError(
+                ErrorCode.INTERNAL,
+                "the agent failed to handle this request",
+                hint="the agent's journal has the details (journalctl -u joblet)",
+            )
+        )

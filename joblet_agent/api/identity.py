@@ -16,13 +16,14 @@ import struct
 
 from aiohttp import web
 
+from joblet_agent.api.keys import app_key, request_key
 from joblet_agent.config import Access
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.rbac import Caller, Role
 from joblet_agent.tls import peer_identity
 
-ACCESS = web.AppKey("access", Access)
-CALLER = "joblet.caller"
+ACCESS = app_key("access", Access)
+CALLER = request_key("joblet.caller", Caller)
 
 
 def caller_of(request: web.Request) -> Caller:

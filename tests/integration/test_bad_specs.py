@@ -71,3 +71,29 @@ def test_body_that_is_not_json(client: Client) -> None:
     assert status == 400
     assert set(body) == {"code", "message", "hint"}
     assert "not JSON" in body["message"]
+
+
+def test_bad_resume_cursor_and_wrong_method_are_clear(client: Client) -> None:
+    import asyncio
+
+    import aiohttp
+
+    job = client.run(["true"])
+
+    async def probe() -> list[tuple[int, dict[str, Any], str | None]]:
+        connector = aiohttp.UnixConnector(path="/run/joblet/joblet.sock")
+        out = []
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for method, path, headers in (
+                ("GET", f"/v1/jobs/{job['id']}/logs?follow=TRUE", {"Last-Event-ID": "bogus"}),
+                ("PUT", "/v1/jobs", {}),
+            ):
+                async with session.request(method, "http://joblet" + path, headers=headers) as r:
+                    out.append((r.status, await r.json(), r.headers.get("Allow")))
+        return out
+
+    (cursor_status, cursor_body, _), (method_status, method_body, allow) = asyncio.run(probe())
+    assert cursor_status == 400
+    assert cursor_body["message"].startswith("Last-Event-ID: 'bogus' is not a journal cursor")
+    assert (method_status, method_body["code"]) == (405, "method-not-allowed")
+    assert allow is not None and "POST" in allow

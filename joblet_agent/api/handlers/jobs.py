@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
 
-from joblet_agent.adapters.journal import message_text
 from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.identity import caller_of
+from joblet_agent.api.keys import app_key
+from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobRecord, JobState
 from joblet_agent.rbac import Action, Caller, authorize
 from joblet_agent.services.jobs import JobService
 
 logger = logging.getLogger(__name__)
-SERVICE = web.AppKey("jobs", JobService)
-HEARTBEAT_SEC = 15.0
+SERVICE = app_key("jobs", JobService)
+# sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
+JOURNAL_CURSOR = re.compile(
+    r"^s=[0-9a-f]{32};i=[0-9a-f]{1,16};b=[0-9a-f]{32};m=[0-9a-f]{1,16};t=[0-9a-f]{1,16};"
+    r"x=[0-9a-f]{1,16}$"
+)
 _METRICS = (
     "CPUUsageNSec",
     "MemoryCurrent",
@@ -34,7 +38,8 @@ _METRICS = (
 
 
 def _service(request: web.Request) -> JobService:
-    return request.app[SERVICE]
+    service: JobService = request.app[SERVICE]
+    return service
 
 
 def _job_json(record: JobRecord) -> dict[str, Any]:
@@ -120,7 +125,11 @@ async def delete(request: web.Request) -> web.Response:
 async def delete_all(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_DELETE_ALL)
     # Developers clear their own jobs; maintainers and admins anyone's (or one owner's).
-    owner = request.query.get("owner") if caller.acts_on_anyones_jobs else caller.name
+    owner = request.query.get("owner")
+    if not caller.acts_on_anyones_jobs:
+        if owner not in (None, caller.name):
+            authorize(caller, Action.JOB_DELETE_ALL, owner=owner)  # refuses, saying why
+        owner = caller.name
     deleted, skipped = await _service(request).delete_all(owner=owner)
     return web.json_response({"deleted": deleted, "skipped_running": skipped})
 
@@ -139,8 +148,14 @@ async def logs(request: web.Request) -> web.StreamResponse:
     """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor."""
     service = _service(request)
     record = _job_for(request, Action.JOB_READ)
-    follow = request.query.get("follow", "0") in ("1", "true", "yes")
+    follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
+    if cursor is not None and not JOURNAL_CURSOR.match(cursor):
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"Last-Event-ID: {cursor!r} is not a journal cursor; use the id of an event "
+            "this stream sent",
+        )
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -149,82 +164,10 @@ async def logs(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    journal = service.journal
-    unit = record.unit
-    if not follow and record.state.is_terminal:
-        await journal.drained(unit)  # history of an ended job: all of it
-    entries = journal.entries(unit, after_cursor=cursor, follow=follow)
-    ended = asyncio.ensure_future(service.wait(record.id)) if follow else None
-    next_entry: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(entries))
-    final_cursor: str | None = None
-    done_following = not follow
-    try:
-        while True:
-            if done_following and follow and (final_cursor is None or cursor == final_cursor):
-                break
-            waiting: set[asyncio.Future[Any]] = {next_entry}
-            if ended is not None and not done_following:
-                waiting.add(ended)
-            done, _ = await asyncio.wait(
-                waiting, timeout=HEARTBEAT_SEC, return_when=asyncio.FIRST_COMPLETED
-            )
-            if not done:
-                await response.write(b": heartbeat\n\n")
-                continue
-            if ended is not None and ended in done and not done_following:
-                # The job ended: let journald store its last lines, learn which is the last,
-                # and read up to exactly it.
-                done_following = True
-                await journal.drained(unit)
-                final_cursor = await journal.last_cursor(unit)
-                logger.debug(
-                    "logs of %s: job ended; reading up to %s (at %s)",
-                    record.id,
-                    final_cursor,
-                    cursor,
-                )
-                continue
-            try:
-                entry = next_entry.result()
-            except StopAsyncIteration:
-                break
-            cursor = str(entry["__CURSOR"])
-            await response.write(_log_event(entry))
-            next_entry = asyncio.ensure_future(anext(entries))
-        final = service.resolve(record.id)
-        await response.write(_sse("end", json.dumps(_end_payload(final))))
-    finally:
-        for task in (next_entry, ended):
-            if task is not None and not task.done():
-                task.cancel()
-        with contextlib.suppress(BaseException):
-            await entries.aclose()
+    with contextlib.suppress(ConnectionResetError):  # the client went away; nothing to answer
+        async for frame in sse_frames(service, record, after=cursor, follow=follow):
+            await response.write(frame)
     return response
-
-
-def _end_payload(record: JobRecord) -> dict[str, Any]:
-    return {
-        "id": record.id,
-        "state": str(record.state),
-        "exit_code": record.exit_code,
-        "signal": record.signal,
-        "reason": record.reason,
-    }
-
-
-def _log_event(entry: dict[str, Any]) -> bytes:
-    payload = {
-        "message": message_text(entry),
-        "pid": int(entry["_PID"]) if "_PID" in entry else None,
-        "priority": int(entry.get("PRIORITY", 6)),
-        "timestamp_us": int(entry["__REALTIME_TIMESTAMP"]),
-    }
-    return _sse("log", json.dumps(payload), event_id=str(entry["__CURSOR"]))
-
-
-def _sse(event: str, data: str, *, event_id: str | None = None) -> bytes:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {event}\ndata: {data}\n\n".encode()
 
 
 ROUTES = [
