@@ -2,7 +2,7 @@
 
 Run inside the sandbox (`make bench`) or on a host whose PID 1 is systemd, as root:
 
-    python bench/start_latency.py [-n 200] [--concurrency 16]
+    python -m bench.start_latency [-n 200] [--concurrency 16]
 
 For /bin/true it measures submit -> RUNNING and submit -> exit for
   engine       JobService.submit (validation, translation, record, D-Bus, signals), in process;
@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
+from bench.common import pct
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
@@ -36,11 +37,6 @@ from joblet_agent.units.translate import JobPaths, translate
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
 Sample = tuple[float, float]  # (to running, to exit) in seconds
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1000
 
 
 async def run_many(

@@ -42,7 +42,7 @@ class Journal(Protocol):
 
     def entries(
         self, unit: str, *, after_cursor: str | None, follow: bool
-    ) -> AsyncGenerator[dict[str, Any], None]: ...
+    ) -> AsyncGenerator[list[dict[str, Any]], None]: ...
 
 
 class Clock(Protocol):

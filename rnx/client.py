@@ -131,25 +131,32 @@ class AsyncClient:
         async with session.get(f"/v1/jobs/{job_id}/logs", params=params, headers=headers) as resp:
             if resp.status >= 400:
                 raise _answered_error(await resp.json(content_type=None), resp.status, resp.reason)
-            kind, cursor = "message", None
-            data_lines: list[str] = []
-            async for raw in resp.content:
-                line = raw.decode().rstrip("\n")
-                if line.startswith(":"):
-                    continue
-                if not line:
-                    if data_lines:
-                        yield LogEvent(kind, json.loads("\n".join(data_lines)), cursor)
-                    kind, cursor = "message", None
-                    data_lines = []
-                    continue
-                field, _, value = line.partition(": ")
-                if field == "event":
-                    kind = value
-                elif field == "data":
-                    data_lines.append(value)
-                elif field == "id":
-                    cursor = value
+            pending = b""
+            async for chunk in resp.content.iter_any():
+                # Many events per chunk when the job is chatty: split blocks, not lines.
+                blocks = (pending + chunk).split(b"\n\n")
+                pending = blocks.pop()
+                for block in blocks:
+                    event = parse_sse_block(block.decode())
+                    if event is not None:
+                        yield event
+
+
+def parse_sse_block(block: str) -> LogEvent | None:
+    """One Server-Sent Event (the lines between blank lines); comments alone give None."""
+    kind, cursor = "message", None
+    data_lines: list[str] = []
+    for line in block.split("\n"):
+        field, _, value = line.partition(": ")
+        if field == "event":
+            kind = value
+        elif field == "data":
+            data_lines.append(value)
+        elif field == "id":
+            cursor = value
+    if not data_lines:
+        return None
+    return LogEvent(kind, json.loads("\n".join(data_lines)), cursor)
 
 
 def _during_handshake(exc: BaseException) -> bool:

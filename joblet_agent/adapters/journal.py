@@ -16,6 +16,7 @@ from typing import Any
 logger = logging.getLogger(__name__)
 
 _STREAM_LIMIT = 16 * 1024 * 1024  # one journal entry as JSON; journald caps lines far below this
+_READ_CHUNK = 256 * 1024
 STREAMS_DIR = Path("/run/systemd/journal/streams")
 DRAIN_TIMEOUT_SEC = 60.0
 DRAIN_POLL_SEC = 0.02
@@ -90,8 +91,10 @@ class JournalctlJournal:
 
     async def entries(
         self, unit: str, *, after_cursor: str | None, follow: bool
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        """The job's own output (not PID 1's messages about it), oldest first."""
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """The job's own output (not PID 1's messages about it), oldest first, in batches of
+        whatever journalctl has written so far: one await per batch, not per line, is what lets
+        a stream keep up with a chatty job."""
         args = [
             "journalctl",
             "--no-pager",
@@ -111,9 +114,15 @@ class JournalctlJournal:
             limit=_STREAM_LIMIT,
         )
         assert proc.stdout is not None
+        pending = b""
         try:
-            while line := await proc.stdout.readline():
-                yield json.loads(line)
+            while chunk := await proc.stdout.read(_READ_CHUNK):
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()  # an incomplete last line waits for the next chunk
+                if lines:
+                    yield [json.loads(line) for line in lines if line]
+            if pending.strip():
+                yield [json.loads(pending)]
         finally:
             if proc.returncode is None:
                 proc.kill()

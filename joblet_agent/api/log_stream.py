@@ -33,12 +33,12 @@ async def sse_frames(
         await journal.drained(unit)  # history of an ended job: all of it
     entries = journal.entries(unit, after_cursor=after, follow=follow)
     ended = asyncio.ensure_future(service.wait(record.id)) if follow else None
-    next_entry: asyncio.Future[dict[str, Any]] = asyncio.ensure_future(anext(entries))
+    next_batch: asyncio.Future[list[dict[str, Any]]] = asyncio.ensure_future(anext(entries))
     cursor, last_cursor = after, None
     job_over = not follow
     try:
         while not (follow and job_over and last_cursor in (None, cursor)):
-            waiting: set[asyncio.Future[Any]] = {next_entry}
+            waiting: set[asyncio.Future[Any]] = {next_batch}
             if ended is not None and not job_over:
                 waiting.add(ended)
             done, _ = await asyncio.wait(
@@ -54,15 +54,15 @@ async def sse_frames(
                 logger.debug("logs of %s: ended; reading up to %s", record.id, last_cursor)
             else:
                 try:
-                    entry = next_entry.result()
+                    batch = next_batch.result()
                 except StopAsyncIteration:
                     break
-                cursor = str(entry["__CURSOR"])
-                yield log_event(entry)
-                next_entry = asyncio.ensure_future(anext(entries))
+                cursor = str(batch[-1]["__CURSOR"])
+                yield b"".join(log_event(entry) for entry in batch)
+                next_batch = asyncio.ensure_future(anext(entries))
         yield sse("end", json.dumps(end_payload(service.resolve(record.id))))
     finally:
-        for task in (next_entry, ended):
+        for task in (next_batch, ended):
             if task is not None and not task.done():
                 task.cancel()
         with contextlib.suppress(BaseException):

@@ -71,7 +71,7 @@ class FakeJournal:
 
     async def entries(
         self, unit: str, *, after_cursor: str | None, follow: bool
-    ) -> AsyncGenerator[dict[str, Any], None]:
-        entries: list[dict[str, Any]] = []
-        for entry in entries:
-            yield entry
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        batches: list[list[dict[str, Any]]] = []
+        for batch in batches:
+            yield batch
