@@ -12,52 +12,47 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 
 from bench.common import client_config, engine, pct
-from rnx.client import AsyncClient
-from rnx.config import resolve_target
+from rnx.client import Client
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
+WARM_UP = 10
 
 
-async def timed(count: int, one: Callable[[], Awaitable[None]]) -> list[float]:
+async def engine_samples(count: int) -> list[float]:
     samples = []
-    for _ in range(count):
-        start = time.perf_counter()
-        await one()
-        samples.append(time.perf_counter() - start)
+    async with engine() as service:
+        for index in range(WARM_UP + count):
+            start = time.perf_counter()
+            await service.submit(REQUEST, owner="bench")
+            if index >= WARM_UP:
+                samples.append(time.perf_counter() - start)
     return samples
 
 
-async def main() -> None:
+def api_samples(count: int, make: Callable[[], Client]) -> list[float]:
+    samples = []
+    with make() as client:
+        for index in range(WARM_UP + count):
+            start = time.perf_counter()
+            client._call("POST", "/v1/jobs", body=REQUEST)
+            if index >= WARM_UP:
+                samples.append(time.perf_counter() - start)
+    return samples
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=200)
     count = parser.parse_args().n
-    unix = AsyncClient(
-        resolve_target(config_path=None, node=None, socket_path="/run/joblet/joblet.sock")
-    )
-    tls = AsyncClient(resolve_target(config_path=client_config(), node=None, socket_path=None))
-    rows: dict[str, list[float]] = {}
-    try:
-        async with engine() as service:
-
-            async def direct() -> None:
-                await service.submit(REQUEST, owner="bench")
-
-            async def over(client: AsyncClient) -> None:
-                await client.request("POST", "/v1/jobs", body=REQUEST)
-
-            for _ in range(10):  # warm up PID 1, the connections, the page cache
-                await direct()
-                await over(unix)
-                await over(tls)
-            rows["engine (in process)"] = await timed(count, direct)
-            rows["API, Unix socket"] = await timed(count, lambda: over(unix))
-            rows["API, HTTPS + mTLS"] = await timed(count, lambda: over(tls))
-    finally:
-        await unix.close()
-        await tls.close()
+    config = client_config()
+    rows = {
+        "engine (in process)": asyncio.run(engine_samples(count)),
+        "API, Unix socket": api_samples(count, lambda: Client(socket="/run/joblet/joblet.sock")),
+        "API, HTTPS + mTLS": api_samples(count, lambda: Client(config=config)),
+    }
     base = pct(rows["engine (in process)"], 0.5)
     print(f"submit -> RUNNING of /bin/true, N={count} sequential; milliseconds")
     print(f"{'':24}{'p50':>8}{'p95':>8}{'p50 / engine':>14}")
@@ -67,4 +62,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()

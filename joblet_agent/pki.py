@@ -189,7 +189,7 @@ class Pki:
                 raise JobletError(ErrorCode.CONFLICT, f"{name_or_serial!r} is already revoked")
             crl = self._load_crl()
             now = datetime.now(UTC)
-            entries = [(r.serial_number, r.revocation_date_utc) for r in crl]
+            entries = [(r.serial_number, revocation_date(r)) for r in crl]
             entries += [(int(c.serial, 16), now) for c in live]
             self._write_crl(self._load_ca(), entries, number=_crl_number(crl) + 1)
         for cert in live:
@@ -204,7 +204,7 @@ class Pki:
         """
         with _disk_errors(self.directory), _exclusive(self.directory):
             crl = self._load_crl()
-            entries = [(r.serial_number, r.revocation_date_utc) for r in crl]
+            entries = [(r.serial_number, revocation_date(r)) for r in crl]
             return self._write_crl(self._load_ca(), entries, number=_crl_number(crl) + 1)
 
     def list(self) -> builtins.list[IssuedCert]:
@@ -250,7 +250,39 @@ class Pki:
     ) -> datetime:
         crl = ca.sign_crl(entries, number=number)
         _write_atomic(self.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
-        return crl.next_update_utc or datetime.now(UTC)
+        return crl_next_update(crl) or datetime.now(UTC)
+
+
+# Aware-datetime accessors. cryptography 42 added the *_utc properties and deprecated the naive
+# ones; Debian 12 ships cryptography 38, which has only the naive ones (in UTC). Use these instead
+# of either attribute so the code runs on both. (The annotated locals keep mypy strict on both.)
+def not_valid_before(cert: x509.Certificate) -> datetime:
+    if hasattr(cert, "not_valid_before_utc"):
+        aware: datetime = cert.not_valid_before_utc
+        return aware
+    return cert.not_valid_before.replace(tzinfo=UTC)  # cryptography < 42
+
+
+def not_valid_after(cert: x509.Certificate) -> datetime:
+    if hasattr(cert, "not_valid_after_utc"):
+        aware: datetime = cert.not_valid_after_utc
+        return aware
+    return cert.not_valid_after.replace(tzinfo=UTC)  # cryptography < 42
+
+
+def crl_next_update(crl: x509.CertificateRevocationList) -> datetime | None:
+    if hasattr(crl, "next_update_utc"):
+        aware: datetime | None = crl.next_update_utc
+        return aware
+    naive = crl.next_update  # cryptography < 42
+    return naive.replace(tzinfo=UTC) if naive is not None else None
+
+
+def revocation_date(entry: x509.RevokedCertificate) -> datetime:
+    if hasattr(entry, "revocation_date_utc"):
+        aware: datetime = entry.revocation_date_utc
+        return aware
+    return entry.revocation_date.replace(tzinfo=UTC)  # cryptography < 42
 
 
 def rnx_config(node: str, address: str) -> bytes:
@@ -504,8 +536,8 @@ def _issued(pem: bytes, revoked: set[int]) -> IssuedCert:
         name=_attribute(cert, NameOID.COMMON_NAME),
         role=_attribute(cert, NameOID.ORGANIZATIONAL_UNIT_NAME),
         serial=_serial(cert),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
+        not_before=not_valid_before(cert),
+        not_after=not_valid_after(cert),
         revoked=cert.serial_number in revoked,
     )
 

@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.pki import crl_next_update
 
 logger = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _build_server_context(files: _PkiFiles) -> ssl.SSLContext:
 
 def _warn_if_crl_stale(path: Path) -> None:
     crl = x509.load_pem_x509_crl(path.read_bytes())
-    next_update = crl.next_update_utc
+    next_update = crl_next_update(crl)
     if next_update is not None and next_update - datetime.now(UTC) < _CRL_WARNING:
         logger.warning(
             "tls: %s expires at %s; after that every client is refused. "

@@ -1,20 +1,21 @@
-"""The Python client for the Joblet API: a small synchronous facade over aiohttp.
+"""The Python client for the Joblet API, synchronous, on the standard library's http.client.
 
 Programs and AI agents use Client; the CLI uses it too, so there is one implementation of the wire.
 """
 
 from __future__ import annotations
 
-import asyncio
+import http.client
 import json
+import socket
 import ssl
-from collections.abc import AsyncGenerator, Iterator, Sequence
+import time
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
-from rnx.config import ConfigError, Target, resolve_target
+from rnx.config import ConfigError, resolve_target
+from rnx.wire import Wire, read_json, sse_blocks
 
 RECONNECT_WINDOW_SEC = 60.0  # how long a follower waits for a restarting agent
 
@@ -39,109 +40,6 @@ class LogEvent:
     cursor: str | None
 
 
-class AsyncClient:
-    def __init__(self, target: Target) -> None:
-        self.target = target
-        self._session: aiohttp.ClientSession | None = None
-
-    async def _http(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            connector: aiohttp.BaseConnector
-            if self.target.socket:
-                connector = aiohttp.UnixConnector(path=self.target.socket)
-            else:
-                from rnx.tls import client_context
-
-                assert self.target.ca and self.target.cert and self.target.key
-                connector = aiohttp.TCPConnector(
-                    ssl=client_context(self.target.ca, self.target.cert, self.target.key)
-                )
-            timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-            self._session = aiohttp.ClientSession(
-                base_url=self.target.url, connector=connector, timeout=timeout
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-    async def _unreachable(self, exc: BaseException) -> RnxError:
-        from rnx.tls import diagnose, explain
-
-        where = self.target.describe()
-        meaning = explain(exc)
-        if meaning is None and self.target.address and _during_handshake(exc):
-            meaning = await asyncio.to_thread(diagnose, self.target)
-        if meaning:
-            return RnxError("unauthenticated", f"TLS with {where} failed: {meaning}")
-        return RnxError(
-            "unreachable",
-            f"cannot reach the Joblet agent at {where}: {exc}",
-            "is joblet.socket active there? (systemctl status joblet.socket)",
-        )
-
-    async def request(
-        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
-    ) -> Any:
-        session = await self._http()
-        try:
-            async with session.request(method, path, json=body, params=params) as resp:
-                data = await resp.json(content_type=None)
-                if resp.status >= 400:
-                    raise _answered_error(data, resp.status, resp.reason)
-                return data
-        except (aiohttp.ClientConnectionError, ssl.SSLError) as exc:
-            raise await self._unreachable(exc) from exc
-
-    async def events(
-        self, job_id: str, *, follow: bool, after: str | None = None
-    ) -> AsyncGenerator[LogEvent, None]:
-        """A job's log events; while following, a dropped connection (the agent restarting) is
-        resumed after the last event received, so nothing is lost or repeated."""
-        cursor = after
-        deadline: float | None = None
-        while True:
-            try:
-                async for event in self._events_once(job_id, follow=follow, after=cursor):
-                    deadline = None
-                    if event.cursor:
-                        cursor = event.cursor
-                    yield event
-                    if event.kind == "end":
-                        return
-                if not follow:
-                    return
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
-                if not follow:
-                    raise await self._unreachable(exc) from exc
-                loop = asyncio.get_running_loop()
-                deadline = deadline or loop.time() + RECONNECT_WINDOW_SEC
-                if loop.time() > deadline:
-                    raise await self._unreachable(exc) from exc
-                await asyncio.sleep(0.2)
-
-    async def _events_once(
-        self, job_id: str, *, follow: bool, after: str | None
-    ) -> AsyncGenerator[LogEvent, None]:
-        session = await self._http()
-        headers = {"Last-Event-ID": after} if after else {}
-        params = {"follow": "1" if follow else "0"}
-        async with session.get(f"/v1/jobs/{job_id}/logs", params=params, headers=headers) as resp:
-            if resp.status >= 400:
-                raise _answered_error(await resp.json(content_type=None), resp.status, resp.reason)
-            pending = b""
-            async for chunk in resp.content.iter_any():
-                # Many events per chunk when the job is chatty: split blocks, not lines.
-                blocks = (pending + chunk).split(b"\n\n")
-                pending = blocks.pop()
-                for block in blocks:
-                    event = parse_sse_block(block.decode())
-                    if event is not None:
-                        yield event
-
-
 def parse_sse_block(block: str) -> LogEvent | None:
     """One Server-Sent Event (the lines between blank lines); comments alone give None."""
     kind, cursor = "message", None
@@ -160,10 +58,10 @@ def parse_sse_block(block: str) -> LogEvent | None:
 
 
 def _during_handshake(exc: BaseException) -> bool:
-    """A refused client certificate looks like a reset or a disconnect, not a refused connect."""
-    return isinstance(
-        exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ssl.SSLError
-    ) and not isinstance(exc, aiohttp.ClientConnectorError)
+    """A refused client certificate looks like a reset or an EOF, not a refused connect."""
+    if isinstance(exc, ConnectionRefusedError | FileNotFoundError | socket.gaierror):
+        return False
+    return isinstance(exc, ssl.SSLError | ConnectionError | http.client.RemoteDisconnected)
 
 
 def _answered_error(data: Any, status: int, reason: str | None) -> RnxError:
@@ -183,11 +81,10 @@ class Client:
         self, *, socket: str | None = None, config: str | None = None, node: str | None = None
     ) -> None:
         try:
-            target = resolve_target(config_path=config, node=node, socket_path=socket)
+            self.target = resolve_target(config_path=config, node=node, socket_path=socket)
         except ConfigError as exc:
             raise RnxError("config", str(exc)) from exc
-        self._loop = asyncio.new_event_loop()
-        self._async = AsyncClient(target)
+        self._wire = Wire(self.target)
 
     def __enter__(self) -> Client:
         return self
@@ -196,11 +93,34 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        self._loop.run_until_complete(self._async.close())
-        self._loop.close()
+        self._wire.close()
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        return self._loop.run_until_complete(self._async.request(method, path, **kwargs))
+    def _call(
+        self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
+    ) -> Any:
+        try:
+            response = self._wire.send(method, path, body=body, params=params)
+            data = read_json(response)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        if response.status >= 400:
+            raise _answered_error(data, response.status, response.reason)
+        return data
+
+    def _unreachable(self, exc: BaseException) -> RnxError:
+        from rnx.tls import diagnose, explain
+
+        where = self.target.describe()
+        meaning = explain(exc)
+        if meaning is None and self.target.address and _during_handshake(exc):
+            meaning = diagnose(self.target)
+        if meaning:
+            return RnxError("unauthenticated", f"TLS with {where} failed: {meaning}")
+        return RnxError(
+            "unreachable",
+            f"cannot reach the Joblet agent at {where}: {exc}",
+            "is joblet.socket active there? (systemctl status joblet.socket)",
+        )
 
     def run(
         self,
@@ -250,15 +170,46 @@ class Client:
     def events(
         self, job_id: str, *, follow: bool = True, after: str | None = None
     ) -> Iterator[LogEvent]:
-        stream = self._async.events(job_id, follow=follow, after=after)
-        try:
-            while True:
-                try:
-                    yield self._loop.run_until_complete(anext(stream))
-                except StopAsyncIteration:
+        """A job's log events, then an `end` event. While following, a dropped connection (the
+        agent restarting) is resumed after the last event received: nothing lost or repeated."""
+        cursor = after
+        deadline: float | None = None
+        while True:
+            try:
+                for event in self._events_once(job_id, follow=follow, after=cursor):
+                    deadline = None
+                    cursor = event.cursor or cursor
+                    yield event
+                    if event.kind == "end":
+                        return
+                if not follow:
                     return
+                raise ConnectionError("the stream ended before the job did")
+            except (OSError, http.client.HTTPException) as exc:
+                if not follow:
+                    raise self._unreachable(exc) from exc
+                deadline = deadline or time.monotonic() + RECONNECT_WINDOW_SEC
+                if time.monotonic() > deadline:
+                    raise self._unreachable(exc) from exc
+                time.sleep(0.2)
+
+    def _events_once(
+        self, job_id: str, *, follow: bool, after: str | None
+    ) -> Generator[LogEvent, None, None]:
+        headers = {"Last-Event-ID": after} if after else {}
+        params = {"follow": "1" if follow else "0"}
+        response = self._wire.send(
+            "GET", f"/v1/jobs/{job_id}/logs", params=params, headers=headers, stream=True
+        )
+        try:
+            if response.status >= 400:
+                raise _answered_error(read_json(response), response.status, response.reason)
+            for block in sse_blocks(response):
+                event = parse_sse_block(block)
+                if event is not None:
+                    yield event
         finally:
-            self._loop.run_until_complete(stream.aclose())
+            response.close()
 
     def logs(self, job_id: str, *, follow: bool = True) -> Iterator[str]:
         """The job's output lines; with follow, until the job ends."""

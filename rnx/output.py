@@ -36,7 +36,10 @@ def console(*, stderr: bool = False) -> Any:
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
 
-    view = Table(box=None, header_style="bold", pad_edge=False)
+    # Two spaces right of each column, none left: rich before the fix of Textualize/rich#3871
+    # (Debian 12 has 13.3.1) counts the first column's left padding although pad_edge=False drops
+    # it, which made that column one cell wider than min_width asks for.
+    view = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
     from rich.text import Text
 
     for index, column in enumerate(columns):

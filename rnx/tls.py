@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from cryptography import x509
+
     from rnx.config import Target
 
 try:
@@ -93,17 +95,43 @@ def _check_own_certificate(cert_path: Path, ca_path: Path) -> str | None:
     except (OSError, ValueError) as exc:
         return f"cannot read {cert_path} or {ca_path}: {exc}"
     now = datetime.now(UTC)
-    if cert.not_valid_after_utc < now:
-        until = f"{cert.not_valid_after_utc:%Y-%m-%d}"
-        return f"your client certificate has expired (on {until}); ask for a new one"
-    if cert.not_valid_before_utc > now:
-        since = f"{cert.not_valid_before_utc:%Y-%m-%d %H:%M}"
+    # cryptography < 42 (Debian 12 has 38) has only the naive not_valid_* properties, in UTC.
+    if hasattr(cert, "not_valid_before_utc") and hasattr(cert, "not_valid_after_utc"):
+        not_before: datetime = cert.not_valid_before_utc
+        not_after: datetime = cert.not_valid_after_utc
+    else:
+        not_before = cert.not_valid_before.replace(tzinfo=UTC)
+        not_after = cert.not_valid_after.replace(tzinfo=UTC)
+    if not_after < now:
+        return f"your client certificate has expired (on {not_after:%Y-%m-%d}); ask for a new one"
+    if not_before > now:
+        since = f"{not_before:%Y-%m-%d %H:%M}"
         return f"your client certificate is not yet valid (not before {since} UTC)"
     try:
-        cert.verify_directly_issued_by(ca)
+        _verify_directly_issued_by(cert, ca)
     except (ValueError, TypeError, InvalidSignatureError):
         return (
             "your client certificate was not issued by the CA in your ca.crt; the agent "
             "trusts only its own CA"
         )
     return None
+
+
+def _verify_directly_issued_by(cert: x509.Certificate, ca: x509.Certificate) -> None:
+    """cert.verify_directly_issued_by(ca), which cryptography 40 added (Debian 12 has 38).
+
+    Like it, raises ValueError when the names differ, TypeError for a key type it cannot check
+    (only EC: the Joblet CA is always P-256) and InvalidSignature for a bad signature.
+    """
+    if hasattr(cert, "verify_directly_issued_by"):
+        cert.verify_directly_issued_by(ca)
+        return
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if cert.issuer != ca.subject:
+        raise ValueError("the certificate's issuer is not the CA's subject")
+    public_key = ca.public_key()
+    algorithm = cert.signature_hash_algorithm
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or algorithm is None:
+        raise TypeError("only ECDSA-signed certificates of an EC CA can be checked")
+    public_key.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(algorithm))

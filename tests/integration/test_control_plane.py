@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import shutil
@@ -23,8 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from joblet_agent.pki import Pki
-from rnx.client import AsyncClient, Client, RnxError
-from rnx.config import resolve_target
+from rnx.client import Client, RnxError
 from tests.integration.conftest import sh, unit_property
 
 PKI_DIR = Path("/etc/joblet/pki")
@@ -275,29 +273,21 @@ def test_hundred_thousand_lines_over_tls_complete_and_in_order(certs: dict[str, 
 
 
 def test_resume_with_last_event_id_loses_and_repeats_nothing(certs: dict[str, str]) -> None:
-    target = resolve_target(config_path=certs["developer"], node=None, socket_path=None)
-
-    async def scenario() -> list[str]:
-        client = AsyncClient(target)
-        try:
-            job = await client.request(
-                "POST", "/v1/jobs", body={"command": "seq", "args": ["1", "20000"]}
-            )
-            got: list[str] = []
-            cursor = None
-            async for event in client._events_once(job["id"], follow=True, after=None):
-                got.append(event.data["message"])
-                cursor = event.cursor
-                if len(got) == 7777:
-                    break  # the client goes away mid-stream
-            async for event in client.events(job["id"], follow=True, after=cursor):
-                if event.kind == "log":
-                    got.append(event.data["message"])
-            return got
-        finally:
-            await client.close()
-
-    assert asyncio.run(scenario()) == [str(n) for n in range(1, 20001)]
+    with Client(config=certs["developer"]) as client:
+        job = client.run(["seq", "1", "20000"])
+        got: list[str] = []
+        cursor = None
+        stream = client._events_once(job["id"], follow=True, after=None)
+        for event in stream:
+            got.append(event.data["message"])
+            cursor = event.cursor
+            if len(got) == 7777:
+                break  # the client goes away mid-stream
+        stream.close()
+        got += [
+            e.data["message"] for e in client.events(job["id"], after=cursor) if e.kind == "log"
+        ]
+    assert got == [str(n) for n in range(1, 20001)]
 
 
 def test_follow_survives_an_agent_restart(certs: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 import os
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -46,6 +48,10 @@ def umask_zero() -> Iterator[None]:
 
 def load_cert(path: Path) -> x509.Certificate:
     return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def validity(cert: x509.Certificate) -> timedelta:
+    return pki_module.not_valid_after(cert) - pki_module.not_valid_before(cert)
 
 
 def mode(path: Path) -> int:
@@ -92,7 +98,7 @@ def test_ca_certificate(ca: Pki) -> None:
     common_name = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value
     assert common_name == f"Joblet CA {socket.gethostname()}"
     assert isinstance(cert.public_key(), ec.EllipticCurvePublicKey)
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc >= timedelta(days=3650)
+    assert validity(cert) >= timedelta(days=3650)
 
 
 def test_server_certificate(ca: Pki) -> None:
@@ -110,7 +116,7 @@ def test_server_certificate(ca: Pki) -> None:
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.SERVER_AUTH]
     assert cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier)
-    assert cert.not_valid_after_utc - cert.not_valid_before_utc <= timedelta(days=826)
+    assert validity(cert) <= timedelta(days=826)
 
 
 def test_init_adds_extra_names_and_addresses(tmp_path: Path) -> None:
@@ -240,7 +246,7 @@ def test_client_certificate_contents(ca: Pki, tmp_path: Path) -> None:
     assert cert.extensions.get_extension_for_class(x509.KeyUsage).value.digital_signature
     eku = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
     assert list(eku) == [ExtendedKeyUsageOID.CLIENT_AUTH]
-    assert timedelta(days=30) <= cert.not_valid_after_utc - cert.not_valid_before_utc
+    assert timedelta(days=30) <= validity(cert)
     assert (ca.issued_dir / f"{cert.serial_number:x}.pem").read_bytes() == (
         tmp_path / "alice" / "client.crt"
     ).read_bytes()
@@ -325,8 +331,9 @@ def test_new_crl_is_empty_signed_and_valid_for_30_days(ca: Pki) -> None:
     ca_key = load_cert(ca.ca_crt).public_key()
     assert isinstance(ca_key, ec.EllipticCurvePublicKey)
     assert crl.is_signature_valid(ca_key)
-    assert crl.next_update_utc is not None
-    left = crl.next_update_utc - datetime.now(UTC)
+    next_update = pki_module.crl_next_update(crl)
+    assert next_update is not None
+    left = next_update - datetime.now(UTC)
     assert timedelta(days=29) < left <= timedelta(days=30)
 
 
@@ -380,9 +387,38 @@ def test_renew_crl_keeps_entries(ca: Pki, tmp_path: Path) -> None:
     ca.revoke("alice")
     next_update = ca.renew_crl()
     crl = crl_of(ca)
-    assert crl.next_update_utc == next_update.replace(microsecond=0)
+    assert pki_module.crl_next_update(crl) == next_update.replace(microsecond=0)
     assert len(crl) == 1
     assert crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number == 3
+
+
+def test_date_accessors_are_aware_with_and_without_the_utc_properties(
+    ca: Pki, tmp_path: Path
+) -> None:
+    # cryptography >= 42 has *_utc properties; Debian 12's 38 has only the naive ones, in UTC.
+    ca.issue_client("alice", "admin", out_dir=tmp_path / "alice")
+    ca.revoke("alice")
+    cert = load_cert(tmp_path / "alice" / "client.crt")
+    crl = crl_of(ca)
+    [entry] = list(crl)
+    aware = [
+        pki_module.not_valid_before(cert),
+        pki_module.not_valid_after(cert),
+        pki_module.crl_next_update(crl),
+        pki_module.revocation_date(entry),
+    ]
+    assert all(d is not None and d.utcoffset() == timedelta(0) for d in aware)
+    naive = datetime(2030, 1, 2, 3, 4, 5)
+    old: Any = SimpleNamespace(
+        not_valid_before=naive, not_valid_after=naive, next_update=naive, revocation_date=naive
+    )
+    expected = naive.replace(tzinfo=UTC)
+    assert pki_module.not_valid_before(old) == expected
+    assert pki_module.not_valid_after(old) == expected
+    assert pki_module.crl_next_update(old) == expected
+    assert pki_module.revocation_date(old) == expected
+    no_next_update: Any = SimpleNamespace(next_update=None)
+    assert pki_module.crl_next_update(no_next_update) is None
 
 
 def test_list_uses_aware_datetimes(ca: Pki, tmp_path: Path) -> None:
@@ -397,7 +433,12 @@ def test_list_uses_aware_datetimes(ca: Pki, tmp_path: Path) -> None:
 
 
 def run(*args: str) -> Any:
-    return CliRunner().invoke(pki_cli, list(args))
+    # click < 8.2 (Debian 12 has 8.1.3) mixes stderr into stdout unless mix_stderr=False; 8.2
+    # always keeps them apart and removed the parameter.
+    separate: dict[str, Any] = {}
+    if "mix_stderr" in inspect.signature(CliRunner).parameters:
+        separate["mix_stderr"] = False
+    return CliRunner(**separate).invoke(pki_cli, list(args))
 
 
 def test_cli_init_client_revoke_list(tmp_path: Path) -> None:

@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.pki import Pki
@@ -34,6 +37,8 @@ from joblet_agent.tls import (
     report_handshake_failures,
     server_context,
 )
+from rnx.tls import _check_own_certificate as check_own_certificate
+from rnx.tls import _verify_directly_issued_by as verify_directly_issued_by
 
 TIMEOUT = 5.0
 TLS_VERSIONS = [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2]
@@ -432,3 +437,50 @@ def test_asyncio_server_sends_the_alert_once_reporting_is_installed(
     assert refused.reason == "SSLV3_ALERT_CERTIFICATE_REVOKED"
     assert refused.after_handshake is (version is ssl.TLSVersion.TLSv1_3)
     assert caplog.text.count("failed: certificate revoked") == 1
+
+
+# --- rnx's own look at its certificate (rnx.tls) --------------------------------------------
+
+
+class _OldCertificate:
+    """The parts of a certificate that rnx reads, without verify_directly_issued_by: what
+    cryptography < 40 (Debian 12 has 38) offers."""
+
+    def __init__(self, cert: x509.Certificate, issuer: x509.Name | None = None) -> None:
+        self.issuer = cert.issuer if issuer is None else issuer
+        self.signature = cert.signature
+        self.tbs_certificate_bytes = cert.tbs_certificate_bytes
+        self.signature_hash_algorithm = cert.signature_hash_algorithm
+
+
+def _load(path: Path) -> x509.Certificate:
+    return x509.load_pem_x509_certificate(path.read_bytes())
+
+
+def test_rnx_checks_its_own_certificate(ca: Pki, tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    alice = issue(ca, tmp_path, "alice")
+    assert check_own_certificate(alice / "client.crt", alice / "ca.crt") is None
+    old = issue(ca, tmp_path, "old", not_before=now - timedelta(days=9), not_after=now)
+    assert "has expired" in str(check_own_certificate(old / "client.crt", old / "ca.crt"))
+    early = issue(ca, tmp_path, "early", not_before=now + timedelta(days=1))
+    assert "not yet valid" in str(check_own_certificate(early / "client.crt", early / "ca.crt"))
+    other = Pki(tmp_path / "other")
+    other.init()
+    refused = check_own_certificate(alice / "client.crt", other.ca_crt)
+    assert "not issued by the CA in your ca.crt" in str(refused)
+
+
+def test_rnx_checks_the_issuer_without_verify_directly_issued_by(ca: Pki, tmp_path: Path) -> None:
+    other = Pki(tmp_path / "other")
+    other.init()
+    ca_cert = _load(ca.ca_crt)
+    mine: Any = _OldCertificate(_load(issue(ca, tmp_path, "alice") / "client.crt"))
+    verify_directly_issued_by(mine, ca_cert)
+    theirs = _load(issue(other, tmp_path, "eve") / "client.crt")
+    stranger: Any = _OldCertificate(theirs)
+    with pytest.raises(ValueError, match="issuer"):
+        verify_directly_issued_by(stranger, ca_cert)
+    forged: Any = _OldCertificate(theirs, issuer=ca_cert.subject)
+    with pytest.raises(InvalidSignature):
+        verify_directly_issued_by(forged, ca_cert)
