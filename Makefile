@@ -54,8 +54,13 @@ test: lint unit integration
 demo: sandbox-up
 	$(SANDBOX) run -- tests/sandbox/demo.sh
 
+# The TCP benchmarks need a PKI in the sandbox; `pki init` refuses (harmlessly) when one exists.
 bench: sandbox-up
-	$(SANDBOX) run -- $(BIN)/python bench/start_latency.py
+	-$(SANDBOX) run -- $(BIN)/joblet-agent pki init 2>/dev/null && $(SANDBOX) run -- systemctl restart joblet.service
+	$(SANDBOX) run -- $(BIN)/python -m bench.start_latency
+	$(SANDBOX) run -- $(BIN)/python -m bench.api_latency
+	$(SANDBOX) run -- $(BIN)/python -m bench.log_throughput
+	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 
 clean:
 	-$(SANDBOX) down
