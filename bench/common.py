@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from joblet_agent.adapters.job_root import JobDirectories
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
@@ -32,7 +33,9 @@ async def engine() -> AsyncIterator[JobService]:
     config = AgentConfig(state_dir=state)
     config.jobs_dir.mkdir(parents=True)
     store = SqliteJobStore(config.database)
-    service = JobService(config, probe_host(config.jobs_dir), store, JournalctlJournal())
+    service = JobService(
+        config, probe_host(config.jobs_dir), store, JournalctlJournal(), files=JobDirectories()
+    )
 
     def dispatch(event: JobDone | UnitGone) -> None:
         service.on_systemd_event(event)

@@ -24,16 +24,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
 from bench.common import pct
+from joblet_agent.adapters.job_root import JobDirectories, make_job_dirs
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
+from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import HostInfo, probe_host
 from joblet_agent.jobspec import parse_job_request
 from joblet_agent.model import JobState
 from joblet_agent.services.jobs import JobService
+from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
-from joblet_agent.units.translate import JobPaths, translate
+from joblet_agent.units.translate import translate
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
 Sample = tuple[float, float]  # (to running, to exit) in seconds
@@ -74,8 +77,11 @@ class RawDBus:
     def properties(self, job_id: str) -> list[Property]:
         spec = parse_job_request(REQUEST, self.config.jobs, self.host).spec
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
-        Path(paths.work).mkdir(parents=True)
-        return translate(job_id, spec, self.config, self.host, paths, executable="/bin/true")
+        user = pool_user(self.config.jobs, self.config.jobs.max_running - 1)
+        make_job_dirs(paths, user, None)
+        return translate(
+            job_id, spec, self.config, self.host, paths, user=user, executable="/bin/true"
+        )
 
     async def one(self) -> Sample:
         assert self.bus is not None
@@ -141,7 +147,7 @@ async def main() -> None:
     config.jobs_dir.mkdir(parents=True)
     host = probe_host(config.jobs_dir)
     store = SqliteJobStore(config.database)
-    service = JobService(config, host, store, JournalctlJournal())
+    service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
     raw = RawDBus(config, host)
 
     def dispatch(event: JobDone | UnitGone) -> None:

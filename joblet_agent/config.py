@@ -38,6 +38,10 @@ class JobPolicy:
     max_tasks: int = 32768
     max_timeout_sec: float | None = None
     unenforceable_limits: Enforcement = Enforcement.REFUSE
+    tmp_bytes: int = 64 * 1024 * 1024  # each job's private /tmp (memory-backed, so it counts
+    # against the job's memory limit as well)
+    max_running: int = 1024  # jobs at once; each needs a user of the pool
+    uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,11 @@ class AgentConfig:
     @property
     def jobs_dir(self) -> Path:
         return self.state_dir / "jobs"
+
+    @property
+    def job_root(self) -> Path:
+        """The read-only skeleton every job's root directory is made from."""
+        return self.state_dir / "root"
 
     @property
     def database(self) -> Path:
@@ -134,6 +143,11 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         max_tasks=max_tasks,
         max_timeout_sec=section.parsed("max_timeout", parse_duration),
         unenforceable_limits=Enforcement(unenforceable),
+        tmp_bytes=section.parsed("tmp_size", parse_size, base.tmp_bytes) or base.tmp_bytes,
+        max_running=section.integer("max_running", base.max_running, minimum=1, maximum=65536)
+        or base.max_running,
+        uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
+        or base.uid_base,
     )
     section.reject_unknown()
     return policy

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from aiohttp import web
 
+from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import SystemdBus
+from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
@@ -64,8 +66,10 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         "process isolation path: %s",
         "PrivatePIDs" if host.has_private_pids else "ProtectProc=invisible (systemd < 257)",
     )
+    publish_pool(config.jobs)
+    prepare_skeleton(config)
     store = SqliteJobStore(config.database)
-    service = JobService(config, host, store, JournalctlJournal())
+    service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
     bus = await SystemdBus.connect(UNIT_PREFIX, service.on_systemd_event)
     service.attach(bus)
     await service.reconcile()

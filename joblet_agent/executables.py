@@ -6,11 +6,12 @@ import os
 from pathlib import Path
 
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.paths import JobPaths, host_path_of
 from joblet_agent.units.translate import BASE_PATH
 
 
-def resolve_command(command: str, path_env: str | None, root: Path) -> str:
-    """The absolute path (inside `root`, the job's root directory) of the program to exec."""
+def resolve_command(command: str, path_env: str | None, paths: JobPaths) -> str:
+    """The absolute path, as the job sees it inside its root, of the program to exec."""
     search = path_env or BASE_PATH
     if "/" in command:
         if not command.startswith("/"):
@@ -23,11 +24,11 @@ def resolve_command(command: str, path_env: str | None, root: Path) -> str:
     else:
         candidates = [f"{d.rstrip('/')}/{command}" for d in search.split(":") if d.startswith("/")]
     for candidate in candidates:
-        on_host = root / candidate.lstrip("/")
-        if on_host.is_file() and os.access(on_host, os.X_OK):
+        on_host = host_path_of(candidate, paths)
+        if on_host is not None and Path(on_host).is_file() and os.access(on_host, os.X_OK):
             return candidate
     raise JobletError(
         ErrorCode.INVALID,
-        f"command: {command!r} was not found or is not executable in the job's filesystem"
-        + ("" if "/" in command else f" (PATH={search})"),
+        f"command: {command!r} was not found or is not executable in the job's filesystem "
+        "(the host's /usr, and /work)" + ("" if "/" in command else f" (PATH={search})"),
     )

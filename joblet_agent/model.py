@@ -117,6 +117,7 @@ class JobRecord:
     reason: str | None = None  # why it failed, for people
     stop_requested: bool = False
     warnings: tuple[str, ...] = ()
+    user: str | None = None  # the pool user it runs as (adapters/userdb.py)
 
     @property
     def unit(self) -> str:
@@ -144,6 +145,7 @@ class JobRecord:
             "reason": self.reason,
             "stop_requested": self.stop_requested,
             "warnings": list(self.warnings),
+            "user": self.user,
         }
 
     @classmethod
@@ -167,6 +169,7 @@ class JobRecord:
             reason=data["reason"],
             stop_requested=data["stop_requested"],
             warnings=tuple(data["warnings"]),
+            user=data.get("user"),
         )
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from joblet_agent.model import JobRecord, JobState
+from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.properties import Property
 
 
@@ -43,6 +44,11 @@ class Journal(Protocol):
     def entries(
         self, unit: str, *, after_cursor: str | None, follow: bool
     ) -> AsyncGenerator[list[dict[str, Any]], None]: ...
+
+
+class JobFiles(Protocol):
+    def create(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None: ...
+    def remove(self, paths: JobPaths) -> None: ...
 
 
 class Clock(Protocol):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -18,6 +17,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
+from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.executables import resolve_command
@@ -32,14 +32,16 @@ from joblet_agent.outcome import (
     parse_exit_record,
     parse_status,
 )
-from joblet_agent.ports import Clock, JobStore, Journal, SystemdManager
-from joblet_agent.units.translate import JobPaths, environment_file, translate
+from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
+from joblet_agent.units.paths import JobPaths, JobUser
+from joblet_agent.units.translate import environment_file, translate
 
 logger = logging.getLogger(__name__)
 
 MIN_PREFIX = 4
 START_TIMEOUT_SEC = 60.0
 _RUNNING = ("active", "reloading", "deactivating")
+_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
 
 
 class SystemClock:
@@ -54,12 +56,15 @@ class JobService:
         host: HostInfo,
         store: JobStore,
         journal: Journal,
+        *,
+        files: JobFiles,
         clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.host = host
         self.store = store
         self.journal = journal
+        self.files = files
         self.clock = clock or SystemClock()
         self.systemd: SystemdManager | None = None
         self._starting: dict[str, asyncio.Future[str]] = {}  # unit -> its start job's result
@@ -123,11 +128,13 @@ class JobService:
     async def submit(self, request: Mapping[str, Any], owner: str) -> JobRecord:
         validated = parse_job_request(request, self.config.jobs, self.host)
         spec = validated.spec
-        env_path = spec.env.get("PATH")
-        command = resolve_command(spec.command, env_path, Path("/"))
         job_id = str(uuid.uuid4())
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
-        properties = translate(job_id, spec, self.config, self.host, paths, executable=command)
+        command = resolve_command(spec.command, spec.env.get("PATH"), paths)
+        user = self._free_user()
+        properties = translate(
+            job_id, spec, self.config, self.host, paths, user=user, executable=command
+        )
         record = JobRecord(
             id=job_id,
             spec=spec,
@@ -135,9 +142,10 @@ class JobService:
             owner=owner,
             created_at=self.clock.now(),
             warnings=validated.warnings,
+            user=user.name,
         )
         unit = record.unit
-        self._make_dirs(paths, spec.workdir)
+        self.files.create(paths, user, spec.workdir)
         if spec.secret_env:
             _write_private(Path(paths.secrets), environment_file(spec.secret_env))
         self.store.put(record)
@@ -149,7 +157,7 @@ class JobService:
             # Nothing half-done: no record, no directory (and systemd created no unit).
             self._starting.pop(unit, None)
             self.store.delete(job_id)
-            shutil.rmtree(paths.root, ignore_errors=True)
+            self.files.remove(paths)
             raise
         logger.info(
             "started %s for %s: %s",
@@ -202,7 +210,7 @@ class JobService:
                 hint="stop it first: rnx job stop " + record.id[:8],
             )
         self.store.delete(record.id)
-        shutil.rmtree(self.config.jobs_dir / record.id, ignore_errors=True)
+        self.files.remove(JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id))
         logger.info("deleted job %s", record.id, extra={"JOB_ID": record.id})
         return record
 
@@ -344,11 +352,19 @@ class JobService:
 
     # -- helpers --------------------------------------------------------------------------
 
-    def _make_dirs(self, paths: JobPaths, workdir: str | None) -> None:
-        work = Path(paths.work)
-        work.mkdir(parents=True, mode=0o700)
-        if workdir:
-            (work / workdir).mkdir(parents=True, exist_ok=True)
+    def _free_user(self) -> JobUser:
+        """A pool user no live job has: jobs never share a UID, so they cannot see, signal or
+        ptrace each other. Runs without awaiting between choice and record, so no race."""
+        live = {r.user for r in self.store.list(states=_LIVE)}
+        for slot in range(self.config.jobs.max_running):
+            user = pool_user(self.config.jobs, slot)
+            if user.name not in live:
+                return user
+        raise JobletError(
+            ErrorCode.CONFLICT,
+            f"{self.config.jobs.max_running} jobs are running, the most this agent allows",
+            hint="wait for jobs to end, or raise jobs.max_running in joblet.yml",
+        )
 
     def _current(self, job_id: str) -> JobRecord:
         record = self.store.get(job_id)

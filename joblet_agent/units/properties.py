@@ -47,6 +47,47 @@ SIGNATURES: dict[str, str] = {
     "IOWriteBandwidthMax": "a(st)",
     "AllowedCPUs": "ay",
     "CPUAffinity": "ay",
+    # the job's world (units/sandbox.py)
+    "RootDirectory": "s",
+    "BindReadOnlyPaths": "a(ssbt)",  # (source, destination, ignore if missing, mount flags)
+    "BindPaths": "a(ssbt)",
+    "TemporaryFileSystem": "a(ss)",  # (path, mount options)
+    "MountAPIVFS": "b",
+    "PrivateDevices": "b",
+    "DevicePolicy": "s",
+    "ProtectProc": "s",
+    "ProcSubset": "s",
+    "ProtectSystem": "s",
+    "ProtectHome": "s",
+    "User": "s",
+    "Group": "s",
+    "PrivateUsers": "b",
+    "PrivatePIDs": "b",
+    "NoNewPrivileges": "b",
+    "CapabilityBoundingSet": "t",
+    "AmbientCapabilities": "t",
+    "RestrictSUIDSGID": "b",
+    "UMask": "u",
+    "KeyringMode": "s",
+    "RemoveIPC": "b",
+    "PrivateIPC": "b",
+    "RestrictNamespaces": "t",  # the namespace types still allowed: 0 = none
+    "SystemCallFilter": "(bas)",  # (allow list?, names)
+    "SystemCallArchitectures": "as",
+    "SystemCallErrorNumber": "i",
+    "LockPersonality": "b",
+    "MemoryDenyWriteExecute": "b",
+    "RestrictRealtime": "b",
+    "ProtectKernelTunables": "b",
+    "ProtectKernelModules": "b",
+    "ProtectKernelLogs": "b",
+    "ProtectControlGroups": "b",
+    "ProtectClock": "b",
+    "ProtectHostname": "b",
+    "NotifyAccess": "s",
+    "PrivateNetwork": "b",
+    "IPAddressDeny": "a(iayu)",  # (address family, address bytes, prefix length)
+    "RestrictAddressFamilies": "(bas)",
     # logging
     "LogRateLimitIntervalUSec": "t",
     "LogRateLimitBurst": "u",
@@ -62,8 +103,16 @@ class Property:
     value: Any
 
     def to_json(self) -> dict[str, Any]:
-        value = list(self.value) if isinstance(self.value, bytes) else self.value
-        return {"name": self.name, "signature": self.signature, "value": value}
+        return {"name": self.name, "signature": self.signature, "value": _jsonable(self.value)}
+
+
+def _jsonable(value: Any) -> Any:
+    """bytes (D-Bus 'ay') as lists of numbers, at any depth: golden files are JSON."""
+    if isinstance(value, bytes):
+        return list(value)
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    return value
 
 
 def prop(name: str, value: Any) -> Property:
@@ -93,6 +142,37 @@ def _matches(signature: str, value: Any) -> bool:
             return isinstance(value, bytes)
         case "as":
             return isinstance(value, list) and all(isinstance(v, str) for v in value)
+        case "a(ssbt)":
+            return isinstance(value, list) and all(
+                isinstance(v, list)
+                and len(v) == 4
+                and _matches("s", v[0])
+                and _matches("s", v[1])
+                and _matches("b", v[2])
+                and _matches("t", v[3])
+                for v in value
+            )
+        case "a(ss)":
+            return isinstance(value, list) and all(
+                isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("s", v[1])
+                for v in value
+            )
+        case "(bas)":
+            return (
+                isinstance(value, list)
+                and len(value) == 2
+                and _matches("b", value[0])
+                and _matches("as", value[1])
+            )
+        case "a(iayu)":
+            return isinstance(value, list) and all(
+                isinstance(v, list)
+                and len(v) == 3
+                and _matches("i", v[0])
+                and _matches("ay", v[1])
+                and _matches("u", v[2])
+                for v in value
+            )
         case "a(sb)":
             return isinstance(value, list) and all(
                 isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("b", v[1])

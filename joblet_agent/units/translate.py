@@ -7,13 +7,13 @@ Golden tests in tests/unit/golden/ pin the exact output.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import PurePosixPath
 
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import CgroupMode, Controller, HostInfo
 from joblet_agent.model import JobSpec, unit_name
+from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
+from joblet_agent.units.sandbox import in_job, sandbox_properties
 
 USEC_PER_SEC = 1_000_000
 # systemd's "infinity" for usec and limit properties.
@@ -23,29 +23,9 @@ INFINITY = 2**64 - 1
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-@dataclass(frozen=True, slots=True)
-class JobPaths:
-    """Where a job's files live on the host."""
-
-    root: PurePosixPath  # /var/lib/joblet/jobs/<id>
-    work: PurePosixPath  # its writable working area
-
-    @property
-    def exit_record(self) -> PurePosixPath:
-        return self.root / "exit"
-
-    @property
-    def secrets(self) -> PurePosixPath:
-        return self.root / "secret.env"
-
-    @classmethod
-    def for_job(cls, jobs_dir: PurePosixPath, job_id: str) -> JobPaths:
-        root = jobs_dir / job_id
-        return cls(root=root, work=root / "work")
-
-
-def job_environment(job_id: str, spec: JobSpec, paths: JobPaths) -> list[str]:
-    env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": str(paths.work), "JOB_ID": job_id}
+def job_environment(job_id: str, spec: JobSpec) -> list[str]:
+    """The documented minimal set, then what the job asked for; never the agent's own."""
+    env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": str(WORK), "JOB_ID": job_id}
     env.update(spec.env)
     return [f"{key}={value}" for key, value in env.items()]
 
@@ -83,22 +63,24 @@ def translate(
     host: HostInfo,
     paths: JobPaths,
     *,
+    user: JobUser,
     executable: str,
 ) -> list[Property]:
-    """`executable` is the command resolved to an absolute path; argv[0] stays as the user typed."""
+    """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
+    stays as the user typed it."""
     limits = spec.limits
+    memcg = v1_memcg_bind(job_id, config, host)
     description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
-    workdir = paths.work / spec.workdir if spec.workdir else paths.work
     props = [
         prop("Description", description),
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
         prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
-        prop("Environment", job_environment(job_id, spec, paths)),
+        prop("Environment", job_environment(job_id, spec)),
         # Secret values never enter unit properties, which any local user can read over D-Bus:
         # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
         # Missing is fine once started: systemd reads the file again for ExecStopPost.
         *([prop("EnvironmentFiles", [[str(paths.secrets), True]])] if spec.secret_env else []),
-        prop("WorkingDirectory", str(workdir)),
+        prop("WorkingDirectory", in_job(WORK, spec.workdir)),
         prop("StandardInput", "null"),
         prop("StandardOutput", "journal"),
         prop("StandardError", "journal"),
@@ -117,6 +99,14 @@ def translate(
         prop("MemoryAccounting", True),
         prop("TasksAccounting", True),
         prop("TasksMax", limits.max_tasks),
+        *sandbox_properties(
+            config,
+            host,
+            paths,
+            user,
+            tmp_bytes=config.jobs.tmp_bytes,
+            extra_read_only=[memcg] if memcg else [],
+        ),
     ]
     if limits.cpu_percent is not None:
         props.append(prop("CPUQuotaPerSecUSec", limits.cpu_percent * USEC_PER_SEC // 100))
@@ -137,7 +127,7 @@ def translate(
         mask = cpu_mask(limits.cpu_cores)
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
-    props.append(prop("ExecStopPostEx", [exit_recorder(job_id, config, host, paths)]))
+    props.append(prop("ExecStopPostEx", [exit_recorder(paths, memcg=memcg is not None)]))
     if limits.timeout_sec is not None:
         props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
     return props
@@ -152,16 +142,24 @@ _EXIT_SCRIPT = (
 )
 
 
-def exit_recorder(
-    job_id: str, config: AgentConfig, host: HostInfo, paths: JobPaths
-) -> list[object]:
+# Inside the job's root, where the job's v1 memory cgroup is bound for the exit recorder only.
+MEMCG = META / "memcg"
+
+
+def v1_memcg_bind(job_id: str, config: AgentConfig, host: HostInfo) -> list[object] | None:
+    """systemd (252 at least) recognises an OOM kill only from cgroup v2's memory.events; on v1
+    it reports a plain SIGKILL. The job's root has no cgroupfs, so the unit's own v1 memory
+    cgroup is bound (read-only, under the root-only META) for ExecStopPost to read its oom_kill
+    count before the cgroup is removed."""
+    if host.cgroup_mode is CgroupMode.UNIFIED or Controller.MEMORY not in host.controllers:
+        return None
+    cgroup = f"/sys/fs/cgroup/memory/{slice_path(config.slice)}/{unit_name(job_id)}"
+    return [cgroup, str(MEMCG), True, 0]
+
+
+def exit_recorder(paths: JobPaths, *, memcg: bool) -> list[object]:
     """ExecStopPostEx entry that writes the job's exit record (see outcome.parse_exit_record)."""
-    oom_control = ""
-    if host.cgroup_mode is not CgroupMode.UNIFIED and Controller.MEMORY in host.controllers:
-        # systemd (252 at least) recognises an OOM kill only from cgroup v2's memory.events; on
-        # v1 it reports a plain SIGKILL. Keep the v1 counter before the unit's cgroup is removed.
-        cgroup = f"/sys/fs/cgroup/memory/{slice_path(config.slice)}/{unit_name(job_id)}"
-        oom_control = f"{cgroup}/memory.oom_control"
+    oom_control = f"{MEMCG}/memory.oom_control" if memcg else ""
     argv = [
         "sh",
         "-c",
@@ -172,9 +170,10 @@ def exit_recorder(
         "${EXIT_CODE}",
         "${EXIT_STATUS}",
         exec_escape(oom_control),
-        exec_escape(str(paths.exit_record)),
+        exec_escape(str(META / paths.exit_record.name)),  # where the record is, inside the root
     ]
-    # privileged: outside the job's sandbox, so it can read cgroupfs and write the job's record.
+    # privileged: as root with every capability (still inside the job's root), so it can read
+    # cgroupfs and write the root-only record the job itself can neither read nor forge.
     return ["/bin/sh", argv, ["privileged", "ignore-failure"]]
 
 

@@ -5,12 +5,14 @@ unit's ExecStopPost, then UnitRemoved."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.properties import Property
 
 
@@ -27,8 +29,10 @@ class FakeSystemd:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
-        stop_post = next(p for p in properties if p.name == "ExecStopPostEx")
-        self.exit_records[unit] = Path(stop_post.value[0][1][-1])  # the record's path is last
+        # ExecStopPost writes /run/.joblet/exit inside the job's root: the bound meta directory.
+        binds = next(p for p in properties if p.name == "BindPaths").value
+        meta = next(source for source, target, *_ in binds if target == "/run/.joblet")
+        self.exit_records[unit] = Path(meta, "exit")
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
@@ -75,3 +79,14 @@ class FakeJournal:
         batches: list[list[dict[str, Any]]] = []
         for batch in batches:
             yield batch
+
+
+class FakeJobFiles:
+    """Directories as the real adapter makes them, minus chown (unit tests run without root)."""
+
+    def create(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
+        Path(paths.work, workdir or "").mkdir(parents=True)
+        Path(paths.meta).mkdir()
+
+    def remove(self, paths: JobPaths) -> None:
+        shutil.rmtree(paths.root, ignore_errors=True)

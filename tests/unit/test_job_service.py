@@ -13,7 +13,7 @@ from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobRecord, JobSpec, JobState
 from joblet_agent.services.jobs import JobService
-from tests.unit.fakes import FakeJournal, FakeSystemd
+from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 
 
@@ -21,7 +21,9 @@ from tests.unit.hosts import HYBRID_HOST
 def engine(tmp_path: Path) -> tuple[JobService, FakeSystemd, FakeJournal]:
     config = AgentConfig(state_dir=tmp_path / "state")
     journal = FakeJournal()
-    service = JobService(config, HYBRID_HOST, SqliteJobStore(config.database), journal)
+    service = JobService(
+        config, HYBRID_HOST, SqliteJobStore(config.database), journal, files=FakeJobFiles()
+    )
     systemd = FakeSystemd(service.on_systemd_event)
     service.attach(systemd)
     return service, systemd, journal
@@ -114,7 +116,7 @@ def test_prefix_resolution(engine: tuple[JobService, FakeSystemd, FakeJournal]) 
 def test_ambiguous_prefix_lists_candidates(tmp_path: Path) -> None:
     config = AgentConfig(state_dir=tmp_path)
     store = SqliteJobStore(config.database)
-    service = JobService(config, HYBRID_HOST, store, FakeJournal())
+    service = JobService(config, HYBRID_HOST, store, FakeJournal(), files=FakeJobFiles())
     for job_id in ("abcd1111", "abcd2222"):
         store.put(
             JobRecord(
@@ -164,7 +166,9 @@ def test_reconcile_finds_true_end_in_journal(
         systemd.end(gone.unit, result="exit-code", code="exited", status="7")
         systemd.units.pop(lost.unit)
         journal.ends[lost.unit] = {"EXIT_CODE": "killed", "EXIT_STATUS": "TERM"}
-        fresh = JobService(service.config, HYBRID_HOST, service.store, journal)
+        fresh = JobService(
+            service.config, HYBRID_HOST, service.store, journal, files=FakeJobFiles()
+        )
         fresh.attach(systemd)
         await fresh.reconcile()
         assert fresh.resolve(running.id).state is JobState.RUNNING

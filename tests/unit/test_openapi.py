@@ -33,7 +33,7 @@ from joblet_agent.jobspec import parse_job_request
 from joblet_agent.model import JobRecord, JobSpec, JobState, Limits
 from joblet_agent.rbac import REQUIRED, Action, Role
 from joblet_agent.services.jobs import JobService
-from tests.unit.fakes import FakeJournal, FakeSystemd
+from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.yaml"
@@ -252,7 +252,9 @@ def test_job_record_and_error_fit_their_schemas() -> None:
 @pytest.fixture
 def service(tmp_path: Path) -> JobService:
     config = AgentConfig(state_dir=tmp_path / "state")
-    service = JobService(config, HYBRID_HOST, SqliteJobStore(config.database), FakeJournal())
+    service = JobService(
+        config, HYBRID_HOST, SqliteJobStore(config.database), FakeJournal(), files=FakeJobFiles()
+    )
     service.attach(FakeSystemd(service.on_systemd_event))
     return service
 

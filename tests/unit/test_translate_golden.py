@@ -12,9 +12,11 @@ from typing import Any
 
 import pytest
 
+from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.config import AgentConfig, parse_config
 from joblet_agent.jobspec import parse_job_request
-from joblet_agent.units.translate import JobPaths, translate
+from joblet_agent.units.paths import JobPaths
+from joblet_agent.units.translate import translate
 from tests.unit.hosts import HYBRID_HOST
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -26,7 +28,15 @@ def render(case: dict[str, Any]) -> list[list[Any]]:
     spec = parse_job_request(case["request"], config.jobs, HYBRID_HOST).spec
     paths = JobPaths.for_job(PurePosixPath(config.jobs_dir), JOB_ID)
     executable = case.get("executable", "/usr/bin/" + spec.command)
-    props = translate(JOB_ID, spec, config, HYBRID_HOST, paths, executable=executable)
+    props = translate(
+        JOB_ID,
+        spec,
+        config,
+        HYBRID_HOST,
+        paths,
+        user=pool_user(config.jobs, 7),
+        executable=executable,
+    )
     return [[p.name, p.signature, p.to_json()["value"]] for p in props]
 
 

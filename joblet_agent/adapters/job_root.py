@@ -1,0 +1,112 @@
+"""The files of the job world: the shared read-only skeleton root and each job's directories.
+
+The skeleton holds only mount points, the usr-merge links and an /etc of our own (passwd and
+group naming the pool's users, an nsswitch.conf that asks nothing but files); everything else is
+bound from the host read-only by PID 1 (units/sandbox.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from joblet_agent.adapters.userdb import pool
+from joblet_agent.config import AgentConfig
+from joblet_agent.units.paths import JobPaths, JobUser
+from joblet_agent.units.sandbox import BASE_READ_ONLY
+
+logger = logging.getLogger(__name__)
+
+_MOUNT_POINTS = (
+    "usr",
+    "etc",
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "run",
+    "work",
+    "volumes",
+    "var",
+    "root",
+    "home",
+)
+_USR_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+_NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
+
+
+def prepare_skeleton(config: AgentConfig) -> None:
+    """(Re)build the skeleton root next to the old one and swap it in: jobs never see it half."""
+    final = config.job_root
+    staging = final.with_name(final.name + ".new")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(mode=0o755, parents=True)
+    for name in _MOUNT_POINTS:
+        (staging / name).mkdir(mode=0o755)
+    for name in _USR_MERGED:
+        host = Path("/", name)
+        if host.is_symlink():
+            (staging / name).symlink_to(os.readlink(host))  # usr-merge: bin -> usr/bin
+        elif host.is_dir():
+            raise RuntimeError(f"/{name} is not a link into /usr; this host is not usr-merged")
+    etc = staging / "etc"
+    for source in BASE_READ_ONLY:
+        if source.startswith("/etc/"):
+            target = etc / source.removeprefix("/etc/")
+            # Mount points for the read-only binds: a directory for a directory, else a file.
+            if Path(source).is_dir():
+                target.mkdir(mode=0o755)
+            else:
+                target.touch(mode=0o644)
+    users = pool(config.jobs)
+    passwd = [
+        "root:x:0:0:root:/root:/usr/sbin/nologin",
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin",
+    ]
+    passwd += [f"{u.name}:x:{u.uid}:{u.uid}:Joblet job:/work:/bin/sh" for u in users]
+    group = ["root:x:0:", "nogroup:x:65534:"] + [f"{u.name}:x:{u.uid}:" for u in users]
+    (etc / "passwd").write_text("\n".join(passwd) + "\n")
+    (etc / "group").write_text("\n".join(group) + "\n")
+    (etc / "nsswitch.conf").write_text(_NSSWITCH)
+    (etc / "hostname").write_text("job\n")
+    _open_to_all(staging)
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    staging.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
+    logger.info("job root skeleton ready at %s", final)
+
+
+class JobDirectories:
+    """Creates and removes jobs' directories (the JobFiles port)."""
+
+    def create(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
+        make_job_dirs(paths, user, workdir)
+
+    def remove(self, paths: JobPaths) -> None:
+        shutil.rmtree(paths.root, ignore_errors=True)
+
+
+def make_job_dirs(paths: JobPaths, user: JobUser, workdir: str | None) -> None:
+    """<id>/ (root only), work/ (the job's user only), meta/ (root only: the exit record)."""
+    Path(paths.root).mkdir(mode=0o700, parents=True)
+    work = Path(paths.work)
+    work.mkdir(mode=0o700)
+    os.chown(work, user.uid, user.uid)
+    current = work
+    for part in Path(workdir or "").parts:
+        current /= part
+        current.mkdir(mode=0o700, exist_ok=True)
+        os.chown(current, user.uid, user.uid)
+    Path(paths.meta).mkdir(mode=0o700)
+
+
+def _open_to_all(root: Path) -> None:
+    """The agent runs with UMask=0077; the job's user must read and traverse its whole root."""
+    for path in (root, *root.rglob("*")):
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else 0o644)

@@ -1,0 +1,82 @@
+"""The pool of unprivileged users jobs run as, published as systemd userdb drop-in records.
+
+PID 1 resolves User= through NSS, and nss-systemd reads JSON user records from /run/userdb
+directly (systemd >= 246; no daemon needed). So the agent can give each job a user of its own
+whose UID it knows before the job starts (to own /work, and for the passwd file in the job's
+root) without ever writing the host's /etc/passwd. Records live in /run and are rewritten at
+every agent start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+from joblet_agent.config import JobPolicy
+from joblet_agent.units.paths import JobUser
+
+logger = logging.getLogger(__name__)
+
+USERDB_DIR = Path("/run/userdb")
+NAME_PREFIX = "joblet-u"
+
+
+def pool_user(policy: JobPolicy, slot: int) -> JobUser:
+    return JobUser(name=f"{NAME_PREFIX}{slot}", uid=policy.uid_base + slot)
+
+
+def pool(policy: JobPolicy) -> list[JobUser]:
+    return [pool_user(policy, slot) for slot in range(policy.max_running)]
+
+
+def publish_pool(policy: JobPolicy, directory: Path = USERDB_DIR) -> None:
+    """Write the pool's user and group records (idempotent; only missing ones are written)."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    written = 0
+    for user in pool(policy):
+        records = {
+            f"{user.name}.user": {
+                "userName": user.name,
+                "uid": user.uid,
+                "gid": user.uid,
+                "realName": "Joblet job",
+                "homeDirectory": "/work",
+                "shell": "/bin/sh",
+                "disposition": "dynamic",
+                "locked": True,
+            },
+            f"{user.name}.group": {
+                "groupName": user.name,
+                "gid": user.uid,
+                "disposition": "dynamic",
+            },
+        }
+        for filename, record in records.items():
+            path = directory / filename
+            if not path.exists():
+                _write(path, json.dumps(record) + "\n")
+                written += 1
+        # nss-systemd looks UIDs and GIDs up by these links.
+        for link, target in (
+            (f"{user.uid}.user", f"{user.name}.user"),
+            (f"{user.uid}.group", f"{user.name}.group"),
+        ):
+            if not (directory / link).is_symlink():
+                (directory / link).symlink_to(target)
+    logger.info(
+        "userdb: %d job users (UIDs %d-%d), %d records written",
+        policy.max_running,
+        policy.uid_base,
+        policy.uid_base + policy.max_running - 1,
+        written,
+    )
+
+
+def _write(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    temporary.rename(path)

@@ -1,0 +1,53 @@
+"""Where a job's things are: on the host (under the state directory) and inside the job's root."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+# Inside every job's root.
+WORK = PurePosixPath("/work")
+META = PurePosixPath("/run/.joblet")  # root-only: the exit record, written by ExecStopPost
+
+
+@dataclass(frozen=True, slots=True)
+class JobPaths:
+    """A job's directories on the host."""
+
+    root: PurePosixPath  # /var/lib/joblet/jobs/<id>, 0700 root
+    work: PurePosixPath  # bound at /work, owned by the job's user
+    meta: PurePosixPath  # bound at /run/.joblet, root-only
+
+    @property
+    def exit_record(self) -> PurePosixPath:
+        return self.meta / "exit"
+
+    @property
+    def secrets(self) -> PurePosixPath:
+        return self.root / "secret.env"
+
+    @classmethod
+    def for_job(cls, jobs_dir: PurePosixPath, job_id: str) -> JobPaths:
+        root = jobs_dir / job_id
+        return cls(root=root, work=root / "work", meta=root / "meta")
+
+
+@dataclass(frozen=True, slots=True)
+class JobUser:
+    """The unprivileged user a job runs as: one of the agent's pool, never shared by live jobs."""
+
+    name: str
+    uid: int
+
+
+# What of the host a job sees at the same path (bound read-only, or the usr-merge links).
+_HOST_VISIBLE = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
+
+
+def host_path_of(path: str, paths: JobPaths) -> PurePosixPath | None:
+    """The host path a job sees at `path` (absolute, inside its root), or None if it sees none."""
+    if path.startswith(f"{WORK}/"):
+        return paths.work / path.removeprefix(f"{WORK}/")
+    if path.startswith(_HOST_VISIBLE):
+        return PurePosixPath(path)
+    return None

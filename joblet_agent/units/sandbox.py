@@ -1,0 +1,99 @@
+"""The default isolation profile of every job: its own root, its own user, no privileges.
+
+Pure data, like translate.py. What each option blocks, and the score this profile gets from
+`systemd-analyze security`, are in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import PurePosixPath
+
+from joblet_agent.config import AgentConfig
+from joblet_agent.host import HostInfo
+from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
+from joblet_agent.units.properties import Property, prop
+
+# The host's base system, read-only: programs and their libraries, and the few /etc files they
+# read. /etc/passwd, group and nsswitch.conf come from the job root itself (job_root.py).
+BASE_READ_ONLY = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/alternatives", "/etc/localtime")
+# Namespace flags systemd knows (RestrictNamespaces= takes the set that stays *allowed*).
+NO_NAMESPACES = 0
+SECCOMP_ALLOW = ["@system-service"]
+SECCOMP_DENY = ["@privileged", "@resources"]
+
+
+def _ip_any() -> list[list[object]]:
+    """IPAddressDeny=any: every IPv4 and IPv6 address, as (family, address bytes, prefix)."""
+    return [[socket.AF_INET, b"\0" * 4, 0], [socket.AF_INET6, b"\0" * 16, 0]]
+
+
+def sandbox_properties(
+    config: AgentConfig,
+    host: HostInfo,
+    paths: JobPaths,
+    user: JobUser,
+    *,
+    tmp_bytes: int,
+    extra_read_only: list[list[object]],
+) -> list[Property]:
+    # (source, target, ignore if missing, mount flags)
+    binds_ro = [[p, p, True, 0] for p in BASE_READ_ONLY] + extra_read_only
+    props = [
+        # The job's world: a read-only skeleton root, the base system bound read-only into it,
+        # its own /work, a size-capped private /tmp, a private /dev, /proc showing only itself.
+        prop("RootDirectory", str(config.job_root)),
+        prop("BindReadOnlyPaths", binds_ro),
+        prop(
+            "BindPaths",
+            [[str(paths.work), str(WORK), False, 0], [str(paths.meta), str(META), False, 0]],
+        ),
+        prop("TemporaryFileSystem", [["/tmp", f"size={tmp_bytes},mode=1777,nosuid,nodev"]]),
+        prop("MountAPIVFS", True),
+        prop("PrivateDevices", True),
+        prop("DevicePolicy", "closed"),
+        prop("ProtectProc", "invisible"),
+        prop("ProcSubset", "pid"),
+        prop("ProtectSystem", "strict"),
+        prop("ProtectHome", "yes"),
+        # Who it is: an unprivileged user of the agent's pool, no way to gain privileges.
+        prop("User", user.name),
+        prop("Group", user.name),
+        prop("PrivateUsers", True),
+        prop("NoNewPrivileges", True),
+        prop("CapabilityBoundingSet", 0),
+        prop("AmbientCapabilities", 0),
+        prop("RestrictSUIDSGID", True),
+        prop("UMask", 0o077),
+        prop("KeyringMode", "private"),
+        prop("RemoveIPC", True),
+        prop("PrivateIPC", True),
+        # What it may ask of the kernel.
+        prop("RestrictNamespaces", NO_NAMESPACES),
+        prop("SystemCallFilter", [True, SECCOMP_ALLOW]),
+        prop("SystemCallFilter", [False, SECCOMP_DENY]),
+        prop("SystemCallArchitectures", ["native"]),
+        prop("SystemCallErrorNumber", 1),  # EPERM, which programs handle better than SIGSYS
+        prop("LockPersonality", True),
+        prop("MemoryDenyWriteExecute", True),
+        prop("RestrictRealtime", True),
+        prop("ProtectKernelTunables", True),
+        prop("ProtectKernelModules", True),
+        prop("ProtectKernelLogs", True),
+        prop("ProtectControlGroups", True),
+        prop("ProtectClock", True),
+        prop("ProtectHostname", True),
+        prop("NotifyAccess", "none"),
+        # No network: a private namespace with only loopback, no address reachable even there,
+        # and so no use for IP sockets at all (the networks issue widens this per job).
+        prop("PrivateNetwork", True),
+        prop("IPAddressDeny", _ip_any()),
+        prop("RestrictAddressFamilies", [True, ["AF_UNIX"]]),
+    ]
+    if host.has_private_pids:
+        props.append(prop("PrivatePIDs", True))  # PID 1 of its own PID namespace (systemd 257+)
+    return props
+
+
+def in_job(path: PurePosixPath, workdir: str | None) -> str:
+    return str(path / workdir) if workdir else str(path)

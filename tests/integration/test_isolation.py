@@ -1,0 +1,127 @@
+"""The default job profile: its score, its world, its user."""
+
+from __future__ import annotations
+
+import re
+
+from rnx.client import Client
+from tests.integration.conftest import JOBS_DIR, sh, wait_state
+
+
+def output_of(client: Client, *argv: str) -> list[str]:
+    job = client.run(list(argv))
+    final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=30)
+    assert final["state"] == "COMPLETED", final
+    return list(client.logs(job["id"], follow=False))
+
+
+def test_default_profile_scores_safe(client: Client) -> None:
+    job = client.run(["sleep", "30"])
+    try:
+        wait_state(client, job["id"], "RUNNING")
+        report = sh("systemd-analyze", "security", "--no-pager", job["unit"])
+    finally:
+        client.stop(job["id"])
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
+    assert score <= 1.0, report
+
+
+def test_job_runs_as_its_own_unprivileged_user(client: Client) -> None:
+    a = client.run(["sleep", "5"])
+    b = client.run(["sleep", "5"])
+    try:
+        wait_state(client, a["id"], "RUNNING")
+        wait_state(client, b["id"], "RUNNING")
+        users = {client.get(j["id"])["user"] for j in (a, b)}
+        assert len(users) == 2 and all(u.startswith("joblet-u") for u in users)
+    finally:
+        client.stop(a["id"])
+        client.stop(b["id"])
+    ids = output_of(client, "id")
+    assert re.match(
+        r"uid=\d+\(joblet-u\d+\) gid=\d+\(joblet-u\d+\) groups=\d+\(joblet-u\d+\)$", ids[0]
+    ), ids
+    assert not ids[0].startswith("uid=0")
+
+
+def test_the_job_sees_only_its_world(client: Client) -> None:
+    top = output_of(client, "ls", "/")
+    assert set(top) <= {
+        "bin",
+        "dev",
+        "etc",
+        "home",
+        "lib",
+        "lib32",
+        "lib64",
+        "libx32",
+        "proc",
+        "root",
+        "run",
+        "sbin",
+        "sys",
+        "tmp",
+        "usr",
+        "var",
+        "volumes",
+        "work",
+    }
+    # /home and /root are inaccessible (ProtectHome), /var empty: nothing of the host's.
+    seen = output_of(client, "sh", "-c", "ls -A /home /root /var 2>/dev/null | grep -cv ':$'; true")
+    assert seen == ["0"]
+    # /proc shows the job's own processes only.
+    pids = output_of(
+        client,
+        "python3",
+        "-c",
+        "import os; print(sorted(p for p in os.listdir('/proc') if p.isdigit()))",
+    )
+    assert len(eval(pids[0])) == 1  # python itself
+    # Only the /etc files programs need, and a /run without the host's sockets.
+    assert set(output_of(client, "ls", "/etc")) <= {
+        "alternatives",
+        "group",
+        "hostname",
+        "ld.so.cache",
+        "localtime",
+        "nsswitch.conf",
+        "passwd",
+        "ssl",
+    }
+    assert set(output_of(client, "ls", "-A", "/run")) <= {".joblet", "systemd"}
+    # The exit record's directory is the agent's, not the job's.
+    denied = output_of(client, "sh", "-c", "ls /run/.joblet 2>&1; true")
+    assert "Permission denied" in denied[0]
+
+
+def test_tmp_is_private_and_capped(client: Client) -> None:
+    line = output_of(client, "df", "--output=size", "-B1", "/tmp")[1]
+    assert int(line) == 64 * 1024 * 1024
+
+
+def test_work_belongs_to_the_job_and_nobody_else(client: Client) -> None:
+    job = client.run(["sh", "-c", "echo data > /work/out; stat -c '%a %U' /work /work/out"])
+    wait_state(client, job["id"], "COMPLETED")
+    modes = list(client.logs(job["id"], follow=False))
+    assert [m.split()[0] for m in modes] == ["700", "600"]
+    assert (JOBS_DIR / job["id"]).stat().st_mode & 0o777 == 0o700
+
+
+def test_environment_is_the_documented_minimum(client: Client) -> None:
+    env = dict(line.split("=", 1) for line in output_of(client, "env") if "=" in line)
+    assert env.keys() <= {
+        "PATH",
+        "LANG",
+        "HOME",
+        "JOB_ID",
+        "PWD",
+        "SHLVL",
+        "_",
+        "LOGNAME",
+        "USER",
+        "SHELL",
+        "INVOCATION_ID",
+        "JOURNAL_STREAM",
+        "SYSTEMD_EXEC_PID",
+    }
+    assert env["HOME"] == "/work"
