@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from joblet_agent.adapters.job_root import JobDirectories
+from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
+from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import probe_host
 from joblet_agent.pki import Pki
@@ -32,6 +33,8 @@ async def engine() -> AsyncIterator[JobService]:
     state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
     config = AgentConfig(state_dir=state)
     config.jobs_dir.mkdir(parents=True)
+    publish_pool(config.jobs)
+    prepare_skeleton(config)
     store = SqliteJobStore(config.database)
     service = JobService(
         config, probe_host(config.jobs_dir), store, JournalctlJournal(), files=JobDirectories()

@@ -24,11 +24,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
 from bench.common import pct
-from joblet_agent.adapters.job_root import JobDirectories, make_job_dirs
+from joblet_agent.adapters.job_root import JobDirectories, make_job_dirs, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
-from joblet_agent.adapters.userdb import pool_user
+from joblet_agent.adapters.userdb import pool_user, publish_pool
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import HostInfo, probe_host
 from joblet_agent.jobspec import parse_job_request
@@ -99,6 +99,39 @@ class RawDBus:
         return to_running, time.perf_counter() - start
 
 
+def unit_file_value(p: Property) -> tuple[str, str]:
+    """A property as systemd-run's `-p Name=value` (unit-file syntax) spells it."""
+    name, value = p.name, p.value
+    match p.signature:
+        case "a(ssbt)":
+            return name, " ".join(
+                f"{'-' if miss else ''}{src}:{dst}" for src, dst, miss, _ in value
+            )
+        case "a(ss)":
+            return name, " ".join(f"{path}:{opts}" for path, opts in value)
+        case "(bas)":
+            return name, ("" if value[0] else "~") + " ".join(value[1])
+        case "a(iayu)":
+            return name, "any"  # the only address list the profile uses
+        case "as":
+            return name, " ".join(value)
+        case "b":
+            return name, "yes" if value else "no"
+    if name in ("CapabilityBoundingSet", "AmbientCapabilities") and value == 0:
+        return name, ""
+    if name == "RestrictNamespaces" and value == 0:
+        return name, "yes"
+    if name == "UMask":
+        return name, f"{value:04o}"
+    if name == "SystemCallErrorNumber":
+        return name, "EPERM"
+    if name == "CPUQuotaPerSecUSec":
+        return "CPUQuota", f"{int(value) // 10_000}%"
+    if name.endswith("USec"):
+        return name[: -len("USec")] + "Sec", f"{value}us"
+    return name, str(value)
+
+
 def systemd_run_args(props: list[Property]) -> list[str]:
     """The same properties in systemd-run's -p syntax."""
     args = ["systemd-run", "--quiet", "--wait", "--collect", "--slice=joblet.slice"]
@@ -112,19 +145,11 @@ def systemd_run_args(props: list[Property]) -> list[str]:
             )
             quoted = " ".join(shlex.quote(a) for a in argv[1:])
             args.append(f"--property=ExecStopPost={prefix}{path} {quoted}")
-            continue
-        if p.name == "Environment":
+        elif p.name == "Environment":
             args += [f"--setenv={e}" for e in p.value]
-            continue
-        value = p.value
-        name = p.name
-        if name.endswith("USec"):
-            name, value = name[: -len("USec")] + "Sec", f"{value}us"
-        if name == "CPUQuotaPerSecSec":
-            name, value = "CPUQuota", f"{int(p.value) // 10_000}%"
-        if isinstance(value, bool):
-            value = "yes" if value else "no"
-        args.append(f"--property={name}={value}")
+        else:
+            name, value = unit_file_value(p)
+            args.append(f"--property={name}={value}")
     return [*args, "/bin/true"]
 
 
@@ -145,6 +170,8 @@ async def main() -> None:
     state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
     config = AgentConfig(state_dir=state)
     config.jobs_dir.mkdir(parents=True)
+    publish_pool(config.jobs)
+    prepare_skeleton(config)
     host = probe_host(config.jobs_dir)
     store = SqliteJobStore(config.database)
     service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
