@@ -44,7 +44,7 @@ sandbox-down:
 
 # Integration tests run inside the sandbox, so their paths, /run and /tmp are the agent's.
 integration: sandbox-up
-	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration
+	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration tests/security
 
 slow: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests

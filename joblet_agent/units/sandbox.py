@@ -20,7 +20,16 @@ BASE_READ_ONLY = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/alternatives", "
 # Namespace flags systemd knows (RestrictNamespaces= takes the set that stays *allowed*).
 NO_NAMESPACES = 0
 SECCOMP_ALLOW = ["@system-service"]
-SECCOMP_DENY = ["@privileged", "@resources"]
+# @system-service (systemd 252) still holds the keyring calls and io_uring, whose own bugs and
+# reach around seccomp make it a favourite of kernel exploits; the probe suite caught both.
+SECCOMP_DENY = [
+    "@privileged",
+    "@resources",
+    "@keyring",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+]
 
 
 def _ip_any() -> list[list[object]]:
