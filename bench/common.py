@@ -17,6 +17,7 @@ from joblet_agent.config import AgentConfig
 from joblet_agent.host import probe_host
 from joblet_agent.pki import Pki
 from joblet_agent.services.jobs import JobService
+from joblet_agent.units.work_mount import work_mount_prefix
 
 PKI_DIR = Path("/etc/joblet/pki")
 
@@ -43,7 +44,9 @@ async def engine() -> AsyncIterator[JobService]:
     def dispatch(event: JobDone | UnitGone) -> None:
         service.on_systemd_event(event)
 
-    bus = await SystemdBus.connect("joblet-job-", dispatch)
+    bus = await SystemdBus.connect(
+        ("joblet-job-", work_mount_prefix(str(config.jobs_dir))), dispatch
+    )
     service.attach(bus)
     try:
         yield service

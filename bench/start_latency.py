@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shlex
 import shutil
 import subprocess
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
 from bench.common import pct
-from joblet_agent.adapters.job_root import JobDirectories, make_job_dirs, prepare_skeleton
+from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
@@ -37,6 +38,7 @@ from joblet_agent.services.jobs import JobService
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.translate import translate
+from joblet_agent.units.work_mount import work_mount_prefix
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
 Sample = tuple[float, float]  # (to running, to exit) in seconds
@@ -78,7 +80,9 @@ class RawDBus:
         spec = parse_job_request(REQUEST, self.config.jobs, self.host).spec
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
         user = pool_user(self.config.jobs, self.config.jobs.max_running - 1)
-        make_job_dirs(paths, user, None)
+        for directory in (paths.root, paths.meta, paths.work):  # no /work image: job unit only
+            Path(directory).mkdir(mode=0o700)
+        os.chown(paths.work, user.uid, user.uid)
         return translate(
             job_id, spec, self.config, self.host, paths, user=user, executable="/bin/true"
         )
@@ -181,7 +185,9 @@ async def main() -> None:
         service.on_systemd_event(event)
         raw.on_event(event)
 
-    bus = await SystemdBus.connect("joblet-job-", dispatch)
+    bus = await SystemdBus.connect(
+        ("joblet-job-", work_mount_prefix(str(config.jobs_dir))), dispatch
+    )
     service.attach(bus)
     raw.bus = bus
 

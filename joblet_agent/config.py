@@ -38,6 +38,8 @@ class JobPolicy:
     max_tasks: int = 32768
     max_timeout_sec: float | None = None
     unenforceable_limits: Enforcement = Enforcement.REFUSE
+    work_bytes: int = 1024**3  # each job's /work filesystem, unless the job asks for another size
+    max_work_bytes: int = 64 * 1024**3
     tmp_bytes: int = 64 * 1024 * 1024  # each job's private /tmp (memory-backed, so it counts
     # against the job's memory limit as well)
     max_running: int = 1024  # jobs at once; each needs a user of the pool
@@ -144,6 +146,9 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         max_timeout_sec=section.parsed("max_timeout", parse_duration),
         unenforceable_limits=Enforcement(unenforceable),
         tmp_bytes=section.parsed("tmp_size", parse_size, base.tmp_bytes) or base.tmp_bytes,
+        work_bytes=section.parsed("work_size", parse_size, base.work_bytes) or base.work_bytes,
+        max_work_bytes=section.parsed("max_work_size", parse_size, base.max_work_bytes)
+        or base.max_work_bytes,
         max_running=section.integer("max_running", base.max_running, minimum=1, maximum=65536)
         or base.max_running,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)

@@ -58,6 +58,7 @@ RESERVED_ENV = frozenset(
     }
 )
 MIN_MEMORY = 4 * 1024 * 1024  # below this nothing (not even a shell) starts
+MIN_WORK = 16 * 1024 * 1024  # ext4 needs room for its own metadata
 _REQUIRED_CONTROLLER = {
     "cpu_percent": Controller.CPU,
     "memory_bytes": Controller.MEMORY,
@@ -143,6 +144,9 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         "max_tasks", policy.default_max_tasks, minimum=1, maximum=policy.max_tasks
     )
     assert tasks is not None
+    work = section.parsed("work_bytes", parse_size, policy.work_bytes)
+    assert work is not None
+    section.check_range("work_bytes", work, MIN_WORK, policy.max_work_bytes)
     timeout = section.parsed("timeout_sec", parse_duration, policy.default_timeout_sec)
     if timeout is not None:
         section.check_range("timeout_sec", timeout, 0.001, policy.max_timeout_sec)
@@ -155,6 +159,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         cpu_cores=cores,
         max_tasks=tasks,
         timeout_sec=timeout,
+        work_bytes=work,
     )
     return limits, _enforceability(section, limits, policy, host)
 

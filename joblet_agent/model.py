@@ -40,6 +40,7 @@ class Limits:
     cpu_cores: tuple[int, ...] | None = None  # sorted, unique CPU numbers
     max_tasks: int = 512
     timeout_sec: float | None = None
+    work_bytes: int | None = None  # size of its /work filesystem
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -78,6 +78,8 @@ def describe_limits(limits: dict[str, Any]) -> str:
         parts.append(f"io write {human_bytes(limits['io_write_bps'])}/s")
     if limits.get("cpu_cores"):
         parts.append(f"cores {','.join(str(c) for c in limits['cpu_cores'])}")
+    if limits.get("work_bytes"):
+        parts.append(f"/work {human_bytes(limits['work_bytes'])}")
     if limits.get("timeout_sec"):
         parts.append(f"timeout {limits['timeout_sec']:g}s")
     parts.append(f"tasks {limits.get('max_tasks')}")

@@ -7,6 +7,7 @@ bound from the host read-only by PID 1 (units/sandbox.py).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from joblet_agent.adapters.userdb import pool
 from joblet_agent.config import AgentConfig
+from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.sandbox import BASE_READ_ONLY
 
@@ -82,27 +84,54 @@ def prepare_skeleton(config: AgentConfig) -> None:
 
 
 class JobDirectories:
-    """Creates and removes jobs' directories (the JobFiles port)."""
+    """Creates and removes jobs' directories and /work images (the JobFiles port)."""
 
-    def create(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
-        make_job_dirs(paths, user, workdir)
+    async def create(self, paths: JobPaths, user: JobUser, *, work_bytes: int) -> None:
+        """<id>/ and meta/ (root only), work/ (the mount point) and work.img: a sparse ext4
+        image of work_bytes whose root directory already belongs to the job's user."""
+        image = _directories_and_image(paths, work_bytes)
+        # No journal: the filesystem lives as long as the job. Root owner: no chown to race.
+        proc = await asyncio.create_subprocess_exec(
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-O",
+            "^has_journal",
+            "-m",
+            "0",
+            "-E",
+            f"root_owner={user.uid}:{user.uid},nodiscard",
+            str(image),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await proc.communicate()
+        if proc.returncode != 0:
+            raise JobletError(
+                ErrorCode.INTERNAL, f"mkfs.ext4 failed for {image}: {err.decode(errors='replace')}"
+            )
+
+    def prepare_work(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
+        work = Path(paths.work)
+        (work / "lost+found").rmdir()  # ext4's, not the job's business
+        work.chmod(0o700)
+        current = work
+        for part in Path(workdir or "").parts:
+            current /= part
+            current.mkdir(mode=0o700, exist_ok=True)
+            os.chown(current, user.uid, user.uid)
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
 
 
-def make_job_dirs(paths: JobPaths, user: JobUser, workdir: str | None) -> None:
-    """<id>/ (root only), work/ (the job's user only), meta/ (root only: the exit record)."""
-    Path(paths.root).mkdir(mode=0o700, parents=True)
-    work = Path(paths.work)
-    work.mkdir(mode=0o700)
-    os.chown(work, user.uid, user.uid)
-    current = work
-    for part in Path(workdir or "").parts:
-        current /= part
-        current.mkdir(mode=0o700, exist_ok=True)
-        os.chown(current, user.uid, user.uid)
-    Path(paths.meta).mkdir(mode=0o700)
+def _directories_and_image(paths: JobPaths, work_bytes: int) -> Path:
+    for directory in (paths.root, paths.meta, paths.work):
+        Path(directory).mkdir(mode=0o700)
+    image = Path(paths.work_image)
+    with image.open("xb") as out:
+        out.truncate(work_bytes)  # sparse: it takes what the job writes, up to the cap
+    return image
 
 
 def _open_to_all(root: Path) -> None:

@@ -76,13 +76,14 @@ EventHandler = Callable[[JobDone | UnitGone], None]
 class SystemdBus:
     """The system bus connection to PID 1, with signals delivered to one handler."""
 
-    def __init__(self, bus: MessageBus, unit_prefix: str) -> None:
+    def __init__(self, bus: MessageBus, unit_prefixes: tuple[str, ...]) -> None:
         self._bus = bus
-        self._prefix = unit_prefix
+        self._prefixes = unit_prefixes
         self._handler: EventHandler | None = None
 
     @classmethod
-    async def connect(cls, unit_prefix: str, handler: EventHandler) -> SystemdBus:
+    async def connect(cls, unit_prefixes: tuple[str, ...], handler: EventHandler) -> SystemdBus:
+        """Signals about units whose names start with one of `unit_prefixes` go to `handler`."""
         try:
             bus = await MessageBus(bus_type=BusType.SYSTEM).connect()
         except (OSError, Exception) as exc:
@@ -91,10 +92,9 @@ class SystemdBus:
                 f"cannot connect to the D-Bus system bus: {exc}",
                 hint="is systemd running as PID 1 with dbus? (tests/sandbox/sandbox up)",
             ) from exc
-        self = cls(bus, unit_prefix)
+        self = cls(bus, unit_prefixes)
         self._handler = handler
         bus.add_message_handler(self._on_message)
-        encoded_prefix = unit_path(unit_prefix)
         # Match rules before Subscribe and before any unit is started: no signal can be missed.
         # Only the two small Manager signals: a unit's PropertiesChanged signals are many and big
         # (about 30 per job, each decoded in pure Python by dbus-next: ~15 ms of CPU per job);
@@ -112,7 +112,7 @@ class SystemdBus:
                 body=[rule],
             )
         await self._manager("Subscribe", "", [])
-        logger.debug("subscribed to systemd signals for %s* (%s)", unit_prefix, encoded_prefix)
+        logger.debug("subscribed to systemd signals for %s", unit_prefixes)
         return self
 
     def disconnect(self) -> None:
@@ -126,11 +126,11 @@ class SystemdBus:
         event: JobDone | UnitGone | None = None
         if msg.member == "JobRemoved":
             _id, _job, unit, result = msg.body
-            if unit.startswith(self._prefix):
+            if unit.startswith(self._prefixes):
                 event = JobDone(unit, result)
         elif msg.member == "UnitRemoved":
             unit, _path = msg.body
-            if unit.startswith(self._prefix):
+            if unit.startswith(self._prefixes):
                 event = UnitGone(unit)
         if event is not None:
             self._handler(event)
@@ -177,12 +177,14 @@ class SystemdBus:
             if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
                 raise JobletError(ErrorCode.SYSTEMD, f"cannot stop {unit}: {exc}") from exc
 
-    async def unit_properties(self, unit: str) -> dict[str, Any] | None:
-        """Current Unit and Service properties, or None if systemd has no such unit loaded."""
+    async def unit_properties(
+        self, unit: str, *, interfaces: tuple[str, ...] = (UNIT_IFACE, SERVICE_IFACE)
+    ) -> dict[str, Any] | None:
+        """Current properties (of a service, by default), or None if no such unit is loaded."""
         path = unit_path(unit)
         result: dict[str, Any] = {}
         try:
-            for iface in (UNIT_IFACE, SERVICE_IFACE):
+            for iface in interfaces:
                 (values,) = await self._call(
                     SYSTEMD, path, PROPERTIES, "GetAll", signature="s", body=[iface]
                 )
@@ -198,6 +200,11 @@ class SystemdBus:
         if result.get("LoadState") == "not-found":
             return None
         return result
+
+    async def active_state(self, unit: str) -> str | None:
+        """The unit's ActiveState, for any kind of unit; None if it is not loaded."""
+        props = await self.unit_properties(unit, interfaces=(UNIT_IFACE,))
+        return str(props["ActiveState"]) if props else None
 
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
         """(unit, active state) of every loaded unit matching the glob."""

@@ -23,6 +23,10 @@ class JobPaths:
         return self.meta / "exit"
 
     @property
+    def work_image(self) -> PurePosixPath:
+        return self.root / "work.img"
+
+    @property
     def secrets(self) -> PurePosixPath:
         return self.root / "secret.env"
 

@@ -47,6 +47,9 @@ SIGNATURES: dict[str, str] = {
     "IOWriteBandwidthMax": "a(st)",
     "AllowedCPUs": "ay",
     "CPUAffinity": "ay",
+    # a job's /work filesystem (units/work_mount.py)
+    "What": "s",
+    "Options": "s",
     # the job's world (units/sandbox.py)
     "RootDirectory": "s",
     "BindReadOnlyPaths": "a(ssbt)",  # (source, destination, ignore if missing, mount flags)

@@ -115,14 +115,16 @@ def translate(
     # Swap would let a job live past its memory limit.
     props.append(prop("MemorySwapMax", 0))
     if host.io_device and (limits.io_read_bps or limits.io_write_bps):
-        # A path, not a device node: systemd stats it and throttles the block device backing it
-        # (whole disk for a partition). Hosts without udev have no /dev/block/MAJ:MIN nodes.
-        device = str(config.jobs_dir)
+        # Paths, not device nodes: systemd stats each and throttles the block device behind it
+        # (whole disk for a partition; hosts without udev have no /dev/block/MAJ:MIN nodes).
+        # Two devices: the job's /work loop device, where its writes go (the loop driver's own
+        # IO to the disk is not charged to the job), and the disk under the state directory.
+        devices = [str(paths.work), str(config.jobs_dir)]
         props.append(prop("IOAccounting", True))
         if limits.io_read_bps:
-            props.append(prop("IOReadBandwidthMax", [[device, limits.io_read_bps]]))
+            props.append(prop("IOReadBandwidthMax", [[d, limits.io_read_bps] for d in devices]))
         if limits.io_write_bps:
-            props.append(prop("IOWriteBandwidthMax", [[device, limits.io_write_bps]]))
+            props.append(prop("IOWriteBandwidthMax", [[d, limits.io_write_bps] for d in devices]))
     if limits.cpu_cores is not None:
         mask = cpu_mask(limits.cpu_cores)
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.

@@ -34,6 +34,9 @@ def group() -> None:
 )
 @click.option("--cpu-cores", metavar="LIST", help="Pin to these CPUs, e.g. 0-1,3.")
 @click.option(
+    "--work-size", metavar="SIZE", help="Size of the job's /work: MB when bare, or 512M, 4G."
+)
+@click.option(
     "--max-tasks", metavar="N", help="Most processes and threads at once (default from the agent)."
 )
 @click.option(
@@ -110,6 +113,8 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
         limits["io_read_bps"] = limits["io_write_bps"] = bps
     if flags["cpu_cores"] is not None:
         limits["cpu_cores"] = flags["cpu_cores"]
+    if flags["work_size"] is not None:
+        limits["work_bytes"] = values.size("--work-size", flags["work_size"], bare_unit="M")
     if flags["max_tasks"] is not None:
         limits["max_tasks"] = int(
             values.positive_number("--max-tasks", flags["max_tasks"], integer=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 from rnx.client import Client
 from tests.integration.conftest import JOBS_DIR, sh, wait_state
@@ -125,3 +126,48 @@ def test_environment_is_the_documented_minimum(client: Client) -> None:
         "SYSTEMD_EXEC_PID",
     }
     assert env["HOME"] == "/work"
+
+
+def mounted_work_dirs() -> list[str]:
+    return [
+        line
+        for line in sh("findmnt", "-rn", "-o", "TARGET").splitlines()
+        if line.startswith(str(JOBS_DIR)) and line.endswith("/work")
+    ]
+
+
+def test_work_is_a_capped_filesystem_that_goes_away_with_the_job(client: Client) -> None:
+    job = client.run(
+        [
+            "sh",
+            "-c",
+            "df -B1 --output=size /work | tail -1; "
+            "dd if=/dev/zero of=/work/fill bs=1M count=64 2>&1; true",
+        ],
+        work_bytes=32 * 1024 * 1024,
+    )
+    final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=30)
+    size, *dd = list(client.logs(job["id"], follow=False))
+    assert 28 * 1024 * 1024 < int(size) <= 32 * 1024 * 1024
+    assert any("No space left on device" in line for line in dd), dd
+    assert final["state"] == "COMPLETED"
+    # Unmounted (and its loop device detached) once the job ended.
+    deadline = time.monotonic() + 10
+    while mounted_work_dirs() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert mounted_work_dirs() == []
+    image = str(JOBS_DIR / job["id"] / "work.img")
+    while image in sh("losetup", "-a") and time.monotonic() < deadline:
+        time.sleep(0.1)  # the kernel detaches an autoclear loop device shortly after unmount
+    assert image not in sh("losetup", "-a")
+
+
+def test_failed_start_leaves_no_mount(client: Client) -> None:
+    from rnx.client import RnxError
+
+    before = mounted_work_dirs()
+    try:
+        client.run(["true"], work_bytes=1024)  # below the 16 MiB minimum
+    except RnxError as exc:
+        assert exc.status == 400 and "work_bytes" in exc.message
+    assert mounted_work_dirs() == before

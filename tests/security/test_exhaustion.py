@@ -51,8 +51,8 @@ def recorded_cap(record: Mapping[str, Any], word: str) -> int | None:
     return None
 
 
-def fill_until_full(client: Client, directory: str, word: str) -> None:
-    job = start_probe(client, "exhaust", "fill", directory, str(FILL_LIMIT), HOLD_SEC)
+def fill_until_full(client: Client, directory: str, word: str, **limits: Any) -> None:
+    job = start_probe(client, "exhaust", "fill", directory, str(FILL_LIMIT), HOLD_SEC, **limits)
     try:
         report = await_verdict(client, job["id"])
         assert_host_responsive(client)  # while the directory is full
@@ -70,10 +70,9 @@ def test_filling_tmp_stops_at_its_cap(client: Client) -> None:
     fill_until_full(client, "/tmp", "tmp")
 
 
-# Checked by running it: jobs' /work lives on the host's disk without a size cap for now.
-@pytest.mark.xfail(strict=True, reason="/work size cap arrives with the volumes issue")
 def test_filling_work_stops_at_its_cap(client: Client) -> None:
-    fill_until_full(client, ".", "work")  # the job's working directory is its /work
+    # The job's working directory is its /work, here a 64 MiB filesystem of its own.
+    fill_until_full(client, ".", "work", work_bytes=DEFAULT_SIZE_CAP)
 
 
 def test_fork_bomb_stops_at_the_tasks_limit(client: Client) -> None:

@@ -170,6 +170,7 @@ def test_reconcile_finds_true_end_in_journal(
             service.config, HYBRID_HOST, service.store, journal, files=FakeJobFiles()
         )
         fresh.attach(systemd)
+        systemd.emit = fresh.on_systemd_event  # the new agent process listens from now on
         await fresh.reconcile()
         assert fresh.resolve(running.id).state is JobState.RUNNING
         ended = fresh.resolve(gone.id)
