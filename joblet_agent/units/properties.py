@@ -129,83 +129,49 @@ def prop(name: str, value: Any) -> Property:
     return Property(name, signature, value)
 
 
+_BASIC: dict[str, Any] = {
+    "s": lambda v: isinstance(v, str),
+    "b": lambda v: isinstance(v, bool),
+    "t": lambda v: _is_int(v) and 0 <= v <= _UINT64_MAX,
+    "u": lambda v: _is_int(v) and 0 <= v < 2**32,
+    "i": lambda v: _is_int(v) and -(2**31) <= v < 2**31,
+}
+
+
 def _matches(signature: str, value: Any) -> bool:
-    match signature:
-        case "s":
-            return isinstance(value, str)
-        case "b":
-            return isinstance(value, bool)
-        case "t":
-            return _is_int(value) and 0 <= value <= _UINT64_MAX
-        case "u":
-            return _is_int(value) and 0 <= value < 2**32
-        case "i":
-            return _is_int(value) and -(2**31) <= value < 2**31
-        case "ay":
-            return isinstance(value, bytes)
-        case "as":
-            return isinstance(value, list) and all(isinstance(v, str) for v in value)
-        case "a(ssbt)":
-            return isinstance(value, list) and all(
-                isinstance(v, list)
-                and len(v) == 4
-                and _matches("s", v[0])
-                and _matches("s", v[1])
-                and _matches("b", v[2])
-                and _matches("t", v[3])
-                for v in value
-            )
-        case "a(ss)":
-            return isinstance(value, list) and all(
-                isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("s", v[1])
-                for v in value
-            )
-        case "(bas)":
-            return (
-                isinstance(value, list)
-                and len(value) == 2
-                and _matches("b", value[0])
-                and _matches("as", value[1])
-            )
-        case "a(iayu)":
-            return isinstance(value, list) and all(
-                isinstance(v, list)
-                and len(v) == 3
-                and _matches("i", v[0])
-                and _matches("ay", v[1])
-                and _matches("u", v[2])
-                for v in value
-            )
-        case "a(sb)":
-            return isinstance(value, list) and all(
-                isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("b", v[1])
-                for v in value
-            )
-        case "a(st)":
-            return isinstance(value, list) and all(
-                isinstance(v, list) and len(v) == 2 and _matches("s", v[0]) and _matches("t", v[1])
-                for v in value
-            )
-        case "a(sasas)":
-            return isinstance(value, list) and all(
-                isinstance(v, list)
-                and len(v) == 3
-                and isinstance(v[0], str)
-                and _matches("as", v[1])
-                and _matches("as", v[2])
-                for v in value
-            )
-        case "a(sasb)":
-            # dbus-next wants structs as lists, not tuples.
-            return isinstance(value, list) and all(
-                isinstance(v, list)
-                and len(v) == 3
-                and isinstance(v[0], str)
-                and _matches("as", v[1])
-                and isinstance(v[2], bool)
-                for v in value
-            )
+    """Whether a Python value is what dbus-next sends for a D-Bus signature."""
+    if signature in _BASIC:
+        return bool(_BASIC[signature](value))
+    if signature == "ay":
+        return isinstance(value, bytes)
+    if signature.startswith("a"):
+        return isinstance(value, list) and all(_matches(signature[1:], v) for v in value)
+    if signature.startswith("(") and signature.endswith(")"):
+        # dbus-next wants structs as lists, not tuples.
+        members = _split(signature[1:-1])
+        return (
+            isinstance(value, list)
+            and len(value) == len(members)
+            and all(_matches(m, v) for m, v in zip(members, value, strict=True))
+        )
     raise ValueError(f"signature {signature} has no checker")
+
+
+def _split(signature: str) -> list[str]:
+    """'sasb' -> ['s', 'as', 'b']: the complete types a struct's signature is made of."""
+    types, index = [], 0
+    while index < len(signature):
+        end = index
+        while signature[end] == "a":
+            end += 1
+        if signature[end] == "(":
+            depth = 1
+            while depth:
+                end += 1
+                depth += {"(": 1, ")": -1}.get(signature[end], 0)
+        types.append(signature[index : end + 1])
+        index = end + 1
+    return types
 
 
 def _is_int(value: Any) -> bool:
