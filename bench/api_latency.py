@@ -23,7 +23,7 @@ WARM_UP = 10
 
 async def engine_samples(count: int) -> list[float]:
     samples = []
-    async with engine() as service:
+    async with engine() as (service, _bus):
         for index in range(WARM_UP + count):
             start = time.perf_counter()
             await service.submit(REQUEST, owner="bench")

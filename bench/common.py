@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -29,8 +29,11 @@ def pct(values: list[float], q: float) -> float:
 
 
 @asynccontextmanager
-async def engine() -> AsyncIterator[JobService]:
-    """A JobService of its own (own state directory under /var/lib/joblet), on the real bus."""
+async def engine(
+    also: Callable[[JobDone | UnitGone], None] | None = None,
+) -> AsyncIterator[tuple[JobService, SystemdBus]]:
+    """A JobService of its own (own state directory under /var/lib/joblet) on the real bus;
+    `also` receives the same systemd signals (a reference measured next to the engine)."""
     state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
     config = AgentConfig(state_dir=state)
     config.jobs_dir.mkdir(parents=True)
@@ -43,13 +46,15 @@ async def engine() -> AsyncIterator[JobService]:
 
     def dispatch(event: JobDone | UnitGone) -> None:
         service.on_systemd_event(event)
+        if also is not None:
+            also(event)
 
     bus = await SystemdBus.connect(
         ("joblet-job-", work_mount_prefix(str(config.jobs_dir))), dispatch
     )
     service.attach(bus)
     try:
-        yield service
+        yield service, bus
     finally:
         bus.disconnect()
         store.close()

@@ -17,28 +17,21 @@ import argparse
 import asyncio
 import os
 import shlex
-import shutil
 import subprocess
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path, PurePosixPath
 
-from bench.common import pct
-from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
-from joblet_agent.adapters.journal import JournalctlJournal
-from joblet_agent.adapters.store import SqliteJobStore
+from bench.common import engine, pct
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
-from joblet_agent.adapters.userdb import pool_user, publish_pool
-from joblet_agent.config import AgentConfig
-from joblet_agent.host import HostInfo, probe_host
+from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.jobspec import parse_job_request
 from joblet_agent.model import JobState
 from joblet_agent.services.jobs import JobService
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.translate import translate
-from joblet_agent.units.work_mount import work_mount_prefix
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
 Sample = tuple[float, float]  # (to running, to exit) in seconds
@@ -61,10 +54,12 @@ async def run_many(
 class RawDBus:
     """The reference without Joblet's engine: one StartTransientUnit, then wait for signals."""
 
-    def __init__(self, config: AgentConfig, host: HostInfo) -> None:
-        self.config, self.host = config, host
+    def __init__(self) -> None:
         self.pending: dict[str, tuple[asyncio.Event, asyncio.Event]] = {}
-        self.bus: SystemdBus | None = None
+
+    def bind(self, service: JobService, bus: SystemdBus) -> None:
+        """Use the engine's configuration, host facts and bus connection."""
+        self.config, self.host, self.bus = service.config, service.host, bus
 
     def on_event(self, event: JobDone | UnitGone) -> None:
         events = self.pending.get(event.unit)
@@ -88,7 +83,6 @@ class RawDBus:
         )
 
     async def one(self) -> Sample:
-        assert self.bus is not None
         job_id = str(uuid.uuid4())
         unit = f"joblet-job-{job_id}.service"
         props = self.properties(job_id)
@@ -171,43 +165,25 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     opts = parser.parse_args()
 
-    state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
-    config = AgentConfig(state_dir=state)
-    config.jobs_dir.mkdir(parents=True)
-    publish_pool(config.jobs)
-    prepare_skeleton(config)
-    host = probe_host(config.jobs_dir)
-    store = SqliteJobStore(config.database)
-    service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
-    raw = RawDBus(config, host)
+    raw = RawDBus()
+    async with engine(also=raw.on_event) as (service, bus):
+        raw.bind(service, bus)
+        host = service.host
 
-    def dispatch(event: JobDone | UnitGone) -> None:
-        service.on_systemd_event(event)
-        raw.on_event(event)
+        async def engine_one() -> Sample:
+            start = time.perf_counter()
+            record = await service.submit(REQUEST, owner="bench")
+            to_running = time.perf_counter() - start
+            if record.state is not JobState.COMPLETED:
+                record = await service.wait(record.id)
+            assert record.state is JobState.COMPLETED, record
+            return to_running, time.perf_counter() - start
 
-    bus = await SystemdBus.connect(
-        ("joblet-job-", work_mount_prefix(str(config.jobs_dir))), dispatch
-    )
-    service.attach(bus)
-    raw.bus = bus
-
-    async def engine_one() -> Sample:
-        start = time.perf_counter()
-        record = await service.submit(REQUEST, owner="bench")
-        to_running = time.perf_counter() - start
-        if record.state is not JobState.COMPLETED:
-            record = await service.wait(record.id)
-        assert record.state is JobState.COMPLETED, record
-        return to_running, time.perf_counter() - start
-
-    reference_props = raw.properties(str(uuid.uuid4()))
-    run_args = systemd_run_args(reference_props)
-    check = await asyncio.create_subprocess_exec(*run_args, stderr=subprocess.PIPE)
-    _, err = await check.communicate()
-    if check.returncode != 0:
-        raise SystemExit(f"systemd-run reference failed: {err.decode()}")
-
-    try:
+        run_args = systemd_run_args(raw.properties(str(uuid.uuid4())))
+        check = await asyncio.create_subprocess_exec(*run_args, stderr=subprocess.PIPE)
+        _, err = await check.communicate()
+        if check.returncode != 0:
+            raise SystemExit(f"systemd-run reference failed: {err.decode()}")
         for _ in range(10):  # warm up PID 1, the bus and the page cache
             await engine_one()
             await raw.one()
@@ -216,14 +192,10 @@ async def main() -> None:
             ("sequential", 1),
             (f"{opts.concurrency} concurrent", opts.concurrency),
         ):
-            engine = await run_many(engine_one, opts.n, concurrency)
+            ours = await run_many(engine_one, opts.n, concurrency)
             dbus = await run_many(raw.one, opts.n, concurrency)
             sdrun = await run_many(lambda: systemd_run_one(run_args), opts.n, concurrency)
-            rows.append((label, engine, dbus, sdrun))
-    finally:
-        bus.disconnect()
-        store.close()
-        shutil.rmtree(state, ignore_errors=True)
+            rows.append((label, ours, dbus, sdrun))
 
     print(
         f"Start latency of /bin/true, N={opts.n} per cell, systemd {host.systemd_version}, "
@@ -233,10 +205,10 @@ async def main() -> None:
         f"{'':16}{'':>14}{'engine':>10}{'raw D-Bus':>11}{'systemd-run':>13}"
         f"{'engine/raw':>12}{'engine/s-run':>14}"
     )
-    for label, engine, dbus, sdrun in rows:
+    for label, ours, dbus, sdrun in rows:
         for phase, index in (("submit->RUNNING", 0), ("submit->exit", 1)):
             for q, name in ((0.5, "p50"), (0.95, "p95")):
-                e = pct([s[index] for s in engine], q)
+                e = pct([s[index] for s in ours], q)
                 d = pct([s[index] for s in dbus], q)
                 r = pct([s[1] for s in sdrun], q) if index == 1 else float("nan")
                 ratio_r = f"{e / r:>14.2f}" if index == 1 else f"{'-':>14}"
