@@ -278,6 +278,20 @@ def stop(ctx: Context, job_id: str) -> None:
 @click.argument("job_id")
 @pass_ctx
 @handle_errors
+def cancel(ctx: Context, job_id: str) -> None:
+    """Cancel a job that has not started running yet (SCHEDULED)."""
+    with ctx.client() as client:
+        job = client.cancel(job_id)
+    if ctx.json:
+        emit_json(job)
+    else:
+        click.echo(f"Job {job['id']} {job['state']}")
+
+
+@group.command()
+@click.argument("job_id")
+@pass_ctx
+@handle_errors
 def delete(ctx: Context, job_id: str) -> None:
     """Delete an ended job's record and files (running jobs are refused)."""
     with ctx.client() as client:

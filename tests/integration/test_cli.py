@@ -146,3 +146,15 @@ def test_ctrl_c_detaches_and_says_how_to_reattach_and_stop() -> None:
     time.sleep(0.5)
     assert sh("systemctl", "is-active", f"joblet-job-{job_id}.service").strip() == "active"
     assert rnx("job", "stop", job_id).returncode == 0
+
+
+def test_cancel_of_a_running_job_is_a_conflict_that_says_to_stop() -> None:
+    started = rnx("job", "run", "-d", "--", "sleep", "30")
+    job_id = started.stdout.strip()
+    try:
+        result = rnx("job", "cancel", job_id)
+        assert result.returncode == 4
+        assert "only SCHEDULED jobs can be canceled" in result.stderr
+        assert f"rnx job stop {job_id[:8]}" in result.stderr
+    finally:
+        rnx("job", "stop", job_id)
