@@ -17,7 +17,6 @@ from joblet_agent.config import AgentConfig
 from joblet_agent.host import probe_host
 from joblet_agent.pki import Pki
 from joblet_agent.services.jobs import JobService
-from joblet_agent.units.work_mount import work_mount_prefix
 
 PKI_DIR = Path("/etc/joblet/pki")
 
@@ -49,9 +48,7 @@ async def engine(
         if also is not None:
             also(event)
 
-    bus = await SystemdBus.connect(
-        ("joblet-job-", work_mount_prefix(str(config.jobs_dir))), dispatch
-    )
+    bus = await SystemdBus.connect(("joblet-job-",), dispatch)
     service.attach(bus)
     try:
         yield service, bus

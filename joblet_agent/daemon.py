@@ -29,7 +29,6 @@ from joblet_agent.host import Controller, probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService
 from joblet_agent.tls import report_handshake_failures, server_context
-from joblet_agent.units.work_mount import work_mount_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -71,9 +70,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     prepare_skeleton(config)
     store = SqliteJobStore(config.database)
     service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
-    bus = await SystemdBus.connect(
-        (UNIT_PREFIX, work_mount_prefix(str(config.jobs_dir))), service.on_systemd_event
-    )
+    bus = await SystemdBus.connect((UNIT_PREFIX,), service.on_systemd_event)
     service.attach(bus)
     await service.reconcile()
 

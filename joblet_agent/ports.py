@@ -48,12 +48,11 @@ class Journal(Protocol):
 
 
 class JobFiles(Protocol):
-    async def create(self, paths: JobPaths, user: JobUser, *, work_bytes: int) -> None:
-        """The job's directories and its /work filesystem image, not yet mounted."""
-        ...
-
-    def prepare_work(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
-        """Once /work is mounted: make it the job user's, with its working directory."""
+    async def create(
+        self, paths: JobPaths, user: JobUser, *, workdir: str | None, work_bytes: int
+    ) -> None:
+        """The job's directories and its /work filesystem image, holding what the staging
+        directory holds (the working directory, later uploads), owned by the job's user."""
         ...
 
     def remove(self, paths: JobPaths) -> None: ...

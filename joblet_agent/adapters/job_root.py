@@ -86,11 +86,14 @@ def prepare_skeleton(config: AgentConfig) -> None:
 class JobDirectories:
     """Creates and removes jobs' directories and /work images (the JobFiles port)."""
 
-    async def create(self, paths: JobPaths, user: JobUser, *, work_bytes: int) -> None:
-        """<id>/ and meta/ (root only), work/ (the mount point) and work.img: a sparse ext4
-        image of work_bytes whose root directory already belongs to the job's user."""
-        image = _directories_and_image(paths, work_bytes)
-        # No journal: the filesystem lives as long as the job. Root owner: no chown to race.
+    async def create(
+        self, paths: JobPaths, user: JobUser, *, workdir: str | None, work_bytes: int
+    ) -> None:
+        """<id>/ and meta/ (root only); work/, the staging directory whose tree becomes the
+        root of work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d."""
+        image = _directories_and_image(paths, user, workdir, work_bytes)
+        # No journal: the filesystem lives as long as the job. No reserved blocks: all of it is
+        # the job's. Root owner: the job's user, with nothing to chown later.
         proc = await asyncio.create_subprocess_exec(
             "mkfs.ext4",
             "-q",
@@ -99,6 +102,8 @@ class JobDirectories:
             "^has_journal",
             "-m",
             "0",
+            "-d",
+            str(paths.work),
             "-E",
             f"root_owner={user.uid}:{user.uid},nodiscard",
             str(image),
@@ -111,23 +116,20 @@ class JobDirectories:
                 ErrorCode.INTERNAL, f"mkfs.ext4 failed for {image}: {err.decode(errors='replace')}"
             )
 
-    def prepare_work(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
-        work = Path(paths.work)
-        (work / "lost+found").rmdir()  # ext4's, not the job's business
-        work.chmod(0o700)
-        current = work
-        for part in Path(workdir or "").parts:
-            current /= part
-            current.mkdir(mode=0o700, exist_ok=True)
-            os.chown(current, user.uid, user.uid)
-
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
 
 
-def _directories_and_image(paths: JobPaths, work_bytes: int) -> Path:
+def _directories_and_image(
+    paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int
+) -> Path:
     for directory in (paths.root, paths.meta, paths.work):
         Path(directory).mkdir(mode=0o700)
+    current = Path(paths.work)
+    for part in Path(workdir or "").parts:
+        current /= part
+        current.mkdir(mode=0o700)
+        os.chown(current, user.uid, user.uid)  # mkfs -d copies owners and modes
     image = Path(paths.work_image)
     with image.open("xb") as out:
         out.truncate(work_bytes)  # sparse: it takes what the job writes, up to the cap

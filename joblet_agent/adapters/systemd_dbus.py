@@ -92,6 +92,10 @@ class SystemdBus:
                 f"cannot connect to the D-Bus system bus: {exc}",
                 hint="is systemd running as PID 1 with dbus? (tests/sandbox/sandbox up)",
             ) from exc
+        # dbus-next 0.2.3 treats a full socket buffer (EAGAIN from send) as a fatal error and
+        # drops the whole connection; with many jobs starting at once that happened here. A
+        # send that would block now sends nothing, and the writer waits to be writable again.
+        bus._writer.sock = _PatientSocket(bus._writer.sock)
         self = cls(bus, unit_prefixes)
         self._handler = handler
         bus.add_message_handler(self._on_message)
@@ -216,3 +220,19 @@ class DBusCallError(Exception):
     def __init__(self, name: str, detail: str) -> None:
         super().__init__(f"{detail} ({name})")
         self.name = name
+
+
+class _PatientSocket:
+    """The bus socket for dbus-next's writer, with EAGAIN turned into 'sent 0 bytes'."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+
+    def send(self, data: bytes) -> int:
+        try:
+            return int(self._sock.send(data))
+        except BlockingIOError:
+            return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import os
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -35,11 +35,6 @@ from joblet_agent.outcome import (
 from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.translate import environment_file, translate
-from joblet_agent.units.work_mount import (
-    work_mount_pattern,
-    work_mount_properties,
-    work_mount_unit,
-)
 
 logger = logging.getLogger(__name__)
 
@@ -150,28 +145,18 @@ class JobService:
             user=user.name,
         )
         unit = record.unit
-        mount = work_mount_unit(paths)
-        await self.files.create(paths, user, work_bytes=spec.limits.work_bytes or 0)
+        await self.files.create(
+            paths, user, workdir=spec.workdir, work_bytes=spec.limits.work_bytes or 0
+        )
         self.store.put(record)
         try:
-            mounted = await self._systemd_job(
-                mount, self._pid1.start_transient(mount, work_mount_properties(paths, job_id))
-            )
-            if mounted != "done":
-                raise JobletError(
-                    ErrorCode.SYSTEMD,
-                    f"{mount} could not be mounted ({mounted})",
-                    hint="journalctl -u " + mount,
-                )
-            self.files.prepare_work(paths, user, spec.workdir)
             if spec.secret_env:
                 _write_private(Path(paths.secrets), environment_file(spec.secret_env))
             started = self._expect(unit)
             await self._pid1.start_transient(unit, properties)
         except BaseException:
-            # Nothing half-done: no record, no mount, no directory, no unit.
+            # Nothing half-done: no record, no directory (and systemd created no unit).
             self._pending.pop(unit, None)
-            await self._unmount(paths)
             self.store.delete(job_id)
             self.files.remove(paths)
             raise
@@ -226,9 +211,7 @@ class JobService:
                 hint="stop it first: rnx job stop " + record.id[:8],
             )
         self.store.delete(record.id)
-        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
-        await self._unmount(paths)
-        self.files.remove(paths)
+        self.files.remove(JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id))
         logger.info("deleted job %s", record.id, extra={"JOB_ID": record.id})
         return record
 
@@ -289,24 +272,6 @@ class JobService:
         self._pending[unit] = future
         return future
 
-    async def _systemd_job(self, unit: str, request: Awaitable[object]) -> str:
-        """Ask PID 1 for something (start, stop) and wait until its job on `unit` is done."""
-        done = self._expect(unit)
-        try:
-            await request
-            return await asyncio.wait_for(asyncio.shield(done), START_TIMEOUT_SEC)
-        finally:
-            self._pending.pop(unit, None)
-
-    async def _unmount(self, paths: JobPaths) -> None:
-        """Stop the job's /work mount unit (unmount, detach the loop device), if it exists."""
-        mount = work_mount_unit(paths)
-        if await self._pid1.active_state(mount) is None:
-            return
-        result = await self._systemd_job(mount, self._pid1.stop(mount))
-        if result not in ("done", "gone"):
-            logger.warning("unmounting %s: %s", mount, result)
-
     async def _finish(self, record: JobRecord) -> None:
         """The unit is gone: its exit record says how the job ended (else PID 1's journal)."""
         exit_record = self._exit_record(record)
@@ -321,7 +286,6 @@ class JobService:
         if exit_record.result is None and exit_record.kind is None:
             reason = "the job's unit ended leaving no record of how"
             self._record_outcome(record, Outcome(JobState.FAILED, None, None, reason))
-            await self._unmount(JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id))
             return
         result = exit_record.true_result
         outcome = decide(
@@ -331,7 +295,6 @@ class JobService:
             status=exit_record.status,
         )
         self._record_outcome(record, outcome, result=result)
-        await self._unmount(JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id))
 
     def _exit_record(self, record: JobRecord) -> ExitRecord | None:
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
@@ -375,7 +338,6 @@ class JobService:
     async def reconcile(self) -> None:
         """Re-attach to running units; give jobs that ended while we were away their true end."""
         live = dict(await self._pid1.list_units("joblet-job-*.service"))
-        mounts = dict(await self._pid1.list_units(work_mount_pattern(str(self.config.jobs_dir))))
         known: set[str] = set()
         for record in self.store.list(states=frozenset({JobState.SCHEDULED, JobState.RUNNING})):
             known.add(record.unit)
@@ -391,12 +353,6 @@ class JobService:
                 await self._finish(record)
         for unit in sorted(set(live) - known):
             logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
-        # A /work whose job ended while the agent was away (or never started) is unmounted.
-        live_ids = {r.id for r in self.store.list(states=_LIVE)}
-        for record in self.store.list(limit=None):
-            paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
-            if record.id not in live_ids and work_mount_unit(paths) in mounts:
-                await self._unmount(paths)
 
     # -- helpers --------------------------------------------------------------------------
 

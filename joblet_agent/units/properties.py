@@ -47,14 +47,12 @@ SIGNATURES: dict[str, str] = {
     "IOWriteBandwidthMax": "a(st)",
     "AllowedCPUs": "ay",
     "CPUAffinity": "ay",
-    # a job's /work filesystem (units/work_mount.py)
-    "What": "s",
-    "Options": "s",
     # the job's world (units/sandbox.py)
     "RootDirectory": "s",
     "BindReadOnlyPaths": "a(ssbt)",  # (source, destination, ignore if missing, mount flags)
     "BindPaths": "a(ssbt)",
     "TemporaryFileSystem": "a(ss)",  # (path, mount options)
+    "MountImages": "a(ssba(ss))",  # (image, where, ignore if missing, [(partition, options)])
     "MountAPIVFS": "b",
     "PrivateDevices": "b",
     "DevicePolicy": "s",

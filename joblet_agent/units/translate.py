@@ -115,11 +115,11 @@ def translate(
     # Swap would let a job live past its memory limit.
     props.append(prop("MemorySwapMax", 0))
     if host.io_device and (limits.io_read_bps or limits.io_write_bps):
-        # Paths, not device nodes: systemd stats each and throttles the block device behind it
+        # A path, not a device node: systemd stats it and throttles the block device behind it
         # (whole disk for a partition; hosts without udev have no /dev/block/MAJ:MIN nodes).
-        # Two devices: the job's /work loop device, where its writes go (the loop driver's own
-        # IO to the disk is not charged to the job), and the disk under the state directory.
-        devices = [str(paths.work), str(config.jobs_dir)]
+        # It is also the disk under each job's /work image: the loop driver issues the job's
+        # /work IO on behalf of the job's cgroup (Linux 5.12+), so the limit covers it too.
+        devices = [str(config.jobs_dir)]
         props.append(prop("IOAccounting", True))
         if limits.io_read_bps:
             props.append(prop("IOReadBandwidthMax", [[d, limits.io_read_bps] for d in devices]))

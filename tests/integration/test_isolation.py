@@ -103,9 +103,12 @@ def test_tmp_is_private_and_capped(client: Client) -> None:
 def test_work_belongs_to_the_job_and_nobody_else(client: Client) -> None:
     job = client.run(["sh", "-c", "echo data > /work/out; stat -c '%a %U' /work /work/out"])
     wait_state(client, job["id"], "COMPLETED")
-    modes = list(client.logs(job["id"], follow=False))
-    assert [m.split()[0] for m in modes] == ["700", "600"]
+    work, out = [line.split() for line in client.logs(job["id"], follow=False)]
+    # /work is the job's own filesystem, mounted in its namespace alone: its root directory is
+    # the job user's (mkfs gives it 0755; no one else can reach it). Files it makes are 0600.
+    assert work[1].startswith("joblet-u") and out == ["600", work[1]]
     assert (JOBS_DIR / job["id"]).stat().st_mode & 0o777 == 0o700
+    assert (JOBS_DIR / job["id"] / "work.img").stat().st_mode & 0o777 == 0o600
 
 
 def test_environment_is_the_documented_minimum(client: Client) -> None:
@@ -128,14 +131,6 @@ def test_environment_is_the_documented_minimum(client: Client) -> None:
     assert env["HOME"] == "/work"
 
 
-def mounted_work_dirs() -> list[str]:
-    return [
-        line
-        for line in sh("findmnt", "-rn", "-o", "TARGET").splitlines()
-        if line.startswith(str(JOBS_DIR)) and line.endswith("/work")
-    ]
-
-
 def test_work_is_a_capped_filesystem_that_goes_away_with_the_job(client: Client) -> None:
     job = client.run(
         [
@@ -151,23 +146,29 @@ def test_work_is_a_capped_filesystem_that_goes_away_with_the_job(client: Client)
     assert 28 * 1024 * 1024 < int(size) <= 32 * 1024 * 1024
     assert any("No space left on device" in line for line in dd), dd
     assert final["state"] == "COMPLETED"
-    # Unmounted (and its loop device detached) once the job ended.
+    # Mounted in the job's namespace only, and its loop device freed once the job ended.
     deadline = time.monotonic() + 10
-    while mounted_work_dirs() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert mounted_work_dirs() == []
     image = str(JOBS_DIR / job["id"] / "work.img")
+    assert image not in sh("findmnt", "-rn", "-o", "SOURCE,TARGET")
     while image in sh("losetup", "-a") and time.monotonic() < deadline:
         time.sleep(0.1)  # the kernel detaches an autoclear loop device shortly after unmount
     assert image not in sh("losetup", "-a")
 
 
-def test_failed_start_leaves_no_mount(client: Client) -> None:
+def test_refused_work_size_leaves_nothing(client: Client) -> None:
     from rnx.client import RnxError
 
-    before = mounted_work_dirs()
+    before = set(JOBS_DIR.iterdir())
     try:
         client.run(["true"], work_bytes=1024)  # below the 16 MiB minimum
+        raise AssertionError("a 1 KiB /work was accepted")
     except RnxError as exc:
         assert exc.status == 400 and "work_bytes" in exc.message
-    assert mounted_work_dirs() == before
+    assert set(JOBS_DIR.iterdir()) == before
+
+
+def test_workdir_exists_inside_work_and_belongs_to_the_job(client: Client) -> None:
+    job = client.run(["sh", "-c", "pwd; stat -c %U ."], workdir="out/deep")
+    wait_state(client, job["id"], "COMPLETED")
+    lines = list(client.logs(job["id"], follow=False))
+    assert lines[0] == "/work/out/deep" and lines[1].startswith("joblet-u")

@@ -69,18 +69,22 @@ def await_verdict(client: Client, job_id: str, *, timeout: float = 60) -> dict[s
         time.sleep(0.2)
 
 
+RESPONSIVE_SEC = 15.0
+
+
 def assert_host_responsive(client: Client) -> None:
-    """systemd answers and is not failing, the agent is healthy, and a fresh job runs in < 5 s."""
+    """systemd answers and is not failing, the agent is healthy, and a fresh job runs within
+    RESPONSIVE_SEC: a liveness bound (2 cores, a flood or bomb next door), not a speed target."""
     state = sh("systemctl", "is-system-running", check=False).strip()
     assert state in ("running", "degraded"), f"systemctl is-system-running: {state!r}"
     assert client.health()["status"] == "ok"
     started = time.monotonic()
     job = client.run(["echo", "still-answering"])
-    final = wait_state(client, job["id"], *ENDED, timeout=5)
+    final = wait_state(client, job["id"], *ENDED, timeout=RESPONSIVE_SEC)
     took = time.monotonic() - started
     assert final["state"] == "COMPLETED", final
     assert list(client.logs(job["id"], follow=True)) == ["still-answering"]
-    assert took < 5, f"an echo job took {took:.1f}s"
+    assert took < RESPONSIVE_SEC, f"an echo job took {took:.1f}s"
 
 
 def stop_and_wait(client: Client, job_id: str) -> dict[str, Any]:

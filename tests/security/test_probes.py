@@ -130,7 +130,10 @@ def other_job() -> Iterator[OtherJob]:
         try:
             await_verdict(client, job["id"], timeout=30)
             pid = sh("systemctl", "show", "-P", "MainPID", job["unit"]).strip()
-            assert (JOBS_DIR / job["id"] / "work" / "secret").read_text() == SECRET
+            # The secret is there (root sees the job's /work through its /proc entry), so a
+            # probe that cannot read it was truly blocked.
+            assert Path(f"/proc/{pid}/root/work/secret").read_text() == SECRET
+            assert (JOBS_DIR / job["id"] / "work.img").is_file()
             yield OtherJob(job["id"], pid)
         finally:
             stop_and_wait(client, job["id"])

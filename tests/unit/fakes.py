@@ -28,10 +28,6 @@ class FakeSystemd:
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
-        if unit.endswith(".mount"):  # a job's /work: mounted at once
-            self.units[unit] = {"ActiveState": "active"}
-            asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
-            return
         self.started.append((unit, list(properties)))
         # ExecStopPost writes /run/.joblet/exit inside the job's root: the bound meta directory.
         binds = next(p for p in properties if p.name == "BindPaths").value
@@ -53,10 +49,6 @@ class FakeSystemd:
         self.emit(UnitGone(unit))
 
     async def stop(self, unit: str) -> None:
-        if unit.endswith(".mount"):
-            self.units.pop(unit, None)
-            asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
-            return
         asyncio.get_running_loop().call_soon(
             lambda: self.end(unit, result="success", code="killed", status="TERM")
         )
@@ -96,11 +88,10 @@ class FakeJournal:
 class FakeJobFiles:
     """Directories as the real adapter makes them, minus the image and chown (no root here)."""
 
-    async def create(self, paths: JobPaths, user: JobUser, *, work_bytes: int) -> None:
+    async def create(
+        self, paths: JobPaths, user: JobUser, *, workdir: str | None, work_bytes: int
+    ) -> None:
         _make_dirs(paths)
-
-    def prepare_work(self, paths: JobPaths, user: JobUser, workdir: str | None) -> None:
-        Path(paths.work, workdir or "").mkdir(parents=True, exist_ok=True)
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)

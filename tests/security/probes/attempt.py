@@ -221,7 +221,8 @@ def list_dir(path: str) -> Result:
 
 @action("read-job-work")
 def read_job_work(job_id: str) -> Result:
-    return read_file(f"/var/lib/joblet/jobs/{job_id}/work/secret")
+    """The host's copy of another job's /work: its filesystem image (holding the secret)."""
+    return read_file(f"/var/lib/joblet/jobs/{job_id}/work.img")
 
 
 @action("read-proc-root")
