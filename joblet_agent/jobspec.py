@@ -15,6 +15,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.fields import Fields
 from joblet_agent.host import Controller, HostInfo
 from joblet_agent.model import JobSpec, Limits
+from joblet_agent.units.sandbox import RELAXATIONS
 from joblet_agent.units_of_measure import (
     format_cpuset,
     parse_cpuset,
@@ -94,6 +95,10 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     name = top.string("name")
     if name is not None and not _JOB_NAME.match(name):
         raise top.error("name", name, "1-63 lowercase letters, digits and '-', like a hostname")
+    relax = top.string_list("relax")
+    for index, item in enumerate(relax):
+        if item not in RELAXATIONS:
+            raise top.error(f"relax[{index}]", item, f"allowed: {', '.join(RELAXATIONS)}")
     limits, warnings = _limits(top.section("limits"), policy, host)
     top.reject_unknown()
     spec = JobSpec(
@@ -104,6 +109,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         workdir=workdir,
         name=name,
         limits=limits,
+        relax=tuple(sorted(set(relax))),
     )
     return ValidatedRequest(spec, tuple(warnings))
 

@@ -67,6 +67,7 @@ class JobSpec:
     env: Mapping[str, str] = field(default_factory=_frozen_map)
     secret_env: Mapping[str, str] = field(default_factory=_frozen_map)
     workdir: str | None = None  # relative to the job's work directory
+    relax: tuple[str, ...] = ()  # isolation relaxations asked for (units/sandbox.py RELAXATIONS)
     name: str | None = None
     limits: Limits = field(default_factory=Limits)
 
@@ -84,6 +85,7 @@ class JobSpec:
             if with_secrets
             else dict.fromkeys(self.secret_env, "***"),
             "workdir": self.workdir,
+            "relax": list(self.relax),
             "name": self.name,
             "limits": self.limits.to_dict(),
         }
@@ -96,6 +98,7 @@ class JobSpec:
             env=_frozen_map(data["env"]),
             secret_env=_frozen_map(data["secret_env"]),
             workdir=data["workdir"],
+            relax=tuple(data.get("relax", ())),
             name=data["name"],
             limits=Limits.from_dict(data["limits"]),
         )

@@ -41,6 +41,7 @@ class Action(StrEnum):
     JOB_CANCEL = "job.cancel"
     JOB_DELETE = "job.delete"
     JOB_DELETE_ALL = "job.delete-all"
+    JOB_RELAX = "job.relax-isolation"  # run a job with a weaker profile (spec.relax)
     HEALTH = "health"
 
 
@@ -52,6 +53,7 @@ REQUIRED: dict[Action, Role] = {
     Action.JOB_CANCEL: Role.DEVELOPER,
     Action.JOB_DELETE: Role.DEVELOPER,
     Action.JOB_DELETE_ALL: Role.DEVELOPER,
+    Action.JOB_RELAX: Role.ADMIN,
 }
 # Below this role, acting on a job needs owning it.
 ANYONES_JOBS = Role.MAINTAINER

@@ -130,6 +130,7 @@ class Client:
         secret_env: dict[str, str] | None = None,
         name: str | None = None,
         workdir: str | None = None,
+        relax: Sequence[str] = (),
         **limits: Any,
     ) -> dict[str, Any]:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...)."""
@@ -139,6 +140,7 @@ class Client:
             ("secret_env", secret_env),
             ("name", name),
             ("workdir", workdir),
+            ("relax", list(relax)),
         ):
             if value:
                 body[key] = value

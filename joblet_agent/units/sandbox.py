@@ -17,6 +17,9 @@ from joblet_agent.units.properties import Property, prop
 # The host's base system, read-only: programs and their libraries, and the few /etc files they
 # read. /etc/passwd, group and nsswitch.conf come from the job root itself (job_root.py).
 BASE_READ_ONLY = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/alternatives", "/etc/localtime")
+# What an admin may loosen for one job, each recorded on it (spec.relax). JIT compilers (Java,
+# Node) need writable-and-executable memory; everything else stays as it is.
+RELAXATIONS = {"wx-memory": "MemoryDenyWriteExecute=no: allow writable and executable memory"}
 # Namespace flags systemd knows (RestrictNamespaces= takes the set that stays *allowed*).
 NO_NAMESPACES = 0
 SECCOMP_ALLOW = ["@system-service"]
@@ -45,6 +48,7 @@ def sandbox_properties(
     *,
     tmp_bytes: int,
     extra_read_only: list[list[object]],
+    relax: tuple[str, ...] = (),
 ) -> list[Property]:
     # (source, target, ignore if missing, mount flags)
     binds_ro = [[p, p, True, 0] for p in BASE_READ_ONLY] + extra_read_only
@@ -88,7 +92,7 @@ def sandbox_properties(
         prop("SystemCallArchitectures", ["native"]),
         prop("SystemCallErrorNumber", 1),  # EPERM, which programs handle better than SIGSYS
         prop("LockPersonality", True),
-        prop("MemoryDenyWriteExecute", True),
+        prop("MemoryDenyWriteExecute", "wx-memory" not in relax),
         prop("RestrictRealtime", True),
         prop("ProtectKernelTunables", True),
         prop("ProtectKernelModules", True),

@@ -106,6 +106,7 @@ def translate(
             user,
             tmp_bytes=config.jobs.tmp_bytes,
             extra_read_only=[memcg] if memcg else [],
+            relax=spec.relax,
         ),
     ]
     if limits.cpu_percent is not None:

@@ -58,6 +58,12 @@ def group() -> None:
 )
 @click.option("--name", help="A name for the job (lowercase letters, digits, '-').")
 @click.option("--workdir", metavar="DIR", help="Working directory, relative to the job's /work.")
+@click.option(
+    "--relax",
+    multiple=True,
+    type=click.Choice(["wx-memory"]),
+    help="Loosen the isolation for this job (admin only): wx-memory for JIT runtimes.",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -82,6 +88,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             secret_env=secret_env,
             name=flags["name"],
             workdir=flags["workdir"],
+            relax=flags["relax"],
             **limits,
         )
         if ctx.json and detach:

@@ -331,3 +331,14 @@ def test_request_larger_than_the_limit_is_413(certs: dict[str, str]) -> None:
         client.run(["echo", "x" * (2 * 1024 * 1024)])
     assert info.value.status == 413
     assert info.value.code == "too-large"
+
+
+def test_only_admins_may_relax_isolation(certs: dict[str, str]) -> None:
+    for role in ("developer", "maintainer"):
+        with Client(config=certs[role]) as client, pytest.raises(RnxError) as info:
+            client.run(["true"], relax=["wx-memory"])
+        assert info.value.status == 403
+        assert "job.relax-isolation" in info.value.message
+    with Client(config=certs["admin"]) as admin:
+        job = admin.run(["true"], relax=["wx-memory"])
+        assert job["spec"]["relax"] == ["wx-memory"]

@@ -172,3 +172,33 @@ def test_workdir_exists_inside_work_and_belongs_to_the_job(client: Client) -> No
     wait_state(client, job["id"], "COMPLETED")
     lines = list(client.logs(job["id"], follow=False))
     assert lines[0] == "/work/out/deep" and lines[1].startswith("joblet-u")
+
+
+WX_MAP = (
+    "import mmap\n"
+    "try:\n"
+    "    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\n"
+    "    print('wx allowed')\n"
+    "except OSError as exc:\n"
+    "    print('wx refused', exc.errno)\n"
+)
+
+
+def test_wx_memory_is_refused_unless_an_admin_relaxes_it(client: Client) -> None:
+    assert output_of(client, "python3", "-c", WX_MAP) == ["wx refused 1"]  # EPERM (seccomp)
+    job = client.run(["python3", "-c", WX_MAP], relax=["wx-memory"])  # root: admin
+    final = wait_state(client, job["id"], "COMPLETED")
+    assert final["spec"]["relax"] == ["wx-memory"]  # recorded on the job
+    assert list(client.logs(job["id"], follow=False)) == ["wx allowed"]
+
+
+def test_unknown_relaxations_are_refused(client: Client) -> None:
+    # (Who may relax: test_control_plane.test_only_admins_may_relax_isolation.)
+    from rnx.client import RnxError
+
+    try:
+        client.run(["true"], relax=["everything"])
+        raise AssertionError("an unknown relaxation was accepted")
+    except RnxError as exc:
+        assert exc.status == 400
+        assert exc.message.startswith("relax[0]: 'everything' is not valid; allowed: wx-memory")
