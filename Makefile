@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SANDBOX := tests/sandbox/sandbox
-APT_PACKAGES := systemd dbus libsystemd-dev pkg-config gcc util-linux procps
+# libnss-systemd: PID 1 resolves job users from /run/userdb through it; e2fsprogs: mkfs.ext4.
+APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc util-linux procps e2fsprogs
 STAMP := $(VENV)/.installed
 
 .PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean
