@@ -133,15 +133,10 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
 
 def _attach(client: Any, job_id: str, *, as_json: bool) -> int:
     """Stream the job's output; Ctrl-C detaches (the job keeps running)."""
-    out = sys.stdout
     try:
         for event in client.events(job_id, follow=True):
             if event.kind == "log":
-                if as_json:
-                    emit_json({"cursor": event.cursor, **event.data})
-                else:
-                    out.write(event.data["message"] + "\n")
-                    out.flush()
+                _print_line(event, as_json=as_json)
             elif event.kind == "end":
                 final = event.data
                 break
@@ -256,13 +251,8 @@ def log(ctx: Context, job_id: str, follow: bool) -> None:
     with ctx.client() as client:
         try:
             for event in client.events(job_id, follow=follow):
-                if event.kind != "log":
-                    continue
-                if ctx.json:
-                    emit_json({"cursor": event.cursor, **event.data})
-                else:
-                    sys.stdout.write(event.data["message"] + "\n")
-                    sys.stdout.flush()
+                if event.kind == "log":
+                    _print_line(event, as_json=ctx.json)
         except KeyboardInterrupt:
             sys.exit(exit_codes.INTERRUPTED)
 
@@ -274,11 +264,7 @@ def log(ctx: Context, job_id: str, follow: bool) -> None:
 def stop(ctx: Context, job_id: str) -> None:
     """Stop a running job: SIGTERM to all its processes, then SIGKILL after the grace period."""
     with ctx.client() as client:
-        job = client.stop(job_id)
-    if ctx.json:
-        emit_json(job)
-    else:
-        click.echo(f"Job {job['id']} {job['state']}")
+        _show_state(ctx, client.stop(job_id))
 
 
 @group.command()
@@ -288,11 +274,7 @@ def stop(ctx: Context, job_id: str) -> None:
 def cancel(ctx: Context, job_id: str) -> None:
     """Cancel a job that has not started running yet (SCHEDULED)."""
     with ctx.client() as client:
-        job = client.cancel(job_id)
-    if ctx.json:
-        emit_json(job)
-    else:
-        click.echo(f"Job {job['id']} {job['state']}")
+        _show_state(ctx, client.cancel(job_id))
 
 
 @group.command()
@@ -322,3 +304,19 @@ def delete_all(ctx: Context) -> None:
         click.echo(
             f"Deleted {result['deleted']} job(s); skipped {result['skipped_running']} still running"
         )
+
+
+def _show_state(ctx: Context, job: dict[str, Any]) -> None:
+    if ctx.json:
+        emit_json(job)
+    else:
+        click.echo(f"Job {job['id']} {job['state']}")
+
+
+def _print_line(event: Any, *, as_json: bool) -> None:
+    """One log event: the line itself for people, the whole event for programs."""
+    if as_json:
+        emit_json({"cursor": event.cursor, **event.data})
+    else:
+        sys.stdout.write(event.data["message"] + "\n")
+        sys.stdout.flush()
