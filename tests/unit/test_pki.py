@@ -30,13 +30,6 @@ from joblet_agent.pki_commands import pki as pki_cli
 
 
 @pytest.fixture
-def ca(tmp_path: Path) -> Pki:
-    authority = Pki(tmp_path / "pki")
-    authority.init()
-    return authority
-
-
-@pytest.fixture
 def umask_zero() -> Iterator[None]:
     """Modes must come from os.open, not from a friendly umask."""
     old = os.umask(0)

@@ -147,13 +147,6 @@ def client_of(bundle: Path, version: ssl.TLSVersion = ssl.TLSVersion.TLSv1_3) ->
 
 
 @pytest.fixture
-def ca(tmp_path: Path) -> Pki:
-    authority = Pki(tmp_path / "pki")
-    authority.init()
-    return authority
-
-
-@pytest.fixture
 def server(ca: Pki) -> Iterator[TlsServer]:
     running = TlsServer(server_context(ca.directory))
     yield running
