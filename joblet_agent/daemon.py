@@ -25,7 +25,7 @@ from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.host import Controller, probe_host
+from joblet_agent.host import probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService
 from joblet_agent.tls import report_handshake_failures, server_context
@@ -53,7 +53,7 @@ def notify(**states: object) -> None:
 async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = probe_host(config.jobs_dir)
-    missing = sorted(str(c) for c in set(Controller) - host.controllers - {Controller.CPUSET})
+    missing = host.unenforced
     if missing:
         logger.warning(
             "this host cannot enforce these limits: %s (cgroup mode %s); jobs asking "

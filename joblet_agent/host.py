@@ -54,6 +54,11 @@ class HostInfo:
     io_device: str | None
 
     @property
+    def unenforced(self) -> list[str]:
+        """Controllers systemd cannot drive here. Not cpuset: pinning works through CPUAffinity."""
+        return sorted(str(c) for c in set(Controller) - self.controllers - {Controller.CPUSET})
+
+    @property
     def has_private_pids(self) -> bool:
         return self.systemd_version >= 257  # PrivatePIDs= appeared in systemd 257
 

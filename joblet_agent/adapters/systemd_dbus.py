@@ -39,22 +39,6 @@ def unit_path(unit: str) -> str:
     return UNIT_PATH_PREFIX + "".join(out)
 
 
-def unit_of_path(path: str) -> str | None:
-    if not path.startswith(UNIT_PATH_PREFIX):
-        return None
-    encoded = path[len(UNIT_PATH_PREFIX) :]
-    raw = bytearray()
-    index = 0
-    while index < len(encoded):
-        if encoded[index] == "_" and index + 2 < len(encoded):
-            raw.append(int(encoded[index + 1 : index + 3], 16))
-            index += 3
-        else:
-            raw.append(ord(encoded[index]))
-            index += 1
-    return raw.decode()
-
-
 @dataclass(frozen=True, slots=True)
 class UnitGone:
     """PID 1 unloaded the unit (UnitRemoved): with CollectMode=inactive-or-failed, it ended."""

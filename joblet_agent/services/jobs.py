@@ -129,7 +129,7 @@ class JobService:
         validated = parse_job_request(request, self.config.jobs, self.host)
         spec = validated.spec
         job_id = str(uuid.uuid4())
-        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
+        paths = self._paths(job_id)
         command = resolve_command(spec.command, spec.env.get("PATH"), paths)
         user = self._free_user()
         properties = translate(
@@ -211,7 +211,7 @@ class JobService:
                 hint="stop it first: rnx job stop " + record.id[:8],
             )
         self.store.delete(record.id)
-        self.files.remove(JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id))
+        self.files.remove(self._paths(record.id))
         logger.info("deleted job %s", record.id, extra={"JOB_ID": record.id})
         return record
 
@@ -297,7 +297,7 @@ class JobService:
         self._record_outcome(record, outcome, result=result)
 
     def _exit_record(self, record: JobRecord) -> ExitRecord | None:
-        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id)
+        paths = self._paths(record.id)
         try:
             return parse_exit_record(Path(paths.exit_record).read_text())
         except OSError:
@@ -369,6 +369,9 @@ class JobService:
             f"{self.config.jobs.max_running} jobs are running, the most this agent allows",
             hint="wait for jobs to end, or raise jobs.max_running in joblet.yml",
         )
+
+    def _paths(self, job_id: str) -> JobPaths:
+        return JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
 
     def _current(self, job_id: str) -> JobRecord:
         record = self.store.get(job_id)

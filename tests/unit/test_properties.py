@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from joblet_agent.adapters.systemd_dbus import unit_of_path, unit_path
+from joblet_agent.adapters.systemd_dbus import unit_path
 from joblet_agent.units.properties import prop
 from joblet_agent.units.translate import cpu_mask, exec_escape
 
@@ -43,10 +43,9 @@ def test_exec_escape_keeps_dollars_literal() -> None:
 
 
 @pytest.mark.parametrize("unit", ["joblet-job-0b7d3c1e-5a4f.service", "a_b.slice", "x@1.service"])
-def test_unit_path_round_trip(unit: str) -> None:
+def test_unit_path_is_a_valid_object_path(unit: str) -> None:
     path = unit_path(unit)
     assert all(c.isalnum() or c in "/_" for c in path)
-    assert unit_of_path(path) == unit
 
 
 def test_unit_path_matches_systemd() -> None:
