@@ -35,6 +35,7 @@ class ExtractLimits:
     max_bytes: int  # sum of regular files' sizes
     max_entries: int
     absolute_links: bool = True  # a link to /x means the job's (or runtime's) own /x
+    max_stream_bytes: int | None = None  # the stream itself, headers and padding included
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +271,13 @@ async def extract_async(
     try:
         async for chunk in chunks:
             received += len(chunk)
+            if limits.max_stream_bytes is not None and received > limits.max_stream_bytes:
+                # Far more than the members announced: not read on to its end, unlike a refusal.
+                raise JobletError(
+                    ErrorCode.TOO_LARGE,
+                    f"{what}: the stream is longer than {limits.max_stream_bytes} bytes, "
+                    "more than its announced size allows",
+                )
             if on_progress is not None:
                 on_progress(received)
             await _hand_over(handover, chunk, worker)

@@ -43,6 +43,8 @@ class JobPolicy:
     tmp_bytes: int = 64 * 1024 * 1024  # each job's private /tmp (memory-backed, so it counts
     # against the job's memory limit as well)
     max_running: int = 1024  # jobs at once; each needs a user of the pool
+    max_upload_bytes: int = 1024**3  # the files one job's upload may hold
+    max_upload_entries: int = 100_000  # files, directories and links of one upload
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
 
 
@@ -151,6 +153,12 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         or base.max_work_bytes,
         max_running=section.integer("max_running", base.max_running, minimum=1, maximum=65536)
         or base.max_running,
+        max_upload_bytes=section.parsed("max_upload_size", parse_size, base.max_upload_bytes)
+        or base.max_upload_bytes,
+        max_upload_entries=section.integer(
+            "max_upload_entries", base.max_upload_entries, minimum=1, maximum=10_000_000
+        )
+        or base.max_upload_entries,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
     )

@@ -70,6 +70,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     prepare_skeleton(config)
     store = SqliteJobStore(config.database)
     service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
+    service.uploads.reset()
     bus = await SystemdBus.connect((UNIT_PREFIX,), service.on_systemd_event)
     service.attach(bus)
     await service.reconcile()

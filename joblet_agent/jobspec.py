@@ -25,6 +25,7 @@ from joblet_agent.units_of_measure import (
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Set by the agent or by systemd for the job's process; a request may not forge them.
 RESERVED_ENV = frozenset(
     {
@@ -99,6 +100,9 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     for index, item in enumerate(relax):
         if item not in RELAXATIONS:
             raise top.error(f"relax[{index}]", item, f"allowed: {', '.join(RELAXATIONS)}")
+    upload = top.string("upload")
+    if upload is not None and not _UPLOAD_ID.match(upload):
+        raise top.error("upload", upload, "the id POST /v1/uploads returned")
     limits, warnings = _limits(top.section("limits"), policy, host)
     top.reject_unknown()
     spec = JobSpec(
@@ -110,6 +114,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         name=name,
         limits=limits,
         relax=tuple(sorted(set(relax))),
+        upload=upload,
     )
     return ValidatedRequest(spec, tuple(warnings))
 

@@ -70,6 +70,7 @@ class JobSpec:
     relax: tuple[str, ...] = ()  # isolation relaxations asked for (units/sandbox.py RELAXATIONS)
     name: str | None = None
     limits: Limits = field(default_factory=Limits)
+    upload: str | None = None  # the id of the upload whose files became its /work
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -88,6 +89,7 @@ class JobSpec:
             "relax": list(self.relax),
             "name": self.name,
             "limits": self.limits.to_dict(),
+            "upload": self.upload,
         }
 
     @classmethod
@@ -101,6 +103,7 @@ class JobSpec:
             relax=tuple(data.get("relax", ())),
             name=data["name"],
             limits=Limits.from_dict(data["limits"]),
+            upload=data.get("upload"),
         )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from joblet_agent.model import JobRecord, JobState
@@ -49,10 +50,16 @@ class Journal(Protocol):
 
 class JobFiles(Protocol):
     async def create(
-        self, paths: JobPaths, user: JobUser, *, workdir: str | None, work_bytes: int
+        self,
+        paths: JobPaths,
+        user: JobUser,
+        *,
+        workdir: str | None,
+        work_bytes: int,
+        upload: Path | None = None,
     ) -> None:
-        """The job's directories and its /work filesystem image, holding what the staging
-        directory holds (the working directory, later uploads), owned by the job's user."""
+        """The job's directories and its /work filesystem image, holding the upload's tree
+        (moved, not copied) and the working directory, all owned by the job's user."""
         ...
 
     def remove(self, paths: JobPaths) -> None: ...

@@ -42,6 +42,7 @@ class Action(StrEnum):
     JOB_DELETE = "job.delete"
     JOB_DELETE_ALL = "job.delete-all"
     JOB_RELAX = "job.relax-isolation"  # run a job with a weaker profile (spec.relax)
+    UPLOAD = "upload"  # send files for one's own next job
     HEALTH = "health"
 
 
@@ -54,6 +55,7 @@ REQUIRED: dict[Action, Role] = {
     Action.JOB_DELETE: Role.DEVELOPER,
     Action.JOB_DELETE_ALL: Role.DEVELOPER,
     Action.JOB_RELAX: Role.ADMIN,
+    Action.UPLOAD: Role.DEVELOPER,
 }
 # Below this role, acting on a job needs owning it.
 ANYONES_JOBS = Role.MAINTAINER

@@ -16,13 +16,18 @@ __version__ = "0.1.0"
 __all__ = ["Client", "RnxError"]
 
 if TYPE_CHECKING:
-    from rnx.client import Client, RnxError
+    from rnx.client import Client
+    from rnx.errors import RnxError
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `rnx --help` must not pay for aiohttp's import.
-    if name in __all__:
-        from rnx import client
+    if name == "Client":
+        from rnx.client import Client
 
-        return getattr(client, name)
+        return Client
+    if name == "RnxError":
+        from rnx.errors import RnxError
+
+        return RnxError
     raise AttributeError(name)

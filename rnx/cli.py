@@ -33,7 +33,7 @@ def handle_errors(func: F) -> F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rnx.client import RnxError
+        from rnx.errors import RnxError
 
         try:
             return func(*args, **kwargs)

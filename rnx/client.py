@@ -10,25 +10,16 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from rnx import uploads
 from rnx.config import ConfigError, resolve_target
+from rnx.errors import RnxError
 from rnx.wire import Wire, read_json, sse_blocks
 
 RECONNECT_WINDOW_SEC = 60.0  # how long a follower waits for a restarting agent
-
-
-class RnxError(Exception):
-    """An error answered by the agent ({code, message, hint}) or met on the way to it."""
-
-    def __init__(self, code: str, message: str, hint: str | None = None, status: int = 0) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.hint = hint
-        self.status = status
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,22 +122,55 @@ class Client:
         name: str | None = None,
         workdir: str | None = None,
         relax: Sequence[str] = (),
+        uploads: Sequence[str] = (),
+        upload_dirs: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
         **limits: Any,
     ) -> dict[str, Any]:
-        """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...)."""
+        """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
+
+        uploads (files, to /work/<name>) and upload_dirs (to /work/<dirname>/...) are sent
+        first; progress(sent, total) is called as their bytes go."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
+        upload = self.upload(uploads, upload_dirs, progress) if uploads or upload_dirs else None
         for key, value in (
             ("env", env),
             ("secret_env", secret_env),
             ("name", name),
             ("workdir", workdir),
             ("relax", list(relax)),
+            ("upload", upload),
         ):
             if value:
                 body[key] = value
         if limits:
             body["limits"] = limits
         return dict(self._call("POST", "/v1/jobs", body=body))
+
+    def upload(
+        self,
+        files: Sequence[str],
+        directories: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+    ) -> str:
+        """Announce, then stream files and directories for a job; the upload's id, for run()."""
+        plan = uploads.plan(files, directories)
+        total = plan.bytes
+        announced = self._call(
+            "POST", "/v1/uploads", body={"bytes": total, "entries": len(plan.entries)}
+        )
+        upload_id = str(announced["id"])
+        chunks = uploads.stream(plan, None if progress is None else lambda n: progress(n, total))
+        try:
+            response = self._wire.send_stream(
+                "PUT", f"/v1/uploads/{upload_id}", chunks, content_type="application/x-tar"
+            )
+            data = read_json(response)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        if response.status >= 400:
+            raise _answered_error(data, response.status, response.reason)
+        return upload_id
 
     def get(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/jobs/{job_id}"))

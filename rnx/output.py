@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 STATE_STYLE = {
@@ -84,3 +85,46 @@ def describe_limits(limits: dict[str, Any]) -> str:
         parts.append(f"timeout {limits['timeout_sec']:g}s")
     parts.append(f"tasks {limits.get('max_tasks')}")
     return ", ".join(parts)
+
+
+_PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # smaller uploads take a moment: no bar for them
+
+
+@contextlib.contextmanager
+def upload_progress(*, quiet: bool) -> Iterator[Callable[[int, int], None]]:
+    """A progress(sent, total) callback drawing a bar on a terminal's stderr, for uploads big
+    enough to take a while; silent when quiet (--json), for small ones, or off a terminal."""
+    bar: Any = None
+    task: Any = None
+
+    def progress(sent: int, total: int) -> None:
+        nonlocal bar, task
+        if bar is None:
+            if quiet or total < _PROGRESS_FROM_BYTES or not sys.stderr.isatty():
+                return
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+
+            bar = Progress(
+                "[cyan]upload",
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console(stderr=True),
+                transient=True,
+            )
+            bar.start()
+            task = bar.add_task("upload", total=total)
+        bar.update(task, completed=sent)
+
+    try:
+        yield progress
+    finally:
+        if bar is not None:
+            bar.stop()

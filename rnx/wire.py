@@ -11,7 +11,7 @@ import http.client
 import json
 import socket
 import ssl
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -116,6 +116,21 @@ class Wire:
             if conn.sock is not None:
                 conn.sock.settimeout(None)  # followers wait as long as jobs run
         return response
+
+    def send_stream(
+        self, method: str, path: str, chunks: Iterable[bytes], *, content_type: str
+    ) -> http.client.HTTPResponse:
+        """Send a body made as it goes (chunked), on a fresh connection: it cannot be replayed,
+        so it must not meet a kept-alive connection the agent has just closed."""
+        self.close()
+        conn = self._connection()
+        headers = {"Content-Type": content_type, "Accept": "application/json"}
+        try:
+            conn.request(method, path, body=chunks, headers=headers, encode_chunked=True)
+            return conn.getresponse()
+        except BaseException:
+            self.close()
+            raise
 
 
 def read_json(response: http.client.HTTPResponse) -> Any:

@@ -87,11 +87,20 @@ class JobDirectories:
     """Creates and removes jobs' directories and /work images (the JobFiles port)."""
 
     async def create(
-        self, paths: JobPaths, user: JobUser, *, workdir: str | None, work_bytes: int
+        self,
+        paths: JobPaths,
+        user: JobUser,
+        *,
+        workdir: str | None,
+        work_bytes: int,
+        upload: Path | None = None,
     ) -> None:
         """<id>/ and meta/ (root only); work/, the staging directory whose tree becomes the
         root of work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d."""
-        image = _directories_and_image(paths, user, workdir, work_bytes)
+        # A thread: an upload's tree may have many entries to chown.
+        image = await asyncio.to_thread(
+            _directories_and_image, paths, user, workdir, work_bytes, upload
+        )
         # No journal: the filesystem lives as long as the job. No reserved blocks: all of it is
         # the job's. Root owner: the job's user, with nothing to chown later.
         proc = await asyncio.create_subprocess_exec(
@@ -121,19 +130,42 @@ class JobDirectories:
 
 
 def _directories_and_image(
-    paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int
+    paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int, upload: Path | None
 ) -> Path:
-    for directory in (paths.root, paths.meta, paths.work):
+    for directory in (paths.root, paths.meta):
         Path(directory).mkdir(mode=0o700)
-    current = Path(paths.work)
+    work = Path(paths.work)
+    if upload is None:
+        work.mkdir(mode=0o700)
+    else:
+        upload.rename(work)  # both under the state directory: a move, not a copy
+        _give_to(work, user)
+    current = work
     for part in Path(workdir or "").parts:
         current /= part
-        current.mkdir(mode=0o700)
+        try:
+            current.mkdir(mode=0o700)
+        except FileExistsError:
+            # An uploaded directory is fine; an uploaded link is never followed by root here.
+            if current.is_symlink() or not current.is_dir():
+                raise JobletError(
+                    ErrorCode.INVALID,
+                    f"workdir: {workdir!r}: {part!r} in the upload is not a directory",
+                ) from None
+            continue
         os.chown(current, user.uid, user.uid)  # mkfs -d copies owners and modes
     image = Path(paths.work_image)
     with image.open("xb") as out:
         out.truncate(work_bytes)  # sparse: it takes what the job writes, up to the cap
     return image
+
+
+def _give_to(tree: Path, user: JobUser) -> None:
+    """Uploaded files become the job's user's (lchown: links are never followed)."""
+    os.lchown(tree, user.uid, user.uid)
+    for top, dirs, files in os.walk(tree):
+        for name in (*dirs, *files):
+            os.lchown(os.path.join(top, name), user.uid, user.uid)
 
 
 def _open_to_all(root: Path) -> None:

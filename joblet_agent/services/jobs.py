@@ -8,6 +8,7 @@ killing the agent never stops a job.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import uuid
@@ -18,12 +19,13 @@ from typing import Any
 
 from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
 from joblet_agent.adapters.userdb import pool_user
+from joblet_agent.archive import Extracted
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.executables import resolve_command
 from joblet_agent.host import HostInfo
 from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobRecord, JobState, job_id_of_unit
+from joblet_agent.model import JobRecord, JobSpec, JobState, job_id_of_unit
 from joblet_agent.outcome import (
     ExitKind,
     ExitRecord,
@@ -33,6 +35,7 @@ from joblet_agent.outcome import (
     parse_status,
 )
 from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
+from joblet_agent.services.uploads import UploadService
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.translate import environment_file, translate
 
@@ -42,6 +45,32 @@ MIN_PREFIX = 4
 START_TIMEOUT_SEC = 60.0
 _RUNNING = ("active", "reloading", "deactivating")
 _LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+
+
+def _room_for_upload(
+    spec: JobSpec, received: Extracted, request: Mapping[str, Any], most: int
+) -> JobSpec:
+    """A /work big enough for the upload: grown from the default when the job named no size,
+    refused (naming the size needed) when it named one too small, or when the agent's maximum is."""
+    # Files round up to 4 KiB blocks; mkfs.ext4 makes one inode per 16 KiB; 10% + 16 MiB for
+    # the filesystem's own metadata and some room to write.
+    blocks = received.bytes + received.entries * 4096
+    needed = max(blocks, received.entries * 16384) * 11 // 10 + 16 * 1024**2
+    needed = -(-needed // 1024**2) * 1024**2
+    have = spec.limits.work_bytes or 0
+    if needed <= have:
+        return spec
+    asked = request.get("limits")
+    if (isinstance(asked, Mapping) and "work_bytes" in asked) or needed > most:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"limits.work_bytes: {min(have, most) if needed > most else have} is too small "
+            f"for the upload ({received.files} files, {received.bytes} bytes): /work needs "
+            f"at least {needed} bytes"
+            + (f"; this agent allows at most {most}" if needed > most else ""),
+            hint="give a larger --work-size" if needed <= most else "upload less",
+        )
+    return dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, work_bytes=needed))
 
 
 class SystemClock:
@@ -59,6 +88,7 @@ class JobService:
         *,
         files: JobFiles,
         clock: Clock | None = None,
+        uploads: UploadService | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -66,6 +96,7 @@ class JobService:
         self.journal = journal
         self.files = files
         self.clock = clock or SystemClock()
+        self.uploads = uploads or UploadService(config, self.clock)
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
         self._finishing: set[asyncio.Task[None]] = set()
@@ -128,13 +159,16 @@ class JobService:
     async def submit(self, request: Mapping[str, Any], owner: str) -> JobRecord:
         validated = parse_job_request(request, self.config.jobs, self.host)
         spec = validated.spec
+        upload = self.uploads.take(spec.upload, owner) if spec.upload else None
+        if upload is not None:
+            try:
+                spec = _room_for_upload(spec, upload[1], request, self.config.jobs.max_work_bytes)
+            except JobletError:
+                self.uploads.discard(upload_id=str(spec.upload))  # taken: refused with the job
+                raise
         job_id = str(uuid.uuid4())
         paths = self._paths(job_id)
-        command = resolve_command(spec.command, spec.env.get("PATH"), paths)
         user = self._free_user()
-        properties = translate(
-            job_id, spec, self.config, self.host, paths, user=user, executable=command
-        )
         record = JobRecord(
             id=job_id,
             spec=spec,
@@ -145,21 +179,34 @@ class JobService:
             user=user.name,
         )
         unit = record.unit
-        await self.files.create(
-            paths, user, workdir=spec.workdir, work_bytes=spec.limits.work_bytes or 0
-        )
+        # Recorded before the first await: the user it runs as is taken (see _free_user).
         self.store.put(record)
         try:
+            await self.files.create(
+                paths,
+                user,
+                workdir=spec.workdir,
+                work_bytes=spec.limits.work_bytes or 0,
+                upload=upload[0] if upload else None,
+            )
+            command = resolve_command(spec.command, spec.env.get("PATH"), paths)
+            properties = translate(
+                job_id, spec, self.config, self.host, paths, user=user, executable=command
+            )
             if spec.secret_env:
                 _write_private(Path(paths.secrets), environment_file(spec.secret_env))
             started = self._expect(unit)
             await self._pid1.start_transient(unit, properties)
         except BaseException:
-            # Nothing half-done: no record, no directory (and systemd created no unit).
+            # Nothing half-done: no record, no directory, no upload (and systemd made no unit).
             self._pending.pop(unit, None)
             self.store.delete(job_id)
             self.files.remove(paths)
+            if spec.upload:
+                self.uploads.discard(spec.upload)
             raise
+        if spec.upload:
+            self.uploads.discard(spec.upload)  # its tree is the job's now; the rest goes
         logger.info(
             "started %s for %s: %s",
             unit,

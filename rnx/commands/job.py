@@ -9,7 +9,14 @@ import click
 
 from rnx import exit_codes, values
 from rnx.cli import Context, handle_errors
-from rnx.output import describe_limits, emit_json, human_bytes, state_text, table
+from rnx.output import (
+    describe_limits,
+    emit_json,
+    human_bytes,
+    state_text,
+    table,
+    upload_progress,
+)
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -64,6 +71,18 @@ def group() -> None:
     type=click.Choice(["wx-memory"]),
     help="Loosen the isolation for this job (admin only): wx-memory for JIT runtimes.",
 )
+@click.option(
+    "--upload",
+    multiple=True,
+    metavar="FILE",
+    help="Send a file to the job's /work/<name> (repeatable; its mode is kept).",
+)
+@click.option(
+    "--upload-dir",
+    multiple=True,
+    metavar="DIR",
+    help="Send a directory to /work/<dirname>/ (repeatable; links are kept as links).",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -81,7 +100,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
     limits = _limits(flags)
     env = dict(values.key_value("--env", e) for e in flags["env"])
     secret_env = dict(values.key_value("--secret-env", s) for s in flags["secret_env"])
-    with ctx.client() as client:
+    with ctx.client() as client, upload_progress(quiet=ctx.json) as progress:
         job = client.run(
             list(command),
             env=env,
@@ -89,6 +108,9 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             name=flags["name"],
             workdir=flags["workdir"],
             relax=flags["relax"],
+            uploads=flags["upload"],
+            upload_dirs=flags["upload_dir"],
+            progress=progress,
             **limits,
         )
         if ctx.json and detach:

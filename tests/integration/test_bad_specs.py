@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from rnx.client import Client, RnxError
+from rnx.client import Client
+from rnx.errors import RnxError
 from tests.integration.conftest import JOBS_DIR, active_job_units, sh
 
 

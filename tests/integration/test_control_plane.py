@@ -22,7 +22,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from joblet_agent.pki import Pki
-from rnx.client import Client, RnxError
+from rnx.client import Client
+from rnx.errors import RnxError
 from tests.integration.conftest import sh, unit_property
 
 PKI_DIR = Path("/etc/joblet/pki")

@@ -156,7 +156,7 @@ def test_work_is_a_capped_filesystem_that_goes_away_with_the_job(client: Client)
 
 
 def test_refused_work_size_leaves_nothing(client: Client) -> None:
-    from rnx.client import RnxError
+    from rnx.errors import RnxError
 
     before = set(JOBS_DIR.iterdir())
     try:
@@ -194,7 +194,7 @@ def test_wx_memory_is_refused_unless_an_admin_relaxes_it(client: Client) -> None
 
 def test_unknown_relaxations_are_refused(client: Client) -> None:
     # (Who may relax: test_control_plane.test_only_admins_may_relax_isolation.)
-    from rnx.client import RnxError
+    from rnx.errors import RnxError
 
     try:
         client.run(["true"], relax=["everything"])

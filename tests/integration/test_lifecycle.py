@@ -84,7 +84,7 @@ def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
 def test_delete_refused_while_running_then_removes_files(client: Client) -> None:
     from pathlib import Path
 
-    from rnx.client import RnxError
+    from rnx.errors import RnxError
 
     job = client.run(["sleep", "30"])
     try:

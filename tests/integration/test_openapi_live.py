@@ -12,7 +12,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from rnx.client import Client, RnxError
+from rnx.client import Client
+from rnx.errors import RnxError
 from tests.integration.conftest import wait_state
 from tests.unit.test_openapi import json_schema, operation, response_schema, validate
 

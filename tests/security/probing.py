@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from rnx.client import Client, RnxError
+from rnx.client import Client
+from rnx.errors import RnxError
 from tests.integration.conftest import sh, wait_state
 
 PROBES_DIR = Path(__file__).parent / "probes"

@@ -89,14 +89,23 @@ class FakeJobFiles:
     """Directories as the real adapter makes them, minus the image and chown (no root here)."""
 
     async def create(
-        self, paths: JobPaths, user: JobUser, *, workdir: str | None, work_bytes: int
+        self,
+        paths: JobPaths,
+        user: JobUser,
+        *,
+        workdir: str | None,
+        work_bytes: int,
+        upload: Path | None = None,
     ) -> None:
-        _make_dirs(paths)
+        _make_dirs(paths, upload)
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
 
 
-def _make_dirs(paths: JobPaths) -> None:
+def _make_dirs(paths: JobPaths, upload: Path | None = None) -> None:
     for directory in (paths.root, paths.meta, paths.work):
         Path(directory).mkdir(parents=True)
+    if upload is not None:
+        Path(paths.work).rmdir()
+        upload.rename(Path(paths.work))

@@ -1,0 +1,276 @@
+"""Uploads against the real agent: what arrives in /work, bounded memory, and every refusal
+leaving nothing behind (no staged upload, no job directory, no unit)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rnx import uploads
+from rnx.client import Client
+from rnx.errors import RnxError
+from tests.integration.conftest import rnx, unit_property
+
+pytestmark = pytest.mark.integration
+
+STATE = Path("/var/lib/joblet")
+STAGED = STATE / "uploads"
+JOBS = STATE / "jobs"
+
+
+def _output(client: Client, job: dict[str, object]) -> tuple[list[str], dict[str, object]]:
+    job_id = str(job["id"])
+    lines = list(client.logs(job_id))
+    return lines, client.wait(job_id)
+
+
+@pytest.fixture
+def nothing_left() -> Iterator[None]:
+    jobs_before = set(os.listdir(JOBS))
+    yield
+    assert list(STAGED.iterdir()) == [], "a refused upload stayed staged"
+    assert set(os.listdir(JOBS)) == jobs_before, "a refused job left its directory"
+
+
+def test_files_modes_links_and_directories_arrive(client: Client, tmp_path: Path) -> None:
+    (tmp_path / "empty").touch()
+    private = tmp_path / "private.sh"
+    private.write_text("#!/bin/sh\necho private-ran\n")
+    private.chmod(0o700)
+    package = tmp_path / "my-package"
+    (package / "nested" / "deeper").mkdir(parents=True)
+    (package / "nested" / "deeper" / "data.txt").write_text("deep data\n")
+    (package / "link-to-data").symlink_to("nested/deeper/data.txt")
+    (package / "dangling").symlink_to("/nonexistent/elsewhere")
+    script = (
+        "stat -c '%n %a %s %U' empty private.sh; ./private.sh; cd my-package; "
+        "cat link-to-data; readlink link-to-data dangling; stat -c %F link-to-data"
+    )
+    job = client.run(
+        ["sh", "-c", script],
+        uploads=[str(tmp_path / "empty"), str(private)],
+        upload_dirs=[str(package)],
+    )
+    lines, end = _output(client, job)
+    user = str(end["user"])
+    assert lines == [
+        f"empty 644 0 {user}",
+        f"private.sh 700 {len(private.read_text())} {user}",
+        "private-ran",
+        "deep data",
+        "nested/deeper/data.txt",
+        "/nonexistent/elsewhere",
+        "symbolic link",
+    ]
+    assert end["exit_code"] == 0
+    client.delete(str(job["id"]))
+
+
+def test_design_document_upload_dir_then_cd(tmp_path: Path) -> None:
+    """As written there: --upload-dir=my-package, then `cd my-package` inside bash -c."""
+    package = tmp_path / "my-package"
+    package.mkdir()
+    (package / "setup.py").write_text("print('installed my-package')\n")
+    (tmp_path / "data.csv").write_text("a,b\n1,2\n")
+    os.chdir(tmp_path)
+    result = rnx(
+        "job",
+        "run",
+        "--upload-dir=my-package",
+        "--upload=data.csv",
+        "bash",
+        "-c",
+        "cd my-package && python3 setup.py && wc -l < ../data.csv",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["installed my-package", "2"]
+
+
+def test_large_upload_keeps_agent_memory_bounded(client: Client, tmp_path: Path) -> None:
+    size = 200 * 1024 * 1024
+    big = tmp_path / "big.bin"
+    with big.open("wb") as out:
+        block = os.urandom(1024 * 1024)
+        for _ in range(size // len(block)):
+            out.write(block)
+    agent = int(unit_property("joblet.service", "MainPID"))
+    baseline = _rss(agent)
+    peak = baseline
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(0.02):
+            peak = max(peak, _rss(agent))
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        job = client.run(["sh", "-c", "stat -c %s big.bin"], uploads=[str(big)])
+    finally:
+        done.set()
+        sampler.join()
+    lines, end = _output(client, job)
+    assert lines == [str(size)]
+    assert end["spec"]["limits"]["work_bytes"] >= size  # type: ignore[index]
+    growth = peak - baseline
+    print(f"agent RSS: {baseline >> 20} MiB before, {peak >> 20} MiB at peak, 200 MiB sent")
+    assert growth < 48 * 1024 * 1024, f"the agent grew by {growth >> 20} MiB"
+    client.delete(str(job["id"]))
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+# -- refusals --------------------------------------------------------------------------------
+
+
+def _raw_tar(*members: tuple[tarfile.TarInfo, bytes | None]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for info, data in members:
+            archive.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buffer.getvalue()
+
+
+def _member(
+    name: str, data: bytes = b"x", kind: bytes = tarfile.REGTYPE, link: str = ""
+) -> tuple[tarfile.TarInfo, bytes | None]:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = link
+    if kind == tarfile.REGTYPE:
+        info.size = len(data)
+        return info, data
+    return info, None
+
+
+def _send(client: Client, body: bytes, *, announce: int = 100, entries: int = 10) -> str:
+    """Announce and PUT a hand-made stream, as a hostile client would."""
+    upload = client._call("POST", "/v1/uploads", body={"bytes": announce, "entries": entries})
+    response = client._wire.send_stream(
+        "PUT", f"/v1/uploads/{upload['id']}", [body], content_type="application/x-tar"
+    )
+    answer = json.loads(response.read())
+    if response.status >= 400:
+        raise RnxError(answer["code"], answer["message"])
+    return str(upload["id"])
+
+
+@pytest.mark.parametrize(
+    ("members", "match"),
+    [
+        ([_member("../escape")], "'..' is not allowed"),
+        ([_member("/etc/cron.d/evil")], "absolute paths are not allowed"),
+        ([_member("null", kind=tarfile.CHRTYPE)], "is a character device"),
+        ([_member("pipe", kind=tarfile.FIFOTYPE)], "is a FIFO"),
+        ([_member("same"), _member("same")], "is in the stream twice"),
+        ([_member("up", kind=tarfile.SYMTYPE, link="../../../etc/shadow")], "points outside"),
+        ([_member("big", b"y" * 101)], "exceeds the size limit"),
+    ],
+)
+def test_hostile_streams_are_refused_and_nothing_stays(
+    client: Client,
+    nothing_left: None,
+    members: list[tuple[tarfile.TarInfo, bytes | None]],
+    match: str,
+) -> None:
+    with pytest.raises(RnxError) as caught:
+        _send(client, _raw_tar(*members))
+    assert caught.value.code == "invalid"
+    assert match in caught.value.message
+
+
+def test_stream_longer_than_announced_is_cut_off(client: Client, nothing_left: None) -> None:
+    body = _raw_tar(_member("f", b"z" * 100)) + b"\0" * (3 * 1024 * 1024)
+    with pytest.raises((RnxError, OSError)):
+        _send(client, body, announce=100, entries=1)
+
+
+def test_over_the_limit_is_refused_before_sending(client: Client, nothing_left: None) -> None:
+    with pytest.raises(RnxError) as caught:
+        client._call("POST", "/v1/uploads", body={"bytes": 1 << 40, "entries": 1})
+    assert caught.value.code == "too-large"
+    assert "upload limit" in caught.value.message
+
+
+def test_client_refuses_fifos_and_collisions(tmp_path: Path, nothing_left: None) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    os.mkfifo(tree / "pipe")
+    result = rnx("job", "run", f"--upload-dir={tree}", "true")
+    assert result.returncode == 2
+    assert "is a FIFO" in result.stderr
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for d in ("a", "b"):
+        (tmp_path / d / "same.txt").write_text(d)
+    result = rnx(
+        "job", "run", f"--upload={tmp_path}/a/same.txt", f"--upload={tmp_path}/b/same.txt", "true"
+    )
+    assert result.returncode == 2
+    assert "would be /work/same.txt" in result.stderr
+
+
+def test_file_changing_while_sent_fails_and_nothing_stays(
+    client: Client, tmp_path: Path, nothing_left: None
+) -> None:
+    moving = tmp_path / "moving.log"
+    moving.write_bytes(b"a" * (4 * 1024 * 1024))
+    plan = uploads.plan([str(moving)], [])
+    with moving.open("ab") as out:
+        out.write(b"appended after listing")
+    upload = client._call("POST", "/v1/uploads", body={"bytes": plan.bytes, "entries": 1})
+    with pytest.raises(RnxError) as caught:
+        client._wire.send_stream(
+            "PUT",
+            f"/v1/uploads/{upload['id']}",
+            uploads.stream(plan),
+            content_type="application/x-tar",
+        )
+    assert "changed while being sent" in caught.value.message
+    # The agent saw the stream end in the middle, and removed what it had received.
+    _wait_gone(STAGED / str(upload["id"]))
+
+
+def _wait_gone(path: Path) -> None:
+    import time
+
+    deadline = time.monotonic() + 10
+    while path.exists():
+        assert time.monotonic() < deadline, f"{path} stayed"
+        time.sleep(0.05)
+
+
+def test_upload_larger_than_named_work_size_is_refused(
+    client: Client, tmp_path: Path, nothing_left: None
+) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(os.urandom(20 * 1024 * 1024))
+    with pytest.raises(RnxError) as caught:
+        client.run(["true"], uploads=[str(data)], work_bytes="16M")
+    assert caught.value.code == "invalid"
+    assert "limits.work_bytes" in caught.value.message
+    assert "/work needs at least" in caught.value.message
+
+
+def test_someone_elses_or_unknown_upload_is_not_found(client: Client, nothing_left: None) -> None:
+    with pytest.raises(RnxError) as caught:
+        client._call(
+            "POST",
+            "/v1/jobs",
+            body={"command": "true", "upload": "00000000-0000-4000-8000-000000000000"},
+        )
+    assert caught.value.code == "not-found"
+    assert "upload" in caught.value.message
