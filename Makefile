@@ -32,7 +32,7 @@ lint: deps
 	$(BIN)/mypy
 
 unit: deps
-	$(BIN)/pytest -m "not integration and not slow" tests
+	$(BIN)/pytest -m "not integration and not slow and not after_reboot" tests
 
 check: lint unit
 
@@ -44,8 +44,13 @@ sandbox-down:
 	$(SANDBOX) down
 
 # Integration tests run inside the sandbox, so their paths, /run and /tmp are the agent's.
+# Then a reboot of the sandbox (down, up: its disk state stays), and what must outlive it.
 integration: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration tests/security
+	$(SANDBOX) down
+	$(SANDBOX) up
+	$(SANDBOX) install
+	$(SANDBOX) run -- $(BIN)/pytest -m "after_reboot" tests/integration
 
 slow: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests

@@ -45,6 +45,7 @@ class JobPolicy:
     max_running: int = 1024  # jobs at once; each needs a user of the pool
     max_upload_bytes: int = 1024**3  # the files one job's upload may hold
     max_upload_entries: int = 100_000  # files, directories and links of one upload
+    max_volume_bytes: int = 1024**4  # a filesystem volume's largest size (memory: the host's)
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
 
 
@@ -159,6 +160,8 @@ def _parse_jobs(section: Fields) -> JobPolicy:
             "max_upload_entries", base.max_upload_entries, minimum=1, maximum=10_000_000
         )
         or base.max_upload_entries,
+        max_volume_bytes=section.parsed("max_volume_size", parse_size, base.max_volume_bytes)
+        or base.max_volume_bytes,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
     )

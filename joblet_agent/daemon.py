@@ -71,6 +71,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     store = SqliteJobStore(config.database)
     service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
     service.uploads.reset()
+    service.volumes.load()
     bus = await SystemdBus.connect((UNIT_PREFIX,), service.on_systemd_event)
     service.attach(bus)
     await service.reconcile()

@@ -22,6 +22,7 @@ from joblet_agent.units_of_measure import (
     parse_duration,
     parse_size,
 )
+from joblet_agent.volumes import parse_volume_mounts
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
@@ -103,6 +104,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     upload = top.string("upload")
     if upload is not None and not _UPLOAD_ID.match(upload):
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
+    volumes = parse_volume_mounts(top, "volumes")
     limits, warnings = _limits(top.section("limits"), policy, host)
     top.reject_unknown()
     spec = JobSpec(
@@ -115,6 +117,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         limits=limits,
         relax=tuple(sorted(set(relax))),
         upload=upload,
+        volumes=volumes,
     )
     return ValidatedRequest(spec, tuple(warnings))
 

@@ -10,6 +10,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from joblet_agent.volumes import VolumeMount
+
 
 class JobState(StrEnum):
     SCHEDULED = "SCHEDULED"  # accepted, unit not running yet
@@ -71,6 +73,7 @@ class JobSpec:
     name: str | None = None
     limits: Limits = field(default_factory=Limits)
     upload: str | None = None  # the id of the upload whose files became its /work
+    volumes: tuple[VolumeMount, ...] = ()
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -90,6 +93,7 @@ class JobSpec:
             "name": self.name,
             "limits": self.limits.to_dict(),
             "upload": self.upload,
+            "volumes": [v.to_dict() for v in self.volumes],
         }
 
     @classmethod
@@ -104,6 +108,10 @@ class JobSpec:
             name=data["name"],
             limits=Limits.from_dict(data["limits"]),
             upload=data.get("upload"),
+            volumes=tuple(
+                VolumeMount(name=v["name"], read_only=v["read_only"])
+                for v in data.get("volumes", ())
+            ),
         )
 
 

@@ -43,6 +43,8 @@ class Action(StrEnum):
     JOB_DELETE_ALL = "job.delete-all"
     JOB_RELAX = "job.relax-isolation"  # run a job with a weaker profile (spec.relax)
     UPLOAD = "upload"  # send files for one's own next job
+    VOLUME_READ = "volume.read"  # list volumes
+    VOLUME_MANAGE = "volume.manage"  # create and remove volumes
     HEALTH = "health"
 
 
@@ -56,6 +58,8 @@ REQUIRED: dict[Action, Role] = {
     Action.JOB_DELETE_ALL: Role.DEVELOPER,
     Action.JOB_RELAX: Role.ADMIN,
     Action.UPLOAD: Role.DEVELOPER,
+    Action.VOLUME_READ: Role.READER,
+    Action.VOLUME_MANAGE: Role.MAINTAINER,
 }
 # Below this role, acting on a job needs owning it.
 ANYONES_JOBS = Role.MAINTAINER

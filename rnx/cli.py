@@ -88,9 +88,10 @@ def cli(
 
 
 def _register() -> None:
-    from rnx.commands import job
+    from rnx.commands import job, volume
 
     cli.add_command(job.group)
+    cli.add_command(volume.group)
 
 
 _register()

@@ -125,6 +125,7 @@ class Client:
         uploads: Sequence[str] = (),
         upload_dirs: Sequence[str] = (),
         progress: Callable[[int, int], None] | None = None,
+        volumes: Sequence[str] = (),
         **limits: Any,
     ) -> dict[str, Any]:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
@@ -140,6 +141,7 @@ class Client:
             ("workdir", workdir),
             ("relax", list(relax)),
             ("upload", upload),
+            ("volumes", [_volume_mount(v) for v in volumes]),
         ):
             if value:
                 body[key] = value
@@ -171,6 +173,17 @@ class Client:
         if response.status >= 400:
             raise _answered_error(data, response.status, response.reason)
         return upload_id
+
+    def create_volume(self, name: str, *, size: str, type: str = "filesystem") -> dict[str, Any]:
+        return dict(
+            self._call("POST", "/v1/volumes", body={"name": name, "size": size, "type": type})
+        )
+
+    def volumes(self) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/v1/volumes")["volumes"])
+
+    def remove_volume(self, name: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/volumes/{name}"))
 
     def get(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/jobs/{job_id}"))
@@ -252,3 +265,11 @@ class Client:
             if event.kind == "end":
                 break
         return self.get(job_id)
+
+
+def _volume_mount(text: str) -> dict[str, Any]:
+    """NAME or NAME:ro (NAME:rw also), as --volume takes it."""
+    name, sep, mode = text.partition(":")
+    if sep and mode not in ("ro", "rw"):
+        raise RnxError("invalid", f"--volume: {text!r} is not valid; NAME, NAME:ro or NAME:rw")
+    return {"name": name, "read_only": mode == "ro"}

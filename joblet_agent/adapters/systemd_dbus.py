@@ -165,6 +165,14 @@ class SystemdBus:
             if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
                 raise JobletError(ErrorCode.SYSTEMD, f"cannot stop {unit}: {exc}") from exc
 
+    async def reset_failed(self, unit: str) -> None:
+        """Forget a failed unit (a transient one is then unloaded), so its name can be reused."""
+        try:
+            await self._manager("ResetFailedUnit", "s", [unit])
+        except DBusCallError as exc:
+            if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
+                raise JobletError(ErrorCode.SYSTEMD, f"cannot reset {unit}: {exc}") from exc
+
     async def unit_properties(
         self, unit: str, *, interfaces: tuple[str, ...] = (UNIT_IFACE, SERVICE_IFACE)
     ) -> dict[str, Any] | None:

@@ -80,3 +80,18 @@ def _write(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as out:
         out.write(text)
     temporary.rename(path)
+
+
+def publish_group(name: str, gid: int, directory: Path = USERDB_DIR) -> None:
+    """A group record (a volume's: jobs mounting it join it through SupplementaryGroups=)."""
+    directory.mkdir(mode=0o755, exist_ok=True)
+    record = {"groupName": name, "gid": gid, "disposition": "dynamic"}
+    _write(directory / f"{name}.group", json.dumps(record) + "\n")
+    link = directory / f"{gid}.group"
+    if not link.is_symlink():
+        link.symlink_to(f"{name}.group")
+
+
+def withdraw_group(name: str, gid: int, directory: Path = USERDB_DIR) -> None:
+    for path in (directory / f"{gid}.group", directory / f"{name}.group"):
+        path.unlink(missing_ok=True)

@@ -6,13 +6,13 @@ from aiohttp import web
 
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
-from joblet_agent.api.handlers import health, jobs, uploads
+from joblet_agent.api.handlers import health, jobs, uploads, volumes
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
 
 MAX_REQUEST_BYTES = 1024 * 1024
-_RESOURCES = (jobs, uploads, health)
+_RESOURCES = (jobs, uploads, volumes, health)
 
 
 def make_app(service: JobService, access: Access) -> web.Application:

@@ -36,6 +36,7 @@ from joblet_agent.outcome import (
 )
 from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
 from joblet_agent.services.uploads import UploadService
+from joblet_agent.services.volumes import VolumeService
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.translate import environment_file, translate
 
@@ -89,6 +90,7 @@ class JobService:
         files: JobFiles,
         clock: Clock | None = None,
         uploads: UploadService | None = None,
+        volumes: VolumeService | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -97,6 +99,7 @@ class JobService:
         self.files = files
         self.clock = clock or SystemClock()
         self.uploads = uploads or UploadService(config, self.clock)
+        self.volumes = volumes or VolumeService(config, host, store, self.clock)
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
         self._finishing: set[asyncio.Task[None]] = set()
@@ -104,6 +107,7 @@ class JobService:
 
     def attach(self, systemd: SystemdManager) -> None:
         self.systemd = systemd
+        self.volumes.attach(systemd)
 
     @property
     def _pid1(self) -> SystemdManager:
@@ -191,7 +195,14 @@ class JobService:
             )
             command = resolve_command(spec.command, spec.env.get("PATH"), paths)
             properties = translate(
-                job_id, spec, self.config, self.host, paths, user=user, executable=command
+                job_id,
+                spec,
+                self.config,
+                self.host,
+                paths,
+                user=user,
+                executable=command,
+                volumes=await self.volumes.bindings(spec.volumes),
             )
             if spec.secret_env:
                 _write_private(Path(paths.secrets), environment_file(spec.secret_env))

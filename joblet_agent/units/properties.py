@@ -53,6 +53,12 @@ SIGNATURES: dict[str, str] = {
     "BindPaths": "a(ssbt)",
     "TemporaryFileSystem": "a(ss)",  # (path, mount options)
     "MountImages": "a(ssba(ss))",  # (image, where, ignore if missing, [(partition, options)])
+    "SupplementaryGroups": "as",
+    "RequiresMountsFor": "as",
+    # a volume's mount unit (units/volume_units.py)
+    "What": "s",
+    "Where": "s",
+    "Options": "s",
     "MountAPIVFS": "b",
     "PrivateDevices": "b",
     "DevicePolicy": "s",

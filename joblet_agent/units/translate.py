@@ -14,6 +14,7 @@ from joblet_agent.model import JobSpec, unit_name
 from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.sandbox import in_job, sandbox_properties
+from joblet_agent.units.volume_units import VolumeBinding, job_volume_properties
 
 USEC_PER_SEC = 1_000_000
 # systemd's "infinity" for usec and limit properties.
@@ -65,9 +66,10 @@ def translate(
     *,
     user: JobUser,
     executable: str,
+    volumes: tuple[VolumeBinding, ...] = (),
 ) -> list[Property]:
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
-    stays as the user typed it."""
+    stays as the user typed it. `volumes` are the job's volumes, mounted on the host already."""
     limits = spec.limits
     memcg = v1_memcg_bind(job_id, config, host)
     description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
@@ -108,6 +110,7 @@ def translate(
             extra_read_only=[memcg] if memcg else [],
             relax=spec.relax,
         ),
+        *job_volume_properties(volumes),
     ]
     if limits.cpu_percent is not None:
         props.append(prop("CPUQuotaPerSecUSec", limits.cpu_percent * USEC_PER_SEC // 100))

@@ -83,6 +83,12 @@ def group() -> None:
     metavar="DIR",
     help="Send a directory to /work/<dirname>/ (repeatable; links are kept as links).",
 )
+@click.option(
+    "--volume",
+    multiple=True,
+    metavar="NAME[:ro]",
+    help="Mount a volume at /volumes/NAME, read-write or read-only (repeatable).",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -111,6 +117,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             uploads=flags["upload"],
             upload_dirs=flags["upload_dir"],
             progress=progress,
+            volumes=flags["volume"],
             **limits,
         )
         if ctx.json and detach:

@@ -63,6 +63,10 @@ class FakeSystemd:
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
         return [(u, p["ActiveState"]) for u, p in self.units.items()]
 
+    async def reset_failed(self, unit: str) -> None:
+        if self.units.get(unit, {}).get("ActiveState") == "failed":
+            del self.units[unit]
+
 
 class FakeJournal:
     def __init__(self) -> None:

@@ -52,6 +52,10 @@ OPERATIONS: dict[tuple[str, str], Action] = {
     ("POST", "/v1/uploads"): Action.UPLOAD,
     ("PUT", "/v1/uploads/{id}"): Action.UPLOAD,
     ("DELETE", "/v1/uploads/{id}"): Action.UPLOAD,
+    ("POST", "/v1/volumes"): Action.VOLUME_MANAGE,
+    ("GET", "/v1/volumes"): Action.VOLUME_READ,
+    ("GET", "/v1/volumes/{name}"): Action.VOLUME_READ,
+    ("DELETE", "/v1/volumes/{name}"): Action.VOLUME_MANAGE,
     ("GET", "/v1/health"): Action.HEALTH,
 }
 

@@ -1,0 +1,48 @@
+"""/v1/volumes: create, list, get, remove."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from joblet_agent.api.handlers.jobs import SERVICE
+from joblet_agent.api.identity import caller_of
+from joblet_agent.rbac import Action, authorize
+from joblet_agent.services.volumes import VolumeService
+
+
+def _volumes(request: web.Request, action: Action) -> VolumeService:
+    caller = caller_of(request)
+    authorize(caller, action)
+    volumes: VolumeService = request.app[SERVICE].volumes
+    return volumes
+
+
+async def create(request: web.Request) -> web.Response:
+    service = _volumes(request, Action.VOLUME_MANAGE)
+    status = await service.create(await request.json(), owner=caller_of(request).name)
+    return web.json_response(status.to_dict(), status=201)
+
+
+async def list_volumes(request: web.Request) -> web.Response:
+    service = _volumes(request, Action.VOLUME_READ)
+    return web.json_response({"volumes": [v.to_dict() for v in service.all()]})
+
+
+async def get(request: web.Request) -> web.Response:
+    service = _volumes(request, Action.VOLUME_READ)
+    return web.json_response(service.get(request.match_info["name"]).to_dict())
+
+
+async def remove(request: web.Request) -> web.Response:
+    service = _volumes(request, Action.VOLUME_MANAGE)
+    name = request.match_info["name"]
+    await service.remove(name)
+    return web.json_response({"deleted": name})
+
+
+ROUTES = [
+    web.post("/v1/volumes", create),
+    web.get("/v1/volumes", list_volumes),
+    web.get("/v1/volumes/{name}", get),
+    web.delete("/v1/volumes/{name}", remove),
+]

@@ -1,0 +1,248 @@
+"""The volume manager: create, list, remove; and mounting volumes for the jobs that name them.
+
+A volume is mounted on the host by PID 1 (a transient mount unit, so `systemctl status` shows
+it) the first time it is needed after a boot, and stays mounted; jobs bind it from there. Jobs
+that use a volume require its mount (RequiresMountsFor=), and a volume that a live job names is
+never removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from joblet_agent.adapters.userdb import publish_group, withdraw_group
+from joblet_agent.adapters.volume_files import VolumeFiles
+from joblet_agent.config import AgentConfig
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.host import HostInfo
+from joblet_agent.model import JobState
+from joblet_agent.ports import Clock, JobStore, SystemdManager
+from joblet_agent.units.volume_units import VolumeBinding, mount_properties, mount_unit
+from joblet_agent.volumes import (
+    MAX_VOLUMES,
+    Volume,
+    VolumeMount,
+    VolumeType,
+    check_name,
+    parse_volume_request,
+)
+
+logger = logging.getLogger(__name__)
+
+MOUNT_TIMEOUT_SEC = 30.0
+_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class VolumeStatus:
+    volume: Volume
+    used_bytes: int | None
+    jobs: tuple[str, ...]
+    mounted: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.volume.to_dict(),
+            "used_bytes": self.used_bytes,
+            "jobs": list(self.jobs),
+            "mounted": self.mounted,
+            "persistent": self.volume.persistent,
+        }
+
+
+class VolumeService:
+    def __init__(self, config: AgentConfig, host: HostInfo, store: JobStore, clock: Clock) -> None:
+        self.config = config
+        self.host = host
+        self.store = store
+        self.clock = clock
+        self.files = VolumeFiles(config.state_dir / "volumes")
+        self.systemd: SystemdManager | None = None
+        self._volumes: dict[str, Volume] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def attach(self, systemd: SystemdManager) -> None:
+        self.systemd = systemd
+
+    @property
+    def _pid1(self) -> SystemdManager:
+        assert self.systemd is not None, "attach() a systemd manager first"
+        return self.systemd
+
+    def load(self) -> None:
+        """At start: the volumes on disk, and their groups published for PID 1 to resolve."""
+        self._volumes = {v.name: v for v in self.files.load_all()}
+        for volume in self._volumes.values():
+            publish_group(volume.group, volume.gid(self.config.jobs))
+        if self._volumes:
+            logger.info("%d volumes: %s", len(self._volumes), ", ".join(self._volumes))
+
+    # -- commands -------------------------------------------------------------------------
+
+    async def create(self, request: Mapping[str, Any], owner: str) -> VolumeStatus:
+        wanted = parse_volume_request(
+            request,
+            max_bytes=self.config.jobs.max_volume_bytes,
+            memory_bytes=self.host.memory_bytes,
+        )
+        if wanted.name in self._volumes:
+            raise JobletError(ErrorCode.CONFLICT, f"name: volume {wanted.name!r} already exists")
+        taken = {v.slot for v in self._volumes.values()}
+        slot = next((s for s in range(MAX_VOLUMES) if s not in taken), None)
+        if slot is None:
+            raise JobletError(ErrorCode.CONFLICT, f"this agent has {MAX_VOLUMES} volumes already")
+        volume = Volume(
+            name=wanted.name,
+            type=wanted.type,
+            size_bytes=wanted.size_bytes,
+            slot=slot,
+            created_at=self.clock.now(),
+            created_by=owner,
+        )
+        gid = volume.gid(self.config.jobs)
+        self._volumes[volume.name] = volume  # taken while we await
+        try:
+            await self.files.create(volume, gid)
+            publish_group(volume.group, gid)
+            await self._mount(volume)
+        except BaseException:
+            del self._volumes[volume.name]
+            await self._unmount(volume)
+            self.files.remove(volume.name)
+            withdraw_group(volume.group, gid)
+            raise
+        logger.info(
+            "volume %s created by %s: %s, %d bytes",
+            volume.name,
+            owner,
+            volume.type,
+            volume.size_bytes,
+        )
+        return self._status(volume)
+
+    def all(self) -> list[VolumeStatus]:
+        return [self._status(v) for v in sorted(self._volumes.values(), key=lambda v: v.name)]
+
+    def get(self, name: str) -> VolumeStatus:
+        return self._status(self._find(check_name("name", name)))
+
+    async def remove(self, name: str) -> None:
+        volume = self._find(check_name("name", name))
+        users = self._jobs_using(volume.name)
+        if users:
+            raise JobletError(
+                ErrorCode.CONFLICT,
+                f"volume {name!r} is in use by {len(users)} live job(s): {', '.join(users[:5])}",
+                hint="stop those jobs first",
+            )
+        async with self._lock(name):
+            await self._unmount(volume)
+            del self._volumes[name]
+            self.files.remove(name)
+            withdraw_group(volume.group, volume.gid(self.config.jobs))
+        logger.info("volume %s removed", name)
+
+    async def bindings(self, mounts: tuple[VolumeMount, ...]) -> tuple[VolumeBinding, ...]:
+        """The job's volumes, each mounted (now, if this is its first use since boot)."""
+        out = []
+        for mount in mounts:
+            volume = self._find(mount.name, field="volumes")
+            await self._mount(volume)
+            out.append(
+                VolumeBinding(
+                    name=volume.name,
+                    host_path=PurePosixPath(self.files.mount_point(volume.name)),
+                    group=volume.group,
+                    read_only=mount.read_only,
+                )
+            )
+        return tuple(out)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _find(self, name: str, *, field: str = "name") -> Volume:
+        volume = self._volumes.get(name)
+        if volume is None:
+            have = ", ".join(sorted(self._volumes)) or "none"
+            raise JobletError(
+                ErrorCode.NOT_FOUND,
+                f"{field}: there is no volume {name!r}; volumes: {have}",
+                hint=f"create it: rnx volume create {name} --size=1G",
+            )
+        return volume
+
+    def _jobs_using(self, name: str) -> list[str]:
+        return [
+            r.id
+            for r in self.store.list(states=_LIVE)
+            if any(m.name == name for m in r.spec.volumes)
+        ]
+
+    def _status(self, volume: Volume) -> VolumeStatus:
+        used = self.files.usage(volume.name)
+        return VolumeStatus(
+            volume=volume,
+            used_bytes=used,
+            jobs=tuple(self._jobs_using(volume.name)),
+            mounted=used is not None,
+        )
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _unit(self, volume: Volume) -> str:
+        return mount_unit(PurePosixPath(self.files.mount_point(volume.name)))
+
+    async def _mount(self, volume: Volume) -> None:
+        unit = self._unit(volume)
+        async with self._lock(volume.name):
+            state = await self._pid1.active_state(unit)
+            if state == "active":
+                return
+            if state is not None:  # failed or leftover: forget it, then mount afresh
+                await self._pid1.reset_failed(unit)
+            gid = volume.gid(self.config.jobs)
+            where = PurePosixPath(self.files.mount_point(volume.name))
+            image = PurePosixPath(self.files.image(volume.name))
+            await self._pid1.start_transient(
+                unit, mount_properties(volume, image=image, where=where, gid=gid)
+            )
+            await self._until(unit, volume)
+            await asyncio.to_thread(self.files.prepare_root, volume.name, gid)
+            if volume.type is VolumeType.MEMORY:
+                logger.info(
+                    "memory volume %s mounted (empty: it does not outlive a boot)", volume.name
+                )
+
+    async def _until(self, unit: str, volume: Volume) -> None:
+        deadline = asyncio.get_running_loop().time() + MOUNT_TIMEOUT_SEC
+        while True:
+            state = await self._pid1.active_state(unit)
+            if state == "active":
+                return
+            if state in ("failed", None) or asyncio.get_running_loop().time() > deadline:
+                await self._pid1.reset_failed(unit)
+                raise JobletError(
+                    ErrorCode.SYSTEMD,
+                    f"volume {volume.name!r} could not be mounted ({unit}: {state or 'gone'})",
+                    hint=f"journalctl -u {unit} says why",
+                )
+            await asyncio.sleep(0.02)
+
+    async def _unmount(self, volume: Volume) -> None:
+        unit = self._unit(volume)
+        if await self._pid1.active_state(unit) is None:
+            return
+        await self._pid1.stop(unit)
+        deadline = asyncio.get_running_loop().time() + MOUNT_TIMEOUT_SEC
+        while (state := await self._pid1.active_state(unit)) not in (None, "inactive", "failed"):
+            if asyncio.get_running_loop().time() > deadline:
+                raise JobletError(ErrorCode.SYSTEMD, f"{unit} did not unmount ({state})")
+            await asyncio.sleep(0.02)
+        if state == "failed":
+            await self._pid1.reset_failed(unit)

@@ -1,0 +1,81 @@
+"""rnx volume create|list|remove."""
+
+from __future__ import annotations
+
+import click
+
+from rnx.cli import Context, handle_errors
+from rnx.output import emit_json, human_bytes, table
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group("volume")
+def group() -> None:
+    """Named storage that outlives jobs: --volume=NAME mounts it at /volumes/NAME."""
+
+
+@group.command()
+@click.argument("name")
+@click.option("--size", required=True, metavar="SIZE", help="Its size: 512M, 1G, 10GB ...")
+@click.option(
+    "--type",
+    "kind",
+    type=click.Choice(["filesystem", "memory"]),
+    default="filesystem",
+    show_default=True,
+    help="filesystem: a disk image, kept across reboots. memory: tmpfs, emptied by a reboot.",
+)
+@pass_ctx
+@handle_errors
+def create(ctx: Context, name: str, size: str, kind: str) -> None:
+    """Create volume NAME (maintainer or admin)."""
+    with ctx.client() as client:
+        volume = client.create_volume(name, size=size, type=kind)
+    if ctx.json:
+        emit_json(volume)
+        return
+    note = "" if volume["persistent"] else " (memory: its contents do not survive a reboot)"
+    click.secho(
+        f"Volume {volume['name']} created: {volume['type']}, "
+        f"{human_bytes(volume['size_bytes'])}{note}",
+        fg="green",
+    )
+
+
+@group.command("list")
+@pass_ctx
+@handle_errors
+def list_(ctx: Context) -> None:
+    """List volumes with their type, size, use and the jobs using them."""
+    with ctx.client() as client:
+        volumes = client.volumes()
+    if ctx.json:
+        emit_json(volumes)
+        return
+    rows = [
+        [
+            v["name"],
+            v["type"] + ("" if v["persistent"] else " (not kept at reboot)"),
+            human_bytes(v["size_bytes"]),
+            human_bytes(v["used_bytes"]),
+            v["created_at"][:19].replace("T", " "),
+            ", ".join(j[:8] for j in v["jobs"]) or "-",
+        ]
+        for v in volumes
+    ]
+    table(["NAME", "TYPE", "SIZE", "USED", "CREATED (UTC)", "JOBS"], rows)
+
+
+@group.command()
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def remove(ctx: Context, name: str) -> None:
+    """Remove volume NAME and its data (refused while a job uses it; maintainer or admin)."""
+    with ctx.client() as client:
+        client.remove_volume(name)
+    if ctx.json:
+        emit_json({"deleted": name})
+        return
+    click.secho(f"Volume {name} removed", fg="green")
