@@ -67,6 +67,7 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.api_latency
 	$(SANDBOX) run -- $(BIN)/python -m bench.log_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
+	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
 
 clean:
 	-$(SANDBOX) down
