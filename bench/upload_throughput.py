@@ -3,9 +3,9 @@ peak memory while it receives.
 
     python -m bench.upload_throughput [--size-mib 1024] [-n 3]
 
-Measured per round: `cp` of the file into the agent's state directory (the page cache, no sync:
-the upload does not sync either); `Client.upload` over the Unix socket and over mTLS (announce,
-stream, extract); a whole `rnx job run --upload` of the file (also makes the job's /work image
+Measured per round: `cp` and `cat >` of the file into the agent's state directory (the page
+cache, no sync: the upload does not sync either); `Client.upload` over the Unix socket and over
+mTLS (announce, stream, extract); a whole `rnx job run --upload` of the file (also makes the job's /work image
 from it and starts the job). The agent's RSS is sampled every 20 ms during the uploads.
 """
 
@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 from bench.common import client_config
@@ -95,12 +96,18 @@ def main() -> None:
                 upload_id = client.upload([str(source)])
                 client._call("DELETE", f"/v1/uploads/{upload_id}")
 
+            copy = work / "copy.bin"
             for _ in range(args.n):
-                copy = work / "copy.bin"
-                results.setdefault("cp (same disk, page cache)", []).append(
-                    timed(lambda: shutil.copyfile(source, copy))
-                )
-                copy.unlink()
+                # cp copies in the kernel (copy_file_range); cat > through user space, as rnx
+                # and the agent do.
+                for name, argv in (
+                    ("cp (same disk, in-kernel copy)", ["cp", str(source), str(copy)]),
+                    ("cat > (same disk, user space)", ["sh", "-c", f"cat {source} > {copy}"]),
+                ):
+                    results.setdefault(name, []).append(
+                        timed(partial(subprocess.run, argv, check=True))
+                    )
+                    copy.unlink()
                 with peak_rss(pid) as peak:
                     results.setdefault("rnx upload, Unix socket", []).append(
                         timed(lambda: upload(unix))

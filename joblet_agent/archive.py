@@ -211,7 +211,7 @@ def extract(stream: BinaryIO, dest: Path, limits: ExtractLimits, *, what: str) -
     """Extract a tar stream (plain or gzip) into the existing, empty directory `dest`."""
     extractor = _Extractor(dest, limits, what)
     try:
-        with tarfile.open(fileobj=stream, mode="r|*") as archive:
+        with tarfile.open(fileobj=stream, mode="r|*", bufsize=_COPY_CHUNK) as archive:
             for member in archive:
                 extractor.add(archive, member)
     except (tarfile.TarError, EOFError) as exc:

@@ -13,7 +13,7 @@ from joblet_agent.fields import Fields
 from joblet_agent.rbac import Action, authorize
 from joblet_agent.services.uploads import UploadService
 
-_CHUNK = 256 * 1024
+_CHUNK = 1024 * 1024
 TAR_TYPES = ("application/x-tar", "application/octet-stream")
 
 
