@@ -6,7 +6,8 @@ peak memory while it receives.
 Measured per round: `cp` and `cat >` of the file into the agent's state directory (the page
 cache, no sync: the upload does not sync either); `Client.upload` over the Unix socket and over
 mTLS (announce, stream, extract); a whole `rnx job run --upload` of the file (also makes the
-job's /work image from it and starts the job). The agent's RSS is sampled every 20 ms during the uploads.
+job's /work image from it and starts the job). The agent's RSS is sampled every 20 ms during
+the uploads.
 """
 
 from __future__ import annotations
