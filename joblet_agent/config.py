@@ -46,6 +46,9 @@ class JobPolicy:
     max_upload_bytes: int = 1024**3  # the files one job's upload may hold
     max_upload_entries: int = 100_000  # files, directories and links of one upload
     max_volume_bytes: int = 1024**4  # a filesystem volume's largest size (memory: the host's)
+    # A volume a job names that does not exist is created with this size when the caller may
+    # manage volumes (None: refused instead).
+    auto_volume_bytes: int | None = 1024**3
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
 
 
@@ -162,6 +165,9 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         or base.max_upload_entries,
         max_volume_bytes=section.parsed("max_volume_size", parse_size, base.max_volume_bytes)
         or base.max_volume_bytes,
+        auto_volume_bytes=section.parsed("auto_volume_size", parse_size)
+        if section.present("auto_volume_size")
+        else base.auto_volume_bytes,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
     )

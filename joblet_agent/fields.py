@@ -41,6 +41,10 @@ class Fields:
     def has(self, key: str) -> bool:
         return self._data.get(key) is not None
 
+    def present(self, key: str) -> bool:
+        """Given at all, null included (`key: null` may mean "off" where absent means default)."""
+        return key in self._data
+
     def raw(self, key: str) -> Any:
         self._seen.add(key)
         return self._data.get(key)

@@ -160,9 +160,17 @@ class JobService:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def submit(self, request: Mapping[str, Any], owner: str) -> JobRecord:
+    async def submit(
+        self, request: Mapping[str, Any], owner: str, *, may_create_volumes: bool = False
+    ) -> JobRecord:
+        """`may_create_volumes`: the caller may manage volumes, so volumes the job names that
+        do not exist yet are created (jobs.auto_volume_size), as the design document's examples
+        expect; a warning on the job says so."""
         validated = parse_job_request(request, self.config.jobs, self.host)
         spec = validated.spec
+        warnings = validated.warnings
+        if may_create_volumes:
+            warnings += await self.volumes.create_missing(spec.volumes, owner)
         upload = self.uploads.take(spec.upload, owner) if spec.upload else None
         if upload is not None:
             try:
@@ -179,7 +187,7 @@ class JobService:
             state=JobState.SCHEDULED,
             owner=owner,
             created_at=self.clock.now(),
-            warnings=validated.warnings,
+            warnings=warnings,
             user=user.name,
         )
         unit = record.unit

@@ -125,6 +125,20 @@ class VolumeService:
         )
         return self._status(volume)
 
+    async def create_missing(self, mounts: tuple[VolumeMount, ...], owner: str) -> tuple[str, ...]:
+        """Volumes a job names that do not exist yet, created with the configured size (if
+        jobs.auto_volume_size is set); the warnings that say so."""
+        size = self.config.jobs.auto_volume_bytes
+        created = []
+        for mount in mounts:
+            if mount.name in self._volumes or size is None:
+                continue
+            await self.create({"name": mount.name, "size": size}, owner)
+            created.append(
+                f"volume {mount.name!r} did not exist: created (filesystem, {size} bytes)"
+            )
+        return tuple(created)
+
     def all(self) -> list[VolumeStatus]:
         return [self._status(v) for v in sorted(self._volumes.values(), key=lambda v: v.name)]
 

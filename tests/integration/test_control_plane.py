@@ -343,3 +343,33 @@ def test_only_admins_may_relax_isolation(certs: dict[str, str]) -> None:
     with Client(config=certs["admin"]) as admin:
         job = admin.run(["true"], relax=["wx-memory"])
         assert job["spec"]["relax"] == ["wx-memory"]
+
+
+def test_volume_roles_and_auto_creation(certs: dict[str, str], admin_local: Client) -> None:
+    """reader lists; developer may neither create nor get one made by naming it; maintainer may
+    both (the design document's examples name volumes nobody created)."""
+    name = f"rbac-{uuid.uuid4().hex[:6]}"
+    with Client(config=certs["reader"]) as reader:
+        assert isinstance(reader.volumes(), list)
+        with pytest.raises(RnxError) as refused:
+            reader.create_volume(name, size="16M")
+        assert refused.value.status == 403
+    with Client(config=certs["developer"]) as dev:
+        with pytest.raises(RnxError) as refused:
+            dev.create_volume(name, size="16M")
+        assert refused.value.status == 403
+        with pytest.raises(RnxError) as missing:
+            dev.run(["true"], volumes=[name])
+        assert missing.value.status == 404
+        assert "rnx volume create" in (missing.value.hint or "")
+    assert name not in {v["name"] for v in admin_local.volumes()}
+    with Client(config=certs["maintainer"]) as maintainer:
+        job = maintainer.run(["sh", "-c", f"echo made > /volumes/{name}/f"], volumes=[name])
+        assert job["warnings"] == [
+            f"volume {name!r} did not exist: created (filesystem, {2**30} bytes)"
+        ]
+        assert maintainer.wait(job["id"])["exit_code"] == 0
+        with Client(config=certs["developer"]) as dev:  # now it exists: developers may use it
+            lines = list(dev.logs(dev.run(["cat", f"/volumes/{name}/f"], volumes=[name])["id"]))
+        assert lines == ["made"]
+        maintainer.remove_volume(name)

@@ -15,7 +15,7 @@ from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobRecord, JobState
-from joblet_agent.rbac import Action, Caller, authorize
+from joblet_agent.rbac import REQUIRED, Action, Caller, authorize
 from joblet_agent.services.jobs import JobService
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,11 @@ async def create(request: web.Request) -> web.Response:
     body = await request.json()
     if isinstance(body, dict) and body.get("relax"):
         authorize(caller, Action.JOB_RELAX)  # anything that weakens isolation is the admin's
-    record = await _service(request).submit(body, owner=caller.name)
+    record = await _service(request).submit(
+        body,
+        owner=caller.name,
+        may_create_volumes=caller.role.at_least(REQUIRED[Action.VOLUME_MANAGE]),
+    )
     request[JOB_ID] = record.id
     return web.json_response(_job_json(record), status=201)
 
