@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.userdb import pool
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
@@ -101,29 +102,8 @@ class JobDirectories:
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
         )
-        # No journal: the filesystem lives as long as the job. No reserved blocks: all of it is
-        # the job's. Root owner: the job's user, with nothing to chown later.
-        proc = await asyncio.create_subprocess_exec(
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-O",
-            "^has_journal",
-            "-m",
-            "0",
-            "-d",
-            str(paths.work),
-            "-E",
-            f"root_owner={user.uid}:{user.uid},nodiscard",
-            str(image),
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await proc.communicate()
-        if proc.returncode != 0:
-            raise JobletError(
-                ErrorCode.INTERNAL, f"mkfs.ext4 failed for {image}: {err.decode(errors='replace')}"
-            )
+        # No journal: the filesystem lives as long as the job. Root owner: the job's user.
+        await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=Path(paths.work))
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)

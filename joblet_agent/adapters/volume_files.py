@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ import shutil
 import struct
 from pathlib import Path
 
+from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.volumes import Volume, VolumeType
 
@@ -110,23 +110,7 @@ class VolumeFiles:
 async def _make_image(image: Path, size: int, gid: int) -> None:
     with image.open("xb") as out:
         out.truncate(size)  # sparse: the disk is used as the jobs write
-    proc = await asyncio.create_subprocess_exec(
-        "mkfs.ext4",
-        "-q",
-        "-F",
-        "-m",
-        "0",
-        "-E",
-        f"root_owner=0:{gid},nodiscard",
-        str(image),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise JobletError(
-            ErrorCode.INTERNAL, f"mkfs.ext4 failed for {image}: {err.decode(errors='replace')}"
-        )
+    await make_ext4(image, owner=(0, gid), journal=True)  # a journal: it outlives crashes
 
 
 def _write_json(path: Path, data: object) -> None:

@@ -217,13 +217,16 @@ def test_bad_volume_requests_say_what_is_wrong(args: list[str], message: str) ->
     assert not (VOLUMES / "ok").exists()
 
 
-def test_a_job_naming_an_unknown_volume_is_refused_cleanly(client: Client) -> None:
+def test_a_job_naming_a_bad_volume_is_refused_cleanly(client: Client) -> None:
+    """(A missing volume is created for admins, refused for developers: test_control_plane.)"""
     jobs = set(os.listdir("/var/lib/joblet/jobs"))
+    volumes = set(os.listdir(VOLUMES))
     with pytest.raises(RnxError) as caught:
-        client.run(["true"], volumes=["nope"])
-    assert caught.value.code == "not-found"
-    assert "volumes: there is no volume 'nope'" in caught.value.message
+        client.run(["true"], volumes=["Nope!"])
+    assert caught.value.code == "invalid"
+    assert "volumes[0].name: 'Nope!' is not a valid volume name" in caught.value.message
     assert set(os.listdir("/var/lib/joblet/jobs")) == jobs
+    assert set(os.listdir(VOLUMES)) == volumes
 
 
 def test_job_waits_for_nothing_when_volume_is_mounted(client: Client, volume: str) -> None:
