@@ -135,7 +135,7 @@ class VolumeService:
                 continue
             await self.create({"name": mount.name, "size": size}, owner)
             created.append(
-                f"volume {mount.name!r} did not exist: created (filesystem, {size} bytes)"
+                f"volume {mount.name!r} did not exist: created (filesystem, {size >> 20} MiB)"
             )
         return tuple(created)
 

@@ -245,6 +245,13 @@ def status(ctx: Context, job_id: str) -> None:
         ("Owner", job["owner"]),
         ("Command", " ".join([spec["command"], *spec["args"]])),
         ("Limits", describe_limits(spec["limits"])),
+    ]
+    if spec.get("volumes"):
+        mounts = [v["name"] + (":ro" if v["read_only"] else "") for v in spec["volumes"]]
+        lines.append(("Volumes", ", ".join(mounts)))
+    if spec.get("upload"):
+        lines.append(("Upload", spec["upload"]))
+    lines += [
         ("Created", job["created_at"]),
         ("Started", job["started_at"] or "-"),
         ("Ended", job["ended_at"] or "-"),
