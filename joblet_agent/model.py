@@ -10,6 +10,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from joblet_agent.networks import EgressRule, Endpoint
+
 
 class JobState(StrEnum):
     SCHEDULED = "SCHEDULED"  # accepted, unit not running yet
@@ -70,6 +72,8 @@ class JobSpec:
     relax: tuple[str, ...] = ()  # isolation relaxations asked for (units/sandbox.py RELAXATIONS)
     name: str | None = None
     limits: Limits = field(default_factory=Limits)
+    network: str = "none"  # a mode (networks.NetworkMode) or a network's name
+    allow_egress: tuple[EgressRule, ...] = ()  # resolved at submit time
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -88,6 +92,8 @@ class JobSpec:
             "relax": list(self.relax),
             "name": self.name,
             "limits": self.limits.to_dict(),
+            "network": self.network,
+            "allow_egress": [rule.to_dict() for rule in self.allow_egress],
         }
 
     @classmethod
@@ -101,6 +107,8 @@ class JobSpec:
             relax=tuple(data.get("relax", ())),
             name=data["name"],
             limits=Limits.from_dict(data["limits"]),
+            network=data.get("network", "none"),
+            allow_egress=tuple(EgressRule.from_dict(r) for r in data.get("allow_egress", ())),
         )
 
 
@@ -122,6 +130,7 @@ class JobRecord:
     stop_requested: bool = False
     warnings: tuple[str, ...] = ()
     user: str | None = None  # the pool user it runs as (adapters/userdb.py)
+    endpoint: Endpoint | None = None  # its address and hostname on a network (networks.py)
 
     @property
     def unit(self) -> str:
@@ -150,6 +159,7 @@ class JobRecord:
             "stop_requested": self.stop_requested,
             "warnings": list(self.warnings),
             "user": self.user,
+            "endpoint": self.endpoint.to_dict() if self.endpoint else None,
         }
 
     @classmethod
@@ -174,6 +184,7 @@ class JobRecord:
             stop_requested=data["stop_requested"],
             warnings=tuple(data["warnings"]),
             user=data.get("user"),
+            endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
         )
 
 

@@ -42,6 +42,10 @@ class Action(StrEnum):
     JOB_DELETE = "job.delete"
     JOB_DELETE_ALL = "job.delete-all"
     JOB_RELAX = "job.relax-isolation"  # run a job with a weaker profile (spec.relax)
+    JOB_HOST_NETWORK = "job.host-network"  # run a job in the host's network namespace
+    NETWORK_READ = "network.read"
+    NETWORK_CREATE = "network.create"
+    NETWORK_REMOVE = "network.remove"
     HEALTH = "health"
 
 
@@ -54,6 +58,10 @@ REQUIRED: dict[Action, Role] = {
     Action.JOB_DELETE: Role.DEVELOPER,
     Action.JOB_DELETE_ALL: Role.DEVELOPER,
     Action.JOB_RELAX: Role.ADMIN,
+    Action.JOB_HOST_NETWORK: Role.ADMIN,
+    Action.NETWORK_READ: Role.READER,
+    Action.NETWORK_CREATE: Role.MAINTAINER,
+    Action.NETWORK_REMOVE: Role.MAINTAINER,
 }
 # Below this role, acting on a job needs owning it.
 ANYONES_JOBS = Role.MAINTAINER

@@ -88,9 +88,10 @@ def cli(
 
 
 def _register() -> None:
-    from rnx.commands import job
+    from rnx.commands import job, network
 
     cli.add_command(job.group)
+    cli.add_command(network.group)
 
 
 _register()

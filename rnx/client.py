@@ -5,6 +5,7 @@ Programs and AI agents use Client; the CLI uses it too, so there is one implemen
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import socket
@@ -131,9 +132,12 @@ class Client:
         name: str | None = None,
         workdir: str | None = None,
         relax: Sequence[str] = (),
+        network: str | None = None,
+        allow_egress: Sequence[str] = (),
         **limits: Any,
     ) -> dict[str, Any]:
-        """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...)."""
+        """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
+        `network`: none (default), isolated, host (admin only) or a network's name."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
         for key, value in (
             ("env", env),
@@ -141,6 +145,8 @@ class Client:
             ("name", name),
             ("workdir", workdir),
             ("relax", list(relax)),
+            ("network", network),
+            ("allow_egress", list(allow_egress)),
         ):
             if value:
                 body[key] = value
@@ -168,6 +174,20 @@ class Client:
 
     def metrics(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/jobs/{job_id}/metrics"))
+
+    def create_network(self, name: str, cidr: str, *, internal: bool = False) -> dict[str, Any]:
+        body = {"name": name, "cidr": cidr, "internal": internal}
+        return dict(self._call("POST", "/v1/networks", body=body))
+
+    def networks(self) -> builtins.list[dict[str, Any]]:
+        """Every network with its CIDR and the live jobs on it."""
+        return builtins.list(self._call("GET", "/v1/networks")["networks"])
+
+    def network(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/networks/{name}"))
+
+    def remove_network(self, name: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/networks/{name}"))
 
     def health(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/health"))

@@ -23,7 +23,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.executables import resolve_command
 from joblet_agent.host import HostInfo
 from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobRecord, JobState, job_id_of_unit
+from joblet_agent.model import JobRecord, JobSpec, JobState, job_id_of_unit
 from joblet_agent.outcome import (
     ExitKind,
     ExitRecord,
@@ -33,6 +33,8 @@ from joblet_agent.outcome import (
     parse_status,
 )
 from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
+from joblet_agent.services.networks import NetworkService
+from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.translate import environment_file, translate
 
@@ -59,6 +61,7 @@ class JobService:
         *,
         files: JobFiles,
         clock: Clock | None = None,
+        networks: NetworkService | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -66,6 +69,7 @@ class JobService:
         self.journal = journal
         self.files = files
         self.clock = clock or SystemClock()
+        self.networks = networks
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
         self._finishing: set[asyncio.Task[None]] = set()
@@ -132,24 +136,39 @@ class JobService:
         paths = self._paths(job_id)
         command = resolve_command(spec.command, spec.env.get("PATH"), paths)
         user = self._free_user()
-        properties = translate(
-            job_id, spec, self.config, self.host, paths, user=user, executable=command
-        )
-        record = JobRecord(
-            id=job_id,
-            spec=spec,
-            state=JobState.SCHEDULED,
-            owner=owner,
-            created_at=self.clock.now(),
-            warnings=validated.warnings,
-            user=user.name,
-        )
-        unit = record.unit
-        await self.files.create(
-            paths, user, workdir=spec.workdir, work_bytes=spec.limits.work_bytes or 0
-        )
+        spec, network = await self._plan_network(job_id, spec)
+        try:
+            properties = translate(
+                job_id,
+                spec,
+                self.config,
+                self.host,
+                paths,
+                user=user,
+                executable=command,
+                network=network,
+            )
+            record = JobRecord(
+                id=job_id,
+                spec=spec,
+                state=JobState.SCHEDULED,
+                owner=owner,
+                created_at=self.clock.now(),
+                warnings=validated.warnings,
+                user=user.name,
+                endpoint=network.endpoint,
+            )
+            unit = record.unit
+            await self.files.create(
+                paths, user, workdir=spec.workdir, work_bytes=spec.limits.work_bytes or 0
+            )
+        except BaseException:
+            self._release_network(job_id)
+            raise
         self.store.put(record)
         try:
+            if self.networks and network.attached:
+                self.networks.write_job_files(paths, network)
             if spec.secret_env:
                 _write_private(Path(paths.secrets), environment_file(spec.secret_env))
             started = self._expect(unit)
@@ -159,6 +178,7 @@ class JobService:
             self._pending.pop(unit, None)
             self.store.delete(job_id)
             self.files.remove(paths)
+            self._release_network(job_id)
             raise
         logger.info(
             "started %s for %s: %s",
@@ -370,6 +390,17 @@ class JobService:
             hint="wait for jobs to end, or raise jobs.max_running in joblet.yml",
         )
 
+    async def _plan_network(self, job_id: str, spec: JobSpec) -> tuple[JobSpec, JobNetwork]:
+        if self.networks is None:
+            if spec.network != "none":
+                raise JobletError(ErrorCode.UNSUPPORTED, "this agent has no networks")
+            return spec, NO_NETWORK
+        return await self.networks.plan(job_id, spec)
+
+    def _release_network(self, job_id: str) -> None:
+        if self.networks is not None:
+            self.networks.release(job_id)
+
     def _paths(self, job_id: str) -> JobPaths:
         return JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
 
@@ -381,6 +412,8 @@ class JobService:
 
     def _save(self, record: JobRecord) -> None:
         self.store.put(record)
+        if record.state.is_terminal and self.networks is not None:
+            self.networks.job_ended(record)  # its address and hostname are free again
         event = self._changed.pop(record.id, None)
         if event:
             event.set()

@@ -11,6 +11,14 @@ from collections.abc import Mapping
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import CgroupMode, Controller, HostInfo
 from joblet_agent.model import JobSpec, unit_name
+from joblet_agent.units.network import (
+    NO_NETWORK,
+    JobNetwork,
+    network_binds,
+    network_properties,
+    start_steps,
+    stop_steps,
+)
 from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.sandbox import in_job, sandbox_properties
@@ -65,6 +73,7 @@ def translate(
     *,
     user: JobUser,
     executable: str,
+    network: JobNetwork = NO_NETWORK,
 ) -> list[Property]:
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
     stays as the user typed it."""
@@ -105,10 +114,13 @@ def translate(
             paths,
             user,
             tmp_bytes=config.jobs.tmp_bytes,
-            extra_read_only=[memcg] if memcg else [],
+            extra_read_only=([memcg] if memcg else []) + network_binds(network),
             relax=spec.relax,
+            network=network_properties(network),
         ),
     ]
+    if network.attached:
+        props.append(prop("ExecStartPreEx", start_steps(network)))
     if limits.cpu_percent is not None:
         props.append(prop("CPUQuotaPerSecUSec", limits.cpu_percent * USEC_PER_SEC // 100))
     if limits.memory_bytes is not None:
@@ -130,7 +142,12 @@ def translate(
         mask = cpu_mask(limits.cpu_cores)
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
-    props.append(prop("ExecStopPostEx", [exit_recorder(paths, memcg=memcg is not None)]))
+    props.append(
+        prop(
+            "ExecStopPostEx",
+            [exit_recorder(paths, memcg=memcg is not None), *stop_steps(network)],
+        )
+    )
     if limits.timeout_sec is not None:
         props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
     return props

@@ -64,6 +64,19 @@ def group() -> None:
     type=click.Choice(["wx-memory"]),
     help="Loosen the isolation for this job (admin only): wx-memory for JIT runtimes.",
 )
+@click.option(
+    "--network",
+    metavar="NET",
+    help="none (default: loopback only), isolated (outbound NAT only), host (admin only), "
+    "or a network's name (rnx network list).",
+)
+@click.option(
+    "--allow-egress",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow outbound traffic only to these (repeatable): an IPv4 address, prefix or DNS "
+    "name (resolved at submit), with an optional port. Needs --network.",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -89,6 +102,8 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             name=flags["name"],
             workdir=flags["workdir"],
             relax=flags["relax"],
+            network=flags["network"],
+            allow_egress=flags["allow_egress"],
             **limits,
         )
         if ctx.json and detach:
@@ -221,6 +236,12 @@ def status(ctx: Context, job_id: str) -> None:
         ("Ended", job["ended_at"] or "-"),
         ("Exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
     ]
+    if spec.get("network", "none") != "none":
+        endpoint = job.get("endpoint")
+        where = f" {endpoint['address']} ({endpoint['hostname']})" if endpoint else ""
+        lines.append(("Network", spec["network"] + where))
+    for rule in spec.get("allow_egress", []):
+        lines.append(("Egress allowed", f"{rule['target']} -> {', '.join(rule['addresses'])}"))
     if job["signal"]:
         lines.append(("Signal", job["signal"]))
     if job["result"]:
