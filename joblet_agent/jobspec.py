@@ -101,7 +101,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         if item not in RELAXATIONS:
             raise top.error(f"relax[{index}]", item, f"allowed: {', '.join(RELAXATIONS)}")
     limits, warnings = _limits(top.section("limits"), policy, host)
-    network = check_job_network(top, "network", top.string("network", NetworkMode.NONE) or "")
+    network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
     egress = tuple(
         parse_egress(top, f"allow_egress[{index}]", text)
         for index, text in enumerate(top.string_list("allow_egress"))

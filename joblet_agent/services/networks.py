@@ -147,11 +147,9 @@ class NetworkService:
         network = self.get(name)
         if network.name == ISOLATED:
             raise JobletError(ErrorCode.CONFLICT, "the isolated network is built in")
-        users = self.attached(name) + [
-            r for r in map(self.jobs.get, self._reserved) if r and r.spec.network == name
-        ]
+        users = sorted(self._endpoints(name))
         if users:
-            shown = ", ".join(sorted({r.id[:8] for r in users}))
+            shown = ", ".join(job_id[:8] for job_id in users[:10]) + (", ..." * (len(users) > 10))
             raise JobletError(
                 ErrorCode.CONFLICT,
                 f"network {name!r} is in use by {len(users)} live job(s): {shown}",
