@@ -13,6 +13,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,13 @@ def server(client: Client, network: str, name: str, **options: Any) -> dict[str,
 
 
 def stop_all(client: Client, jobs: list[dict[str, Any]]) -> None:
-    for job in jobs:
-        if client.get(job["id"])["state"] in ("SCHEDULED", "RUNNING"):
-            client.stop(job["id"])
+    def stop(job: dict[str, Any]) -> None:
+        with Client() as own:
+            if own.get(job["id"])["state"] in ("SCHEDULED", "RUNNING"):
+                own.stop(job["id"])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(stop, jobs))
 
 
 @pytest.fixture(scope="module")
@@ -273,9 +278,15 @@ def test_fifty_jobs_on_one_network(client: Client, make_network: Any) -> None:
     jobs: list[dict[str, Any]] = []
     started = time.monotonic()
     try:
-        for index in range(50):
-            name = f"n{index}"
-            jobs.append(client.run(["python3", "-c", SERVER, name], network=net, name=name))
+        # Eight at a time, as several clients would: the agent serves them concurrently.
+        def start(index: int) -> dict[str, Any]:
+            with Client() as own:
+                return own.run(
+                    ["python3", "-c", SERVER, f"n{index}"], network=net, name=f"n{index}"
+                )
+
+        with ThreadPoolExecutor(8) as pool:
+            jobs.extend(pool.map(start, range(50)))
         for job in jobs:
             wait_ready(client, job["id"], timeout=60)
         setup = time.monotonic() - started
@@ -389,3 +400,45 @@ def test_agent_restart_reconciles(client: Client, make_network: Any) -> None:
     assert "jv0000deadbeef" not in links()
     assert "gone" not in (NETWORKS / net / "hosts").read_text()
     assert srv["endpoint"]["link"] not in links()
+
+
+# Sends one UDP datagram from its own address and one from an address it does not have
+# (IP_FREEBIND lets any process bind one), then one more from its own.
+SPOOFER = """
+import socket, sys
+def send(source, text):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_IP, 15, 1)  # IP_FREEBIND
+    s.bind((source, 0))
+    try:
+        s.sendto(text.encode(), (sys.argv[1], 9999))
+        print("sent", text, flush=True)
+    except OSError as e:
+        print("refused", text, e.errno, flush=True)
+me = socket.gethostbyname(sys.argv[2])
+send(me, "real")
+send("10.73.0.200", "spoofed")
+send(me, "real-again")
+"""
+SINK = """
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", 9999))
+print("ready", flush=True)
+while True:
+    data, peer = s.recvfrom(100)
+    print(data.decode(), peer[0], flush=True)
+    if data == b"real-again":
+        break
+"""
+
+
+def test_a_job_cannot_send_with_another_address(client: Client, make_network: Any) -> None:
+    net = make_network("10.73.0.0/24")
+    sink = client.run(["python3", "-c", SINK], network=net, name="sink")
+    wait_ready(client, sink["id"])
+    spoofer = client.run(["python3", "-c", SPOOFER, "sink", "spoofer"], network=net, name="spoofer")
+    out = job_output(client, spoofer["id"])
+    address = client.get(spoofer["id"])["endpoint"]["address"]
+    assert out[0] == "sent real" and out[2] == "sent real-again", out
+    received = job_output(client, sink["id"])[1:]
+    assert received == [f"real {address}", f"real-again {address}"], received
