@@ -70,6 +70,7 @@ class JobService:
         self.files = files
         self.clock = clock or SystemClock()
         self.networks = networks
+        self._claimed: set[str] = set()  # users chosen by submits not yet recorded
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
         self._finishing: set[asyncio.Task[None]] = set()
@@ -136,36 +137,40 @@ class JobService:
         paths = self._paths(job_id)
         command = resolve_command(spec.command, spec.env.get("PATH"), paths)
         user = self._free_user()
-        spec, network = await self._plan_network(job_id, spec)
         try:
-            properties = translate(
-                job_id,
-                spec,
-                self.config,
-                self.host,
-                paths,
-                user=user,
-                executable=command,
-                network=network,
-            )
-            record = JobRecord(
-                id=job_id,
-                spec=spec,
-                state=JobState.SCHEDULED,
-                owner=owner,
-                created_at=self.clock.now(),
-                warnings=validated.warnings,
-                user=user.name,
-                endpoint=network.endpoint,
-            )
-            unit = record.unit
-            await self.files.create(
-                paths, user, workdir=spec.workdir, work_bytes=spec.limits.work_bytes or 0
-            )
-        except BaseException:
-            self._release_network(job_id)
-            raise
-        self.store.put(record)
+            spec, network = await self._plan_network(job_id, spec)
+            try:
+                properties = translate(
+                    job_id,
+                    spec,
+                    self.config,
+                    self.host,
+                    paths,
+                    user=user,
+                    executable=command,
+                    network=network,
+                )
+                record = JobRecord(
+                    id=job_id,
+                    spec=spec,
+                    state=JobState.SCHEDULED,
+                    owner=owner,
+                    created_at=self.clock.now(),
+                    warnings=validated.warnings,
+                    user=user.name,
+                    endpoint=network.endpoint,
+                )
+                unit = record.unit
+                await self.files.create(
+                    paths, user, workdir=spec.workdir, work_bytes=spec.limits.work_bytes or 0
+                )
+            except BaseException:
+                self._release_network(job_id)
+                raise
+            self.store.put(record)
+        finally:
+            # Until the record holds it, the claim keeps a concurrent submit off this user.
+            self._claimed.discard(user.name)
         try:
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
@@ -378,11 +383,13 @@ class JobService:
 
     def _free_user(self) -> JobUser:
         """A pool user no live job has: jobs never share a UID, so they cannot see, signal or
-        ptrace each other. Runs without awaiting between choice and record, so no race."""
-        live = {r.user for r in self.store.list(states=_LIVE)}
+        ptrace each other. A user chosen is claimed until the job's record holds it: the submit
+        awaits (the /work image, the network) between choosing and recording."""
+        live = {r.user for r in self.store.list(states=_LIVE)} | self._claimed
         for slot in range(self.config.jobs.max_running):
             user = pool_user(self.config.jobs, slot)
             if user.name not in live:
+                self._claimed.add(user.name)
                 return user
         raise JobletError(
             ErrorCode.CONFLICT,

@@ -156,7 +156,11 @@ class NetworkService:
                 hint="stop those jobs first",
             )
         self.store.remove(name)
-        await self._apply()
+        try:
+            await self._apply()
+        except BaseException:
+            self.store.add(network)  # nothing half-done: it is still there, and still recorded
+            raise
         shutil.rmtree(self.root / name, ignore_errors=True)
         logger.info("removed network %s", name)
         return network

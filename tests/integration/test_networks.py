@@ -392,14 +392,29 @@ def test_agent_restart_reconciles(client: Client, make_network: Any) -> None:
     down: the next agent start removes the one and frees the other's name."""
     net = make_network("10.72.0.0/24")
     srv = server(client, net, "gone")
-    ip("link", "add", "jv0000deadbeef", "type", "veth", "peer", "name", "jt-stale0")
-    sh("systemctl", "stop", "joblet.service")
-    sh("systemctl", "kill", "--signal=KILL", srv["unit"])
-    time.sleep(0.5)
-    assert wait_state(client, srv["id"], "FAILED")  # the request starts the agent again
-    assert "jv0000deadbeef" not in links()
-    assert "gone" not in (NETWORKS / net / "hosts").read_text()
-    assert srv["endpoint"]["link"] not in links()
+    stays = server(client, net, "stays")
+    try:
+        ip("link", "add", "jv0000deadbeef", "type", "veth", "peer", "name", "jt-stale0")
+        sh("systemctl", "stop", "joblet.service")
+        sh("systemctl", "kill", "--signal=KILL", srv["unit"])
+        time.sleep(0.5)
+        assert wait_state(client, srv["id"], "FAILED")  # the request starts the agent again
+        assert "jv0000deadbeef" not in links()
+        hosts = (NETWORKS / net / "hosts").read_text()
+        assert "gone" not in hosts and "stays" in hosts, hosts
+        assert srv["endpoint"]["link"] not in links()
+        assert stays["endpoint"]["link"] in links()
+        # Addresses survive the restart: a new job never gets the one a live job has.
+        taken = {stays["endpoint"]["address"]}
+        for _ in range(3):
+            job = client.run(["true"], network=net)
+            assert job["endpoint"]["address"] not in taken
+            taken.add(job["endpoint"]["address"])
+            job_output(client, job["id"])
+        out = run_job(client, ["python3", "-c", CLIENT, "stays:8080"], network=net)
+        assert out[0].startswith("ok stays"), out
+    finally:
+        stop_all(client, [srv, stays])
 
 
 # Sends one UDP datagram from its own address and one from an address it does not have

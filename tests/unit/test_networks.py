@@ -351,3 +351,46 @@ def test_host_network_and_network_changes_need_their_roles(
         assert asyncio.run(scenario(sock, Role.DEVELOPER)) == [403, 403, 403, 200]
         assert asyncio.run(scenario(sock, Role.MAINTAINER)) == [403, 201, 200, 200]
         assert asyncio.run(scenario(sock, Role.ADMIN))[0] == 201
+
+
+class SlowJobFiles(FakeJobFiles):
+    """Like the real adapter, creating a job's files takes a while (mkfs.ext4): others run."""
+
+    async def create(self, paths: Any, user: Any, *, workdir: str | None, work_bytes: int) -> None:
+        await asyncio.sleep(0.01)
+        await super().create(paths, user, workdir=workdir, work_bytes=work_bytes)
+
+
+def test_concurrent_submits_never_share_a_user_or_an_address(
+    engine: tuple[JobService, NetworkService, FakeSystemd],
+) -> None:
+    jobs, networks, _ = engine
+    jobs.files = SlowJobFiles()
+
+    async def scenario() -> None:
+        await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
+        started = await asyncio.gather(
+            *(jobs.submit({"command": "true", "network": "backend"}, owner="a") for _ in range(10))
+        )
+        assert len({r.user for r in started}) == 10
+        assert len({r.endpoint.address for r in started if r.endpoint}) == 10
+
+    asyncio.run(scenario())
+
+
+def test_a_network_whose_removal_fails_stays(
+    engine: tuple[JobService, NetworkService, FakeSystemd],
+) -> None:
+    _, networks, systemd = engine
+
+    async def scenario() -> None:
+        await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
+        systemd.refuse_next = True
+        await _refusal(networks.remove("backend"))
+        assert [n.name for n in networks.networks()] == ["backend"]
+        systemd.refuse_next = True
+        await _refusal(networks.create({"name": "other", "cidr": "10.43.0.0/24"}, owner="a"))
+        assert [n.name for n in networks.networks()] == ["backend"]
+        assert not (networks.root / "other").exists()
+
+    asyncio.run(scenario())
