@@ -8,6 +8,7 @@ answer with the address they were reached from.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -457,3 +458,14 @@ def test_a_job_cannot_send_with_another_address(client: Client, make_network: An
     assert out[0] == "sent real" and out[2] == "sent real-again", out
     received = job_output(client, sink["id"])[1:]
     assert received == [f"real {address}", f"real-again {address}"], received
+
+
+def test_a_network_job_still_scores_safe(client: Client, make_network: Any) -> None:
+    net = make_network("10.74.0.0/24")
+    job = client.run(["sleep", "30"], network=net)
+    try:
+        report = sh("systemd-analyze", "security", "--no-pager", job["unit"])
+    finally:
+        client.stop(job["id"])
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
+    assert score <= 1.0, report  # 0.8 measured: IP sockets and no IPAddressDeny=any
