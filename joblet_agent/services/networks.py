@@ -338,7 +338,9 @@ class NetworkService:
     def _write_hosts(self, network: Network) -> None:
         directory = Path(self._dir(network))
         if directory.is_dir():
-            text = hosts_file(self._endpoints(network.name).values())
+            # Jobs on the isolated network cannot reach each other, nor learn of each other.
+            peers = [] if network.isolated_ports else self._endpoints(network.name).values()
+            text = hosts_file(peers)
             _write_file(directory / "hosts", text, mode=0o644)
 
     def _rewrite_hosts(self, name: str) -> None:

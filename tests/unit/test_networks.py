@@ -297,6 +297,8 @@ def test_egress_names_are_resolved_and_a_failed_start_frees_the_address(
         )
         assert record.spec.allow_egress[0].addresses == ("151.101.0.223", "151.101.64.223")
         assert record.endpoint is not None and record.endpoint.network == "isolated"
+        isolated_hosts = (networks.root / "isolated" / "hosts").read_text()
+        assert record.endpoint.address not in isolated_hosts  # no job learns of another
         bad = {"command": "true", "network": "isolated", "allow_egress": ["nope.invalid"]}
         refusal = await _refusal(jobs.submit(bad, owner="a"))
         assert "does not resolve on the agent's host" in refusal.message
