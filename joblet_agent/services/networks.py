@@ -218,7 +218,11 @@ class NetworkService:
             self._write_files(self.isolated)
         marker = self.root / ".host-state.json"
         if networks or live_isolated or marker.exists():
-            await self._apply(with_isolated=live_isolated)
+            try:
+                await self._apply(with_isolated=live_isolated)
+            except JobletError as exc:
+                # Jobs without a network still run; network jobs fail to start, saying why.
+                logger.error("could not set up the host's side of the networks: %s", exc.message)
 
     # -- PID 1 --------------------------------------------------------------------------
 

@@ -41,7 +41,7 @@ def create(ctx: Context, name: str, cidr: str, internal: bool) -> None:
 
 
 def _jobs(network: dict[str, Any]) -> str:
-    return ", ".join(f"{j['hostname']}={j['address']}" for j in network["jobs"]) or "-"
+    return ", ".join(j["hostname"] for j in network["jobs"]) or "-"
 
 
 @group.command("list")
@@ -59,13 +59,13 @@ def list_(ctx: Context) -> None:
             n["name"],
             n["cidr"],
             "internal" if n["internal"] else "nat",
-            n["bridge"],
             str(len(n["jobs"])),
             _jobs(n),
         ]
         for n in networks
     ]
-    table(["NAME", "CIDR", "OUTBOUND", "BRIDGE", "JOBS", "ATTACHED (HOSTNAME=ADDRESS)"], rows)
+    # Addresses and ids: rnx network show NAME.
+    table(["NAME", "CIDR", "OUTBOUND", "JOBS", "ATTACHED (HOSTNAMES)"], rows)
 
 
 @group.command()

@@ -384,6 +384,13 @@ def test_host_network_is_recorded_and_cli_lists_networks(client: Client, make_ne
     assert jobs[0]["spec"]["network"] == "host"
     listed = rnx("network", "list")
     assert listed.returncode == 0 and net in listed.stdout and "10.71.0.0/24" in listed.stdout
+    ran = rnx(
+        "--json", "job", "run", "-d", "--network", net, "--allow-egress", "10.9.9.9:80", "true"
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert json.loads(ran.stdout)["spec"]["allow_egress"][0]["addresses"] == ["10.9.9.9"]
+    shown = rnx("network", "show", net)
+    assert shown.returncode == 0 and "10.71.0.0/24" in shown.stdout, shown
     as_json = json.loads(rnx("--json", "network", "list").stdout)
     assert any(n["name"] == net and n["cidr"] == "10.71.0.0/24" for n in as_json)
 
