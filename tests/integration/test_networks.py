@@ -196,6 +196,7 @@ def test_two_jobs_by_name_other_network_cannot_reach_and_nothing_remains(
         stop_all(client, [srv])
     link = srv["endpoint"]["link"]
     assert link not in links()
+    assert address not in ip("-4", "addr") and address not in sh("nft", "list", "ruleset")
     assert "srv" not in (NETWORKS / a / "hosts").read_text()
     assert client.network(a)["jobs"] == []
     assert not any(n.startswith("jv") for n in links()), links()
@@ -214,6 +215,18 @@ def test_isolated_reaches_out_but_no_other_job(client: Client, world: str) -> No
         assert out[1] == "ok world 198.51.100.1", out  # NAT: the world sees the host's address
     finally:
         stop_all(client, [srv])
+
+
+def test_named_networks_go_out_through_nat_unless_internal(
+    client: Client, make_network: Any, world: str
+) -> None:
+    nat = make_network("10.75.0.0/24")
+    internal = make_network("10.76.0.0/24", internal=True)
+    out = run_job(client, ["python3", "-c", CLIENT, "198.51.100.3:8080"], network=nat)
+    assert out == ["ok world 198.51.100.1"], out
+    out = run_job(client, ["python3", "-c", CLIENT, "198.51.100.3:8080"], network=internal)
+    assert out[0].startswith("error"), out
+    assert client.network(internal)["gateway"] is None
 
 
 def test_jobs_never_reach_the_host(client: Client, make_network: Any, world: str) -> None:
