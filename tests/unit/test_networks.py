@@ -396,3 +396,21 @@ def test_a_network_whose_removal_fails_stays(
         assert not (networks.root / "other").exists()
 
     asyncio.run(scenario())
+
+
+def test_forwarding_is_on_only_while_needed_and_never_taken_from_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from joblet_agent.adapters import netlink
+
+    knob, marker = tmp_path / "ip_forward", tmp_path / ".forwarding"
+    monkeypatch.setattr(netlink, "IP_FORWARD", knob)
+    knob.write_text("0\n")
+    netlink._forwarding(True, marker)
+    assert knob.read_text() == "1\n" and marker.exists()
+    netlink._forwarding(False, marker)
+    assert knob.read_text() == "0\n" and not marker.exists()
+    knob.write_text("1\n")  # someone else's forwarding: left alone
+    netlink._forwarding(True, marker)
+    netlink._forwarding(False, marker)
+    assert knob.read_text() == "1\n" and not marker.exists()
