@@ -6,8 +6,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SANDBOX := tests/sandbox/sandbox
-# libnss-systemd: PID 1 resolves job users from /run/userdb through it; e2fsprogs: mkfs.ext4.
-APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc util-linux procps e2fsprogs
+# libnss-systemd: PID 1 resolves job users from /run/userdb through it; e2fsprogs: mkfs.ext4;
+# iproute2 and nftables: job networks (ip and nft, docs/networking.md).
+APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc util-linux procps e2fsprogs \
+	iproute2 nftables
 STAMP := $(VENV)/.installed
 
 .PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean

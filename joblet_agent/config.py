@@ -6,6 +6,7 @@ A missing file means built-in defaults.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +21,7 @@ from joblet_agent.rbac import Role
 from joblet_agent.units_of_measure import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
+DEFAULT_ISOLATED_CIDR = "10.213.0.0/20"
 
 
 class Enforcement(StrEnum):
@@ -65,6 +67,8 @@ class AgentConfig:
     slice: str = "joblet.slice"
     jobs: JobPolicy = JobPolicy()
     access: Access = Access()
+    # The built-in network of `--network=isolated` jobs (networks.py): NAT out, ports isolated.
+    isolated_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_ISOLATED_CIDR)  # noqa: RUF009
 
     @property
     def jobs_dir(self) -> Path:
@@ -104,10 +108,26 @@ def parse_config(data: object, source: str) -> AgentConfig:
         raise top.error("slice", slice_name, "a unit name ending in .slice is required")
     jobs = _parse_jobs(top.section("jobs"))
     access = _parse_access(top.section("access"))
+    isolated_cidr = _parse_networks(top.section("networks"))
     top.reject_unknown()
     return AgentConfig(
-        state_dir=state_dir, pki_dir=pki_dir, slice=slice_name, jobs=jobs, access=access
+        state_dir=state_dir,
+        pki_dir=pki_dir,
+        slice=slice_name,
+        jobs=jobs,
+        access=access,
+        isolated_cidr=isolated_cidr,
     )
+
+
+def _parse_networks(section: Fields) -> ipaddress.IPv4Network:
+    from joblet_agent.networks import parse_cidr
+
+    text = section.string("isolated_cidr", DEFAULT_ISOLATED_CIDR)
+    assert text is not None
+    cidr = parse_cidr(section, "isolated_cidr", text)
+    section.reject_unknown()
+    return cidr
 
 
 def _absolute(fields: Fields, key: str, default: str) -> Path:

@@ -19,15 +19,17 @@ from aiohttp import web
 
 from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
+from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.store import SqliteJobStore
-from joblet_agent.adapters.systemd_dbus import SystemdBus
+from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import probe_host
 from joblet_agent.model import UNIT_PREFIX
-from joblet_agent.services.jobs import JobService
+from joblet_agent.services.jobs import JobService, SystemClock
+from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
 from joblet_agent.tls import report_handshake_failures, server_context
 
 logger = logging.getLogger(__name__)
@@ -69,12 +71,25 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     publish_pool(config.jobs)
     prepare_skeleton(config)
     store = SqliteJobStore(config.database)
-    service = JobService(config, host, store, JournalctlJournal(), files=JobDirectories())
+    network_store = SqliteNetworkStore(config.database)
+    networks = NetworkService(config, network_store, store, clock=SystemClock())
+    service = JobService(
+        config, host, store, JournalctlJournal(), files=JobDirectories(), networks=networks
+    )
     service.uploads.reset()
     service.volumes.load()
-    bus = await SystemdBus.connect((UNIT_PREFIX,), service.on_systemd_event)
+
+    def on_event(event: JobDone | UnitGone) -> None:
+        if event.unit.startswith(NET_UNIT_PREFIX):
+            networks.on_systemd_event(event)
+        else:
+            service.on_systemd_event(event)
+
+    bus = await SystemdBus.connect((UNIT_PREFIX, NET_UNIT_PREFIX), on_event)
     service.attach(bus)
+    networks.attach(bus)
     await service.reconcile()
+    await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
 
     sockets = inherited_sockets()
     if not sockets:
@@ -104,6 +119,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         await watchdog
     await runner.cleanup()
     bus.disconnect()
+    network_store.close()
     store.close()
 
 

@@ -15,6 +15,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.fields import Fields
 from joblet_agent.host import Controller, HostInfo
 from joblet_agent.model import JobSpec, Limits
+from joblet_agent.networks import NetworkMode, check_job_network, parse_egress
 from joblet_agent.units.sandbox import RELAXATIONS
 from joblet_agent.units_of_measure import (
     format_cpuset,
@@ -106,6 +107,17 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
     volumes = parse_volume_mounts(top, "volumes")
     limits, warnings = _limits(top.section("limits"), policy, host)
+    network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
+    egress = tuple(
+        parse_egress(top, f"allow_egress[{index}]", text)
+        for index, text in enumerate(top.string_list("allow_egress"))
+    )
+    if egress and NetworkMode.of(network) in (NetworkMode.NONE, NetworkMode.HOST):
+        raise top.error(
+            "allow_egress",
+            [rule.target for rule in egress],
+            f"the {network!r} network has no egress to narrow; use isolated or a named network",
+        )
     top.reject_unknown()
     spec = JobSpec(
         command=command,
@@ -118,6 +130,8 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         relax=tuple(sorted(set(relax))),
         upload=upload,
         volumes=volumes,
+        network=network,
+        allow_egress=egress,
     )
     return ValidatedRequest(spec, tuple(warnings))
 

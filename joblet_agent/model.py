@@ -10,6 +10,7 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
+from joblet_agent.networks import EgressRule, Endpoint
 from joblet_agent.volumes import VolumeMount
 
 
@@ -74,6 +75,8 @@ class JobSpec:
     limits: Limits = field(default_factory=Limits)
     upload: str | None = None  # the id of the upload whose files became its /work
     volumes: tuple[VolumeMount, ...] = ()
+    network: str = "none"  # a mode (networks.NetworkMode) or a network's name
+    allow_egress: tuple[EgressRule, ...] = ()  # resolved at submit time
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -94,6 +97,8 @@ class JobSpec:
             "limits": self.limits.to_dict(),
             "upload": self.upload,
             "volumes": [v.to_dict() for v in self.volumes],
+            "network": self.network,
+            "allow_egress": [rule.to_dict() for rule in self.allow_egress],
         }
 
     @classmethod
@@ -112,6 +117,8 @@ class JobSpec:
                 VolumeMount(name=v["name"], read_only=v["read_only"])
                 for v in data.get("volumes", ())
             ),
+            network=data.get("network", "none"),
+            allow_egress=tuple(EgressRule.from_dict(r) for r in data.get("allow_egress", ())),
         )
 
 
@@ -133,6 +140,7 @@ class JobRecord:
     stop_requested: bool = False
     warnings: tuple[str, ...] = ()
     user: str | None = None  # the pool user it runs as (adapters/userdb.py)
+    endpoint: Endpoint | None = None  # its address and hostname on a network (networks.py)
 
     @property
     def unit(self) -> str:
@@ -161,6 +169,7 @@ class JobRecord:
             "stop_requested": self.stop_requested,
             "warnings": list(self.warnings),
             "user": self.user,
+            "endpoint": self.endpoint.to_dict() if self.endpoint else None,
         }
 
     @classmethod
@@ -185,6 +194,7 @@ class JobRecord:
             stop_requested=data["stop_requested"],
             warnings=tuple(data["warnings"]),
             user=data.get("user"),
+            endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
         )
 
 

@@ -45,6 +45,10 @@ class Action(StrEnum):
     UPLOAD = "upload"  # send files for one's own next job
     VOLUME_READ = "volume.read"  # list volumes
     VOLUME_MANAGE = "volume.manage"  # create and remove volumes
+    JOB_HOST_NETWORK = "job.host-network"  # run a job in the host's network namespace
+    NETWORK_READ = "network.read"
+    NETWORK_CREATE = "network.create"
+    NETWORK_REMOVE = "network.remove"
     HEALTH = "health"
 
 
@@ -60,6 +64,10 @@ REQUIRED: dict[Action, Role] = {
     Action.UPLOAD: Role.DEVELOPER,
     Action.VOLUME_READ: Role.READER,
     Action.VOLUME_MANAGE: Role.MAINTAINER,
+    Action.JOB_HOST_NETWORK: Role.ADMIN,
+    Action.NETWORK_READ: Role.READER,
+    Action.NETWORK_CREATE: Role.MAINTAINER,
+    Action.NETWORK_REMOVE: Role.MAINTAINER,
 }
 # Below this role, acting on a job needs owning it.
 ANYONES_JOBS = Role.MAINTAINER

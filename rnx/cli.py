@@ -88,10 +88,11 @@ def cli(
 
 
 def _register() -> None:
-    from rnx.commands import job, volume
+    from rnx.commands import job, network, volume
 
     cli.add_command(job.group)
     cli.add_command(volume.group)
+    cli.add_command(network.group)
 
 
 _register()

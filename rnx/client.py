@@ -5,6 +5,7 @@ Programs and AI agents use Client; the CLI uses it too, so there is one implemen
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import socket
@@ -126,12 +127,15 @@ class Client:
         upload_dirs: Sequence[str] = (),
         progress: Callable[[int, int], None] | None = None,
         volumes: Sequence[str] = (),
+        network: str | None = None,
+        allow_egress: Sequence[str] = (),
         **limits: Any,
     ) -> dict[str, Any]:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
 
         uploads (files, to /work/<name>) and upload_dirs (to /work/<dirname>/...) are sent
-        first; progress(sent, total) is called as their bytes go."""
+        first; progress(sent, total) is called as their bytes go. volumes: NAME or NAME:ro.
+        network: none (default), isolated, host (admin only) or a network's name."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
         upload = self.upload(uploads, upload_dirs, progress) if uploads or upload_dirs else None
         for key, value in (
@@ -142,6 +146,8 @@ class Client:
             ("relax", list(relax)),
             ("upload", upload),
             ("volumes", [_volume_mount(v) for v in volumes]),
+            ("network", network),
+            ("allow_egress", list(allow_egress)),
         ):
             if value:
                 body[key] = value
@@ -205,6 +211,20 @@ class Client:
 
     def metrics(self, job_id: str) -> dict[str, Any]:
         return dict(self._call("GET", f"/v1/jobs/{job_id}/metrics"))
+
+    def create_network(self, name: str, cidr: str, *, internal: bool = False) -> dict[str, Any]:
+        body = {"name": name, "cidr": cidr, "internal": internal}
+        return dict(self._call("POST", "/v1/networks", body=body))
+
+    def networks(self) -> builtins.list[dict[str, Any]]:
+        """Every network with its CIDR and the live jobs on it."""
+        return builtins.list(self._call("GET", "/v1/networks")["networks"])
+
+    def network(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/networks/{name}"))
+
+    def remove_network(self, name: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/networks/{name}"))
 
     def health(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/health"))

@@ -17,6 +17,7 @@ from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.userdb import pool
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.network import NETWORK_DIR
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.sandbox import BASE_READ_ONLY
 
@@ -37,7 +38,7 @@ _MOUNT_POINTS = (
     "home",
 )
 _USR_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files\n"
+_NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
 
 
 def prepare_skeleton(config: AgentConfig) -> None:
@@ -74,6 +75,10 @@ def prepare_skeleton(config: AgentConfig) -> None:
     (etc / "group").write_text("\n".join(group) + "\n")
     (etc / "nsswitch.conf").write_text(_NSSWITCH)
     (etc / "hostname").write_text("job\n")
+    # A job's network, if it has one, is bound at NETWORK_DIR with its hosts and resolv.conf
+    # (kept current by services/networks.py); without one, these links lead nowhere.
+    for name in ("hosts", "resolv.conf"):
+        (etc / name).symlink_to(NETWORK_DIR / name)
     _open_to_all(staging)
     old = final.with_name(final.name + ".old")
     shutil.rmtree(old, ignore_errors=True)

@@ -6,13 +6,13 @@ from aiohttp import web
 
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
-from joblet_agent.api.handlers import health, jobs, uploads, volumes
+from joblet_agent.api.handlers import health, jobs, networks, uploads, volumes
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
 
 MAX_REQUEST_BYTES = 1024 * 1024
-_RESOURCES = (jobs, uploads, volumes, health)
+_RESOURCES = (jobs, uploads, volumes, networks, health)
 
 
 def make_app(service: JobService, access: Access) -> web.Application:
@@ -21,6 +21,8 @@ def make_app(service: JobService, access: Access) -> web.Application:
         middlewares=[errors_middleware, audit_middleware], client_max_size=MAX_REQUEST_BYTES
     )
     app[jobs.SERVICE] = service
+    if service.networks is not None:
+        app[networks.NETWORKS] = service.networks
     app[ACCESS] = access
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)

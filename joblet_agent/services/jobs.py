@@ -35,8 +35,10 @@ from joblet_agent.outcome import (
     parse_status,
 )
 from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
+from joblet_agent.services.networks import NetworkService
 from joblet_agent.services.uploads import UploadService
 from joblet_agent.services.volumes import VolumeService
+from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.translate import environment_file, translate
 
@@ -91,6 +93,7 @@ class JobService:
         clock: Clock | None = None,
         uploads: UploadService | None = None,
         volumes: VolumeService | None = None,
+        networks: NetworkService | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -100,6 +103,8 @@ class JobService:
         self.clock = clock or SystemClock()
         self.uploads = uploads or UploadService(config, self.clock)
         self.volumes = volumes or VolumeService(config, host, store, self.clock)
+        self.networks = networks
+        self._claimed: set[str] = set()  # users chosen by submits not yet recorded
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
         self._finishing: set[asyncio.Task[None]] = set()
@@ -171,35 +176,39 @@ class JobService:
         warnings = validated.warnings
         if may_create_volumes:
             warnings += await self.volumes.create_missing(spec.volumes, owner)
-        upload = self.uploads.take(spec.upload, owner) if spec.upload else None
-        if upload is not None:
-            try:
-                spec = _room_for_upload(spec, upload[1], request, self.config.jobs.max_work_bytes)
-            except JobletError:
-                self.uploads.discard(upload_id=str(spec.upload))  # taken: refused with the job
-                raise
+        spec, upload = self._take_upload(spec, request, owner)
         job_id = str(uuid.uuid4())
         paths = self._paths(job_id)
         user = self._free_user()
-        record = JobRecord(
-            id=job_id,
-            spec=spec,
-            state=JobState.SCHEDULED,
-            owner=owner,
-            created_at=self.clock.now(),
-            warnings=warnings,
-            user=user.name,
-        )
-        unit = record.unit
-        # Recorded before the first await: the user it runs as is taken (see _free_user).
-        self.store.put(record)
+        try:
+            spec, network = await self._plan_network(job_id, spec)
+            record = JobRecord(
+                id=job_id,
+                spec=spec,
+                state=JobState.SCHEDULED,
+                owner=owner,
+                created_at=self.clock.now(),
+                warnings=warnings,
+                user=user.name,
+                endpoint=network.endpoint,
+            )
+            unit = record.unit
+            self.store.put(record)
+        except BaseException:
+            self._release_network(job_id)
+            if spec.upload:
+                self.uploads.discard(spec.upload)
+            raise
+        finally:
+            # Until the record holds it, the claim keeps a concurrent submit off this user.
+            self._claimed.discard(user.name)
         try:
             await self.files.create(
                 paths,
                 user,
                 workdir=spec.workdir,
                 work_bytes=spec.limits.work_bytes or 0,
-                upload=upload[0] if upload else None,
+                upload=upload,
             )
             command = resolve_command(spec.command, spec.env.get("PATH"), paths)
             properties = translate(
@@ -211,16 +220,21 @@ class JobService:
                 user=user,
                 executable=command,
                 volumes=await self.volumes.bindings(spec.volumes),
+                network=network,
             )
+            if self.networks and network.attached:
+                self.networks.write_job_files(paths, network)
             if spec.secret_env:
                 _write_private(Path(paths.secrets), environment_file(spec.secret_env))
             started = self._expect(unit)
             await self._pid1.start_transient(unit, properties)
         except BaseException:
-            # Nothing half-done: no record, no directory, no upload (and systemd made no unit).
+            # Nothing half-done: no record, no directory, no upload, no network (and systemd
+            # made no unit).
             self._pending.pop(unit, None)
             self.store.delete(job_id)
             self.files.remove(paths)
+            self._release_network(job_id)
             if spec.upload:
                 self.uploads.discard(spec.upload)
             raise
@@ -422,19 +436,45 @@ class JobService:
 
     # -- helpers --------------------------------------------------------------------------
 
+    def _take_upload(
+        self, spec: JobSpec, request: Mapping[str, Any], owner: str
+    ) -> tuple[JobSpec, Path | None]:
+        """The job's upload, taken over (its tree), and /work sized to hold it."""
+        if spec.upload is None:
+            return spec, None
+        tree, received = self.uploads.take(spec.upload, owner)
+        try:
+            return _room_for_upload(spec, received, request, self.config.jobs.max_work_bytes), tree
+        except JobletError:
+            self.uploads.discard(spec.upload)  # taken: refused with the job
+            raise
+
     def _free_user(self) -> JobUser:
         """A pool user no live job has: jobs never share a UID, so they cannot see, signal or
-        ptrace each other. Runs without awaiting between choice and record, so no race."""
-        live = {r.user for r in self.store.list(states=_LIVE)}
+        ptrace each other. A user chosen is claimed until the job's record holds it: the submit
+        awaits (the /work image, the network) between choosing and recording."""
+        live = {r.user for r in self.store.list(states=_LIVE)} | self._claimed
         for slot in range(self.config.jobs.max_running):
             user = pool_user(self.config.jobs, slot)
             if user.name not in live:
+                self._claimed.add(user.name)
                 return user
         raise JobletError(
             ErrorCode.CONFLICT,
             f"{self.config.jobs.max_running} jobs are running, the most this agent allows",
             hint="wait for jobs to end, or raise jobs.max_running in joblet.yml",
         )
+
+    async def _plan_network(self, job_id: str, spec: JobSpec) -> tuple[JobSpec, JobNetwork]:
+        if self.networks is None:
+            if spec.network != "none":
+                raise JobletError(ErrorCode.UNSUPPORTED, "this agent has no networks")
+            return spec, NO_NETWORK
+        return await self.networks.plan(job_id, spec)
+
+    def _release_network(self, job_id: str) -> None:
+        if self.networks is not None:
+            self.networks.release(job_id)
 
     def _paths(self, job_id: str) -> JobPaths:
         return JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
@@ -447,6 +487,8 @@ class JobService:
 
     def _save(self, record: JobRecord) -> None:
         self.store.put(record)
+        if record.state.is_terminal and self.networks is not None:
+            self.networks.job_ended(record)  # its address and hostname are free again
         event = self._changed.pop(record.id, None)
         if event:
             event.set()

@@ -17,6 +17,7 @@ SIGNATURES: dict[str, str] = {
     "Type": "s",
     "ExecStart": "a(sasb)",
     "ExecStopPostEx": "a(sasas)",  # (path, argv, flags such as "privileged", "ignore-failure")
+    "ExecStartPreEx": "a(sasas)",
     "Environment": "as",
     "EnvironmentFiles": "a(sb)",  # (path, ignore if missing)
     "WorkingDirectory": "s",
@@ -94,6 +95,7 @@ SIGNATURES: dict[str, str] = {
     "NotifyAccess": "s",
     "PrivateNetwork": "b",
     "IPAddressDeny": "a(iayu)",  # (address family, address bytes, prefix length)
+    "IPAddressAllow": "a(iayu)",
     "RestrictAddressFamilies": "(bas)",
     # logging
     "LogRateLimitIntervalUSec": "t",

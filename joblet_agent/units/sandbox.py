@@ -35,9 +35,14 @@ SECCOMP_DENY = [
 ]
 
 
-def _ip_any() -> list[list[object]]:
-    """IPAddressDeny=any: every IPv4 and IPv6 address, as (family, address bytes, prefix)."""
-    return [[socket.AF_INET, b"\0" * 4, 0], [socket.AF_INET6, b"\0" * 16, 0]]
+def no_network() -> list[Property]:
+    """PrivateNetwork=yes with only loopback, IPAddressDeny=any (not even loopback) and no IP
+    sockets: the default, network `none`."""
+    return [
+        prop("PrivateNetwork", True),
+        prop("IPAddressDeny", [[socket.AF_INET, b"\0" * 4, 0], [socket.AF_INET6, b"\0" * 16, 0]]),
+        prop("RestrictAddressFamilies", [True, ["AF_UNIX"]]),
+    ]
 
 
 def sandbox_properties(
@@ -49,6 +54,7 @@ def sandbox_properties(
     tmp_bytes: int,
     extra_read_only: list[list[object]],
     relax: tuple[str, ...] = (),
+    network: list[Property] | None = None,
 ) -> list[Property]:
     # (source, target, ignore if missing, mount flags)
     binds_ro = [[p, p, True, 0] for p in BASE_READ_ONLY] + extra_read_only
@@ -101,11 +107,8 @@ def sandbox_properties(
         prop("ProtectClock", True),
         prop("ProtectHostname", True),
         prop("NotifyAccess", "none"),
-        # No network: a private namespace with only loopback, no address reachable even there,
-        # and so no use for IP sockets at all (the networks issue widens this per job).
-        prop("PrivateNetwork", True),
-        prop("IPAddressDeny", _ip_any()),
-        prop("RestrictAddressFamilies", [True, ["AF_UNIX"]]),
+        # The network: by default none (units/network.py; docs/networking.md).
+        *(network if network is not None else no_network()),
     ]
     if host.has_private_pids:
         props.append(prop("PrivatePIDs", True))  # PID 1 of its own PID namespace (systemd 257+)

@@ -11,6 +11,14 @@ from collections.abc import Mapping
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import CgroupMode, Controller, HostInfo
 from joblet_agent.model import JobSpec, unit_name
+from joblet_agent.units.network import (
+    NO_NETWORK,
+    JobNetwork,
+    network_binds,
+    network_properties,
+    start_steps,
+    stop_steps,
+)
 from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.sandbox import in_job, sandbox_properties
@@ -67,6 +75,7 @@ def translate(
     user: JobUser,
     executable: str,
     volumes: tuple[VolumeBinding, ...] = (),
+    network: JobNetwork = NO_NETWORK,
 ) -> list[Property]:
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
     stays as the user typed it. `volumes` are the job's volumes, mounted on the host already."""
@@ -107,11 +116,14 @@ def translate(
             paths,
             user,
             tmp_bytes=config.jobs.tmp_bytes,
-            extra_read_only=[memcg] if memcg else [],
+            extra_read_only=([memcg] if memcg else []) + network_binds(network),
             relax=spec.relax,
+            network=network_properties(network),
         ),
         *job_volume_properties(volumes),
     ]
+    if network.attached:
+        props.append(prop("ExecStartPreEx", start_steps(network)))
     if limits.cpu_percent is not None:
         props.append(prop("CPUQuotaPerSecUSec", limits.cpu_percent * USEC_PER_SEC // 100))
     if limits.memory_bytes is not None:
@@ -133,7 +145,12 @@ def translate(
         mask = cpu_mask(limits.cpu_cores)
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
-    props.append(prop("ExecStopPostEx", [exit_recorder(paths, memcg=memcg is not None)]))
+    props.append(
+        prop(
+            "ExecStopPostEx",
+            [exit_recorder(paths, memcg=memcg is not None), *stop_steps(network)],
+        )
+    )
     if limits.timeout_sec is not None:
         props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
     return props

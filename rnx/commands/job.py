@@ -89,6 +89,19 @@ def group() -> None:
     metavar="NAME[:ro]",
     help="Mount a volume at /volumes/NAME, read-write or read-only (repeatable).",
 )
+@click.option(
+    "--network",
+    metavar="NET",
+    help="none (default: loopback only), isolated (outbound NAT only), host (admin only), "
+    "or a network's name (rnx network list).",
+)
+@click.option(
+    "--allow-egress",
+    multiple=True,
+    metavar="HOST[:PORT]",
+    help="Allow outbound traffic only to these (repeatable): an IPv4 address, prefix or DNS "
+    "name (resolved at submit), with an optional port. Needs --network.",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -118,6 +131,8 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             upload_dirs=flags["upload_dir"],
             progress=progress,
             volumes=flags["volume"],
+            network=flags["network"],
+            allow_egress=flags["allow_egress"],
             **limits,
         )
         if ctx.json and detach:
@@ -257,6 +272,12 @@ def status(ctx: Context, job_id: str) -> None:
         ("Ended", job["ended_at"] or "-"),
         ("Exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
     ]
+    if spec.get("network", "none") != "none":
+        endpoint = job.get("endpoint")
+        where = f" {endpoint['address']} ({endpoint['hostname']})" if endpoint else ""
+        lines.append(("Network", spec["network"] + where))
+    for rule in spec.get("allow_egress", []):
+        lines.append(("Egress allowed", f"{rule['target']} -> {', '.join(rule['addresses'])}"))
     if job["signal"]:
         lines.append(("Signal", job["signal"]))
     if job["result"]:

@@ -29,6 +29,10 @@ class FakeSystemd:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
+        if not any(p.name == "BindPaths" for p in properties):
+            # A oneshot helper (the host side of networks): done as soon as it ran.
+            asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
+            return
         # ExecStopPost writes /run/.joblet/exit inside the job's root: the bound meta directory.
         binds = next(p for p in properties if p.name == "BindPaths").value
         meta = next(source for source, target, *_ in binds if target == "/run/.joblet")

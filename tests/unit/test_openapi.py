@@ -24,6 +24,7 @@ import pytest
 import yaml
 from aiohttp import web
 
+from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.api.app import make_app
 from joblet_agent.api.errors import HTTP_STATUS
@@ -32,7 +33,8 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.jobspec import parse_job_request
 from joblet_agent.model import JobRecord, JobSpec, JobState, Limits
 from joblet_agent.rbac import REQUIRED, Action, Role
-from joblet_agent.services.jobs import JobService
+from joblet_agent.services.jobs import JobService, SystemClock
+from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 
@@ -57,6 +59,10 @@ OPERATIONS: dict[tuple[str, str], Action] = {
     ("GET", "/v1/volumes/{name}"): Action.VOLUME_READ,
     ("DELETE", "/v1/volumes/{name}"): Action.VOLUME_MANAGE,
     ("GET", "/v1/health"): Action.HEALTH,
+    ("POST", "/v1/networks"): Action.NETWORK_CREATE,
+    ("GET", "/v1/networks"): Action.NETWORK_READ,
+    ("GET", "/v1/networks/{name}"): Action.NETWORK_READ,
+    ("DELETE", "/v1/networks/{name}"): Action.NETWORK_REMOVE,
 }
 
 
@@ -259,10 +265,18 @@ def test_job_record_and_error_fit_their_schemas() -> None:
 @pytest.fixture
 def service(tmp_path: Path) -> JobService:
     config = AgentConfig(state_dir=tmp_path / "state")
-    service = JobService(
-        config, HYBRID_HOST, SqliteJobStore(config.database), FakeJournal(), files=FakeJobFiles()
+    store = SqliteJobStore(config.database)
+    networks = NetworkService(
+        config, SqliteNetworkStore(config.database), store, clock=SystemClock()
     )
-    service.attach(FakeSystemd(service.on_systemd_event))
+    service = JobService(
+        config, HYBRID_HOST, store, FakeJournal(), files=FakeJobFiles(), networks=networks
+    )
+    systemd = FakeSystemd(
+        lambda e: (networks if e.unit.startswith(NET_UNIT_PREFIX) else service).on_systemd_event(e)
+    )
+    service.attach(systemd)
+    networks.attach(systemd)
     return service
 
 
@@ -333,3 +347,20 @@ async def _exercise(http: aiohttp.ClientSession) -> None:
     await call("GET", path, "/v1/jobs/{id}", 404)
     big = {"command": "true", "args": ["x" * 2**20]}
     await call("POST", "/v1/jobs", "/v1/jobs", 413, json=big)
+    # networks
+    net = {"name": "backend", "cidr": "10.42.0.0/24"}
+    await call("POST", "/v1/networks", "/v1/networks", 201, json=net)
+    await call("POST", "/v1/networks", "/v1/networks", 409, json=net)
+    await call("POST", "/v1/networks", "/v1/networks", 400, json={**net, "cidr": "8.8.8.0/24"})
+    body = {"command": "sleep", "args": ["9"], "network": "backend", "name": "db"}
+    on_net = await call("POST", "/v1/jobs", "/v1/jobs", 201, json=body)
+    assert on_net["endpoint"]["address"] == "10.42.0.2"
+    await call("POST", "/v1/jobs", "/v1/jobs", 409, json=body)  # the hostname is taken
+    await call("POST", "/v1/jobs", "/v1/jobs", 404, json={**body, "network": "nowhere"})
+    listed = await call("GET", "/v1/networks", "/v1/networks", 200)
+    assert listed["networks"][0]["jobs"][0]["hostname"] == "db"
+    await call("GET", "/v1/networks/backend", "/v1/networks/{name}", 200)
+    await call("DELETE", "/v1/networks/backend", "/v1/networks/{name}", 409)
+    await call("POST", f"/v1/jobs/{on_net['id']}/stop", "/v1/jobs/{id}/stop", 200)
+    await call("DELETE", "/v1/networks/backend", "/v1/networks/{name}", 200)
+    await call("GET", "/v1/networks/backend", "/v1/networks/{name}", 404)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from ipaddress import IPv4Network
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -15,6 +16,9 @@ import pytest
 from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.config import AgentConfig, parse_config
 from joblet_agent.jobspec import parse_job_request
+from joblet_agent.model import JobSpec
+from joblet_agent.networks import Endpoint, Network, NetworkMode, link_name
+from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.translate import translate
 from tests.unit.hosts import HYBRID_HOST
@@ -36,8 +40,25 @@ def render(case: dict[str, Any]) -> list[list[Any]]:
         paths,
         user=pool_user(config.jobs, 7),
         executable=executable,
+        network=_network(case, spec, config),
     )
     return [[p.name, p.signature, p.to_json()["value"]] for p in props]
+
+
+def _network(case: dict[str, Any], spec: JobSpec, config: AgentConfig) -> JobNetwork:
+    """A case's "network": the network and the place on it the service would have given."""
+    given = case.get("network")
+    if given is None:
+        return NO_NETWORK
+    network = Network(given["name"], IPv4Network(given["cidr"]), internal=given["internal"])
+    endpoint = Endpoint(network.name, given["address"], given["hostname"], link_name(JOB_ID))
+    return JobNetwork(
+        mode=NetworkMode.of(spec.network),
+        network=network,
+        endpoint=endpoint,
+        egress=spec.allow_egress,
+        files=PurePosixPath(config.state_dir) / "networks" / network.name,
+    )
 
 
 def dump(case: dict[str, Any]) -> str:

@@ -65,6 +65,8 @@ async def create(request: web.Request) -> web.Response:
     body = await request.json()
     if isinstance(body, dict) and body.get("relax"):
         authorize(caller, Action.JOB_RELAX)  # anything that weakens isolation is the admin's
+    if isinstance(body, dict) and body.get("network") == "host":
+        authorize(caller, Action.JOB_HOST_NETWORK)
     record = await _service(request).submit(
         body,
         owner=caller.name,

@@ -1,0 +1,64 @@
+"""/v1/networks: create, list, get, remove."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address
+from typing import Any
+
+from aiohttp import web
+
+from joblet_agent.api.identity import caller_of
+from joblet_agent.api.keys import app_key
+from joblet_agent.networks import Network
+from joblet_agent.rbac import Action, authorize
+from joblet_agent.services.networks import NetworkService
+
+NETWORKS = app_key("networks", NetworkService)
+
+
+def _service(request: web.Request) -> NetworkService:
+    service: NetworkService = request.app[NETWORKS]
+    return service
+
+
+def _network_json(service: NetworkService, network: Network) -> dict[str, Any]:
+    jobs = [
+        {"id": r.id, "name": r.spec.name, **r.endpoint.to_dict()}
+        for r in service.attached(network.name)
+        if r.endpoint
+    ]
+    return {**network.to_dict(), "jobs": sorted(jobs, key=lambda j: IPv4Address(j["address"]))}
+
+
+async def create(request: web.Request) -> web.Response:
+    caller = caller_of(request)
+    authorize(caller, Action.NETWORK_CREATE)
+    body = await request.json()
+    network = await _service(request).create(body, owner=caller.name)
+    return web.json_response(_network_json(_service(request), network), status=201)
+
+
+async def list_networks(request: web.Request) -> web.Response:
+    authorize(caller_of(request), Action.NETWORK_READ)
+    service = _service(request)
+    return web.json_response({"networks": [_network_json(service, n) for n in service.networks()]})
+
+
+async def get(request: web.Request) -> web.Response:
+    authorize(caller_of(request), Action.NETWORK_READ)
+    service = _service(request)
+    return web.json_response(_network_json(service, service.get(request.match_info["name"])))
+
+
+async def remove(request: web.Request) -> web.Response:
+    authorize(caller_of(request), Action.NETWORK_REMOVE)
+    network = await _service(request).remove(request.match_info["name"])
+    return web.json_response({"removed": network.name})
+
+
+ROUTES = [
+    web.post("/v1/networks", create),
+    web.get("/v1/networks", list_networks),
+    web.get("/v1/networks/{name}", get),
+    web.delete("/v1/networks/{name}", remove),
+]

@@ -1,0 +1,364 @@
+"""Networks: create, list and remove them; give jobs their place on one; keep hosts files current.
+
+The agent decides (addresses, names, rules); privileged steps run by PID 1 act: the job unit's own
+`ExecStartPre=+` for the job's side (units/network.py), a short unit running
+adapters/netlink.py for the host's side (bridges, NAT, forwarding). The agent itself keeps its
+private network namespace and gains no capability.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import os
+import shutil
+import socket
+import sys
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+from joblet_agent.adapters.netlink import HostState
+from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
+from joblet_agent.config import AgentConfig
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.model import JobRecord, JobSpec, JobState
+from joblet_agent.networks import (
+    ISOLATED,
+    EgressRule,
+    Endpoint,
+    Network,
+    NetworkMode,
+    allocate_address,
+    default_hostname,
+    hosts_file,
+    job_resolv_conf,
+    link_name,
+    parse_network_request,
+)
+from joblet_agent.ports import Clock, JobStore, SystemdManager
+from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_properties, setup_files
+from joblet_agent.units.paths import JobPaths
+
+logger = logging.getLogger(__name__)
+
+NET_UNIT_PREFIX = "joblet-net-"
+APPLY_TIMEOUT_SEC = 60.0
+_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+Resolver = Callable[[str], Awaitable[tuple[str, ...]]]
+
+
+class NetworkStore(Protocol):
+    def add(self, network: Network) -> None: ...
+    def get(self, name: str) -> Network | None: ...
+    def list(self) -> list[Network]: ...
+    def remove(self, name: str) -> None: ...
+    def cursor(self, name: str) -> int: ...
+    def set_cursor(self, name: str, cursor: int) -> None: ...
+
+
+async def resolve_ipv4(host: str) -> tuple[str, ...]:
+    """The host's IPv4 addresses, by the agent host's resolver (its /etc/hosts, and DNS as far as
+    the agent's private network namespace reaches: systemd-resolved over its Unix socket)."""
+    loop = asyncio.get_running_loop()
+    infos = await loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
+    return tuple(sorted({str(info[4][0]) for info in infos}))
+
+
+class NetworkService:
+    def __init__(
+        self,
+        config: AgentConfig,
+        store: NetworkStore,
+        jobs: JobStore,
+        *,
+        clock: Clock,
+        resolve: Resolver = resolve_ipv4,
+        python: str = sys.executable,
+        host_resolv_conf: Path = Path("/etc/resolv.conf"),
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.jobs = jobs
+        self.clock = clock
+        self._resolve = resolve
+        self._python = python
+        self._host_resolv_conf = host_resolv_conf
+        self.systemd: SystemdManager | None = None
+        self._pending: dict[str, asyncio.Future[str]] = {}
+        self._lock = asyncio.Lock()  # one host apply at a time
+        self._reserved: dict[str, Endpoint] = {}  # job id -> endpoint, until the job ends
+        self._isolated_cursor = 0
+        self._isolated_ready = False
+
+    def attach(self, systemd: SystemdManager) -> None:
+        self.systemd = systemd
+
+    @property
+    def root(self) -> Path:
+        return self.config.state_dir / "networks"
+
+    @property
+    def isolated(self) -> Network:
+        return Network(name=ISOLATED, cidr=self.config.isolated_cidr)
+
+    # -- networks -----------------------------------------------------------------------
+
+    def get(self, name: str) -> Network:
+        if name == ISOLATED:
+            return self.isolated
+        network = self.store.get(name)
+        if network is None:
+            raise JobletError(
+                ErrorCode.NOT_FOUND,
+                f"network {name!r} does not exist",
+                hint="rnx network list shows the networks; rnx network create makes one",
+            )
+        return network
+
+    def networks(self) -> list[Network]:
+        return self.store.list()
+
+    def attached(self, name: str) -> list[JobRecord]:
+        """The live jobs on a network."""
+        return [
+            r for r in self.jobs.list(states=_LIVE) if r.endpoint and r.endpoint.network == name
+        ]
+
+    async def create(self, request: Any, owner: str) -> Network:
+        existing = [*self.store.list(), self.isolated]
+        network = parse_network_request(request, existing=existing, owner=owner)
+        network = dataclasses.replace(network, created_at=self.clock.now())
+        self.store.add(network)
+        try:
+            self._write_files(network)
+            await self._apply()
+        except BaseException:
+            # Nothing half-done: no record, no files; the next apply removes a bridge left over.
+            self.store.remove(network.name)
+            shutil.rmtree(self.root / network.name, ignore_errors=True)
+            raise
+        logger.info("created network %s (%s) for %s", network.name, network.cidr, owner)
+        return network
+
+    async def remove(self, name: str) -> Network:
+        network = self.get(name)
+        if network.name == ISOLATED:
+            raise JobletError(ErrorCode.CONFLICT, "the isolated network is built in")
+        users = sorted(self._endpoints(name))
+        if users:
+            shown = ", ".join(job_id[:8] for job_id in users[:10]) + (", ..." * (len(users) > 10))
+            raise JobletError(
+                ErrorCode.CONFLICT,
+                f"network {name!r} is in use by {len(users)} live job(s): {shown}",
+                hint="stop those jobs first",
+            )
+        self.store.remove(name)
+        try:
+            await self._apply()
+        except BaseException:
+            self.store.add(network)  # nothing half-done: it is still there, and still recorded
+            raise
+        shutil.rmtree(self.root / name, ignore_errors=True)
+        logger.info("removed network %s", name)
+        return network
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    async def plan(self, job_id: str, spec: JobSpec) -> tuple[JobSpec, JobNetwork]:
+        """The job's network, with its egress names resolved and (on a network) an address
+        reserved for it, and its hostname in the network's hosts file. Call release() if the
+        job does not start after all."""
+        mode = NetworkMode.of(spec.network)
+        if mode is NetworkMode.NONE:
+            return spec, NO_NETWORK
+        if mode is NetworkMode.HOST:
+            return spec, JobNetwork(mode=NetworkMode.HOST)
+        network = self.isolated if mode is NetworkMode.ISOLATED else self.get(spec.network)
+        egress = await self._resolved(spec.allow_egress)
+        spec = dataclasses.replace(spec, allow_egress=egress)
+        if mode is NetworkMode.ISOLATED and not self._isolated_ready:
+            self._write_files(network)
+            await self._apply(with_isolated=True)
+        # From here to the reservation, no await: two jobs never get one address.
+        endpoint = self._allocate(job_id, network, spec.name)
+        self._write_hosts(network)
+        return spec, JobNetwork(
+            mode=mode, network=network, endpoint=endpoint, egress=egress, files=self._dir(network)
+        )
+
+    def write_job_files(self, paths: JobPaths, net: JobNetwork) -> None:
+        """What the job unit's privileged steps read, in its root-only META directory."""
+        for name, text in setup_files(net).items():
+            _write_file(Path(paths.meta) / name, text, mode=0o600)
+
+    def release(self, job_id: str) -> None:
+        """The job did not start, or ended: its address and hostname are free again."""
+        endpoint = self._reserved.pop(job_id, None)
+        if endpoint is not None:
+            self._rewrite_hosts(endpoint.network)
+
+    def job_ended(self, record: JobRecord) -> None:
+        if record.endpoint is not None:
+            self._reserved.pop(record.id, None)
+            self._rewrite_hosts(record.endpoint.network)
+
+    async def reconcile(self) -> None:
+        """At start-up: hosts files from the live jobs, and the host made to match (bridges of
+        removed networks and links of jobs that ended while no agent watched are removed)."""
+        live_isolated = any(
+            r.endpoint and r.endpoint.network == ISOLATED for r in self.jobs.list(states=_LIVE)
+        )
+        networks = self.store.list()
+        for network in networks:
+            self._write_files(network)
+        if live_isolated:
+            self._write_files(self.isolated)
+        marker = self.root / ".host-state.json"
+        if networks or live_isolated or marker.exists():
+            try:
+                await self._apply(with_isolated=live_isolated)
+            except JobletError as exc:
+                # Jobs without a network still run; network jobs fail to start, saying why.
+                logger.error("could not set up the host's side of the networks: %s", exc.message)
+
+    # -- PID 1 --------------------------------------------------------------------------
+
+    def on_systemd_event(self, event: JobDone | UnitGone) -> None:
+        waiter = self._pending.pop(event.unit, None)
+        if waiter and not waiter.done():
+            waiter.set_result(event.result if isinstance(event, JobDone) else "gone")
+
+    async def _apply(self, *, with_isolated: bool | None = None) -> None:
+        """Make the host's side match the records, through a short privileged unit."""
+        assert self.systemd is not None, "attach() a systemd manager first"
+        async with self._lock:
+            if with_isolated is not None:
+                self._isolated_ready = with_isolated
+            networks = tuple(self.store.list()) + ((self.isolated,) if self._isolated_ready else ())
+            links = {r.endpoint.link for r in self.jobs.list(states=_LIVE) if r.endpoint}
+            links |= {e.link for e in self._reserved.values()}
+            state = HostState(networks, frozenset(links), self.root / ".forwarding")
+            state_file = self.root / ".host-state.json"
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_file(state_file, state.to_json(), mode=0o600)
+            unit = f"{NET_UNIT_PREFIX}apply-{uuid.uuid4().hex[:12]}.service"
+            done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+            self._pending[unit] = done
+            try:
+                await self.systemd.start_transient(
+                    unit, apply_unit_properties(self._python, str(state_file), self.config.slice)
+                )
+                result = await asyncio.wait_for(done, APPLY_TIMEOUT_SEC)
+            finally:
+                self._pending.pop(unit, None)
+            if result != "done":
+                raise JobletError(
+                    ErrorCode.SYSTEMD,
+                    f"setting up the host's side of the networks failed ({result})",
+                    hint=f"journalctl -u {unit} says why",
+                )
+            logger.debug("host networks applied: %s", [n.name for n in networks])
+
+    # -- helpers ------------------------------------------------------------------------
+
+    async def _resolved(self, rules: Iterable[EgressRule]) -> tuple[EgressRule, ...]:
+        out = []
+        for index, rule in enumerate(rules):
+            if not rule.addresses:
+                try:
+                    addresses = await self._resolve(rule.host)
+                except OSError as exc:
+                    raise JobletError(
+                        ErrorCode.INVALID,
+                        f"allow_egress[{index}]: {rule.target!r} is not valid; {rule.host!r} "
+                        f"does not resolve on the agent's host ({exc})",
+                        hint="give an IPv4 address instead of the name",
+                    ) from exc
+                if not addresses:
+                    raise JobletError(
+                        ErrorCode.INVALID,
+                        f"allow_egress[{index}]: {rule.host!r} has no IPv4 address",
+                    )
+                out.append(dataclasses.replace(rule, addresses=addresses))
+            else:
+                out.append(rule)
+        return tuple(out)
+
+    def _endpoints(self, network: str) -> dict[str, Endpoint]:
+        """job id -> endpoint of every live or reserved job on the network."""
+        found = {
+            r.id: r.endpoint
+            for r in self.jobs.list(states=_LIVE)
+            if r.endpoint and r.endpoint.network == network
+        }
+        found.update({j: e for j, e in self._reserved.items() if e.network == network})
+        return found
+
+    def _allocate(self, job_id: str, network: Network, name: str | None) -> Endpoint:
+        taken = self._endpoints(network.name).values()
+        hostname = name or default_hostname(job_id)
+        link = link_name(job_id)
+        for other in taken:
+            if other.hostname == hostname:
+                raise JobletError(
+                    ErrorCode.CONFLICT,
+                    f"name: {hostname!r} is taken on network {network.name!r} by a live job",
+                    hint="choose another --name",
+                )
+            if other.link == link:  # two live job ids sharing 12 hex digits: retry the submit
+                raise JobletError(ErrorCode.CONFLICT, "job id collision; submit again")
+        if network.name == ISOLATED:
+            cursor = self._isolated_cursor
+        else:
+            cursor = self.store.cursor(network.name)
+        address, cursor = allocate_address(network, {e.address for e in taken}, cursor)
+        if network.name == ISOLATED:
+            self._isolated_cursor = cursor
+        else:
+            self.store.set_cursor(network.name, cursor)
+        endpoint = Endpoint(network=network.name, address=address, hostname=hostname, link=link)
+        self._reserved[job_id] = endpoint
+        return endpoint
+
+    def _dir(self, network: Network) -> PurePosixPath:
+        return PurePosixPath(self.root / network.name)
+
+    def _write_files(self, network: Network) -> None:
+        directory = Path(self._dir(network))
+        directory.mkdir(parents=True, exist_ok=True)
+        directory.chmod(0o755)  # jobs read it as themselves; its parent stays root-only
+        resolv = ""
+        if network.nat:
+            try:
+                resolv = job_resolv_conf(self._host_resolv_conf.read_text())
+            except OSError:
+                resolv = ""
+        _write_file(directory / "resolv.conf", resolv, mode=0o644)
+        self._write_hosts(network)
+
+    def _write_hosts(self, network: Network) -> None:
+        directory = Path(self._dir(network))
+        if directory.is_dir():
+            # Jobs on the isolated network cannot reach each other, nor learn of each other.
+            peers = [] if network.isolated_ports else self._endpoints(network.name).values()
+            text = hosts_file(peers)
+            _write_file(directory / "hosts", text, mode=0o644)
+
+    def _rewrite_hosts(self, name: str) -> None:
+        network = self.isolated if name == ISOLATED else self.store.get(name)
+        if network is not None:
+            self._write_hosts(network)
+
+
+def _write_file(path: Path, text: str, *, mode: int) -> None:
+    """Whole or not at all: jobs read hosts files while they change (a directory is bound, so
+    the renamed file is what they open next)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)

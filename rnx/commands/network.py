@@ -1,0 +1,99 @@
+"""rnx network create|list|show|remove."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from rnx.cli import Context, handle_errors
+from rnx.output import emit_json, table
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group("network")
+def group() -> None:
+    """Networks where jobs reach each other by name (docs/networking.md).
+
+    \b
+      rnx network create backend --cidr=10.42.0.0/24
+      rnx job run -d --network=backend --name=db python3 -m http.server 8080
+      rnx job run --network=backend python3 -c "import urllib.request as u; u.urlopen('http://db:8080')"
+    """
+
+
+@group.command()
+@click.argument("name")
+@click.option("--cidr", required=True, metavar="CIDR", help="Private IPv4 range, /16 to /28.")
+@click.option("--internal", is_flag=True, help="No way out: jobs reach only each other (no NAT).")
+@pass_ctx
+@handle_errors
+def create(ctx: Context, name: str, cidr: str, internal: bool) -> None:
+    """Create a network (maintainer or admin)."""
+    with ctx.client() as client:
+        network = client.create_network(name, cidr, internal=internal)
+    if ctx.json:
+        emit_json(network)
+    else:
+        kind = "internal" if network["internal"] else f"NAT via {network['gateway']}"
+        click.echo(f"Created network {network['name']} {network['cidr']} ({kind})")
+
+
+def _jobs(network: dict[str, Any]) -> str:
+    return ", ".join(j["hostname"] for j in network["jobs"]) or "-"
+
+
+@group.command("list")
+@pass_ctx
+@handle_errors
+def list_(ctx: Context) -> None:
+    """List networks with their CIDR and the jobs attached now."""
+    with ctx.client() as client:
+        networks = client.networks()
+    if ctx.json:
+        emit_json(networks)
+        return
+    rows = [
+        [
+            n["name"],
+            n["cidr"],
+            "internal" if n["internal"] else "nat",
+            str(len(n["jobs"])),
+            _jobs(n),
+        ]
+        for n in networks
+    ]
+    # Addresses and ids: rnx network show NAME.
+    table(["NAME", "CIDR", "OUTBOUND", "JOBS", "ATTACHED (HOSTNAMES)"], rows)
+
+
+@group.command()
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def show(ctx: Context, name: str) -> None:
+    """Show one network and the jobs attached to it."""
+    with ctx.client() as client:
+        network = client.network(name)
+    if ctx.json:
+        emit_json(network)
+        return
+    click.echo(f"{network['name']}: {network['cidr']}, bridge {network['bridge']}, ", nl=False)
+    click.echo("internal" if network["internal"] else f"NAT via {network['gateway']}")
+    for job in network["jobs"]:
+        click.echo(f"  {job['address']:<16}{job['hostname']:<24}{job['id']}")
+
+
+@group.command()
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def remove(ctx: Context, name: str) -> None:
+    """Remove a network (maintainer or admin); refused while jobs use it."""
+    with ctx.client() as client:
+        result = client.remove_network(name)
+    if ctx.json:
+        emit_json(result)
+    else:
+        click.echo(f"Removed network {result['removed']}")
