@@ -62,7 +62,7 @@ integration: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration tests/security
 
 slow: sandbox-up
-	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests
+	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests --ignore=tests/deb
 
 test: lint unit integration
 

@@ -38,8 +38,10 @@ def paragraphs(text: str) -> str:
 def options(ctx: click.Context, command: click.Command, *, with_help: bool = True) -> str:
     out = []
     for param in command.get_params(ctx):
-        if not isinstance(param, click.Option) or (not with_help and param is command.get_help_option(ctx)):
-            continue  # arguments are in the synopsis; --help on every command is noise
+        if not isinstance(param, click.Option):
+            continue  # arguments are in the synopsis
+        if not with_help and param is command.get_help_option(ctx):
+            continue  # --help on every command is noise
         record = param.get_help_record(ctx)
         if record is None:
             continue
