@@ -80,6 +80,17 @@ def test_the_rnx_package_depends_on_what_rnx_imports() -> None:
     assert not missing, f"add to rnx's Depends in packaging/debian/control: {missing}"
 
 
+def test_one_version_everywhere() -> None:
+    """rnx --version and /v1/health say the packages' version (debian/changelog's)."""
+    import joblet_agent
+    import rnx
+
+    changelog = (DEBIAN / "changelog").read_text().split("\n", 1)[0]
+    debian = changelog.split("(", 1)[1].split(")", 1)[0]
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert rnx.__version__ == joblet_agent.__version__ == project == debian
+
+
 def test_the_shipped_joblet_yml_shows_the_defaults() -> None:
     """/etc/joblet/joblet.yml ships every key commented out; uncommented, it must change nothing."""
     text = (DEBIAN / "joblet.yml").read_text()
