@@ -108,7 +108,7 @@ def sandbox_properties(
         prop("RestrictAddressFamilies", [True, ["AF_UNIX"]]),
     ]
     if host.has_private_pids:
-        props.append(prop("PrivatePIDs", True))  # PID 1 of its own PID namespace (systemd 257+)
+        props.append(prop("PrivatePIDs", "yes"))  # PID 1 of its own PID namespace (systemd 257+)
     return props
 
 

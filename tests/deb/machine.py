@@ -74,8 +74,12 @@ class Machine:
         hostname: str,
         binds: Sequence[tuple[Path, str]] = (),
         files: dict[str, str] | None = None,
+        unified_cgroup: bool = False,
     ) -> Machine:
-        """Copy the pristine root, write `files` into the copy, boot it; wait until it runs."""
+        """Copy the pristine root, write `files` into the copy, boot it; wait until it runs.
+
+        unified_cgroup: cgroup v2 only inside (Debian 13's layout), instead of the host's hybrid
+        layout; on these machines v2 has no controllers, so no limit can be enforced there."""
         root = workdir / "root"
         subprocess.run(["cp", "-a", "--reflink=auto", str(pristine), str(root)], check=True)
         _prepare_root(root, hostname, files or {})
@@ -92,9 +96,11 @@ class Machine:
             "--console=read-only",
             *[f"--bind={src}:{dst}" for src, dst in binds],
         ]
+        env = dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1" if unified_cgroup else "0")
         with console_log.open("wb") as out:
             process = subprocess.Popen(
                 argv,
+                env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -194,7 +200,10 @@ class Machine:
         raise MachineError(f"{self.name}: no PID 1 after {timeout} s")
 
     def _writable_cgroups(self) -> bool:
-        mounts = self.run("findmnt", "-rn", "-t", "cgroup", "-o", "TARGET,OPTIONS").stdout
+        # (findmnt exits 1 when it finds none: a cgroup v2 only container)
+        mounts = self.run(
+            "findmnt", "-rn", "-t", "cgroup", "-o", "TARGET,OPTIONS", check=False
+        ).stdout
         remounted = False
         for line in mounts.splitlines():
             target, options = line.split(" ", 1)

@@ -38,7 +38,7 @@ def test_memory_limit_is_enforced(debian12: Host) -> None:
     assert "memory" in (job["reason"] or "").lower(), job
     big = m.run("rnx", "job", "run", "--max-memory", "512M", "--", *allocate, check=False)
     assert big.returncode == 0, big.stdout + big.stderr
-    assert big.stdout.splitlines()[-1] == "allocated"
+    assert checks.output_lines(big.stdout) == ["allocated"]
 
 
 def test_agent_restart_keeps_the_running_job(debian12: Host) -> None:
