@@ -11,8 +11,22 @@ SANDBOX := tests/sandbox/sandbox
 APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc util-linux procps e2fsprogs \
 	iproute2 nftables
 STAMP := $(VENV)/.installed
+# make deb: what dpkg-buildpackage needs for packaging/debian (its control's Build-Depends) and lintian.
+DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all \
+	python3-setuptools python3-click python3-cryptography python3-rich python3-yaml lintian
+# make deb-test: fresh Debian roots (debootstrap) booted with systemd-nspawn.
+DEB_TEST_PACKAGES := debootstrap systemd-container
 
-.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean
+# Installs the Debian packages of $(1) that are missing (apt only when one is).
+define apt_ensure
+	@missing=$$(for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages: $$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+endef
+
+.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean deb deb-test
 
 deps: $(STAMP)
 
@@ -55,7 +69,7 @@ integration: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "after_reboot" tests/integration
 
 slow: sandbox-up
-	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests
+	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests --ignore=tests/deb
 
 test: lint unit integration
 
@@ -71,6 +85,16 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
 
+# The .debs land in build/deb (joblet_*.deb, rnx_*.deb), checked by lintian.
+deb:
+	$(call apt_ensure,$(DEB_BUILD_PACKAGES))
+	packaging/debian/build-debs build/deb
+
+# Installs the .debs into fresh Debian 12 and 13 roots booted with systemd (tests/deb).
+deb-test: deps deb
+	$(call apt_ensure,$(DEB_TEST_PACKAGES))
+	JOBLET_DEBS=build/deb $(BIN)/pytest -m slow tests/deb
+
 clean:
 	-$(SANDBOX) down
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build/deb

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from rnx import __version__
 from rnx.exit_codes import exit_code_for
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -63,7 +64,9 @@ def handle_errors(func: F) -> F:
     help="Agent's Unix socket (default /run/joblet/joblet.sock).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for programs.")
-@click.version_option(package_name="joblet", prog_name="rnx")
+# The version from rnx itself: its Debian package installs without the "joblet" distribution's
+# metadata (that belongs to the agent's package), and a laptop has only rnx.
+@click.version_option(__version__, prog_name="rnx")
 @click.pass_context
 def cli(
     ctx: click.Context,

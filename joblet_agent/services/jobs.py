@@ -354,6 +354,11 @@ class JobService:
 
     async def _finish(self, record: JobRecord) -> None:
         """The unit is gone: its exit record says how the job ended (else PID 1's journal)."""
+        # `systemctl daemon-reload` (which every package install runs) makes PID 1 send
+        # UnitRemoved for units it re-reads; one that is still loaded and running has not ended.
+        if await self._pid1.active_state(record.unit) in (*_RUNNING, "activating"):
+            logger.debug("%s: UnitRemoved while it runs (a daemon-reload)", record.unit)
+            return
         exit_record = self._exit_record(record)
         if exit_record is None:
             fields = await self.journal.unit_end(record.unit) or {}

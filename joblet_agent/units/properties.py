@@ -70,7 +70,7 @@ SIGNATURES: dict[str, str] = {
     "User": "s",
     "Group": "s",
     "PrivateUsers": "b",
-    "PrivatePIDs": "b",
+    "PrivatePIDs": "s",  # "yes", "no" or "proc" on the bus (systemd 257); a boolean in unit files
     "NoNewPrivileges": "b",
     "CapabilityBoundingSet": "t",
     "AmbientCapabilities": "t",

@@ -111,7 +111,7 @@ def sandbox_properties(
         *(network if network is not None else no_network()),
     ]
     if host.has_private_pids:
-        props.append(prop("PrivatePIDs", True))  # PID 1 of its own PID namespace (systemd 257+)
+        props.append(prop("PrivatePIDs", "yes"))  # PID 1 of its own PID namespace (systemd 257+)
     return props
 
 

@@ -65,3 +65,15 @@ def test_restart_of_the_agent_keeps_a_job_and_sees_its_end(client: Client) -> No
     final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=20)
     assert final["state"] == "COMPLETED"
     assert list(client.logs(job["id"], follow=False)) == ["done"]
+
+
+def test_daemon_reload_neither_ends_a_job_nor_loses_its_outcome(client: Client) -> None:
+    """Every `apt install` of a package with units runs daemon-reload while jobs run."""
+    job = client.run(["sh", "-c", "sleep 3; exit 7"])
+    wait_state(client, job["id"], "RUNNING")
+    sh("systemctl", "daemon-reload")
+    time.sleep(0.5)  # the UnitRemoved signals of the reload have been handled
+    assert client.get(job["id"])["state"] == "RUNNING"
+    assert unit_property(job["unit"], "ActiveState") == "active"
+    final = wait_state(client, job["id"], "FAILED", "COMPLETED", timeout=20)
+    assert (final["state"], final["exit_code"]) == ("FAILED", 7)

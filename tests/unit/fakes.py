@@ -52,6 +52,11 @@ class FakeSystemd:
         )
         self.emit(UnitGone(unit))
 
+    def reload(self) -> None:
+        """`systemctl daemon-reload`: PID 1 sends UnitRemoved for units that keep running."""
+        for unit in list(self.units):
+            self.emit(UnitGone(unit))
+
     async def stop(self, unit: str) -> None:
         asyncio.get_running_loop().call_soon(
             lambda: self.end(unit, result="success", code="killed", status="TERM")

@@ -79,6 +79,24 @@ def test_stop_gives_stopped(engine: tuple[JobService, FakeSystemd, FakeJournal])
     run(scenario())
 
 
+def test_daemon_reload_does_not_end_running_jobs(
+    engine: tuple[JobService, FakeSystemd, FakeJournal],
+) -> None:
+    """Every `apt install` of a package with units runs daemon-reload while jobs run."""
+    service, systemd, _ = engine
+
+    async def scenario() -> None:
+        record = await service.submit({"command": "sleep", "args": ["100"]}, owner="a")
+        systemd.reload()
+        await asyncio.sleep(0.05)  # let the engine handle the UnitRemoved signals
+        assert service.resolve(record.id).state is JobState.RUNNING
+        systemd.end(record.unit, result="success", code="exited", status="0")
+        final = await service.wait(record.id, within=1)
+        assert (final.state, final.exit_code) == (JobState.COMPLETED, 0)
+
+    run(scenario())
+
+
 def test_refused_start_leaves_nothing(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
     service, systemd, _ = engine
     systemd.refuse_next = True

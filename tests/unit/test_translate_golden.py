@@ -21,7 +21,7 @@ from joblet_agent.networks import Endpoint, Network, NetworkMode, link_name
 from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.translate import translate
-from tests.unit.hosts import HYBRID_HOST
+from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
 
 GOLDEN = Path(__file__).parent / "golden"
 JOB_ID = "0b7d3c1e-5a4f-4c2b-9e8d-1f2a3b4c5d6e"
@@ -80,3 +80,19 @@ def test_golden(path: Path) -> None:
 
 def test_golden_files_exist() -> None:
     assert len(list(GOLDEN.glob("*.json"))) >= 4
+
+
+def test_private_pids_on_systemd_257_is_the_string_pid_1_reads() -> None:
+    """systemd 257 types PrivatePIDs as a string on the bus; a boolean fails the whole start."""
+    config = AgentConfig()
+    spec = parse_job_request({"command": "true"}, config.jobs, BARE_V2_HOST).spec
+    paths = JobPaths.for_job(PurePosixPath(config.jobs_dir), JOB_ID)
+    props = translate(
+        JOB_ID, spec, config, BARE_V2_HOST, paths, user=pool_user(config.jobs, 7),
+        executable="/usr/bin/true",
+    )  # fmt: skip
+    assert [(p.signature, p.value) for p in props if p.name == "PrivatePIDs"] == [("s", "yes")]
+    assert not [p for p in translate(
+        JOB_ID, spec, config, HYBRID_HOST, paths, user=pool_user(config.jobs, 7),
+        executable="/usr/bin/true",
+    ) if p.name == "PrivatePIDs"]  # fmt: skip

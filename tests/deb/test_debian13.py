@@ -1,0 +1,68 @@
+"""Debian 13 (trixie, systemd 257, Python 3.13): install, socket activation, PrivatePIDs, and an
+honest report of the limits this host cannot enforce.
+
+On these machines a container gets cgroup v2 with no controllers (they are bound to the host's v1
+hierarchies), so no resource limit can be enforced here; Debian 12's tests prove the limits.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from rnx.client import Client
+from tests.deb import checks
+from tests.deb.checks import Host
+
+pytestmark = pytest.mark.slow
+
+
+def test_install_enables_and_starts_the_socket(debian13: Host) -> None:
+    checks.check_installed_and_listening(debian13)
+    python = debian13.machine.run("python3", "--version").stdout
+    assert python.startswith("Python 3.13"), python
+
+
+def test_job_as_root_over_the_local_socket(debian13: Host) -> None:
+    checks.check_job_as_root(debian13)
+
+
+def test_job_over_tcp_with_a_client_certificate(debian13: Host) -> None:
+    checks.check_job_over_mtls(debian13)
+
+
+def test_job_runs_as_pid_1_of_its_own_pid_namespace(debian13: Host) -> None:
+    m = debian13.machine
+    script = "echo pid=$$; echo visible=$(ls /proc | grep -c '^[0-9]')"
+    run = m.run("rnx", "job", "run", "--", "sh", "-c", script)
+    pid, visible = checks.output_lines(run.stdout)
+    assert pid == "pid=1"
+    # sh, its subshell, ls and grep at most: no process of the host or of other jobs is visible
+    assert int(visible.removeprefix("visible=")) <= 4
+    job = checks.start_sleeper(debian13)
+    private = m.run("systemctl", "show", "-p", "PrivatePIDs", "--value", job["unit"]).stdout
+    assert private.strip() == "yes"
+    checks.stop_job(debian13, job)
+
+
+def test_agent_reports_the_limits_it_cannot_enforce(debian13: Host) -> None:
+    m = debian13.machine
+    checks.rnx_json(debian13, "job", "list")  # the agent runs
+    log = m.run("journalctl", "--no-pager", "-o", "cat", "-u", "joblet.service").stdout
+    line = next(x for x in log.splitlines() if "cannot enforce these limits" in x)
+    assert "cpu, io, memory, pids" in line and "refused" in line, line
+    # /v1/health says the same; asked from outside over mTLS, with this tree's rnx library.
+    with Client(config=str(checks.client_config(debian13))) as client:
+        health = client.health()
+    assert sorted(health["unenforceable_limits"]) == ["cpu", "io", "memory", "pids"]
+    assert health["host"]["systemd_version"] >= 257
+    # A job asking for one is refused with the reason, and exit code 5.
+    refused = m.run("rnx", "job", "run", "--max-memory", "64M", "--", "true", check=False)
+    assert refused.returncode == 5, refused.stdout + refused.stderr
+    assert "memory" in refused.stderr
+
+
+def test_agent_restart_keeps_the_running_job(debian13: Host) -> None:
+    job = checks.start_sleeper(debian13)
+    checks.check_status_describes(debian13, job)
+    checks.check_restart_keeps_job(debian13, job)
+    checks.stop_job(debian13, job)
