@@ -12,7 +12,8 @@ APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc util-l
 	iproute2 nftables
 STAMP := $(VENV)/.installed
 
-.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean
+.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean \
+	runtime-deps runtimes-build runtimes
 
 deps: $(STAMP)
 
@@ -54,10 +55,33 @@ integration: sandbox-up
 	$(SANDBOX) install
 	$(SANDBOX) run -- $(BIN)/pytest -m "after_reboot" tests/integration
 
-slow: sandbox-up
-	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests
+# The slow tier installs the built runtimes from their local registry and runs jobs in them.
+slow: runtimes-build sandbox-up
+	$(SANDBOX) run -- env JOBLET_RUNTIME_CACHE=$(RUNTIME_CACHE) $(BIN)/pytest -m "slow" tests
 
-test: lint unit integration
+test: lint unit integration slow
+
+# Runtimes (docs/runtimes.md): built on the host, which has the network (the sandbox has none),
+# cached in $(RUNTIME_CACHE) by recipe content; then installed into the sandbox's agent through
+# `rnx runtime install` from the local registry the build wrote.
+RUNTIME_CACHE ?= /var/cache/joblet-runtimes
+RUNTIME_APT := debootstrap
+RUNTIMES ?= $(notdir $(patsubst %/recipe.yml,%,$(wildcard runtimes/*/recipe.yml)))
+
+runtime-deps: deps
+	@missing=$$(for p in $(RUNTIME_APT); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+runtimes-build: runtime-deps
+	JOBLET_RUNTIME_CACHE=$(RUNTIME_CACHE) $(BIN)/python runtimes/build.py $(RUNTIMES)
+
+runtimes: runtimes-build sandbox-up
+	for name in $(RUNTIMES); do \
+	  $(SANDBOX) run -- $(BIN)/rnx runtime install $$name --registry $(RUNTIME_CACHE)/registry.json || exit 1; \
+	done
+	$(SANDBOX) run -- $(BIN)/rnx runtime list
 
 demo: sandbox-up
 	$(SANDBOX) run -- tests/sandbox/demo.sh

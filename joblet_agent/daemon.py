@@ -31,7 +31,6 @@ from joblet_agent.host import probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService, SystemClock
 from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
-from joblet_agent.services.jobs import JobService
 from joblet_agent.services.runtimes import RuntimeService
 from joblet_agent.tls import report_handshake_failures, server_context
 

@@ -126,7 +126,7 @@ def build(name: str, cache: Path, arch: str) -> dict[str, Any]:
         "language": spec.language,
         "language_version": spec.version,
         "description": spec.description,
-        "url": archive.name,
+        "url": f"archives/{archive.name}",
         "sha256": sha256_of(archive),
         "size": archive.stat().st_size,
         "architecture": arch,
@@ -146,6 +146,16 @@ def debootstrap(recipe: dict[str, Any], rootfs: Path, cache: Path) -> None:
     log(f"debootstrap {suite}: {' '.join(recipe['packages'])}")
     # A private mount namespace: debootstrap mounts /proc and /sys into the tree, and a build
     # that dies must not leave them mounted on the host.
+    try:
+        _debootstrap(suite, debs, recipe["packages"], rootfs)
+    except subprocess.CalledProcessError:
+        log_file = rootfs / "debootstrap" / "debootstrap.log"
+        if log_file.exists():
+            sys.stderr.write("".join(log_file.read_text().splitlines(True)[-30:]))
+        raise
+
+
+def _debootstrap(suite: str, debs: Path, packages: list[str], rootfs: Path) -> None:
     run(
         "unshare",
         "--mount",
@@ -153,7 +163,7 @@ def debootstrap(recipe: dict[str, Any], rootfs: Path, cache: Path) -> None:
         "debootstrap",
         "--variant=minbase",
         f"--cache-dir={debs}",
-        "--include=" + ",".join(recipe["packages"]),
+        "--include=" + ",".join(packages),
         suite,
         rootfs,
         MIRROR,
@@ -169,11 +179,16 @@ def make_venv(venv: dict[str, Any], rootfs: Path, cache: Path) -> None:
     inside_cache = rootfs / "var/cache/pip"
     inside_cache.mkdir(parents=True, exist_ok=True)
     log(f"venv {path}: {' '.join(venv['packages'])}")
+    # The host's CA bundle, bound over the tree's for the build only: egress proxies with their
+    # own CA (as on this project's machines) are trusted by the host, not by Debian's bundle.
+    # env -i: the host's PIP_* settings (find-links, certs) name host paths.
     script = (
         'set -e; mount -t proc proc "$1/proc"; mount --bind "$2" "$1/var/cache/pip"; '
+        'mount --bind /etc/ssl/certs/ca-certificates.crt "$1/etc/ssl/certs/ca-certificates.crt"; '
         'chroot "$1" python3 -m venv "$3"; '
-        'chroot "$1" env PIP_CACHE_DIR=/var/cache/pip "$3/bin/pip" install -q '
-        '--disable-pip-version-check --only-binary=:all: "${@:4}"'
+        'chroot "$1" env -i PATH=/usr/bin:/bin HOME=/root PIP_CACHE_DIR=/var/cache/pip '
+        "PIP_CERT=/etc/ssl/certs/ca-certificates.crt ${https_proxy:+https_proxy=$https_proxy} "
+        '"$3/bin/pip" install -q --disable-pip-version-check --only-binary=:all: "${@:4}"'
     )
     run(
         "unshare",
@@ -205,6 +220,8 @@ def package_list(recipe: dict[str, Any], rootfs: Path) -> list[str]:
         pip = run(
             "chroot",
             rootfs,
+            "env",
+            "-i",
             recipe["venv"]["path"] + "/bin/python",
             "-m",
             "pip",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import health, jobs, networks, runtimes, uploads, volumes
@@ -26,8 +27,9 @@ def make_app(
     app[jobs.SERVICE] = service
     if service.networks is not None:
         app[networks.NETWORKS] = service.networks
-    if runtime_service is not None:
-        app[runtimes.SERVICE] = runtime_service
+    app[runtimes.SERVICE] = runtime_service or RuntimeService(
+        RuntimeDirectory(service.config.runtimes_dir), service
+    )
     app[ACCESS] = access
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)

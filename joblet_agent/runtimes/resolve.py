@@ -5,15 +5,17 @@ Pure: the installed runtimes come in as data (adapters/runtime_store.py reads th
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.model import Limits
+from joblet_agent.model import JobSpec, Limits
 from joblet_agent.runtimes.reference import RuntimeRef
 from joblet_agent.runtimes.spec import RuntimeSpec
+from joblet_agent.units.sandbox import RELAXATIONS
 from joblet_agent.units_of_measure import format_size
 
 
@@ -90,3 +92,18 @@ def check_requirements(runtime: InstalledRuntime, limits: Limits) -> list[str]:
             f"recommended_memory {format_size(needs.recommended_memory)}"
         ]
     return []
+
+
+def bind_runtime(spec: JobSpec, runtime: InstalledRuntime) -> tuple[JobSpec, list[str]]:
+    """The job checked against its runtime's requirements; its spec then records exactly which
+    release runs and the relaxations the runtime brings (jobs of a JIT runtime get wx-memory
+    without asking: the admin who installed the runtime granted it; docs/runtimes.md)."""
+    warnings = check_requirements(runtime, spec.limits)
+    added = sorted(set(runtime.spec.relax) - set(spec.relax))
+    warnings += [f"runtime {runtime.name} relaxes isolation: {RELAXATIONS[r]}" for r in added]
+    bound = dataclasses.replace(
+        spec,
+        runtime=f"{runtime.name}@{runtime.spec.release}",
+        relax=tuple(sorted({*spec.relax, *runtime.spec.relax})),
+    )
+    return bound, warnings
