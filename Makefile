@@ -94,6 +94,7 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.log_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
+	$(SANDBOX) run -- $(BIN)/python -m bench.runtime_latency
 
 clean:
 	-$(SANDBOX) down
