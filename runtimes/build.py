@@ -98,7 +98,8 @@ def build(name: str, cache: Path, arch: str) -> dict[str, Any]:
         return entry
     started = time.monotonic()
     work = cache / "work" / name
-    shutil.rmtree(work, ignore_errors=True)
+    if work.exists():  # a build cut short; it fails loudly if something still holds it
+        shutil.rmtree(work)
     work.mkdir(parents=True)
     try:
         rootfs = work / "rootfs"
