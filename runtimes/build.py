@@ -38,7 +38,7 @@ RECIPES = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("JOBLET_RUNTIME_CACHE", "/var/cache/joblet-runtimes"))
 MIRROR = "http://deb.debian.org/debian"
 # Bump when the build method changes the result: every recipe's key changes with it.
-BUILDER_VERSION = "1"
+BUILDER_VERSION = "2"
 # Not shipped: documentation (copyright files stay), translations, lintian's and bug's data.
 STRIP = ("share/doc", "share/man", "share/info", "share/locale", "share/lintian", "share/bug")
 _RECIPE_KEYS = {"suite", "packages", "etc", "venv"}
@@ -136,8 +136,19 @@ def build(name: str, cache: Path, arch: str) -> dict[str, Any]:
         "build_seconds": round(time.monotonic() - started, 1),
     }
     entry_file.write_text(json.dumps(entry, indent=2) + "\n")
+    prune(archives, name, keep=archive)
     log(f"{name}: built in {entry['build_seconds']}s, {entry['size'] / 1e6:.0f} MB")
     return entry
+
+
+def prune(archives: Path, name: str, *, keep: Path) -> None:
+    """Earlier builds of a recipe go once a new one is made: the cache holds one per recipe."""
+    for entry_file in archives.glob("*.json"):
+        old = archives / Path(json.loads(entry_file.read_text())["url"]).name
+        if json.loads(entry_file.read_text())["name"] == name and old != keep:
+            old.unlink(missing_ok=True)
+            entry_file.unlink()
+            log(f"{name}: removed the earlier build {old.name}")
 
 
 def debootstrap(recipe: dict[str, Any], rootfs: Path, cache: Path) -> None:
