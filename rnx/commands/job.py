@@ -272,6 +272,8 @@ def status(ctx: Context, job_id: str) -> None:
         lines.append(("Volumes", ", ".join(mounts)))
     if spec.get("upload"):
         lines.append(("Upload", spec["upload"]))
+    if spec.get("runtime"):
+        lines.append(("Runtime", spec["runtime"]))
     lines += [
         ("Created", job["created_at"]),
         ("Started", job["started_at"] or "-"),

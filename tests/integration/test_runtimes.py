@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from rnx.client import Client, RnxError
+from rnx.client import Client
+from rnx.errors import RnxError
 from tests.integration.conftest import active_job_units, rnx, wait_state
 from tests.integration.test_control_plane import certs, pki  # noqa: F401 (fixtures)
 from tests.integration.test_control_plane import rnx as rnx_as

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from rnx.client import Client, RnxError
+from rnx.client import Client
+from rnx.errors import RnxError
 from tests.integration.conftest import rnx
 
 CACHE = Path(os.environ.get("JOBLET_RUNTIME_CACHE", "/var/cache/joblet-runtimes"))

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from rnx.client import RnxError
+from rnx.errors import RnxError
 from rnx.registry import Archive, choose, fetched, index_location, load_index
 
 SHA = "a" * 64
