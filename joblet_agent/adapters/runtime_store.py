@@ -14,6 +14,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import hashlib
+import json
 import logging
 import os
 import platform
@@ -32,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 RUNTIME_YML = "runtime.yml"
 STAGING = ".staging"
+# Written by the installer beside runtime.yml: which archive this tree came from, so a rebuilt
+# archive of the same release is told apart from the installed one.
+INSTALL_RECORD = ".joblet-install.json"
 # A JDK or an ML stack is a few hundred MB unpacked; these bound a hostile archive.
 MAX_ARCHIVE_BYTES = 8 * 1024**3
 LIMITS = ExtractLimits(max_bytes=16 * 1024**3, max_entries=500_000, absolute_links=False)
@@ -101,7 +105,7 @@ class RuntimeDirectory:
                     f"{directory.parent.name}/{directory.name}",
                 )
             check_tree(Path(directory), spec)
-            runtime = InstalledRuntime(spec, PurePosixPath(directory))
+            runtime = InstalledRuntime(spec, PurePosixPath(directory), _archive_sha256(directory))
         except (JobletError, OSError, UnicodeDecodeError) as exc:
             logger.warning("ignoring runtime %s: %s", yml.parent, exc)
         self._cache[yml] = (key, runtime)
@@ -146,6 +150,7 @@ class RuntimeDirectory:
                     f"is {self.arch}",
                 )
             check_tree(unpacked, spec)
+            _record_install(unpacked, sha256=sha256, size=size)
             _open_for_jobs(unpacked)
             approve(spec)
             final = self._place(unpacked, spec)
@@ -220,6 +225,23 @@ async def _unpack(
             f"runtime archive {name}: sha256 {digest.hexdigest()} does not match the expected "
             f"{sha256.lower()}: tampered with or damaged; nothing was installed",
         )
+
+
+def _record_install(tree: Path, *, sha256: str, size: int) -> None:
+    """Replaces whatever the archive put under that name: only the installer writes it."""
+    partial = tree / (INSTALL_RECORD + ".partial")
+    partial.unlink(missing_ok=True)
+    partial.write_text(json.dumps({"sha256": sha256.lower(), "size": size}))
+    os.replace(partial, tree / INSTALL_RECORD)
+
+
+def _archive_sha256(directory: Path) -> str | None:
+    try:
+        record = json.loads((directory / INSTALL_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    value = record.get("sha256") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
 
 
 def check_tree(directory: Path, spec: RuntimeSpec) -> None:

@@ -23,6 +23,7 @@ from joblet_agent.units_of_measure import format_size
 class InstalledRuntime:
     spec: RuntimeSpec
     directory: PurePosixPath  # <runtimes dir>/<language>/<name>
+    sha256: str | None = None  # of the archive it was installed from
 
     @property
     def name(self) -> str:

@@ -13,7 +13,7 @@ from joblet_agent.runtimes.resolve import InstalledRuntime
 from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
 from joblet_agent.services.jobs import JobService
 
-_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+_LIVE = frozenset(s for s in JobState if not s.is_terminal)
 
 
 class RuntimeService:

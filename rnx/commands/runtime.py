@@ -122,7 +122,11 @@ def install(ctx: Context, name: str, registry: str, force: bool) -> None:
             f"linux/{agent['architecture']}",
         )
         current = next((r for r in agent["runtimes"] if r["name"] == base), None)
-        if current and current["release"] == archive.version and not force:
+        same = current and (current["release"], current["sha256"]) == (
+            archive.version,
+            archive.sha256,
+        )
+        if same and not force:
             _say(ctx, f"{base} {archive.version} is already installed (--force reinstalls)")
             if ctx.json:
                 emit_json(current)

@@ -94,8 +94,10 @@ def leftovers(store: RuntimeDirectory) -> list[str]:
 
 
 def test_install_places_it_under_language_and_name(store: RuntimeDirectory) -> None:
-    runtime = install(store, archive(good()))
+    data = archive(good() | {".joblet-install.json": b'{"sha256": "forged"}'})
+    runtime = install(store, data)
     assert runtime.directory == store.root / "tool" / "tool-1"
+    assert runtime.sha256 == hashlib.sha256(data).hexdigest()  # the installer's, not the archive's
     assert (store.root / "tool" / "tool-1" / "bin" / "tool").read_bytes() == b"#!/bin/sh\n"
     assert [r.name for r in store.installed()] == ["tool-1"]
     assert store.find("tool-1") == runtime

@@ -55,6 +55,7 @@ def summary(runtime: InstalledRuntime) -> dict[str, Any]:
         "description": spec.description,
         "architectures": list(spec.architectures),
         "relax": list(spec.relax),
+        "sha256": runtime.sha256,
     }
 
 
@@ -76,6 +77,7 @@ async def get(request: web.Request) -> web.Response:
     return web.json_response(
         {
             **runtime.spec.to_dict(),
+            "sha256": runtime.sha256,
             "directory": str(runtime.directory),
             "jobs": [r.id for r in service.users(runtime.name)],
         }
@@ -110,7 +112,7 @@ async def install(request: web.Request) -> web.Response:
     runtime = await _service(request).install(
         name, chunks(), size=size, sha256=sha256, caller=caller
     )
-    return web.json_response(runtime.spec.to_dict(), status=201)
+    return web.json_response({**runtime.spec.to_dict(), "sha256": runtime.sha256}, status=201)
 
 
 async def remove(request: web.Request) -> web.Response:
