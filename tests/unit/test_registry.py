@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import http.server
 import json
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +144,45 @@ def test_a_tampered_or_truncated_archive_is_refused(
         pass
     assert refused.value.code == "invalid"
     assert message in refused.value.message
+
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """tmp_path over HTTP on the loopback: a remote registry, as rnx meets an https:// one."""
+    handler = functools.partial(_Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_a_remote_registry_and_archive(tmp_path: Path, served: str) -> None:
+    data = b"an archive" * 1000
+    (tmp_path / "archives").mkdir()
+    (tmp_path / "archives" / "t.tar.gz").write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    listed = entry("archives/t.tar.gz", sha256=digest, size=len(data))
+    (tmp_path / "registry.json").write_text(json.dumps(index(tool={"1.0.0": listed})))
+    location = index_location(f"{served}/registry.json")
+    chosen = choose(load_index(location), location, "tool", None, "linux/amd64")
+    assert chosen.url == f"{served}/archives/t.tar.gz"
+    progress: list[int] = []
+    with fetched(chosen, progress.append) as stream:
+        assert stream.read() == data
+    assert progress[-1] == len(data)
+    (tmp_path / "archives" / "t.tar.gz").write_bytes(data[:-1] + b"!")  # tampered on the server
+    with pytest.raises(RnxError, match="tampered with or damaged"), fetched(chosen, print):
+        pass
+    with pytest.raises(RnxError, match=r"registry index .*/missing\.json") as refused:
+        load_index(f"{served}/missing.json")
+    assert refused.value.code == "unreachable"
