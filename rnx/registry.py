@@ -70,7 +70,8 @@ def index_location(registry: str) -> str:
     if not path.is_file():
         raise RnxError(
             "not-found",
-            f"--registry: {registry!r}: no registry index there ({path} is not a file)",
+            f"--registry: {registry!r}: no registry index there ({path} is not a file); a "
+            "registry is an https:// URL, a file:// URL or a local path",
         )
     return str(path.resolve())
 
