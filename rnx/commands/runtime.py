@@ -97,7 +97,9 @@ def info(ctx: Context, name: str) -> None:
     required=True,
     help="Registry index: an https:// URL, a file:// URL or a local path (env RNX_REGISTRY).",
 )
-@click.option("--force", is_flag=True, help="Install even if this release is installed.")
+@click.option(
+    "--force", is_flag=True, help="Install even if this release, from this archive, is installed."
+)
 @pass_ctx
 @handle_errors
 def install(ctx: Context, name: str, registry: str, force: bool) -> None:
