@@ -73,15 +73,14 @@ def test_pandas_and_sklearn_inside_the_job(installed: dict[str, dict[str, object
     assert host.returncode == 1 and "No module named 'pandas'" in host.stdout
 
 
-def test_data_analysis_example(installed: dict[str, dict[str, object]]) -> None:
-    """The design document's first example; the CSV is made in the job (uploads are another
-    issue's), then read with pandas, described, and a model fitted with scikit-learn."""
+def test_data_analysis_example(installed: dict[str, dict[str, object]], tmp_path: Path) -> None:
+    """The design document's first example: pandas reads an uploaded CSV and describes it; then
+    a model fitted with scikit-learn is saved with joblib."""
+    rows = ["x,y"] + [f"{i / 10:.1f},{i % 2}" for i in range(200)]
+    (tmp_path / "data.csv").write_text("\n".join(rows) + "\n")
     script = (
-        "import numpy as np, pandas as pd, joblib\n"
+        "import pandas as pd, joblib\n"
         "from sklearn.ensemble import RandomForestClassifier\n"
-        "rng = np.random.default_rng(0)\n"
-        "pd.DataFrame({'x': rng.normal(size=200), 'y': rng.integers(0, 2, 200)})"
-        ".to_csv('data.csv', index=False)\n"
         "data = pd.read_csv('data.csv')\n"
         "print(f'Dataset shape: {data.shape}')\n"
         "print(data.describe())\n"
@@ -89,11 +88,18 @@ def test_data_analysis_example(installed: dict[str, dict[str, object]]) -> None:
         "joblib.dump(model, 'model.pkl'); print('model saved')\n"
     )
     code, out, err = job(
-        "--runtime=python-3.11-ml", "--max-memory=2G", "--", "python", "-c", script
+        "--runtime=python-3.11-ml",
+        f"--upload={tmp_path / 'data.csv'}",
+        "--max-memory=2G",
+        "--",
+        "python",
+        "-c",
+        script,
     )
     assert code == 0, out + err
     assert "Dataset shape: (200, 2)" in out
     assert "count  200.000000" in out
+    assert "mean     9.950000    0.500000" in out  # x is 0.0 .. 19.9, y half ones
     assert out.rstrip().endswith("model saved")
 
 
