@@ -26,7 +26,8 @@ define apt_ensure
 	fi
 endef
 
-.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean deb deb-test
+.PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean deb deb-test \
+	runtime-deps runtimes-build runtimes
 
 deps: $(STAMP)
 
@@ -68,10 +69,31 @@ integration: sandbox-up
 	$(SANDBOX) install
 	$(SANDBOX) run -- $(BIN)/pytest -m "after_reboot" tests/integration
 
-slow: sandbox-up
-	$(SANDBOX) run -- $(BIN)/pytest -m "slow" tests --ignore=tests/deb
+# The slow tier installs the built runtimes from their local registry and runs jobs in them.
+# (tests/deb is the host's: make deb-test.)
+slow: runtimes-build sandbox-up
+	$(SANDBOX) run -- env JOBLET_RUNTIME_CACHE=$(RUNTIME_CACHE) $(BIN)/pytest -m "slow" tests --ignore=tests/deb
 
-test: lint unit integration
+test: lint unit integration slow
+
+# Runtimes (docs/runtimes.md): built on the host, which has the network (the sandbox has none),
+# cached in $(RUNTIME_CACHE) by recipe content; then installed into the sandbox's agent through
+# `rnx runtime install` from the local registry the build wrote.
+RUNTIME_CACHE ?= /var/cache/joblet-runtimes
+RUNTIME_APT := debootstrap
+RUNTIMES ?= $(notdir $(patsubst %/recipe.yml,%,$(wildcard runtimes/*/recipe.yml)))
+
+runtime-deps: deps
+	$(call apt_ensure,$(RUNTIME_APT))
+
+runtimes-build: runtime-deps
+	JOBLET_RUNTIME_CACHE=$(RUNTIME_CACHE) $(BIN)/python runtimes/build.py $(RUNTIMES)
+
+runtimes: runtimes-build sandbox-up
+	for name in $(RUNTIMES); do \
+	  $(SANDBOX) run -- $(BIN)/rnx runtime install $$name --registry $(RUNTIME_CACHE)/registry.json || exit 1; \
+	done
+	$(SANDBOX) run -- $(BIN)/rnx runtime list
 
 demo: sandbox-up
 	$(SANDBOX) run -- tests/sandbox/demo.sh
@@ -84,6 +106,7 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.log_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
+	$(SANDBOX) run -- $(BIN)/python -m bench.runtime_latency
 
 # The .debs land in build/deb (joblet_*.deb, rnx_*.deb), checked by lintian.
 deb:

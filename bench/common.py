@@ -16,6 +16,7 @@ from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import probe_host
 from joblet_agent.pki import Pki
+from joblet_agent.ports import RuntimeCatalog
 from joblet_agent.services.jobs import JobService
 
 PKI_DIR = Path("/etc/joblet/pki")
@@ -30,9 +31,11 @@ def pct(values: list[float], q: float) -> float:
 @asynccontextmanager
 async def engine(
     also: Callable[[JobDone | UnitGone], None] | None = None,
+    runtimes: RuntimeCatalog | None = None,
 ) -> AsyncIterator[tuple[JobService, SystemdBus]]:
     """A JobService of its own (own state directory under /var/lib/joblet) on the real bus;
-    `also` receives the same systemd signals (a reference measured next to the engine)."""
+    `also` receives the same systemd signals (a reference measured next to the engine);
+    `runtimes`, the runtimes its jobs may use."""
     state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
     config = AgentConfig(state_dir=state)
     config.jobs_dir.mkdir(parents=True)
@@ -40,7 +43,12 @@ async def engine(
     prepare_skeleton(config)
     store = SqliteJobStore(config.database)
     service = JobService(
-        config, probe_host(config.jobs_dir), store, JournalctlJournal(), files=JobDirectories()
+        config,
+        probe_host(config.jobs_dir),
+        store,
+        JournalctlJournal(),
+        files=JobDirectories(),
+        runtimes=runtimes,
     )
 
     def dispatch(event: JobDone | UnitGone) -> None:

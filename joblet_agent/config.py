@@ -64,6 +64,7 @@ class Access:
 class AgentConfig:
     state_dir: Path = Path("/var/lib/joblet")
     pki_dir: Path = Path("/etc/joblet/pki")
+    runtimes_dir: Path = Path("/opt/joblet/runtimes")  # <language>/<name>/ (docs/runtimes.md)
     slice: str = "joblet.slice"
     jobs: JobPolicy = JobPolicy()
     access: Access = Access()
@@ -102,6 +103,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
     top = Fields(data, f"{source}:", code=ErrorCode.CONFIG)
     state_dir = _absolute(top, "state_dir", "/var/lib/joblet")
     pki_dir = _absolute(top, "pki_dir", "/etc/joblet/pki")
+    runtimes_dir = _absolute(top, "runtimes_dir", "/opt/joblet/runtimes")
     slice_name = top.string("slice", "joblet.slice")
     assert slice_name is not None
     if not slice_name.endswith(".slice") or "/" in slice_name:
@@ -113,6 +115,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
     return AgentConfig(
         state_dir=state_dir,
         pki_dir=pki_dir,
+        runtimes_dir=runtimes_dir,
         slice=slice_name,
         jobs=jobs,
         access=access,

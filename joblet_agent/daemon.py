@@ -20,6 +20,7 @@ from aiohttp import web
 from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.network_store import SqliteNetworkStore
+from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
@@ -30,6 +31,7 @@ from joblet_agent.host import probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService, SystemClock
 from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
+from joblet_agent.services.runtimes import RuntimeService
 from joblet_agent.tls import report_handshake_failures, server_context
 
 logger = logging.getLogger(__name__)
@@ -73,8 +75,16 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     store = SqliteJobStore(config.database)
     network_store = SqliteNetworkStore(config.database)
     networks = NetworkService(config, network_store, store, clock=SystemClock())
+    runtimes = RuntimeDirectory(config.runtimes_dir)
+    runtimes.prepare()
     service = JobService(
-        config, host, store, JournalctlJournal(), files=JobDirectories(), networks=networks
+        config,
+        host,
+        store,
+        JournalctlJournal(),
+        files=JobDirectories(),
+        networks=networks,
+        runtimes=runtimes,
     )
     service.uploads.reset()
     service.volumes.load()
@@ -100,7 +110,8 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
                 hint="start joblet.socket, or pass --listen PATH for a Unix socket",
             )
         sockets = [_bind_unix(listen)]
-    runner = web.AppRunner(make_app(service, config.access), handle_signals=False, access_log=None)
+    app = make_app(service, config.access, RuntimeService(runtimes, service))
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     for sock in sockets:
         await _serve_socket(runner, sock, config.pki_dir)

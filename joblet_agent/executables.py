@@ -7,11 +7,15 @@ from pathlib import Path
 
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.paths import JobPaths, host_path_of
+from joblet_agent.units.runtime import RuntimeMounts
 from joblet_agent.units.translate import BASE_PATH
 
 
-def resolve_command(command: str, path_env: str | None, paths: JobPaths) -> str:
-    """The absolute path, as the job sees it inside its root, of the program to exec."""
+def resolve_command(
+    command: str, path_env: str | None, paths: JobPaths, runtime: RuntimeMounts | None = None
+) -> str:
+    """The absolute path, as the job sees it inside its root, of the program to exec; with a
+    runtime, what the runtime's mounts put there (its own /usr, say) instead of the host's."""
     search = path_env or BASE_PATH
     if "/" in command:
         if not command.startswith("/"):
@@ -24,11 +28,14 @@ def resolve_command(command: str, path_env: str | None, paths: JobPaths) -> str:
     else:
         candidates = [f"{d.rstrip('/')}/{command}" for d in search.split(":") if d.startswith("/")]
     for candidate in candidates:
-        on_host = host_path_of(candidate, paths)
+        covered, on_host = runtime.host_path_of(candidate) if runtime else (False, None)
+        if not covered:
+            on_host = host_path_of(candidate, paths)
         if on_host is not None and Path(on_host).is_file() and os.access(on_host, os.X_OK):
             return candidate
     raise JobletError(
         ErrorCode.INVALID,
         f"command: {command!r} was not found or is not executable in the job's filesystem "
-        "(the host's /usr, and /work)" + ("" if "/" in command else f" (PATH={search})"),
+        + ("(the runtime's mounts, /work)" if runtime else "(the host's /usr, and /work)")
+        + ("" if "/" in command else f" (PATH={search})"),
     )

@@ -16,6 +16,7 @@ from joblet_agent.fields import Fields
 from joblet_agent.host import Controller, HostInfo
 from joblet_agent.model import JobSpec, Limits
 from joblet_agent.networks import NetworkMode, check_job_network, parse_egress
+from joblet_agent.runtimes.reference import REFERENCE_RULE, parse_reference
 from joblet_agent.units.sandbox import RELAXATIONS
 from joblet_agent.units_of_measure import (
     format_cpuset,
@@ -106,6 +107,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     if upload is not None and not _UPLOAD_ID.match(upload):
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
     volumes = parse_volume_mounts(top, "volumes")
+    runtime = top.parsed("runtime", _runtime)
     limits, warnings = _limits(top.section("limits"), policy, host)
     network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
     egress = tuple(
@@ -132,8 +134,16 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         volumes=volumes,
         network=network,
         allow_egress=egress,
+        runtime=runtime,
     )
     return ValidatedRequest(spec, tuple(warnings))
+
+
+def _runtime(value: Any) -> str:
+    """java:17 -> java-17: the canonical reference, what `rnx runtime list` names it."""
+    if not isinstance(value, str):
+        raise ValueError(REFERENCE_RULE)
+    return str(parse_reference(value))
 
 
 def _environment(top: Fields, key: str) -> dict[str, str]:

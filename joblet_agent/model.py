@@ -77,6 +77,7 @@ class JobSpec:
     volumes: tuple[VolumeMount, ...] = ()
     network: str = "none"  # a mode (networks.NetworkMode) or a network's name
     allow_egress: tuple[EgressRule, ...] = ()  # resolved at submit time
+    runtime: str | None = None  # canonical reference: java-17, name@1.0.2 (runtimes/reference.py)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -99,6 +100,7 @@ class JobSpec:
             "volumes": [v.to_dict() for v in self.volumes],
             "network": self.network,
             "allow_egress": [rule.to_dict() for rule in self.allow_egress],
+            "runtime": self.runtime,
         }
 
     @classmethod
@@ -119,6 +121,7 @@ class JobSpec:
             ),
             network=data.get("network", "none"),
             allow_egress=tuple(EgressRule.from_dict(r) for r in data.get("allow_egress", ())),
+            runtime=data.get("runtime"),
         )
 
 

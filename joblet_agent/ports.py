@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from joblet_agent.model import JobRecord, JobState
+from joblet_agent.runtimes.resolve import InstalledRuntime
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.properties import Property
 
@@ -68,3 +69,11 @@ class JobFiles(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+class RuntimeCatalog(Protocol):
+    """The installed runtimes (adapters/runtime_store.py)."""
+
+    arch: str  # Debian's name for this host's architecture
+
+    def installed(self) -> list[InstalledRuntime]: ...

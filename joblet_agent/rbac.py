@@ -50,6 +50,9 @@ class Action(StrEnum):
     NETWORK_CREATE = "network.create"
     NETWORK_REMOVE = "network.remove"
     HEALTH = "health"
+    RUNTIME_READ = "runtime.read"  # list, info, validate
+    RUNTIME_INSTALL = "runtime.install"  # one that relaxes isolation also needs JOB_RELAX
+    RUNTIME_REMOVE = "runtime.remove"
 
 
 REQUIRED: dict[Action, Role] = {
@@ -68,6 +71,9 @@ REQUIRED: dict[Action, Role] = {
     Action.NETWORK_READ: Role.READER,
     Action.NETWORK_CREATE: Role.MAINTAINER,
     Action.NETWORK_REMOVE: Role.MAINTAINER,
+    Action.RUNTIME_READ: Role.READER,
+    Action.RUNTIME_INSTALL: Role.MAINTAINER,
+    Action.RUNTIME_REMOVE: Role.MAINTAINER,
 }
 # Below this role, acting on a job needs owning it.
 ANYONES_JOBS = Role.MAINTAINER

@@ -81,3 +81,12 @@ def format_cpuset(cpus: tuple[int, ...]) -> str:
     if start is not None:
         parts.append(f"{start}-{prev}" if start != prev else f"{start}")
     return ",".join(parts)
+
+
+def format_size(value: int) -> str:
+    """Bytes -> the largest binary unit that keeps it whole-ish: 536870912 -> '512M'."""
+    for unit, power in (("T", 4), ("G", 3), ("M", 2), ("K", 1)):
+        scaled = value / 1024**power
+        if scaled >= 1 and (scaled == int(scaled) or scaled >= 10):
+            return f"{scaled:.0f}{unit}" if scaled == int(scaled) else f"{scaled:.1f}{unit}"
+    return f"{value}B"

@@ -91,11 +91,12 @@ def cli(
 
 
 def _register() -> None:
-    from rnx.commands import job, network, volume
+    from rnx.commands import job, network, runtime, volume
 
     cli.add_command(job.group)
     cli.add_command(volume.group)
     cli.add_command(network.group)
+    cli.add_command(runtime.group)
 
 
 _register()

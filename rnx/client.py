@@ -11,9 +11,10 @@ import json
 import socket
 import ssl
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from rnx import uploads
 from rnx.config import ConfigError, resolve_target
@@ -129,6 +130,7 @@ class Client:
         volumes: Sequence[str] = (),
         network: str | None = None,
         allow_egress: Sequence[str] = (),
+        runtime: str | None = None,
         **limits: Any,
     ) -> dict[str, Any]:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
@@ -148,6 +150,7 @@ class Client:
             ("volumes", [_volume_mount(v) for v in volumes]),
             ("network", network),
             ("allow_egress", list(allow_egress)),
+            ("runtime", runtime),
         ):
             if value:
                 body[key] = value
@@ -228,6 +231,42 @@ class Client:
 
     def health(self) -> dict[str, Any]:
         return dict(self._call("GET", "/v1/health"))
+
+    # -- runtimes ---------------------------------------------------------------------------
+
+    def runtimes(self) -> dict[str, Any]:
+        """{"architecture": ..., "runtimes": [...]}: what the agent has installed."""
+        return dict(self._call("GET", "/v1/runtimes"))
+
+    def runtime(self, name: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/v1/runtimes/{name}"))
+
+    def install_runtime(
+        self, name: str, chunks: Iterable[bytes], *, size: int, sha256: str
+    ) -> dict[str, Any]:
+        """Stream an archive (already checked against size and sha256) to the agent, which
+        checks it again, unpacks it safely and moves it into place."""
+        path = f"/v1/runtimes/{name}?" + urlencode({"size": str(size), "sha256": sha256})
+        try:
+            response = self._wire.send_stream(
+                "PUT", path, chunks, content_type="application/octet-stream"
+            )
+            data = read_json(response)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        if response.status >= 400:
+            raise _answered_error(data, response.status, response.reason)
+        return dict(data)
+
+    def remove_runtime(self, name: str) -> dict[str, Any]:
+        return dict(self._call("DELETE", f"/v1/runtimes/{name}"))
+
+    def test_runtime(self, name: str) -> dict[str, Any]:
+        """Starts the runtime's smoke test as a job; returns the job (follow it with events)."""
+        return dict(self._call("POST", f"/v1/runtimes/{name}/test"))
+
+    def validate_runtime(self, text: str) -> dict[str, Any]:
+        return dict(self._call("POST", "/v1/runtimes/validate", body={"text": text}))
 
     def events(
         self, job_id: str, *, follow: bool = True, after: str | None = None

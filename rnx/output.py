@@ -91,9 +91,10 @@ _PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # smaller uploads take a moment: no bar 
 
 
 @contextlib.contextmanager
-def upload_progress(*, quiet: bool) -> Iterator[Callable[[int, int], None]]:
-    """A progress(sent, total) callback drawing a bar on a terminal's stderr, for uploads big
-    enough to take a while; silent when quiet (--json), for small ones, or off a terminal."""
+def upload_progress(*, quiet: bool, label: str = "upload") -> Iterator[Callable[[int, int], None]]:
+    """A progress(sent, total) callback drawing a bar on a terminal's stderr, for uploads (and
+    downloads: `label`) big enough to take a while; silent when quiet (--json), for small ones,
+    or off a terminal."""
     bar: Any = None
     task: Any = None
 
@@ -111,7 +112,7 @@ def upload_progress(*, quiet: bool) -> Iterator[Callable[[int, int], None]]:
             )
 
             bar = Progress(
-                "[cyan]upload",
+                f"[cyan]{label}",
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),

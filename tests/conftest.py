@@ -1,5 +1,6 @@
 """Tiers: everything under tests/integration is `integration` (real systemd, in the sandbox),
-but for the `after_reboot` tests, which run only after `make integration` rebooted the sandbox."""
+but for the `after_reboot` tests, which run only after `make integration` rebooted the sandbox;
+everything under tests/slow is `slow` (built runtimes, in the sandbox)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 import pytest
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+SLOW_DIR = Path(__file__).parent / "slow"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -16,3 +18,5 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             "after_reboot"
         ):
             item.add_marker(pytest.mark.integration)
+        if SLOW_DIR in Path(item.path).parents:
+            item.add_marker(pytest.mark.slow)

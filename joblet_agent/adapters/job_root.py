@@ -33,6 +33,7 @@ _MOUNT_POINTS = (
     "run",
     "work",
     "volumes",
+    "opt",  # runtimes' mounts under /opt land in a per-job tmpfs here (units/runtime.py)
     "var",
     "root",
     "home",

@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
-from joblet_agent.api.handlers import health, jobs, networks, uploads, volumes
+from joblet_agent.api.handlers import health, jobs, networks, runtimes, uploads, volumes
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
+from joblet_agent.services.runtimes import RuntimeService
 
 MAX_REQUEST_BYTES = 1024 * 1024
-_RESOURCES = (jobs, uploads, volumes, networks, health)
+_RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
 
 
-def make_app(service: JobService, access: Access) -> web.Application:
+def make_app(
+    service: JobService, access: Access, runtime_service: RuntimeService | None = None
+) -> web.Application:
     # errors_middleware is outermost: it turns what audit_middleware re-raises into responses.
     app = web.Application(
         middlewares=[errors_middleware, audit_middleware], client_max_size=MAX_REQUEST_BYTES
@@ -23,6 +27,9 @@ def make_app(service: JobService, access: Access) -> web.Application:
     app[jobs.SERVICE] = service
     if service.networks is not None:
         app[networks.NETWORKS] = service.networks
+    app[runtimes.SERVICE] = runtime_service or RuntimeService(
+        RuntimeDirectory(service.config.runtimes_dir), service
+    )
     app[ACCESS] = access
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)

@@ -34,13 +34,17 @@ from joblet_agent.outcome import (
     parse_exit_record,
     parse_status,
 )
-from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, SystemdManager
+from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, RuntimeCatalog, SystemdManager
+from joblet_agent.runtimes.reference import parse_reference
+from joblet_agent.runtimes.resolve import InstalledRuntime, bind_runtime, resolve
 from joblet_agent.services.networks import NetworkService
 from joblet_agent.services.uploads import UploadService
 from joblet_agent.services.volumes import VolumeService
 from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths, JobUser
-from joblet_agent.units.translate import environment_file, translate
+from joblet_agent.units.runtime import runtime_mounts
+from joblet_agent.units.sandbox import BASE_READ_ONLY
+from joblet_agent.units.translate import environment_file, job_environment, translate
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +98,7 @@ class JobService:
         uploads: UploadService | None = None,
         volumes: VolumeService | None = None,
         networks: NetworkService | None = None,
+        runtimes: RuntimeCatalog | None = None,
     ) -> None:
         self.config = config
         self.host = host
@@ -104,6 +109,7 @@ class JobService:
         self.uploads = uploads or UploadService(config, self.clock)
         self.volumes = volumes or VolumeService(config, host, store, self.clock)
         self.networks = networks
+        self.runtimes = runtimes
         self._claimed: set[str] = set()  # users chosen by submits not yet recorded
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
@@ -172,8 +178,8 @@ class JobService:
         do not exist yet are created (jobs.auto_volume_size), as the design document's examples
         expect; a warning on the job says so."""
         validated = parse_job_request(request, self.config.jobs, self.host)
-        spec = validated.spec
-        warnings = validated.warnings
+        spec, runtime, runtime_warnings = self._with_runtime(validated.spec)
+        warnings = validated.warnings + runtime_warnings
         if may_create_volumes:
             warnings += await self.volumes.create_missing(spec.volumes, owner)
         spec, upload = self._take_upload(spec, request, owner)
@@ -210,7 +216,12 @@ class JobService:
                 work_bytes=spec.limits.work_bytes or 0,
                 upload=upload,
             )
-            command = resolve_command(spec.command, spec.env.get("PATH"), paths)
+            command = resolve_command(
+                spec.command,
+                job_environment(job_id, spec, runtime)["PATH"],
+                paths,
+                runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None,
+            )
             properties = translate(
                 job_id,
                 spec,
@@ -221,6 +232,7 @@ class JobService:
                 executable=command,
                 volumes=await self.volumes.bindings(spec.volumes),
                 network=network,
+                runtime=runtime,
             )
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
@@ -440,6 +452,20 @@ class JobService:
             logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def _with_runtime(
+        self, spec: JobSpec
+    ) -> tuple[JobSpec, InstalledRuntime | None, tuple[str, ...]]:
+        """The runtime spec.runtime names, resolved among the installed ones and bound."""
+        if spec.runtime is None:
+            return spec, None, ()
+        runtime = resolve(
+            parse_reference(spec.runtime),
+            self.runtimes.installed() if self.runtimes else [],
+            self.runtimes.arch if self.runtimes else "",
+        )
+        bound, warnings = bind_runtime(spec, runtime)
+        return bound, runtime, tuple(warnings)
 
     def _take_upload(
         self, spec: JobSpec, request: Mapping[str, Any], owner: str

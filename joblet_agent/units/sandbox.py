@@ -13,6 +13,7 @@ from joblet_agent.config import AgentConfig
 from joblet_agent.host import HostInfo
 from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
+from joblet_agent.units.runtime import TMPFS_OPTIONS, RuntimeMounts
 
 # The host's base system, read-only: programs and their libraries, and the few /etc files they
 # read. /etc/passwd, group and nsswitch.conf come from the job root itself (job_root.py).
@@ -55,15 +56,25 @@ def sandbox_properties(
     extra_read_only: list[list[object]],
     relax: tuple[str, ...] = (),
     network: list[Property] | None = None,
+    runtime: RuntimeMounts | None = None,
 ) -> list[Property]:
-    # (source, target, ignore if missing, mount flags)
-    binds_ro = [[p, p, True, 0] for p in BASE_READ_ONLY] + extra_read_only
+    runtime = runtime or RuntimeMounts()
+    # (source, target, ignore if missing, mount flags). A runtime's own tree replaces the host's
+    # base paths it covers; its mounts are never optional (a broken runtime fails the start).
+    binds_ro: list[list[object]] = [
+        [p, p, True, 0] for p in BASE_READ_ONLY if p not in runtime.replaces
+    ]
+    binds_ro += [[s, t, False, 0] for s, t in runtime.read_only] + extra_read_only
+    binds_rw: list[list[object]] = [[str(paths.meta), str(META), False, 0]]
+    binds_rw += [[s, t, False, 0] for s, t in runtime.writable]
+    tmpfs = [["/tmp", f"size={tmp_bytes},mode=1777,nosuid,nodev"]]
+    tmpfs += [[d, TMPFS_OPTIONS] for d in runtime.empty]
     props = [
         # The job's world: a read-only skeleton root, the base system bound read-only into it,
         # its own /work, a size-capped private /tmp, a private /dev, /proc showing only itself.
         prop("RootDirectory", str(config.job_root)),
         prop("BindReadOnlyPaths", binds_ro),
-        prop("BindPaths", [[str(paths.meta), str(META), False, 0]]),
+        prop("BindPaths", binds_rw),
         # /work: the job's own ext4 image, loop-mounted by PID 1 inside the job's namespace only
         # (unmounted, its loop device freed, when the job's last process ends). Not a mount unit:
         # PID 1 rate-limits mount-table events (5/s), which stalled every third start by 0.7 s.
@@ -71,7 +82,7 @@ def sandbox_properties(
             "MountImages",
             [[str(paths.work_image), str(WORK), False, [["root", "nosuid,nodev"]]]],
         ),
-        prop("TemporaryFileSystem", [["/tmp", f"size={tmp_bytes},mode=1777,nosuid,nodev"]]),
+        prop("TemporaryFileSystem", tmpfs),
         prop("MountAPIVFS", True),
         prop("PrivateDevices", True),
         prop("DevicePolicy", "closed"),

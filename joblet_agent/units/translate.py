@@ -7,6 +7,7 @@ Golden tests in tests/unit/golden/ pin the exact output.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from joblet_agent.config import AgentConfig
 from joblet_agent.host import CgroupMode, Controller, HostInfo
@@ -21,8 +22,12 @@ from joblet_agent.units.network import (
 )
 from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
-from joblet_agent.units.sandbox import in_job, sandbox_properties
+from joblet_agent.units.runtime import runtime_environment, runtime_mounts
+from joblet_agent.units.sandbox import BASE_READ_ONLY, in_job, sandbox_properties
 from joblet_agent.units.volume_units import VolumeBinding, job_volume_properties
+
+if TYPE_CHECKING:
+    from joblet_agent.runtimes.resolve import InstalledRuntime
 
 USEC_PER_SEC = 1_000_000
 # systemd's "infinity" for usec and limit properties.
@@ -32,11 +37,16 @@ INFINITY = 2**64 - 1
 BASE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
-def job_environment(job_id: str, spec: JobSpec) -> list[str]:
-    """The documented minimal set, then what the job asked for; never the agent's own."""
+def job_environment(
+    job_id: str, spec: JobSpec, runtime: InstalledRuntime | None = None
+) -> dict[str, str]:
+    """The documented minimal set, then the runtime's, then what the job asked for; never the
+    agent's own."""
     env = {"PATH": BASE_PATH, "LANG": "C.UTF-8", "HOME": str(WORK), "JOB_ID": job_id}
+    if runtime is not None:
+        return runtime_environment(runtime, env, spec.env)
     env.update(spec.env)
-    return [f"{key}={value}" for key, value in env.items()]
+    return env
 
 
 def environment_file(values: Mapping[str, str]) -> str:
@@ -76,17 +86,20 @@ def translate(
     executable: str,
     volumes: tuple[VolumeBinding, ...] = (),
     network: JobNetwork = NO_NETWORK,
+    runtime: InstalledRuntime | None = None,
 ) -> list[Property]:
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
-    stays as the user typed it. `volumes` are the job's volumes, mounted on the host already."""
+    stays as the user typed it. `volumes` are the job's volumes, mounted on the host already;
+    `runtime` is the one spec.runtime names, resolved."""
     limits = spec.limits
+    environment = job_environment(job_id, spec, runtime)
     memcg = v1_memcg_bind(job_id, config, host)
     description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
     props = [
         prop("Description", description),
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
         prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
-        prop("Environment", job_environment(job_id, spec)),
+        prop("Environment", [f"{key}={value}" for key, value in environment.items()]),
         # Secret values never enter unit properties, which any local user can read over D-Bus:
         # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
         # Missing is fine once started: systemd reads the file again for ExecStopPost.
@@ -119,6 +132,7 @@ def translate(
             extra_read_only=([memcg] if memcg else []) + network_binds(network),
             relax=spec.relax,
             network=network_properties(network),
+            runtime=runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None,
         ),
         *job_volume_properties(volumes),
     ]

@@ -102,6 +102,11 @@ def group() -> None:
     help="Allow outbound traffic only to these (repeatable): an IPv4 address, prefix or DNS "
     "name (resolved at submit), with an optional port. Needs --network.",
 )
+@click.option(
+    "--runtime",
+    metavar="NAME",
+    help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_ctx
@@ -133,6 +138,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             volumes=flags["volume"],
             network=flags["network"],
             allow_egress=flags["allow_egress"],
+            runtime=flags["runtime"],
             **limits,
         )
         if ctx.json and detach:
@@ -149,7 +155,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
         if detach:
             click.echo(job["id"])
             return
-        sys.exit(_attach(client, job["id"], as_json=ctx.json))
+        sys.exit(attach(client, job["id"], as_json=ctx.json))
 
 
 def _limits(flags: dict[str, Any]) -> dict[str, Any]:
@@ -175,7 +181,7 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
     return limits
 
 
-def _attach(client: Any, job_id: str, *, as_json: bool) -> int:
+def attach(client: Any, job_id: str, *, as_json: bool) -> int:
     """Stream the job's output; Ctrl-C detaches (the job keeps running)."""
     try:
         for event in client.events(job_id, follow=True):
@@ -266,6 +272,8 @@ def status(ctx: Context, job_id: str) -> None:
         lines.append(("Volumes", ", ".join(mounts)))
     if spec.get("upload"):
         lines.append(("Upload", spec["upload"]))
+    if spec.get("runtime"):
+        lines.append(("Runtime", spec["runtime"]))
     lines += [
         ("Created", job["created_at"]),
         ("Started", job["started_at"] or "-"),

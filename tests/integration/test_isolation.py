@@ -56,6 +56,7 @@ def test_the_job_sees_only_its_world(client: Client) -> None:
         "lib32",
         "lib64",
         "libx32",
+        "opt",  # empty: runtimes' mounts under /opt go into a per-job tmpfs there
         "proc",
         "root",
         "run",
@@ -67,8 +68,13 @@ def test_the_job_sees_only_its_world(client: Client) -> None:
         "volumes",
         "work",
     }
-    # /home and /root are inaccessible (ProtectHome), /var empty: nothing of the host's.
-    seen = output_of(client, "sh", "-c", "ls -A /home /root /var 2>/dev/null | grep -cv ':$'; true")
+    # /home and /root are inaccessible (ProtectHome), /var and /opt empty: nothing of the host's.
+    seen = output_of(
+        client,
+        "sh",
+        "-c",
+        "ls -A /home /root /var /opt 2>/dev/null | grep -cv -e ':$' -e '^$'; true",
+    )
     assert seen == ["0"]
     # /proc shows the job's own processes only.
     pids = output_of(

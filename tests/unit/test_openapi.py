@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import grp
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -63,6 +64,12 @@ OPERATIONS: dict[tuple[str, str], Action] = {
     ("GET", "/v1/networks"): Action.NETWORK_READ,
     ("GET", "/v1/networks/{name}"): Action.NETWORK_READ,
     ("DELETE", "/v1/networks/{name}"): Action.NETWORK_REMOVE,
+    ("GET", "/v1/runtimes"): Action.RUNTIME_READ,
+    ("POST", "/v1/runtimes/validate"): Action.RUNTIME_READ,
+    ("GET", "/v1/runtimes/{name}"): Action.RUNTIME_READ,
+    ("PUT", "/v1/runtimes/{name}"): Action.RUNTIME_INSTALL,
+    ("DELETE", "/v1/runtimes/{name}"): Action.RUNTIME_REMOVE,
+    ("POST", "/v1/runtimes/{name}/test"): Action.JOB_RUN,
 }
 
 
@@ -264,7 +271,7 @@ def test_job_record_and_error_fit_their_schemas() -> None:
 
 @pytest.fixture
 def service(tmp_path: Path) -> JobService:
-    config = AgentConfig(state_dir=tmp_path / "state")
+    config = AgentConfig(state_dir=tmp_path / "state", runtimes_dir=tmp_path / "runtimes")
     store = SqliteJobStore(config.database)
     networks = NetworkService(
         config, SqliteNetworkStore(config.database), store, clock=SystemClock()
@@ -364,3 +371,25 @@ async def _exercise(http: aiohttp.ClientSession) -> None:
     await call("POST", f"/v1/jobs/{on_net['id']}/stop", "/v1/jobs/{id}/stop", 200)
     await call("DELETE", "/v1/networks/backend", "/v1/networks/{name}", 200)
     await call("GET", "/v1/networks/backend", "/v1/networks/{name}", 404)
+    await _exercise_runtimes(call)
+
+
+async def _exercise_runtimes(call: Any) -> None:
+    listed = await call("GET", "/v1/runtimes", "/v1/runtimes", 200)
+    assert listed["runtimes"] == []
+    yml = "name: demo\nversion: '1'\nmounts: [{source: bin, target: /opt/demo/bin}]\n"
+    valid = "/v1/runtimes/validate"
+    await call("POST", valid, valid, 200, json={"text": yml})
+    await call("POST", valid, valid, 400, json={"text": "name: demo\n"})
+    await call("POST", valid, valid, 413, json={"text": "#" * 300_000})
+    one = "/v1/runtimes/{name}"
+    await call("GET", "/v1/runtimes/demo", one, 404)
+    await call("GET", "/v1/runtimes/Demo", one, 400)
+    await call("DELETE", "/v1/runtimes/demo", one, 404)
+    await call("POST", "/v1/runtimes/demo/test", "/v1/runtimes/{name}/test", 404)
+    await call("POST", "/v1/jobs", "/v1/jobs", 404, json={"command": "true", "runtime": "demo"})
+    archive = b"not a tar archive"
+    digest = hashlib.sha256(archive).hexdigest()
+    query = {"size": str(len(archive)), "sha256": digest}
+    await call("PUT", "/v1/runtimes/demo", one, 400, params=query, data=archive)
+    await call("PUT", "/v1/runtimes/demo", one, 400, params={**query, "sha256": "x"}, data=archive)

@@ -18,6 +18,8 @@ from joblet_agent.config import AgentConfig, parse_config
 from joblet_agent.jobspec import parse_job_request
 from joblet_agent.model import JobSpec
 from joblet_agent.networks import Endpoint, Network, NetworkMode, link_name
+from joblet_agent.runtimes.resolve import InstalledRuntime, bind_runtime
+from joblet_agent.runtimes.spec import parse_runtime
 from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.translate import translate
@@ -30,6 +32,13 @@ JOB_ID = "0b7d3c1e-5a4f-4c2b-9e8d-1f2a3b4c5d6e"
 def render(case: dict[str, Any]) -> list[list[Any]]:
     config = parse_config(case.get("config", {}), "golden") if "config" in case else AgentConfig()
     spec = parse_job_request(case["request"], config.jobs, HYBRID_HOST).spec
+    runtime = None
+    if "runtime" in case:  # an installed runtime: its directory and runtime.yml
+        runtime = InstalledRuntime(
+            parse_runtime(case["runtime"]["runtime.yml"]),
+            PurePosixPath(case["runtime"]["directory"]),
+        )
+        spec, _ = bind_runtime(spec, runtime)
     paths = JobPaths.for_job(PurePosixPath(config.jobs_dir), JOB_ID)
     executable = case.get("executable", "/usr/bin/" + spec.command)
     props = translate(
@@ -41,6 +50,7 @@ def render(case: dict[str, Any]) -> list[list[Any]]:
         user=pool_user(config.jobs, 7),
         executable=executable,
         network=_network(case, spec, config),
+        runtime=runtime,
     )
     return [[p.name, p.signature, p.to_json()["value"]] for p in props]
 

@@ -1,0 +1,296 @@
+"""The installed runtimes on disk, /opt/joblet/runtimes/<language>/<name>/: reading, installing,
+removing. The one module that writes there.
+
+An install streams the archive (which rnx fetched and checked) through the safe extractor into a
+staging directory next to the runtimes, hashing it on the way; only a stream of the announced
+size and sha256, holding a valid runtime.yml whose mounts all exist inside the tree, is moved
+into place, by one rename (an exchange with the old tree when it replaces one). Anything else
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import stat
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path, PurePosixPath
+
+from joblet_agent.archive import ExtractLimits, extract_async
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.runtimes.resolve import InstalledRuntime
+from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
+
+logger = logging.getLogger(__name__)
+
+RUNTIME_YML = "runtime.yml"
+STAGING = ".staging"
+# Written by the installer beside runtime.yml: which archive this tree came from, so a rebuilt
+# archive of the same release is told apart from the installed one.
+INSTALL_RECORD = ".joblet-install.json"
+# A JDK or an ML stack is a few hundred MB unpacked; these bound a hostile archive.
+MAX_ARCHIVE_BYTES = 8 * 1024**3
+LIMITS = ExtractLimits(max_bytes=16 * 1024**3, max_entries=500_000, absolute_links=False)
+_MACHINE_TO_DEBIAN = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "armhf",
+    "i686": "i386",
+    "ppc64le": "ppc64el",
+    "riscv64": "riscv64",
+    "s390x": "s390x",
+}
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def host_architecture() -> str:
+    machine = platform.machine()
+    return _MACHINE_TO_DEBIAN.get(machine, machine)
+
+
+class RuntimeDirectory:
+    """The RuntimeCatalog port over a directory of runtimes."""
+
+    def __init__(self, root: Path, *, arch: str | None = None) -> None:
+        self.root = root
+        self.arch = arch or host_architecture()
+        # runtime.yml (path -> (stat key, parsed)): submit reads runtimes on every job.
+        self._cache: dict[Path, tuple[tuple[int, int, int], InstalledRuntime | None]] = {}
+
+    def prepare(self) -> None:
+        """At start-up: the directory exists; installs cut short by a crash are cleared."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o755)
+        self.root.chmod(0o755)  # the agent's umask is 0077; jobs' users must traverse it
+        shutil.rmtree(self.root / STAGING, ignore_errors=True)
+
+    def installed(self) -> list[InstalledRuntime]:
+        found: list[InstalledRuntime] = []
+        for yml in sorted(self.root.glob(f"[!.]*/[!.]*/{RUNTIME_YML}")):
+            runtime = self._load(yml)
+            if runtime is not None:
+                found.append(runtime)
+        return found
+
+    def find(self, name: str) -> InstalledRuntime | None:
+        return next((r for r in self.installed() if r.name == name), None)
+
+    def _load(self, yml: Path) -> InstalledRuntime | None:
+        try:
+            st = yml.lstat()
+        except OSError:
+            return None
+        key = (st.st_ino, st.st_size, st.st_mtime_ns)
+        cached = self._cache.get(yml)
+        if cached and cached[0] == key:
+            return cached[1]
+        runtime: InstalledRuntime | None = None
+        try:
+            if not stat.S_ISREG(st.st_mode):
+                raise JobletError(ErrorCode.INVALID, f"{yml}: not a regular file")
+            spec = load_runtime_yml(yml.read_text(), str(yml))
+            directory = yml.parent
+            if (directory.parent.name, directory.name) != (spec.language, spec.name):
+                raise JobletError(
+                    ErrorCode.INVALID,
+                    f"{yml}: says {spec.language}/{spec.name} but lies in "
+                    f"{directory.parent.name}/{directory.name}",
+                )
+            check_tree(Path(directory), spec)
+            runtime = InstalledRuntime(spec, PurePosixPath(directory), _archive_sha256(directory))
+        except (JobletError, OSError, UnicodeDecodeError) as exc:
+            logger.warning("ignoring runtime %s: %s", yml.parent, exc)
+        self._cache[yml] = (key, runtime)
+        return runtime
+
+    async def install(
+        self,
+        name: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        size: int,
+        sha256: str,
+        approve: Callable[[RuntimeSpec], None],
+    ) -> InstalledRuntime:
+        """`approve` sees the unpacked runtime.yml before anything is moved into place (RBAC,
+        runtimes in use); it raises to refuse."""
+        if size > MAX_ARCHIVE_BYTES:
+            raise JobletError(
+                ErrorCode.TOO_LARGE,
+                f"size: {size} bytes; runtime archives are at most {MAX_ARCHIVE_BYTES}",
+            )
+        staging = self.root / STAGING
+        staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+        unpacked = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=staging))
+        try:
+            await _unpack(chunks, unpacked, name=name, size=size, sha256=sha256)
+            yml = unpacked / RUNTIME_YML
+            if not yml.is_file() or yml.is_symlink():
+                raise JobletError(
+                    ErrorCode.INVALID, f"runtime archive {name}: no {RUNTIME_YML} at its top"
+                )
+            spec = load_runtime_yml(yml.read_text(), f"{name}: {RUNTIME_YML}")
+            if spec.name != name:
+                raise JobletError(
+                    ErrorCode.INVALID,
+                    f"runtime archive {name}: its {RUNTIME_YML} names {spec.name!r}",
+                )
+            if spec.architectures and self.arch not in spec.architectures:
+                raise JobletError(
+                    ErrorCode.UNSUPPORTED,
+                    f"runtime {name} is built for {', '.join(spec.architectures)}; this host "
+                    f"is {self.arch}",
+                )
+            check_tree(unpacked, spec)
+            _record_install(unpacked, sha256=sha256, size=size)
+            _open_for_jobs(unpacked)
+            approve(spec)
+            final = self._place(unpacked, spec)
+        finally:
+            shutil.rmtree(unpacked, ignore_errors=True)  # the new tree, or the replaced one
+        logger.info("installed runtime %s %s at %s", spec.name, spec.release, final)
+        runtime = self._load(final / RUNTIME_YML)
+        assert runtime is not None
+        return runtime
+
+    def _place(self, unpacked: Path, spec: RuntimeSpec) -> Path:
+        other = self.find(spec.name)
+        if other is not None and other.spec.language != spec.language:
+            raise JobletError(
+                ErrorCode.CONFLICT,
+                f"runtime {spec.name} is installed as a {other.spec.language} runtime; "
+                "names are unique across languages",
+                hint=f"rnx runtime remove {spec.name} first",
+            )
+        language = self.root / spec.language
+        language.mkdir(exist_ok=True, mode=0o755)
+        language.chmod(0o755)
+        final = language / spec.name
+        if final.exists():
+            # One step: a job starting meanwhile sees the old tree or the new, never neither.
+            _exchange(unpacked, final)
+        else:
+            unpacked.chmod(0o755)
+            os.rename(unpacked, final)
+        final.chmod(0o755)
+        return final
+
+    def remove(self, runtime: InstalledRuntime) -> None:
+        """Out of the catalogue by one rename, then deleted."""
+        staging = self.root / STAGING
+        staging.mkdir(parents=True, exist_ok=True, mode=0o700)
+        doomed = Path(tempfile.mkdtemp(prefix=f"{runtime.name}-removed-", dir=staging))
+        os.rename(Path(runtime.directory), doomed / "tree")
+        shutil.rmtree(doomed, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            Path(runtime.directory).parent.rmdir()  # the language's directory, if now empty
+        logger.info("removed runtime %s", runtime.name)
+
+
+async def _unpack(
+    chunks: AsyncIterator[bytes], dest: Path, *, name: str, size: int, sha256: str
+) -> None:
+    digest = hashlib.sha256()
+    received = 0
+
+    async def checked() -> AsyncIterator[bytes]:
+        nonlocal received
+        async for chunk in chunks:
+            received += len(chunk)
+            if received > size:
+                raise JobletError(
+                    ErrorCode.INVALID,
+                    f"runtime archive {name}: longer than the announced {size} bytes",
+                )
+            digest.update(chunk)
+            yield chunk
+
+    await extract_async(checked(), dest, LIMITS, what=f"runtime archive {name}")
+    if received != size:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"runtime archive {name}: {received} bytes received, {size} announced",
+        )
+    if digest.hexdigest() != sha256.lower():
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"runtime archive {name}: sha256 {digest.hexdigest()} does not match the expected "
+            f"{sha256.lower()}: tampered with or damaged; nothing was installed",
+        )
+
+
+def _record_install(tree: Path, *, sha256: str, size: int) -> None:
+    """Replaces whatever the archive put under that name: only the installer writes it."""
+    partial = tree / (INSTALL_RECORD + ".partial")
+    partial.unlink(missing_ok=True)
+    partial.write_text(json.dumps({"sha256": sha256.lower(), "size": size}))
+    os.replace(partial, tree / INSTALL_RECORD)
+
+
+def _archive_sha256(directory: Path) -> str | None:
+    try:
+        record = json.loads((directory / INSTALL_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    value = record.get("sha256") if isinstance(record, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def check_tree(directory: Path, spec: RuntimeSpec) -> None:
+    """Every mount's source exists inside the tree (after symlinks) and so does every selective
+    entry; a runtime that replaces /usr brings the /bin/sh the job's exit recorder runs."""
+    top = directory.resolve()
+    for index, mount in enumerate(spec.mounts):
+        where = f"{RUNTIME_YML}: mounts[{index}]"
+        source = (directory / mount.source).resolve()
+        if source != top and top not in source.parents:
+            raise JobletError(
+                ErrorCode.INVALID, f"{where}.source: {mount.source!r} leads outside the runtime"
+            )
+        if not source.exists():
+            raise JobletError(
+                ErrorCode.INVALID, f"{where}.source: {mount.source!r} is not in the runtime"
+            )
+        for entry in mount.selective or ():
+            path = source / entry
+            if not path.exists() or top not in path.resolve().parents:
+                raise JobletError(
+                    ErrorCode.INVALID,
+                    f"{where}.selective: {entry!r} is not in {mount.source!r} of the runtime",
+                )
+        if mount.target == "/usr" and not (source / "bin" / "sh").exists():
+            raise JobletError(
+                ErrorCode.INVALID,
+                f"{where}: a runtime that replaces /usr must hold bin/sh in it (each job's "
+                "exit record is written by /bin/sh)",
+            )
+
+
+def _open_for_jobs(tree: Path) -> None:
+    """Readable by every job's user, writable by none: runtimes are shared by all their jobs.
+    (The extractor already dropped setuid, setgid and sticky bits.)"""
+    for path in (tree, *tree.rglob("*")):
+        st = path.lstat()
+        if stat.S_ISLNK(st.st_mode):
+            continue
+        mode = stat.S_IMODE(st.st_mode)
+        wanted = (mode & 0o755) | (0o555 if stat.S_ISDIR(st.st_mode) else 0o444)
+        if wanted != mode:
+            path.chmod(wanted)
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """renameat2(RENAME_EXCHANGE): swap two directories atomically (Linux 3.15+)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    result = libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, os.strerror(errno), str(b))

@@ -1,0 +1,93 @@
+"""The runtime manager: list, describe, install, remove, validate and smoke-test runtimes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from joblet_agent.adapters.runtime_store import RuntimeDirectory
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.model import JobRecord, JobState
+from joblet_agent.rbac import Action, Caller, authorize
+from joblet_agent.runtimes.resolve import InstalledRuntime
+from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
+from joblet_agent.services.jobs import JobService
+
+_LIVE = frozenset(s for s in JobState if not s.is_terminal)
+
+
+class RuntimeService:
+    def __init__(self, runtimes: RuntimeDirectory, jobs: JobService) -> None:
+        self.runtimes = runtimes
+        self.jobs = jobs
+
+    def installed(self) -> list[InstalledRuntime]:
+        return self.runtimes.installed()
+
+    def get(self, name: str) -> InstalledRuntime:
+        found = self.runtimes.find(name)
+        if found is None:
+            installed = ", ".join(r.name for r in self.installed()) or "none"
+            raise JobletError(
+                ErrorCode.NOT_FOUND,
+                f"runtime {name!r} is not installed; installed: {installed}",
+                hint="rnx runtime list shows them",
+            )
+        return found
+
+    def users(self, name: str) -> list[JobRecord]:
+        """Jobs not yet ended that run with this runtime."""
+        return [
+            r
+            for r in self.jobs.list(states=_LIVE)
+            if r.spec.runtime is not None and r.spec.runtime.split("@", 1)[0] == name
+        ]
+
+    async def install(
+        self, name: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str, caller: Caller
+    ) -> InstalledRuntime:
+        def approve(spec: RuntimeSpec) -> None:
+            if spec.relax:
+                # Every job of this runtime gets these relaxations without asking for them,
+                # so installing it is as much as running a relaxed job: the admin's.
+                authorize(caller, Action.JOB_RELAX)
+            self._refuse_if_used(name, "replaced")
+
+        return await self.runtimes.install(name, chunks, size=size, sha256=sha256, approve=approve)
+
+    def remove(self, name: str) -> InstalledRuntime:
+        runtime = self.get(name)
+        self._refuse_if_used(name, "removed")
+        self.runtimes.remove(runtime)
+        return runtime
+
+    def _refuse_if_used(self, name: str, what: str) -> None:
+        users = self.users(name)
+        if users:
+            ids = ", ".join(r.id[:8] for r in users[:5]) + (", ..." if len(users) > 5 else "")
+            raise JobletError(
+                ErrorCode.CONFLICT,
+                f"runtime {name} cannot be {what}: {len(users)} job(s) still use it ({ids})",
+                hint="wait for them to end, or stop them",
+            )
+
+    async def test(self, name: str, owner: str) -> JobRecord:
+        """Run the runtime's own smoke test as a job of `owner`."""
+        runtime = self.get(name)
+        if not runtime.spec.smoke_test:
+            raise JobletError(
+                ErrorCode.INVALID, f"runtime {name} has no smoke_test in its runtime.yml"
+            )
+        command, *args = runtime.spec.smoke_test
+        request: dict[str, Any] = {
+            "command": command,
+            "args": args,
+            "runtime": name,
+            "name": "runtime-test",
+        }
+        return await self.jobs.submit(request, owner=owner)
+
+
+def validate(text: str) -> RuntimeSpec:
+    """A runtime.yml's text -> its spec, or the first error (for `rnx runtime validate`)."""
+    return load_runtime_yml(text, "runtime.yml")

@@ -1,0 +1,242 @@
+"""rnx runtime list|info|install|remove|test|validate."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from rnx.cli import Context, handle_errors
+from rnx.output import emit_json, human_bytes, table, upload_progress
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group("runtime")
+def group() -> None:
+    """Language runtimes jobs select with `rnx job run --runtime=NAME`."""
+
+
+@group.command("list")
+@pass_ctx
+@handle_errors
+def list_(ctx: Context) -> None:
+    """The runtimes installed on the agent's host."""
+    with ctx.client() as client:
+        answer = client.runtimes()
+    if ctx.json:
+        emit_json(answer)
+        return
+    rows = [
+        [
+            r["name"],
+            r["language"],
+            r["version"],
+            r["release"],
+            ",".join(r["relax"]) or "-",
+            r["description"],
+        ]
+        for r in answer["runtimes"]
+    ]
+    if not rows:
+        click.echo(f"No runtimes installed ({answer['architecture']}).", err=True)
+        return
+    table(["NAME", "LANGUAGE", "VERSION", "RELEASE", "RELAX", "DESCRIPTION"], rows)
+
+
+@group.command()
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def info(ctx: Context, name: str) -> None:
+    """A runtime in detail: mounts, environment, requirements, packages."""
+    with ctx.client() as client:
+        runtime = client.runtime(_canonical(name))
+    if ctx.json:
+        emit_json(runtime)
+        return
+    needs = runtime["requirements"]
+    lines = [
+        ("Name", f"{runtime['name']} ({runtime['language']} {runtime['version']})"),
+        ("Release", runtime["release"]),
+        ("Description", runtime["description"] or "-"),
+        ("Architectures", ", ".join(runtime["architectures"]) or "any"),
+        ("Directory", runtime["directory"]),
+        ("Min memory", human_bytes(needs["min_memory"])),
+        ("Recommended", human_bytes(needs["recommended_memory"])),
+        ("Relaxes", ", ".join(runtime["relax"]) or "nothing"),
+        ("PATH prepend", ":".join(runtime["path_prepend"]) or "-"),
+        ("Smoke test", " ".join(runtime["smoke_test"]) or "-"),
+        ("Jobs using it", ", ".join(j[:8] for j in runtime["jobs"]) or "none"),
+    ]
+    for key, value in lines:
+        click.echo(f"{key + ':':<16}{value}")
+    click.echo("Mounts:")
+    for mount in runtime["mounts"]:
+        only = f" only {', '.join(mount['selective'])}" if mount["selective"] else ""
+        mode = "ro" if mount["readonly"] else "rw"
+        click.echo(f"  {mount['source']} -> {mount['target']} ({mode}){only}")
+    if runtime["environment"]:
+        click.echo("Environment:")
+        for key, value in runtime["environment"].items():
+            click.echo(f"  {key}={value}")
+    click.echo(f"Packages ({len(runtime['packages'])}):")
+    for package in runtime["packages"]:
+        click.echo(f"  {package}")
+
+
+@group.command()
+@click.argument("name")
+@click.option(
+    "--registry",
+    envvar="RNX_REGISTRY",
+    required=True,
+    help="Registry index: an https:// URL, a file:// URL or a local path (env RNX_REGISTRY).",
+)
+@click.option(
+    "--force", is_flag=True, help="Install even if this release, from this archive, is installed."
+)
+@pass_ctx
+@handle_errors
+def install(ctx: Context, name: str, registry: str, force: bool) -> None:
+    """Install NAME[@VERSION] from a registry (maintainer or admin).
+
+    rnx fetches the index and the archive, checks the archive's size and sha256 against the
+    index, and streams it to the agent, which checks them again, unpacks it safely and moves
+    it into place in one step. A runtime that relaxes isolation needs an admin.
+    """
+    from rnx import registry as registries
+
+    base, _, version = name.partition("@")
+    base = _canonical(base)
+    with ctx.client() as client:
+        agent = client.runtimes()
+        location = registries.index_location(registry)
+        archive = registries.choose(
+            registries.load_index(location),
+            location,
+            base,
+            version or None,
+            f"linux/{agent['architecture']}",
+        )
+        current = next((r for r in agent["runtimes"] if r["name"] == base), None)
+        same = current and (current["release"], current["sha256"]) == (
+            archive.version,
+            archive.sha256,
+        )
+        if same and not force:
+            _say(ctx, f"{base} {archive.version} is already installed (--force reinstalls)")
+            if ctx.json:
+                emit_json(current)
+            return
+        what = f"{base} {archive.version}"
+        with contextlib.ExitStack() as stack:
+            with upload_progress(quiet=ctx.json, label=f"fetch {what}") as progress:
+                fetched = registries.fetched(archive, lambda n: progress(n, archive.size))
+                stream = stack.enter_context(fetched)
+            with upload_progress(quiet=ctx.json, label=f"install {what}") as progress:
+                result = client.install_runtime(
+                    base,
+                    _counted(stream, lambda n: progress(n, archive.size)),
+                    size=archive.size,
+                    sha256=archive.sha256,
+                )
+    if ctx.json:
+        emit_json(result)
+    else:
+        relax = f"; relaxes {', '.join(result['relax'])}" if result["relax"] else ""
+        click.echo(
+            f"Installed {result['name']} {result['release']} ({result['language']} "
+            f"{result['version']}){relax}"
+        )
+
+
+@group.command()
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def remove(ctx: Context, name: str) -> None:
+    """Remove an installed runtime (maintainer or admin); refused while a job uses it."""
+    with ctx.client() as client:
+        result = client.remove_runtime(_canonical(name))
+    if ctx.json:
+        emit_json(result)
+    else:
+        click.echo(f"Removed {result['removed']} {result['release']}")
+
+
+@group.command()
+@click.argument("name")
+@pass_ctx
+@handle_errors
+def test(ctx: Context, name: str) -> None:
+    """Run the runtime's smoke test as a job; exits with its exit code."""
+    from rnx.commands.job import attach
+
+    with ctx.client() as client:
+        job = client.test_runtime(_canonical(name))
+        _say(ctx, f"Job {job['id']} runs the smoke test of {name}: {_argv(job)}")
+        code = attach(client, job["id"], as_json=ctx.json)
+    if not ctx.json:
+        click.secho(
+            f"runtime {name}: smoke test {'passed' if code == 0 else 'FAILED'}",
+            fg="green" if code == 0 else "red",
+            err=True,
+        )
+    sys.exit(code)
+
+
+@group.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--tree",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A built runtime's directory: also check that every mount source is in it.",
+)
+@pass_ctx
+@handle_errors
+def validate(ctx: Context, file: Path, tree: Path | None) -> None:
+    """Check a runtime.yml against the schema (docs/runtimes.md); exit 2 with the first error."""
+    from rnx.errors import RnxError
+
+    with ctx.client() as client:
+        answer = client.validate_runtime(file.read_text())
+    runtime = answer["runtime"]
+    if tree is not None:
+        for index, mount in enumerate(runtime["mounts"]):
+            source = tree / mount["source"]
+            entries = [source / e for e in mount["selective"] or ()]
+            for path in [source, *entries]:
+                if not path.exists():
+                    raise RnxError("invalid", f"{file}: mounts[{index}]: {path} is not in {tree}")
+    if ctx.json:
+        emit_json(answer)
+    else:
+        click.echo(f"{file}: valid runtime {runtime['name']} ({len(runtime['mounts'])} mounts)")
+
+
+def _canonical(name: str) -> str:
+    """java:17 -> java-17, the design document's spelling."""
+    return name.replace(":", "-", 1) if ":" in name.split("@", 1)[0] else name
+
+
+def _argv(job: dict[str, Any]) -> str:
+    return " ".join([job["spec"]["command"], *job["spec"]["args"]])
+
+
+def _say(ctx: Context, text: str) -> None:
+    if not ctx.json:
+        click.secho(text, fg="cyan", err=True)
+
+
+def _counted(stream: Any, advance: Callable[[int], None]) -> Iterator[bytes]:
+    """The file in 1 MiB chunks, each reported to a progress callback as it goes."""
+    sent = 0
+    while chunk := stream.read(1024 * 1024):
+        sent += len(chunk)
+        advance(sent)
+        yield chunk
