@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from joblet_agent.api.handlers.jobs import SERVICE
 from joblet_agent.api.identity import caller_of
@@ -50,8 +50,15 @@ async def send(request: web.Request) -> web.Response:
 
 
 async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    async for chunk in request.content.iter_chunked(_CHUNK):
-        yield chunk
+    try:
+        async for chunk in request.content.iter_chunked(_CHUNK):
+            yield chunk
+    except (ConnectionError, ClientPayloadError) as exc:
+        # The client went away mid-stream (it may have failed reading its own files): a bad
+        # request, answered to no one, rather than an internal error.
+        raise JobletError(
+            ErrorCode.INVALID, f"upload: the stream broke off before its end ({exc})"
+        ) from None
 
 
 async def remove(request: web.Request) -> web.Response:
