@@ -172,16 +172,20 @@ class JobService:
     # -- commands -------------------------------------------------------------------------
 
     async def submit(
-        self, request: Mapping[str, Any], owner: str, *, may_create_volumes: bool = False
+        self,
+        request: Mapping[str, Any],
+        owner: str,
+        *,
+        may_create_volumes: bool = False,
+        may_create_networks: bool = False,
     ) -> JobRecord:
-        """`may_create_volumes`: the caller may manage volumes, so volumes the job names that
-        do not exist yet are created (jobs.auto_volume_size), as the design document's examples
-        expect; a warning on the job says so."""
+        """`may_create_*`: the caller may manage volumes (networks), so those the job names that
+        do not exist yet are created (volumes of jobs.auto_volume_size; networks a free /24), as
+        the design document's examples expect; a warning on the job says so."""
         validated = parse_job_request(request, self.config.jobs, self.host)
         spec, runtime, runtime_warnings = self._with_runtime(validated.spec)
         warnings = validated.warnings + runtime_warnings
-        if may_create_volumes:
-            warnings += await self.volumes.create_missing(spec.volumes, owner)
+        warnings += await self._create_missing(spec, owner, may_create_volumes, may_create_networks)
         spec, upload = self._take_upload(spec, request, owner)
         job_id = str(uuid.uuid4())
         paths = self._paths(job_id)
@@ -466,6 +470,14 @@ class JobService:
         )
         bound, warnings = bind_runtime(spec, runtime)
         return bound, runtime, tuple(warnings)
+
+    async def _create_missing(
+        self, spec: JobSpec, owner: str, volumes: bool, networks: bool
+    ) -> tuple[str, ...]:
+        made = await self.volumes.create_missing(spec.volumes, owner) if volumes else ()
+        if networks and self.networks is not None:
+            made += await self.networks.create_missing(spec, owner)
+        return made
 
     def _take_upload(
         self, spec: JobSpec, request: Mapping[str, Any], owner: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 import logging
 import os
 import shutil
@@ -43,6 +44,8 @@ from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_proper
 from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
+# Where networks that jobs name before anyone created them get their /24 (see create_missing).
+AUTO_POOL = ipaddress.IPv4Network("10.88.0.0/16")
 
 NET_UNIT_PREFIX = "joblet-net-"
 APPLY_TIMEOUT_SEC = 60.0
@@ -142,6 +145,22 @@ class NetworkService:
             raise
         logger.info("created network %s (%s) for %s", network.name, network.cidr, owner)
         return network
+
+    async def create_missing(self, spec: JobSpec, owner: str) -> tuple[str, ...]:
+        """The named network a job asks for, created if it does not exist (the first free /24
+        of AUTO_POOL, with NAT), as the design document's examples expect; the warning that
+        says so."""
+        if NetworkMode.of(spec.network) is not None or self.store.get(spec.network):
+            return ()
+        taken = [n.cidr for n in (*self.store.list(), self.isolated)]
+        cidr = next(
+            (c for c in AUTO_POOL.subnets(new_prefix=24) if not any(c.overlaps(t) for t in taken)),
+            None,
+        )
+        if cidr is None:
+            return ()  # the job is then refused as asking for a network that does not exist
+        await self.create({"name": spec.network, "cidr": str(cidr)}, owner)
+        return (f"network {spec.network!r} did not exist: created ({cidr}, outbound NAT)",)
 
     async def remove(self, name: str) -> Network:
         network = self.get(name)

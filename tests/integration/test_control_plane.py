@@ -362,6 +362,10 @@ def test_volume_roles_and_auto_creation(certs: dict[str, str], admin_local: Clie
             dev.run(["true"], volumes=[name])
         assert missing.value.status == 404
         assert "rnx volume create" in (missing.value.hint or "")
+        with pytest.raises(RnxError) as missing:
+            dev.run(["true"], network=name)
+        assert missing.value.status == 404
+        assert f"network {name!r} does not exist" in missing.value.message
     assert name not in {v["name"] for v in admin_local.volumes()}
     with Client(config=certs["maintainer"]) as maintainer:
         job = maintainer.run(["sh", "-c", f"echo made > /volumes/{name}/f"], volumes=[name])

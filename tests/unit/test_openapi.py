@@ -363,7 +363,11 @@ async def _exercise(http: aiohttp.ClientSession) -> None:
     on_net = await call("POST", "/v1/jobs", "/v1/jobs", 201, json=body)
     assert on_net["endpoint"]["address"] == "10.42.0.2"
     await call("POST", "/v1/jobs", "/v1/jobs", 409, json=body)  # the hostname is taken
-    await call("POST", "/v1/jobs", "/v1/jobs", 404, json={**body, "network": "nowhere"})
+    # An admin naming a network that does not exist gets it made (the design document's way).
+    made = await call("POST", "/v1/jobs", "/v1/jobs", 201, json={**body, "network": "nowhere"})
+    assert made["warnings"] == [
+        "network 'nowhere' did not exist: created (10.88.0.0/24, outbound NAT)"
+    ]
     listed = await call("GET", "/v1/networks", "/v1/networks", 200)
     assert listed["networks"][0]["jobs"][0]["hostname"] == "db"
     await call("GET", "/v1/networks/backend", "/v1/networks/{name}", 200)

@@ -71,6 +71,7 @@ async def create(request: web.Request) -> web.Response:
         body,
         owner=caller.name,
         may_create_volumes=caller.role.at_least(REQUIRED[Action.VOLUME_MANAGE]),
+        may_create_networks=caller.role.at_least(REQUIRED[Action.NETWORK_CREATE]),
     )
     request[JOB_ID] = record.id
     return web.json_response(_job_json(record), status=201)
