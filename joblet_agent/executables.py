@@ -28,10 +28,7 @@ def resolve_command(
     else:
         candidates = [f"{d.rstrip('/')}/{command}" for d in search.split(":") if d.startswith("/")]
     for candidate in candidates:
-        covered, on_host = runtime.host_path_of(candidate) if runtime else (False, None)
-        if not covered:
-            on_host = host_path_of(candidate, paths)
-        if on_host is not None and Path(on_host).is_file() and os.access(on_host, os.X_OK):
+        if _executable(candidate, paths, runtime):
             return candidate
     raise JobletError(
         ErrorCode.INVALID,
@@ -39,3 +36,17 @@ def resolve_command(
         + ("(the runtime's mounts, /work)" if runtime else "(the host's /usr, and /work)")
         + ("" if "/" in command else f" (PATH={search})"),
     )
+
+
+def missing_programs(
+    programs: tuple[str, ...], paths: JobPaths, runtime: RuntimeMounts | None
+) -> list[str]:
+    """Those of `programs` (absolute paths in the job's root) that the job's root lacks."""
+    return [p for p in programs if not _executable(p, paths, runtime)]
+
+
+def _executable(candidate: str, paths: JobPaths, runtime: RuntimeMounts | None) -> bool:
+    covered, on_host = runtime.host_path_of(candidate) if runtime else (False, None)
+    if not covered:
+        on_host = host_path_of(candidate, paths)
+    return on_host is not None and Path(on_host).is_file() and os.access(on_host, os.X_OK)

@@ -38,7 +38,11 @@ RECIPES = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("JOBLET_RUNTIME_CACHE", "/var/cache/joblet-runtimes"))
 MIRROR = "http://deb.debian.org/debian"
 # Bump when the build method changes the result: every recipe's key changes with it.
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
+# In every runtime, whatever its recipe: the programs Joblet's own privileged unit steps run
+# inside a job's root, whose /usr is the runtime's (units/network.py: ip, nft, and unshare and
+# nsenter from util-linux, which minbase has; the exit recorder's sh and grep are in minbase).
+PLUMBING = ("iproute2", "nftables")
 # Not shipped: documentation (copyright files stay), translations, lintian's and bug's data.
 STRIP = ("share/doc", "share/man", "share/info", "share/locale", "share/lintian", "share/bug")
 _RECIPE_KEYS = {"suite", "packages", "etc", "venv"}
@@ -175,7 +179,7 @@ def _debootstrap(suite: str, debs: Path, packages: list[str], rootfs: Path) -> N
         "debootstrap",
         "--variant=minbase",
         f"--cache-dir={debs}",
-        "--include=" + ",".join(packages),
+        "--include=" + ",".join([*packages, *PLUMBING]),
         suite,
         rootfs,
         MIRROR,

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -22,7 +22,7 @@ from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.archive import Extracted
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.executables import resolve_command
+from joblet_agent.executables import missing_programs, resolve_command
 from joblet_agent.host import HostInfo
 from joblet_agent.jobspec import parse_job_request
 from joblet_agent.model import JobRecord, JobSpec, JobState, job_id_of_unit
@@ -40,9 +40,10 @@ from joblet_agent.runtimes.resolve import InstalledRuntime, bind_runtime, resolv
 from joblet_agent.services.networks import NetworkService
 from joblet_agent.services.uploads import UploadService
 from joblet_agent.services.volumes import VolumeService
-from joblet_agent.units.network import NO_NETWORK, JobNetwork
+from joblet_agent.units.network import NETWORK_PROGRAMS, NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths, JobUser
-from joblet_agent.units.runtime import runtime_mounts
+from joblet_agent.units.properties import Property
+from joblet_agent.units.runtime import RuntimeMounts, runtime_mounts
 from joblet_agent.units.sandbox import BASE_READ_ONLY
 from joblet_agent.units.translate import environment_file, job_environment, translate
 
@@ -78,6 +79,26 @@ def _room_for_upload(
             hint="give a larger --work-size" if needed <= most else "upload less",
         )
     return dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, work_bytes=needed))
+
+
+def _check_network_steps(
+    network: JobNetwork,
+    paths: JobPaths,
+    mounts: RuntimeMounts | None,
+    runtime: InstalledRuntime | None,
+) -> None:
+    """A network job's privileged steps run ip, nft, unshare and nsenter inside its root, whose
+    /usr may be a runtime's: one built elsewhere may lack them. Say so, not 203/EXEC."""
+    if not network.attached or runtime is None:
+        return
+    missing = missing_programs(NETWORK_PROGRAMS, paths, mounts)
+    if missing:
+        raise JobletError(
+            ErrorCode.UNSUPPORTED,
+            f"network: {network.mode or 'a network'} needs {', '.join(missing)} in the job's "
+            f"root, and the runtime {runtime.spec.name} has none there",
+            hint="runtimes built by runtimes/build.py carry them (iproute2, nftables)",
+        )
 
 
 class SystemClock:
@@ -220,23 +241,8 @@ class JobService:
                 work_bytes=spec.limits.work_bytes or 0,
                 upload=upload,
             )
-            command = resolve_command(
-                spec.command,
-                job_environment(job_id, spec, runtime)["PATH"],
-                paths,
-                runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None,
-            )
-            properties = translate(
-                job_id,
-                spec,
-                self.config,
-                self.host,
-                paths,
-                user=user,
-                executable=command,
-                volumes=await self.volumes.bindings(spec.volumes),
-                network=network,
-                runtime=runtime,
+            properties = await self._unit_properties(
+                job_id, spec, paths, user, runtime=runtime, network=network
             )
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
@@ -470,6 +476,36 @@ class JobService:
         )
         bound, warnings = bind_runtime(spec, runtime)
         return bound, runtime, tuple(warnings)
+
+    async def _unit_properties(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        paths: JobPaths,
+        user: JobUser,
+        *,
+        runtime: InstalledRuntime | None,
+        network: JobNetwork,
+    ) -> Sequence[Property]:
+        """Once its files exist: its program found in its root, its volumes mounted, and the
+        translation of it all."""
+        mounts = runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None
+        command = resolve_command(
+            spec.command, job_environment(job_id, spec, runtime)["PATH"], paths, mounts
+        )
+        _check_network_steps(network, paths, mounts, runtime)
+        return translate(
+            job_id,
+            spec,
+            self.config,
+            self.host,
+            paths,
+            user=user,
+            executable=command,
+            volumes=await self.volumes.bindings(spec.volumes),
+            network=network,
+            runtime=runtime,
+        )
 
     async def _create_missing(
         self, spec: JobSpec, owner: str, volumes: bool, networks: bool

@@ -37,6 +37,7 @@ IP = "/usr/bin/ip"
 NFT = "/usr/sbin/nft"
 UNSHARE = "/usr/bin/unshare"
 NSENTER = "/usr/bin/nsenter"
+NETWORK_PROGRAMS = (IP, NFT, UNSHARE, NSENTER)  # what the privileged steps run in the job's root
 
 
 @dataclass(frozen=True, slots=True)
