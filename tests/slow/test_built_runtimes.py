@@ -214,3 +214,70 @@ def test_tampered_built_archive_is_rejected(
     assert installed["python-3.11"]["release"] == "1.0.0"
     code, out, _ = job("--runtime=python-3.11", "--", "python3", "-c", "print('still here')")
     assert (code, out) == (0, "still here\n")
+
+
+CONSUMER = """
+import com.sun.net.httpserver.HttpServer;
+import java.net.InetSocketAddress;
+import java.util.concurrent.atomic.AtomicInteger;
+
+public class Consumer {
+    public static void main(String[] args) throws Exception {
+        AtomicInteger count = new AtomicInteger();
+        HttpServer server = HttpServer.create(new InetSocketAddress(8080), 0);
+        server.createContext("/messages", exchange -> {
+            String body = new String(exchange.getRequestBody().readAllBytes());
+            exchange.sendResponseHeaders(204, -1);
+            exchange.close();
+            if (count.incrementAndGet() == 100) {
+                System.out.println("all 100 arrived, the last: " + body);
+                System.exit(0);
+            }
+        });
+        server.start();
+        System.out.println("listening");
+    }
+}
+"""
+
+
+def test_message_queue_across_runtimes(
+    installed: dict[str, dict[str, object]], tmp_path: Path
+) -> None:
+    """The design document's message-queue example: a Python producer (requests) posts 100
+    messages to a Java consumer found by name on the network `message-queue`, which is made on
+    the spot (root is admin). The consumer is compiled first: `java Consumer` as written needs
+    a class file, and only Consumer.java is uploaded."""
+    (tmp_path / "Consumer.java").write_text(CONSUMER)
+    with Client() as client:
+        consumer = client.run(
+            ["bash", "-c", "javac Consumer.java && java Consumer"],
+            runtime="java:17",
+            network="message-queue",
+            name="queue",
+            uploads=[str(tmp_path / "Consumer.java")],
+        )
+        try:
+            for line in client.logs(consumer["id"]):
+                if line == "listening":
+                    break
+            code, out, err = job(
+                "--runtime=python-3.11-ml",
+                "--network=message-queue",
+                "python",
+                "-c",
+                "import requests\n"
+                "for i in range(100):\n"
+                "    message = {'id': i, 'data': f'message {i}'}\n"
+                "    requests.post('http://queue:8080/messages', json=message)\n"
+                "print('sent')",
+            )
+            assert code == 0, out + err
+            end = client.wait(consumer["id"])
+            lines = list(client.logs(consumer["id"], follow=False))
+            assert lines[-1] == 'all 100 arrived, the last: {"id": 99, "data": "message 99"}'
+            assert end["exit_code"] == 0
+        finally:
+            if client.get(consumer["id"])["state"] == "RUNNING":
+                client.stop(consumer["id"])
+            client.remove_network("message-queue")
