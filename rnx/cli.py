@@ -27,6 +27,17 @@ class Context:
 
         return Client(socket=self.socket_path, config=self.config, node=self.node)
 
+    def ask(self, call: Callable[[Any], Any]) -> Any:
+        """One request's answer for people to read; None once printed as JSON (--json)."""
+        with self.client() as client:
+            answer = call(client)
+        if self.json:
+            from rnx.output import emit_json
+
+            emit_json(answer)
+            return None
+        return answer
+
 
 def handle_errors(func: F) -> F:
     """Turn RnxError into a readable message and the documented exit code."""

@@ -222,10 +222,8 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
     params = {"limit": str(limit)}
     if state:
         params["state"] = state
-    with ctx.client() as client:
-        jobs = client.list(**params)
-    if ctx.json:
-        emit_json(jobs)
+    jobs = ctx.ask(lambda client: client.list(**params))
+    if jobs is None:
         return
     rows = [
         [

@@ -49,10 +49,8 @@ def _jobs(network: dict[str, Any]) -> str:
 @handle_errors
 def list_(ctx: Context) -> None:
     """List networks with their CIDR and the jobs attached now."""
-    with ctx.client() as client:
-        networks = client.networks()
-    if ctx.json:
-        emit_json(networks)
+    networks = ctx.ask(lambda client: client.networks())
+    if networks is None:
         return
     rows = [
         [
@@ -74,10 +72,8 @@ def list_(ctx: Context) -> None:
 @handle_errors
 def show(ctx: Context, name: str) -> None:
     """Show one network and the jobs attached to it."""
-    with ctx.client() as client:
-        network = client.network(name)
-    if ctx.json:
-        emit_json(network)
+    network = ctx.ask(lambda client: client.network(name))
+    if network is None:
         return
     click.echo(f"{network['name']}: {network['cidr']}, bridge {network['bridge']}, ", nl=False)
     click.echo("internal" if network["internal"] else f"NAT via {network['gateway']}")

@@ -26,10 +26,8 @@ def group() -> None:
 @handle_errors
 def list_(ctx: Context) -> None:
     """The runtimes installed on the agent's host."""
-    with ctx.client() as client:
-        answer = client.runtimes()
-    if ctx.json:
-        emit_json(answer)
+    answer = ctx.ask(lambda client: client.runtimes())
+    if answer is None:
         return
     rows = [
         [
@@ -54,10 +52,8 @@ def list_(ctx: Context) -> None:
 @handle_errors
 def info(ctx: Context, name: str) -> None:
     """A runtime in detail: mounts, environment, requirements, packages."""
-    with ctx.client() as client:
-        runtime = client.runtime(_canonical(name))
-    if ctx.json:
-        emit_json(runtime)
+    runtime = ctx.ask(lambda client: client.runtime(_canonical(name)))
+    if runtime is None:
         return
     needs = runtime["requirements"]
     lines = [

@@ -30,10 +30,8 @@ def group() -> None:
 @handle_errors
 def create(ctx: Context, name: str, size: str, kind: str) -> None:
     """Create volume NAME (maintainer or admin)."""
-    with ctx.client() as client:
-        volume = client.create_volume(name, size=size, type=kind)
-    if ctx.json:
-        emit_json(volume)
+    volume = ctx.ask(lambda client: client.create_volume(name, size=size, type=kind))
+    if volume is None:
         return
     note = "" if volume["persistent"] else " (memory: its contents do not survive a reboot)"
     click.secho(
@@ -48,10 +46,8 @@ def create(ctx: Context, name: str, size: str, kind: str) -> None:
 @handle_errors
 def list_(ctx: Context) -> None:
     """List volumes with their type, size, use and the jobs using them."""
-    with ctx.client() as client:
-        volumes = client.volumes()
-    if ctx.json:
-        emit_json(volumes)
+    volumes = ctx.ask(lambda client: client.volumes())
+    if volumes is None:
         return
     rows = [
         [
