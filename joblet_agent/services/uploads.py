@@ -90,6 +90,17 @@ class UploadService:
                 f"{self.policy.max_upload_entries} files, directories and links",
                 hint="jobs.max_upload_entries in joblet.yml sets it",
             )
+        # Staged uploads take disk until a job takes them: one caller's, together, may hold
+        # what one upload may, so announcing many cannot fill the state directory's disk.
+        staged = sum(u.bytes for u in self._uploads.values() if u.owner == owner)
+        if staged + size > self.policy.max_upload_bytes:
+            raise JobletError(
+                ErrorCode.TOO_LARGE,
+                f"bytes: {size} more would put {staged + size} bytes of uploads of yours in "
+                f"waiting; at most {self.policy.max_upload_bytes} wait at once",
+                hint="run the jobs that take them, or drop them (DELETE /v1/uploads/{id}); "
+                "unclaimed ones go after 15 minutes",
+            )
         upload = Upload(
             id=str(uuid.uuid4()),
             owner=owner,
