@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from rnx import uploads
 from rnx.config import ConfigError, resolve_target
 from rnx.errors import RnxError
 from rnx.wire import Wire, read_json, sse_blocks
@@ -165,6 +164,8 @@ class Client:
         progress: Callable[[int, int], None] | None = None,
     ) -> str:
         """Announce, then stream files and directories for a job; the upload's id, for run()."""
+        from rnx import uploads  # tarfile and all: only when there is something to send
+
         plan = uploads.plan(files, directories)
         total = plan.bytes
         announced = self._call(
