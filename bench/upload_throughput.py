@@ -3,7 +3,7 @@ peak memory while it receives.
 
     python -m bench.upload_throughput [--size-mib 1024] [-n 3]
 
-Measured per round: `cp` and `cat >` of the file into the agent's state directory (the page
+Measured per round: `cp` and `dd bs=1M` of the file into the agent's state directory (the page
 cache, no sync: the upload does not sync either); `Client.upload` over the Unix socket and over
 mTLS (announce, stream, extract); a whole `rnx job run --upload` of the file (also makes the
 job's /work image from it and starts the job). The agent's RSS is sampled every 20 ms during
@@ -99,11 +99,14 @@ def main() -> None:
 
             copy = work / "copy.bin"
             for _ in range(args.n):
-                # cp copies in the kernel (copy_file_range); cat > through user space, as rnx
-                # and the agent do.
+                # cp (and cat, in coreutils 9) copy inside the kernel (copy_file_range); dd
+                # with 1 MiB blocks reads and writes through user space, as rnx and the agent do.
                 for name, argv in (
                     ("cp (same disk, in-kernel copy)", ["cp", str(source), str(copy)]),
-                    ("cat > (same disk, user space)", ["sh", "-c", f"cat {source} > {copy}"]),
+                    (
+                        "dd bs=1M (same disk, user space)",
+                        ["dd", f"if={source}", f"of={copy}", "bs=1M", "status=none"],
+                    ),
                 ):
                     results.setdefault(name, []).append(
                         timed(partial(subprocess.run, argv, check=True))
