@@ -61,6 +61,7 @@ async def engine(
     try:
         yield service, bus
     finally:
+        await service.settle()
         bus.disconnect()
         store.close()
         shutil.rmtree(state, ignore_errors=True)

@@ -27,7 +27,7 @@ from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.host import probe_host
+from joblet_agent.host import HostInfo, probe_host
 from joblet_agent.model import UNIT_PREFIX
 from joblet_agent.services.jobs import JobService, SystemClock
 from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
@@ -54,9 +54,8 @@ def notify(**states: object) -> None:
         sd_notify(False, **states)
 
 
-async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
-    config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    host = probe_host(config.jobs_dir)
+def _report(host: HostInfo, config: AgentConfig) -> None:
+    """What this host can enforce, and how jobs are kept apart, in the agent's log."""
     missing = host.unenforced
     if missing:
         logger.warning(
@@ -70,6 +69,12 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         "process isolation path: %s",
         "PrivatePIDs" if host.has_private_pids else "ProtectProc=invisible (systemd < 257)",
     )
+
+
+async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
+    config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    host = probe_host(config.jobs_dir)
+    _report(host, config)
     publish_pool(config.jobs)
     prepare_skeleton(config)
     store = SqliteJobStore(config.database)
@@ -129,6 +134,10 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     with contextlib.suppress(asyncio.CancelledError):
         await watchdog
     await runner.cleanup()
+    # Jobs being finished get their records written; one not done in time is read again at the
+    # next start (reconcile), so a stop never waits long for them.
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(service.settle(), 5)
     bus.disconnect()
     network_store.close()
     store.close()

@@ -368,6 +368,11 @@ class JobService:
             self._finishing.add(task)
             task.add_done_callback(self._finishing.discard)
 
+    async def settle(self) -> None:
+        """Wait for the jobs being finished now (their records written): before the bus goes."""
+        while self._finishing:
+            await asyncio.gather(*self._finishing, return_exceptions=True)
+
     def _expect(self, unit: str) -> asyncio.Future[str]:
         """Await the result of the next systemd job on `unit`; register before asking for it."""
         future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
