@@ -90,8 +90,18 @@ class Client:
     def _call(
         self, method: str, path: str, *, body: Any = None, params: dict[str, str] | None = None
     ) -> Any:
+        return self._answer(lambda: self._wire.send(method, path, body=body, params=params))
+
+    def _put_stream(self, path: str, chunks: Iterable[bytes], *, content_type: str) -> Any:
+        """PUT a body made as it goes (an upload, a runtime archive)."""
+        return self._answer(
+            lambda: self._wire.send_stream("PUT", path, chunks, content_type=content_type)
+        )
+
+    def _answer(self, send: Callable[[], http.client.HTTPResponse]) -> Any:
+        """The JSON answer of one request; an error answered or met on the way raised."""
         try:
-            response = self._wire.send(method, path, body=body, params=params)
+            response = send()
             data = read_json(response)
         except (OSError, http.client.HTTPException) as exc:
             raise self._unreachable(exc) from exc
@@ -173,15 +183,7 @@ class Client:
         )
         upload_id = str(announced["id"])
         chunks = uploads.stream(plan, None if progress is None else lambda n: progress(n, total))
-        try:
-            response = self._wire.send_stream(
-                "PUT", f"/v1/uploads/{upload_id}", chunks, content_type="application/x-tar"
-            )
-            data = read_json(response)
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._unreachable(exc) from exc
-        if response.status >= 400:
-            raise _answered_error(data, response.status, response.reason)
+        self._put_stream(f"/v1/uploads/{upload_id}", chunks, content_type="application/x-tar")
         return upload_id
 
     def create_volume(self, name: str, *, size: str, type: str = "filesystem") -> dict[str, Any]:
@@ -248,16 +250,7 @@ class Client:
         """Stream an archive (already checked against size and sha256) to the agent, which
         checks it again, unpacks it safely and moves it into place."""
         path = f"/v1/runtimes/{name}?" + urlencode({"size": str(size), "sha256": sha256})
-        try:
-            response = self._wire.send_stream(
-                "PUT", path, chunks, content_type="application/octet-stream"
-            )
-            data = read_json(response)
-        except (OSError, http.client.HTTPException) as exc:
-            raise self._unreachable(exc) from exc
-        if response.status >= 400:
-            raise _answered_error(data, response.status, response.reason)
-        return dict(data)
+        return dict(self._put_stream(path, chunks, content_type="application/octet-stream"))
 
     def remove_runtime(self, name: str) -> dict[str, Any]:
         return dict(self._call("DELETE", f"/v1/runtimes/{name}"))

@@ -208,6 +208,23 @@ class JobService:
         warnings = validated.warnings + runtime_warnings
         warnings += await self._create_missing(spec, owner, may_create_volumes, may_create_networks)
         spec, upload = self._take_upload(spec, request, owner)
+        try:
+            return await self._start(spec, owner, warnings, runtime=runtime, upload=upload)
+        finally:
+            if spec.upload:
+                # Its tree is the job's /work now, or went with the refused job: the rest goes.
+                self.uploads.discard(spec.upload)
+
+    async def _start(
+        self,
+        spec: JobSpec,
+        owner: str,
+        warnings: tuple[str, ...],
+        *,
+        runtime: InstalledRuntime | None,
+        upload: Path | None,
+    ) -> JobRecord:
+        """The unit of a validated job, with everything it needs first; nothing half-done."""
         job_id = str(uuid.uuid4())
         paths = self._paths(job_id)
         user = self._free_user()
@@ -227,8 +244,6 @@ class JobService:
             self.store.put(record)
         except BaseException:
             self._release_network(job_id)
-            if spec.upload:
-                self.uploads.discard(spec.upload)
             raise
         finally:
             # Until the record holds it, the claim keeps a concurrent submit off this user.
@@ -251,17 +266,12 @@ class JobService:
             started = self._expect(unit)
             await self._pid1.start_transient(unit, properties)
         except BaseException:
-            # Nothing half-done: no record, no directory, no upload, no network (and systemd
-            # made no unit).
+            # Nothing half-done: no record, no directory, no network (and systemd made no unit).
             self._pending.pop(unit, None)
             self.store.delete(job_id)
             self.files.remove(paths)
             self._release_network(job_id)
-            if spec.upload:
-                self.uploads.discard(spec.upload)
             raise
-        if spec.upload:
-            self.uploads.discard(spec.upload)  # its tree is the job's now; the rest goes
         logger.info(
             "started %s for %s: %s",
             unit,

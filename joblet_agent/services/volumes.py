@@ -123,7 +123,7 @@ class VolumeService:
             volume.type,
             volume.size_bytes,
         )
-        return self._status(volume)
+        return self._status(volume, {})  # new: no job names it yet
 
     async def create_missing(self, mounts: tuple[VolumeMount, ...], owner: str) -> tuple[str, ...]:
         """Volumes a job names that do not exist yet, created with the configured size (if
@@ -140,14 +140,17 @@ class VolumeService:
         return tuple(created)
 
     def all(self) -> list[VolumeStatus]:
-        return [self._status(v) for v in sorted(self._volumes.values(), key=lambda v: v.name)]
+        users = self._users()
+        return [
+            self._status(v, users) for v in sorted(self._volumes.values(), key=lambda v: v.name)
+        ]
 
     def get(self, name: str) -> VolumeStatus:
-        return self._status(self._find(check_name("name", name)))
+        return self._status(self._find(check_name("name", name)), self._users())
 
     async def remove(self, name: str) -> None:
         volume = self._find(check_name("name", name))
-        users = self._jobs_using(volume.name)
+        users = self._users().get(volume.name, [])
         if users:
             raise JobletError(
                 ErrorCode.CONFLICT,
@@ -190,19 +193,20 @@ class VolumeService:
             )
         return volume
 
-    def _jobs_using(self, name: str) -> list[str]:
-        return [
-            r.id
-            for r in self.store.list(states=_LIVE)
-            if any(m.name == name for m in r.spec.volumes)
-        ]
+    def _users(self) -> dict[str, list[str]]:
+        """Volume name -> the live jobs naming it (one read of the store for them all)."""
+        users: dict[str, list[str]] = {}
+        for record in self.store.list(states=_LIVE):
+            for mount in record.spec.volumes:
+                users.setdefault(mount.name, []).append(record.id)
+        return users
 
-    def _status(self, volume: Volume) -> VolumeStatus:
+    def _status(self, volume: Volume, users: dict[str, list[str]]) -> VolumeStatus:
         used = self.files.usage(volume.name)
         return VolumeStatus(
             volume=volume,
             used_bytes=used,
-            jobs=tuple(self._jobs_using(volume.name)),
+            jobs=tuple(users.get(volume.name, ())),
             mounted=used is not None,
         )
 

@@ -346,11 +346,8 @@ def cancel(ctx: Context, job_id: str) -> None:
 @handle_errors
 def delete(ctx: Context, job_id: str) -> None:
     """Delete an ended job's record and files (running jobs are refused)."""
-    with ctx.client() as client:
-        result = client.delete(job_id)
-    if ctx.json:
-        emit_json(result)
-    else:
+    result = ctx.ask(lambda client: client.delete(job_id))
+    if result is not None:
         click.echo(f"Deleted job {result['deleted']}")
 
 
@@ -359,11 +356,8 @@ def delete(ctx: Context, job_id: str) -> None:
 @handle_errors
 def delete_all(ctx: Context) -> None:
     """Delete every ended job; running jobs are skipped and counted."""
-    with ctx.client() as client:
-        result = client.delete_all()
-    if ctx.json:
-        emit_json(result)
-    else:
+    result = ctx.ask(lambda client: client.delete_all())
+    if result is not None:
         click.echo(
             f"Deleted {result['deleted']} job(s); skipped {result['skipped_running']} still running"
         )

@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from rnx.cli import Context, handle_errors
-from rnx.output import emit_json, table
+from rnx.output import table
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -31,11 +31,8 @@ def group() -> None:
 @handle_errors
 def create(ctx: Context, name: str, cidr: str, internal: bool) -> None:
     """Create a network (maintainer or admin)."""
-    with ctx.client() as client:
-        network = client.create_network(name, cidr, internal=internal)
-    if ctx.json:
-        emit_json(network)
-    else:
+    network = ctx.ask(lambda client: client.create_network(name, cidr, internal=internal))
+    if network is not None:
         kind = "internal" if network["internal"] else f"NAT via {network['gateway']}"
         click.echo(f"Created network {network['name']} {network['cidr']} ({kind})")
 
@@ -87,9 +84,6 @@ def show(ctx: Context, name: str) -> None:
 @handle_errors
 def remove(ctx: Context, name: str) -> None:
     """Remove a network (maintainer or admin); refused while jobs use it."""
-    with ctx.client() as client:
-        result = client.remove_network(name)
-    if ctx.json:
-        emit_json(result)
-    else:
+    result = ctx.ask(lambda client: client.remove_network(name))
+    if result is not None:
         click.echo(f"Removed network {result['removed']}")

@@ -157,11 +157,8 @@ def install(ctx: Context, name: str, registry: str, force: bool) -> None:
 @handle_errors
 def remove(ctx: Context, name: str) -> None:
     """Remove an installed runtime (maintainer or admin); refused while a job uses it."""
-    with ctx.client() as client:
-        result = client.remove_runtime(_canonical(name))
-    if ctx.json:
-        emit_json(result)
-    else:
+    result = ctx.ask(lambda client: client.remove_runtime(_canonical(name)))
+    if result is not None:
         click.echo(f"Removed {result['removed']} {result['release']}")
 
 

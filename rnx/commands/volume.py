@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from rnx.cli import Context, handle_errors
-from rnx.output import emit_json, human_bytes, table
+from rnx.output import human_bytes, table
 
 pass_ctx = click.make_pass_decorator(Context)
 
@@ -69,9 +69,6 @@ def list_(ctx: Context) -> None:
 @handle_errors
 def remove(ctx: Context, name: str) -> None:
     """Remove volume NAME and its data (refused while a job uses it; maintainer or admin)."""
-    with ctx.client() as client:
-        client.remove_volume(name)
-    if ctx.json:
-        emit_json({"deleted": name})
-        return
-    click.secho(f"Volume {name} removed", fg="green")
+    result = ctx.ask(lambda client: client.remove_volume(name))
+    if result is not None:
+        click.secho(f"Volume {result['deleted']} removed", fg="green")
