@@ -1,6 +1,6 @@
-"""Tiers: everything under tests/integration is `integration` (real systemd, in the sandbox),
-but for the `after_reboot` tests, which run only after `make integration` rebooted the sandbox;
-everything under tests/slow is `slow` (built runtimes, in the sandbox)."""
+"""Tiers: everything under tests/integration and tests/security is `integration` (real systemd,
+in the sandbox), but for the `after_reboot` tests, which run only after `make integration`
+rebooted the sandbox; everything under tests/slow is `slow` (built runtimes, in the sandbox)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 
 INTEGRATION_DIR = Path(__file__).parent / "integration"
+SECURITY_DIR = Path(__file__).parent / "security"
 SLOW_DIR = Path(__file__).parent / "slow"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if INTEGRATION_DIR in Path(item.path).parents and not item.get_closest_marker(
+        parents = Path(item.path).parents
+        if (INTEGRATION_DIR in parents or SECURITY_DIR in parents) and not item.get_closest_marker(
             "after_reboot"
         ):
             item.add_marker(pytest.mark.integration)
-        if SLOW_DIR in Path(item.path).parents:
+        if SLOW_DIR in parents:
             item.add_marker(pytest.mark.slow)
