@@ -6,7 +6,7 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
@@ -17,7 +17,7 @@ from joblet_agent.config import AgentConfig
 from joblet_agent.host import probe_host
 from joblet_agent.pki import Pki
 from joblet_agent.ports import RuntimeCatalog
-from joblet_agent.services.jobs import JobService
+from joblet_agent.services.jobs import UNIT_PREFIXES, JobService
 
 PKI_DIR = Path("/etc/joblet/pki")
 
@@ -40,7 +40,7 @@ async def engine(
     config = AgentConfig(state_dir=state)
     config.jobs_dir.mkdir(parents=True)
     publish_pool(config.jobs)
-    prepare_skeleton(config)
+    root = prepare_skeleton(config)
     store = SqliteJobStore(config.database)
     service = JobService(
         config,
@@ -49,6 +49,7 @@ async def engine(
         JournalctlJournal(),
         files=JobDirectories(),
         runtimes=runtimes,
+        root=PurePosixPath(root),
     )
 
     def dispatch(event: JobDone | UnitGone) -> None:
@@ -56,7 +57,7 @@ async def engine(
         if also is not None:
             also(event)
 
-    bus = await SystemdBus.connect(("joblet-job-",), dispatch)
+    bus = await SystemdBus.connect(UNIT_PREFIXES, dispatch)
     service.attach(bus)
     try:
         yield service, bus

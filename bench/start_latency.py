@@ -33,6 +33,8 @@ from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.translate import translate
 
+ENGINE_BOOKKEEPING = ("AddRef", "OnSuccess", "OnFailure")
+
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
 Sample = tuple[float, float]  # (to running, to exit) in seconds
 
@@ -60,6 +62,7 @@ class RawDBus:
     def bind(self, service: JobService, bus: SystemdBus) -> None:
         """Use the engine's configuration, host facts and bus connection."""
         self.config, self.host, self.bus = service.config, service.host, bus
+        self.root = service.root
 
     def on_event(self, event: JobDone | UnitGone) -> None:
         events = self.pending.get(event.unit)
@@ -80,9 +83,19 @@ class RawDBus:
         await JobDirectories().create(
             paths, user, workdir=None, work_bytes=self.config.jobs.work_bytes
         )
-        return translate(
-            job_id, spec, self.config, self.host, paths, user=user, executable="/bin/true"
+        props = translate(
+            job_id,
+            spec,
+            self.config,
+            self.host,
+            paths,
+            root=self.root,
+            user=user,
+            executable="/bin/true",
         )
+        # The engine learns of a job's end through these (its joblet-ended@ target, its unit kept
+        # loaded until read); the references see the unit unloaded instead.
+        return [p for p in props if p.name not in ENGINE_BOOKKEEPING]
 
     async def one(self) -> Sample:
         job_id = str(uuid.uuid4())

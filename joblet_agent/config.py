@@ -76,9 +76,9 @@ class AgentConfig:
         return self.state_dir / "jobs"
 
     @property
-    def job_root(self) -> Path:
-        """The read-only skeleton every job's root directory is made from."""
-        return self.state_dir / "root"
+    def roots_dir(self) -> Path:
+        """The read-only skeletons jobs' root directories are made from, one per content."""
+        return self.state_dir / "roots"
 
     @property
     def database(self) -> Path:
@@ -153,7 +153,8 @@ def _parse_access(section: Fields) -> Access:
 
 def _parse_jobs(section: Fields) -> JobPolicy:
     base = JobPolicy()
-    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=1)
+    # 2: the smallest task limit a job starts with (jobspec.MIN_TASKS).
+    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=2)
     max_tasks = section.integer("max_tasks", base.max_tasks, minimum=1)
     assert default_tasks is not None and max_tasks is not None
     if default_tasks > max_tasks:

@@ -13,11 +13,11 @@ import os
 import signal
 import socket
 import ssl
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
-from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
+from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
@@ -28,8 +28,7 @@ from joblet_agent.api.app import make_app
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import HostInfo, probe_host
-from joblet_agent.model import UNIT_PREFIX
-from joblet_agent.services.jobs import JobService, SystemClock
+from joblet_agent.services.jobs import UNIT_PREFIXES, JobService, SystemClock
 from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
 from joblet_agent.services.runtimes import RuntimeService
 from joblet_agent.tls import report_handshake_failures, server_context
@@ -76,7 +75,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     host = probe_host(config.jobs_dir)
     _report(host, config)
     publish_pool(config.jobs)
-    prepare_skeleton(config)
+    root = prepare_skeleton(config)
     store = SqliteJobStore(config.database)
     network_store = SqliteNetworkStore(config.database)
     networks = NetworkService(config, network_store, store, clock=SystemClock())
@@ -90,6 +89,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         files=JobDirectories(),
         networks=networks,
         runtimes=runtimes,
+        root=PurePosixPath(root),
     )
     service.uploads.reset()
     service.volumes.load()
@@ -100,11 +100,13 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         else:
             service.on_systemd_event(event)
 
-    bus = await SystemdBus.connect((UNIT_PREFIX, NET_UNIT_PREFIX), on_event)
+    bus = await SystemdBus.connect((*UNIT_PREFIXES, NET_UNIT_PREFIX), on_event)
     service.attach(bus)
     networks.attach(bus)
     await service.reconcile()
     await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
+    # Old skeletons go once no unit names them; those running jobs use are never touched.
+    collect_skeletons(config, await service.roots_in_use())
 
     sockets = inherited_sockets()
     if not sockets:

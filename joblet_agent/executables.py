@@ -38,13 +38,6 @@ def resolve_command(
     )
 
 
-def missing_programs(
-    programs: tuple[str, ...], paths: JobPaths, runtime: RuntimeMounts | None
-) -> list[str]:
-    """Those of `programs` (absolute paths in the job's root) that the job's root lacks."""
-    return [p for p in programs if not _executable(p, paths, runtime)]
-
-
 def _executable(candidate: str, paths: JobPaths, runtime: RuntimeMounts | None) -> bool:
     covered, on_host = runtime.host_path_of(candidate) if runtime else (False, None)
     if not covered:

@@ -59,6 +59,12 @@ class HostInfo:
         return sorted(str(c) for c in set(Controller) - self.controllers - {Controller.CPUSET})
 
     @property
+    def reports_oom_kills(self) -> bool:
+        """Whether systemd tells an OOM kill from a plain SIGKILL: only with cgroup v2's memory
+        controller (it reads memory.events); on v1 the kernel's log does (units/kernel_log.py)."""
+        return self.cgroup_mode is CgroupMode.UNIFIED or Controller.MEMORY not in self.controllers
+
+    @property
     def has_private_pids(self) -> bool:
         return self.systemd_version >= 257  # PrivatePIDs= appeared in systemd 257
 

@@ -64,6 +64,20 @@ RESERVED_ENV = frozenset(
 )
 MIN_MEMORY = 4 * 1024 * 1024  # below this nothing (not even a shell) starts
 MIN_WORK = 16 * 1024 * 1024  # ext4 needs room for its own metadata
+# Below this an IO limit only wedges the job itself: its /work's loop device, its mounts and its
+# end's flush would crawl (the limits apply once its program runs, so no other job waits on them,
+# units/translate.py).
+MIN_IO_BPS = 1024 * 1024
+MIN_CPU_PERCENT = 1
+MIN_TASKS = 2  # at 1, PID 1's set-up of the job's user fails (217/USER): it needs a second task
+# The smallest value of each limit a job may ask for (GET /v1/health: limits.minimums).
+MINIMUMS = {
+    "cpu_percent": MIN_CPU_PERCENT,
+    "memory_bytes": MIN_MEMORY,
+    "io_bps": MIN_IO_BPS,
+    "max_tasks": MIN_TASKS,
+    "work_bytes": MIN_WORK,
+}
 _REQUIRED_CONTROLLER = {
     "cpu_percent": Controller.CPU,
     "memory_bytes": Controller.MEMORY,
@@ -163,7 +177,7 @@ def _environment(top: Fields, key: str) -> dict[str, str]:
 def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits, list[str]]:
     max_cpu = policy.max_cpu_percent or len(host.cpus) * 100
     max_memory = policy.max_memory_bytes or host.memory_bytes
-    cpu = section.integer("cpu_percent", minimum=1, maximum=max_cpu)
+    cpu = section.integer("cpu_percent", minimum=MIN_CPU_PERCENT, maximum=max_cpu)
     memory = section.parsed("memory_bytes", parse_size)
     if memory is not None:
         section.check_range("memory_bytes", memory, MIN_MEMORY, max_memory)
@@ -179,7 +193,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
                 f"CPU {missing[0]} does not exist; this host has {format_cpuset(host.cpus)}",
             )
     tasks = section.integer(
-        "max_tasks", policy.default_max_tasks, minimum=1, maximum=policy.max_tasks
+        "max_tasks", policy.default_max_tasks, minimum=MIN_TASKS, maximum=policy.max_tasks
     )
     assert tasks is not None
     work = section.parsed("work_bytes", parse_size, policy.work_bytes)
@@ -205,7 +219,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
 def _bandwidth(section: Fields, key: str, policy: JobPolicy) -> int | None:
     value = section.parsed(key, parse_size)
     if value is not None:
-        section.check_range(key, value, 1, policy.max_io_bps)
+        section.check_range(key, value, MIN_IO_BPS, policy.max_io_bps)
     return value
 
 

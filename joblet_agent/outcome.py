@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -51,9 +53,15 @@ def signal_name(number: int) -> str:
 
 
 def decide(
-    *, stop_requested: bool, result: str | None, kind: ExitKind | None, status: int | None
+    *,
+    stop_requested: bool,
+    result: str | None,
+    kind: ExitKind | None,
+    status: int | None,
+    ran: bool = True,
 ) -> Outcome:
-    """Result is the unit's systemd Result ("success", "exit-code", "signal", "timeout", ...)."""
+    """Result is the unit's systemd Result ("success", "exit-code", "signal", "timeout", ...);
+    `ran`: whether its program was ever exec'd."""
     exit_code: int | None = None
     sig: str | None = None
     if kind is ExitKind.EXITED and status is not None:
@@ -63,6 +71,11 @@ def decide(
         exit_code = 128 + status  # what a shell would report
     if stop_requested:
         return Outcome(JobState.STOPPED, exit_code, sig, "stopped on request")
+    if result == "timeout" and not ran:
+        # A start that never got to exec() (TimeoutStartSec), not the job's own timeout.
+        return Outcome(
+            JobState.FAILED, None, None, "failed to start: systemd timed out setting it up"
+        )
     if result == "timeout":
         return Outcome(JobState.TIMEOUT, TIMEOUT_EXIT_CODE, sig, "the job ran past its timeout")
     if result == "oom-kill":
@@ -86,36 +99,46 @@ def decide(
 
 
 @dataclass(frozen=True, slots=True)
-class ExitRecord:
-    """What the unit's ExecStopPost wrote (units/translate.py: exit_recorder)."""
+class UnitEnd:
+    """How PID 1 says a job's unit ended: its Result and its main process's end. Read from the
+    record PID 1's MONITOR_* values were written into (units/end_record.py) or, failing that,
+    from PID 1's structured journal lines about the unit. Never from anything the job wrote."""
 
     result: str | None
     kind: ExitKind | None
     status: int | None
-    oom_kills: int
+
+    @classmethod
+    def from_fields(cls, fields: Mapping[str, str]) -> UnitEnd:
+        """SERVICE_RESULT (or journald's UNIT_RESULT), EXIT_CODE, EXIT_STATUS."""
+        kind = fields.get("EXIT_CODE")
+        return cls(
+            result=fields.get("SERVICE_RESULT") or fields.get("UNIT_RESULT") or None,
+            kind=ExitKind(kind) if kind in set(ExitKind) else None,
+            status=parse_status(fields.get("EXIT_STATUS")),
+        )
 
     @property
-    def true_result(self) -> str | None:
-        # On cgroup v1 systemd reports an OOM kill as a plain SIGKILL; the kernel's count says.
-        if self.oom_kills > 0 and self.result in ("signal", "success", None):
-            return "oom-kill"
-        return self.result
+    def known(self) -> bool:
+        return self.result is not None or self.kind is not None
 
+    @property
+    def ran(self) -> bool:
+        """Whether its program was exec'd: a main process that never was has no exit."""
+        return self.kind is not None
 
-def parse_exit_record(text: str) -> ExitRecord:
-    fields: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, value = line.partition("=") if "=" in line else line.partition(" ")
-        if sep:
-            fields[key.strip()] = value.strip()
-    kind = fields.get("EXIT_CODE")
-    oom = fields.get("oom_kill", "0")
-    return ExitRecord(
-        result=fields.get("SERVICE_RESULT") or None,
-        kind=ExitKind(kind) if kind in set(ExitKind) else None,
-        status=parse_status(fields.get("EXIT_STATUS")),
-        oom_kills=int(oom) if oom.isdigit() else 0,
-    )
+    @property
+    def maybe_oom_kill(self) -> bool:
+        """On cgroup v1 systemd reports an OOM kill as a plain SIGKILL (it reads only v2's
+        memory.events): then the kernel's own report tells (units/kernel_log.py)."""
+        return (
+            self.kind is ExitKind.KILLED
+            and self.status == signal.SIGKILL
+            and self.result in ("signal", None)
+        )
+
+    def as_oom_kill(self) -> UnitEnd:
+        return dataclasses.replace(self, result="oom-kill")
 
 
 def parse_status(text: str | None) -> int | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from joblet_agent.model import JobRecord, JobState
@@ -14,8 +14,22 @@ from joblet_agent.units.properties import Property
 
 
 class SystemdManager(Protocol):
-    async def start_transient(self, unit: str, properties: Sequence[Property]) -> None: ...
-    async def stop(self, unit: str) -> None: ...
+    async def start_transient(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> None: ...
+    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+        """Start a transient unit and return its start job's result ("done", "failed", ...)."""
+        ...
+
+    async def set_properties(self, unit: str, properties: Sequence[Property]) -> None: ...
+    async def stop(self, unit: str, *, within: float | None = None) -> None:
+        """StopUnit; with `within` (seconds), return only once the unit stopped."""
+        ...
+
     async def unit_properties(self, unit: str) -> dict[str, Any] | None: ...
     async def active_state(self, unit: str) -> str | None: ...
     async def list_units(self, pattern: str) -> list[tuple[str, str]]: ...
@@ -59,12 +73,23 @@ class JobFiles(Protocol):
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
+        flush: bool = False,
     ) -> None:
         """The job's directories and its /work filesystem image, holding the upload's tree
-        (moved, not copied) and the working directory, all owned by the job's user."""
+        (moved, not copied) and the working directory, all owned by the job's user. `flush`:
+        the image is on disk before this returns (the job's IO limits must not throttle PID 1
+        writing it back while it holds the lock of every loop device's set-up)."""
         ...
 
     def remove(self, paths: JobPaths) -> None: ...
+
+    def read_text(self, path: PurePosixPath) -> str | None:
+        """A root-only file a helper unit wrote into a job's directory, or None if there is none."""
+        ...
+
+    def take_text(self, path: PurePosixPath) -> str | None:
+        """The same, then removed."""
+        ...
 
 
 class Clock(Protocol):

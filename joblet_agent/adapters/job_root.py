@@ -8,10 +8,13 @@ bound from the host read-only by PID 1 (units/sandbox.py).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import shutil
-from pathlib import Path
+import uuid
+from pathlib import Path, PurePosixPath
 
 from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.userdb import pool
@@ -42,29 +45,22 @@ _USR_MERGED = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _NSSWITCH = "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
 
 
-def prepare_skeleton(config: AgentConfig) -> None:
-    """(Re)build the skeleton root next to the old one and swap it in: jobs never see it half."""
-    final = config.job_root
-    staging = final.with_name(final.name + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(mode=0o755, parents=True)
-    for name in _MOUNT_POINTS:
-        (staging / name).mkdir(mode=0o755)
+def skeleton_content(config: AgentConfig) -> dict[str, tuple[str, str]]:
+    """Relative path -> (kind, data) of every entry of the skeleton: "dir", "file" with its
+    text, or "link" with its target. What new jobs' roots are made of on this host now."""
+    content: dict[str, tuple[str, str]] = {name: ("dir", "") for name in _MOUNT_POINTS}
     for name in _USR_MERGED:
         host = Path("/", name)
         if host.is_symlink():
-            (staging / name).symlink_to(os.readlink(host))  # usr-merge: bin -> usr/bin
+            content[name] = ("link", os.readlink(host))  # usr-merge: bin -> usr/bin
         elif host.is_dir():
             raise RuntimeError(f"/{name} is not a link into /usr; this host is not usr-merged")
-    etc = staging / "etc"
     for source in BASE_READ_ONLY:
         if source.startswith("/etc/"):
-            target = etc / source.removeprefix("/etc/")
             # Mount points for the read-only binds: a directory for a directory, else a file.
-            if Path(source).is_dir():
-                target.mkdir(mode=0o755)
-            else:
-                target.touch(mode=0o644)
+            content[source.removeprefix("/")] = (
+                ("dir", "") if Path(source).is_dir() else ("file", "")
+            )
     users = pool(config.jobs)
     passwd = [
         "root:x:0:0:root:/root:/usr/sbin/nologin",
@@ -72,22 +68,63 @@ def prepare_skeleton(config: AgentConfig) -> None:
     ]
     passwd += [f"{u.name}:x:{u.uid}:{u.uid}:Joblet job:/work:/bin/sh" for u in users]
     group = ["root:x:0:", "nogroup:x:65534:"] + [f"{u.name}:x:{u.uid}:" for u in users]
-    (etc / "passwd").write_text("\n".join(passwd) + "\n")
-    (etc / "group").write_text("\n".join(group) + "\n")
-    (etc / "nsswitch.conf").write_text(_NSSWITCH)
-    (etc / "hostname").write_text("job\n")
+    content["etc/passwd"] = ("file", "\n".join(passwd) + "\n")
+    content["etc/group"] = ("file", "\n".join(group) + "\n")
+    content["etc/nsswitch.conf"] = ("file", _NSSWITCH)
+    content["etc/hostname"] = ("file", "job\n")
     # A job's network, if it has one, is bound at NETWORK_DIR with its hosts and resolv.conf
     # (kept current by services/networks.py); without one, these links lead nowhere.
     for name in ("hosts", "resolv.conf"):
-        (etc / name).symlink_to(NETWORK_DIR / name)
+        content[f"etc/{name}"] = ("link", str(NETWORK_DIR / name))
+    return content
+
+
+def prepare_skeleton(config: AgentConfig) -> Path:
+    """The skeleton root for new jobs: roots/<digest of its content>/, built once next to the
+    others and renamed into place, never changed or removed while a job's unit names it (its
+    RootDirectory=). A running job's /usr, /work, /tmp, ... are mounted on that skeleton's own
+    directories: deleting or rebuilding it under the job would detach them (review H7)."""
+    content = skeleton_content(config)
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()[:16]
+    roots = config.roots_dir
+    final = roots / digest
+    if final.is_dir():
+        logger.info("job root skeleton %s is current", final)
+        return final
+    roots.mkdir(mode=0o755, parents=True, exist_ok=True)
+    roots.chmod(0o755)
+    staging = roots / f".build-{uuid.uuid4().hex[:12]}"
+    staging.mkdir(mode=0o755)
+    for relative, (kind, data) in sorted(content.items()):
+        path = staging / relative
+        if kind == "dir":
+            path.mkdir(mode=0o755)
+        elif kind == "link":
+            path.symlink_to(data)
+        else:
+            path.write_text(data)
     _open_to_all(staging)
-    old = final.with_name(final.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if final.exists():
-        final.rename(old)
     staging.rename(final)
-    shutil.rmtree(old, ignore_errors=True)
     logger.info("job root skeleton ready at %s", final)
+    return final
+
+
+def collect_skeletons(config: AgentConfig, keep: set[str]) -> None:
+    """Remove the skeletons (and the unversioned `root` of agents before them) that no unit
+    names any more; `keep` holds every loaded job unit's RootDirectory and the current one.
+    A skeleton that cannot be removed is logged and left: it never stops the agent."""
+    candidates = [config.state_dir / name for name in ("root", "root.new", "root.old")]
+    if config.roots_dir.is_dir():
+        candidates += sorted(config.roots_dir.iterdir())
+    for path in candidates:
+        if str(path) in keep or not (path.is_dir() and not path.is_symlink()):
+            continue
+        try:
+            shutil.rmtree(path)  # ours: a few directories and files, no job's content
+        except OSError as exc:
+            logger.warning("could not remove the old job root skeleton %s: %s", path, exc)
+        else:
+            logger.info("removed the job root skeleton %s: no job uses it", path)
 
 
 class JobDirectories:
@@ -101,25 +138,40 @@ class JobDirectories:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
+        flush: bool = False,
     ) -> None:
-        """<id>/ and meta/ (root only); work/, the staging directory whose tree becomes the
-        root of work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d."""
+        """<id>/ (root only); work/, the staging directory whose tree becomes the root of
+        work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d."""
         # A thread: an upload's tree may have many entries to chown.
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
         )
         # No journal: the filesystem lives as long as the job. Root owner: the job's user.
         await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=Path(paths.work))
+        if flush:
+            await asyncio.to_thread(_flush, image)
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
+
+    def read_text(self, path: PurePosixPath) -> str | None:
+        try:
+            with open(path, errors="replace") as text:
+                return text.read()
+        except OSError:
+            return None
+
+    def take_text(self, path: PurePosixPath) -> str | None:
+        try:
+            return self.read_text(path)
+        finally:
+            Path(path).unlink(missing_ok=True)
 
 
 def _directories_and_image(
     paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int, upload: Path | None
 ) -> Path:
-    for directory in (paths.root, paths.meta):
-        Path(directory).mkdir(mode=0o700)
+    Path(paths.root).mkdir(mode=0o700)
     work = Path(paths.work)
     if upload is None:
         work.mkdir(mode=0o700)
@@ -144,6 +196,17 @@ def _directories_and_image(
     with image.open("xb") as out:
         out.truncate(work_bytes)  # sparse: it takes what the job writes, up to the cap
     return image
+
+
+def _flush(image: Path) -> None:
+    """Write what mkfs left in the page cache to disk now, in the agent's own cgroup: else the
+    loop attach of the job's /work (LOOP_CONFIGURE syncs its backing file) does it inside the
+    job's cgroup, throttled by its IO limit, holding the lock every other job's start waits for."""
+    fd = os.open(image, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _give_to(tree: Path, user: JobUser) -> None:

@@ -6,6 +6,7 @@ signatures come from our own table (units/properties.py), not from introspection
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
+BUS = "org.freedesktop.DBus"
+BUS_PATH = "/org/freedesktop/DBus"
 
 
 def unit_path(unit: str) -> str:
@@ -55,15 +58,19 @@ class JobDone:
 
 
 EventHandler = Callable[[JobDone | UnitGone], None]
+Aux = Sequence[tuple[str, Sequence[Property]]]
 
 
 class SystemdBus:
-    """The system bus connection to PID 1, with signals delivered to one handler."""
+    """The system bus connection to PID 1, with signals delivered to one handler, but for those
+    of units started by run(), which go to their waiter."""
 
     def __init__(self, bus: MessageBus, unit_prefixes: tuple[str, ...]) -> None:
         self._bus = bus
         self._prefixes = unit_prefixes
         self._handler: EventHandler | None = None
+        self._pid1: str | None = None  # PID 1's unique bus name: the only sender we believe
+        self._waiting: dict[str, asyncio.Future[str]] = {}
 
     @classmethod
     async def connect(cls, unit_prefixes: tuple[str, ...], handler: EventHandler) -> SystemdBus:
@@ -86,19 +93,18 @@ class SystemdBus:
         # Match rules before Subscribe and before any unit is started: no signal can be missed.
         # Only the two small Manager signals: a unit's PropertiesChanged signals are many and big
         # (about 30 per job, each decoded in pure Python by dbus-next: ~15 ms of CPU per job);
-        # how a job ended is read from its exit record instead (units/translate.py).
+        # a job's end is a JobRemoved of its joblet-ended@ target (units/translate.py).
+        # NameOwnerChanged: PID 1's unique name changes when it re-executes.
         for rule in (
             f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='JobRemoved'",
             f"type='signal',sender='{SYSTEMD}',interface='{MANAGER}',member='UnitRemoved'",
+            f"type='signal',sender='{BUS}',interface='{BUS}',member='NameOwnerChanged',"
+            f"arg0='{SYSTEMD}'",
         ):
-            await self._call(
-                "org.freedesktop.DBus",
-                "/org/freedesktop/DBus",
-                "org.freedesktop.DBus",
-                "AddMatch",
-                signature="s",
-                body=[rule],
-            )
+            await self._call(BUS, BUS_PATH, BUS, "AddMatch", signature="s", body=[rule])
+        (self._pid1,) = await self._call(
+            BUS, BUS_PATH, BUS, "GetNameOwner", signature="s", body=[SYSTEMD]
+        )
         await self._manager("Subscribe", "", [])
         logger.debug("subscribed to systemd signals for %s", unit_prefixes)
         return self
@@ -111,10 +117,23 @@ class SystemdBus:
     def _on_message(self, msg: Message) -> bool:
         if msg.message_type != MessageType.SIGNAL or self._handler is None:
             return False
+        if msg.sender == BUS and msg.member == "NameOwnerChanged" and msg.path == BUS_PATH:
+            name, _old, new = msg.body
+            if name == SYSTEMD and new:
+                self._pid1 = new
+            return False
+        # Any local user may send a unicast signal to our connection, which no match rule
+        # filters: a forged JobRemoved must not pass for PID 1's.
+        if msg.sender != self._pid1 or msg.path != MANAGER_PATH or msg.interface != MANAGER:
+            return False
         event: JobDone | UnitGone | None = None
         if msg.member == "JobRemoved":
             _id, _job, unit, result = msg.body
-            if unit.startswith(self._prefixes):
+            waiter = self._waiting.pop(unit, None)
+            if waiter is not None:
+                if not waiter.done():
+                    waiter.set_result(result)
+            elif unit.startswith(self._prefixes):
                 event = JobDone(unit, result)
         elif msg.member == "UnitRemoved":
             unit, _path = msg.body
@@ -150,20 +169,66 @@ class SystemdBus:
             SYSTEMD, MANAGER_PATH, MANAGER, member, signature=signature, body=body
         )
 
-    async def start_transient(self, unit: str, properties: Sequence[Property]) -> None:
-        props = [[p.name, Variant(p.signature, p.value)] for p in properties]
-        logger.debug("StartTransientUnit %s (%d properties)", unit, len(props))
+    async def start_transient(
+        self, unit: str, properties: Sequence[Property], *, aux: Aux = ()
+    ) -> None:
+        """Starts `unit`; `aux` are transient units created with it in the same call, which it
+        may require (a job's network helper), started by PID 1 as its dependencies say."""
+        logger.debug("StartTransientUnit %s (%d properties)", unit, len(properties))
         try:
-            await self._manager("StartTransientUnit", "ssa(sv)a(sa(sv))", [unit, "fail", props, []])
+            await self._manager(
+                "StartTransientUnit",
+                "ssa(sv)a(sa(sv))",
+                [unit, "fail", _variants(properties), [[n, _variants(p)] for n, p in aux]],
+            )
         except DBusCallError as exc:
             raise JobletError(ErrorCode.SYSTEMD, f"systemd refused to start {unit}: {exc}") from exc
 
-    async def stop(self, unit: str) -> None:
+    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+        """Starts a transient unit (a oneshot helper) and returns its start job's result once
+        PID 1 reports it ("done", "failed", ...): the one way to await a unit's work, no polling.
+        The waiter is registered before the start, so the signal cannot be missed."""
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._waiting[unit] = done
         try:
-            await self._manager("StopUnit", "ss", [unit, "replace"])
+            await self.start_transient(unit, properties)
+            return await asyncio.wait_for(done, within)
+        except TimeoutError:
+            raise JobletError(
+                ErrorCode.SYSTEMD,
+                f"{unit} did not finish within {within:g} s",
+                hint=f"journalctl -u {unit}",
+            ) from None
+        finally:
+            self._waiting.pop(unit, None)
+
+    async def set_properties(self, unit: str, properties: Sequence[Property]) -> None:
+        """SetUnitProperties(runtime): limits of a running unit. A unit gone meanwhile is fine."""
+        try:
+            await self._manager("SetUnitProperties", "sba(sv)", [unit, True, _variants(properties)])
         except DBusCallError as exc:
-            if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
-                raise JobletError(ErrorCode.SYSTEMD, f"cannot stop {unit}: {exc}") from exc
+            if exc.name not in _GONE:
+                raise JobletError(ErrorCode.SYSTEMD, f"cannot set limits of {unit}: {exc}") from exc
+
+    async def stop(self, unit: str, *, within: float | None = None) -> None:
+        """StopUnit; with `within`, returns once the stop is done (its JobRemoved). A unit that
+        is not loaded is stopped already."""
+        done: asyncio.Future[str] | None = None
+        if within is not None:
+            done = asyncio.get_running_loop().create_future()
+            self._waiting[unit] = done
+        try:
+            try:
+                await self._manager("StopUnit", "ss", [unit, "replace"])
+            except DBusCallError as exc:
+                if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
+                    raise JobletError(ErrorCode.SYSTEMD, f"cannot stop {unit}: {exc}") from exc
+                return
+            if done is not None:
+                await asyncio.wait_for(done, within)
+        finally:
+            if done is not None:
+                self._waiting.pop(unit, None)
 
     async def reset_failed(self, unit: str) -> None:
         """Forget a failed unit (a transient one is then unloaded), so its name can be reused."""
@@ -206,6 +271,17 @@ class SystemdBus:
         """(unit, active state) of every loaded unit matching the glob."""
         (units,) = await self._manager("ListUnitsByPatterns", "asas", [[], [pattern]])
         return [(u[0], u[3]) for u in units]
+
+
+_GONE = (
+    "org.freedesktop.systemd1.NoSuchUnit",
+    "org.freedesktop.DBus.Error.UnknownObject",
+    "org.freedesktop.systemd1.UnitInactive",
+)
+
+
+def _variants(properties: Sequence[Property]) -> list[list[Any]]:
+    return [[p.name, Variant(p.signature, p.value)] for p in properties]
 
 
 class DBusCallError(Exception):

@@ -8,9 +8,11 @@ killing the agent never stops a job.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -18,41 +20,46 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
-from joblet_agent.adapters.userdb import pool_user
+from joblet_agent.adapters.userdb import pool, pool_user
 from joblet_agent.archive import Extracted
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.executables import missing_programs, resolve_command
+from joblet_agent.executables import resolve_command
 from joblet_agent.host import HostInfo
 from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobRecord, JobSpec, JobState, job_id_of_unit
-from joblet_agent.outcome import (
-    ExitKind,
-    ExitRecord,
-    Outcome,
-    decide,
-    parse_exit_record,
-    parse_status,
-)
+from joblet_agent.model import UNIT_PREFIX, JobRecord, JobSpec, JobState, job_id_of_unit
+from joblet_agent.outcome import Outcome, UnitEnd, decide
 from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, RuntimeCatalog, SystemdManager
 from joblet_agent.runtimes.reference import parse_reference
 from joblet_agent.runtimes.resolve import InstalledRuntime, bind_runtime, resolve
 from joblet_agent.services.networks import NetworkService
 from joblet_agent.services.uploads import UploadService
 from joblet_agent.services.volumes import VolumeService
-from joblet_agent.units.network import NETWORK_PROGRAMS, NO_NETWORK, JobNetwork
+from joblet_agent.units import end_record, kernel_log
+from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_unit, helper_units
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.properties import Property
-from joblet_agent.units.runtime import RuntimeMounts, runtime_mounts
+from joblet_agent.units.runtime import runtime_mounts
 from joblet_agent.units.sandbox import BASE_READ_ONLY
-from joblet_agent.units.translate import environment_file, job_environment, translate
+from joblet_agent.units.translate import (
+    environment_file,
+    job_environment,
+    running_limits,
+    throttles_io,
+    translate,
+)
 
 logger = logging.getLogger(__name__)
 
 MIN_PREFIX = 4
 START_TIMEOUT_SEC = 60.0
+KERNEL_LOG_TIMEOUT_SEC = 30.0
+NETWORK_STOP_TIMEOUT_SEC = 30.0
 _RUNNING = ("active", "reloading", "deactivating")
 _LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+RECORD_WAIT_SEC = 10.0
+# The units whose signals the engine needs: jobs' own, and their end recorders'.
+UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX)
 
 
 def _room_for_upload(
@@ -81,26 +88,6 @@ def _room_for_upload(
     return dataclasses.replace(spec, limits=dataclasses.replace(spec.limits, work_bytes=needed))
 
 
-def _check_network_steps(
-    network: JobNetwork,
-    paths: JobPaths,
-    mounts: RuntimeMounts | None,
-    runtime: InstalledRuntime | None,
-) -> None:
-    """A network job's privileged steps run ip, nft, unshare and nsenter inside its root, whose
-    /usr may be a runtime's: one built elsewhere may lack them. Say so, not 203/EXEC."""
-    if not network.attached or runtime is None:
-        return
-    missing = missing_programs(NETWORK_PROGRAMS, paths, mounts)
-    if missing:
-        raise JobletError(
-            ErrorCode.UNSUPPORTED,
-            f"network: {network.mode or 'a network'} needs {', '.join(missing)} in the job's "
-            f"root, and the runtime {runtime.spec.name} has none there",
-            hint="runtimes built by runtimes/build.py carry them (iproute2, nftables)",
-        )
-
-
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
@@ -120,8 +107,11 @@ class JobService:
         volumes: VolumeService | None = None,
         networks: NetworkService | None = None,
         runtimes: RuntimeCatalog | None = None,
+        root: PurePosixPath | None = None,
     ) -> None:
+        """`root`: the job-root skeleton new jobs get (adapters/job_root.py prepares it)."""
         self.config = config
+        self.root = root or PurePosixPath(config.state_dir / "roots" / "unprepared")
         self.host = host
         self.store = store
         self.journal = journal
@@ -135,6 +125,8 @@ class JobService:
         self.systemd: SystemdManager | None = None
         self._pending: dict[str, asyncio.Future[str]] = {}  # unit -> its systemd job's result
         self._finishing: set[asyncio.Task[None]] = set()
+        self._finishing_ids: set[str] = set()
+        self._recorded: dict[str, asyncio.Event] = {}  # job id -> its end recorder is done
         self._changed: dict[str, asyncio.Event] = {}
 
     def attach(self, systemd: SystemdManager) -> None:
@@ -255,16 +247,19 @@ class JobService:
                 workdir=spec.workdir,
                 work_bytes=spec.limits.work_bytes or 0,
                 upload=upload,
+                flush=throttles_io(spec.limits, self.host),
             )
             properties = await self._unit_properties(
                 job_id, spec, paths, user, runtime=runtime, network=network
             )
+            aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
+            aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
             if spec.secret_env:
                 _write_private(Path(paths.secrets), environment_file(spec.secret_env))
             started = self._expect(unit)
-            await self._pid1.start_transient(unit, properties)
+            await self._pid1.start_transient(unit, properties, aux=aux)
         except BaseException:
             # Nothing half-done: no record, no directory, no network (and systemd made no unit).
             self._pending.pop(unit, None)
@@ -281,11 +276,13 @@ class JobService:
         )
         try:
             # Type=exec: the start job ends once exec() succeeded (or failed, with a reason).
-            await asyncio.wait_for(asyncio.shield(started), START_TIMEOUT_SEC)
+            result = await asyncio.wait_for(asyncio.shield(started), START_TIMEOUT_SEC)
         except TimeoutError:
             logger.warning("start of %s still pending after %ss", unit, START_TIMEOUT_SEC)
         else:
             _forget_secrets(paths)
+            if result == "done":
+                await self._limit_running(record)
         return self._current(job_id)
 
     async def stop(self, id_or_prefix: str) -> JobRecord:
@@ -361,22 +358,48 @@ class JobService:
     # -- signals from PID 1 ---------------------------------------------------------------
 
     def on_systemd_event(self, event: JobDone | UnitGone) -> None:
+        recorded = end_record.job_of(event.unit)
+        if recorded is not None:
+            # The job's unit ended and PID 1 ran its end recorder (OnSuccess=/OnFailure=).
+            if isinstance(event, JobDone):
+                self._recorded.setdefault(recorded, asyncio.Event()).set()
+                ended = self.store.get(recorded)
+                if ended and not ended.state.is_terminal:
+                    self._finish_soon(ended)
+            return
         job_id = job_id_of_unit(event.unit)
         record = self.store.get(job_id) if job_id else None
         waiter = self._pending.pop(event.unit, None)
         if waiter and not waiter.done():
             waiter.set_result(event.result if isinstance(event, JobDone) else "gone")
-        if isinstance(event, JobDone):
-            # Type=exec: the start job is done once exec() succeeded; "failed" means it did not,
-            # and the unit's removal (with its exit record) follows.
-            if record and record.state is JobState.SCHEDULED and event.result == "done":
-                self._save(record.evolve(state=JobState.RUNNING, started_at=self.clock.now()))
+        if record is None or record.state.is_terminal:
             return
-        if record and not record.state.is_terminal:
-            # Finishing reads a file and maybe the journal: keep the bus reader free meanwhile.
-            task = asyncio.get_running_loop().create_task(self._finish(record))
-            self._finishing.add(task)
-            task.add_done_callback(self._finishing.discard)
+        if isinstance(event, JobDone):
+            # Type=exec: the start job is done once exec() succeeded. Otherwise the unit failed
+            # (its recorder follows) or never ran (a dependency, its network, failed).
+            if record.state is JobState.SCHEDULED and event.result == "done":
+                self._save(record.evolve(state=JobState.RUNNING, started_at=self.clock.now()))
+            elif event.result != "done":
+                self._finish_soon(record, start_result=event.result)
+            return
+        # Unloaded: it ended (its recorder's signal comes too, or came), or a daemon-reload.
+        self._finish_soon(record)
+
+    def _finish_soon(self, record: JobRecord, *, start_result: str | None = None) -> None:
+        """Finishing asks PID 1 and maybe the kernel's log: keep the bus reader free meanwhile."""
+        if record.id in self._finishing_ids:
+            return
+        self._finishing_ids.add(record.id)
+        task = asyncio.get_running_loop().create_task(self._finish(record, start_result))
+        self._finishing.add(task)
+
+        def done(task: asyncio.Task[None]) -> None:
+            self._finishing.discard(task)
+            self._finishing_ids.discard(record.id)
+            if not task.cancelled() and task.exception() is not None:
+                logger.error("finishing job %s failed: %s", record.id, task.exception())
+
+        task.add_done_callback(done)
 
     async def settle(self) -> None:
         """Wait for the jobs being finished now (their records written): before the bus goes."""
@@ -389,41 +412,105 @@ class JobService:
         self._pending[unit] = future
         return future
 
-    async def _finish(self, record: JobRecord) -> None:
-        """The unit is gone: its exit record says how the job ended (else PID 1's journal)."""
-        # `systemctl daemon-reload` (which every package install runs) makes PID 1 send
-        # UnitRemoved for units it re-reads; one that is still loaded and running has not ended.
-        if await self._pid1.active_state(record.unit) in (*_RUNNING, "activating"):
-            logger.debug("%s: UnitRemoved while it runs (a daemon-reload)", record.unit)
+    async def _finish(
+        self, record: JobRecord, start_result: str | None = None, *, wait: bool = True
+    ) -> None:
+        """The unit ended, or never started: PID 1's account of it says how (the record its end
+        recorder wrote, else PID 1's journal lines about the unit), and on cgroup v1 the
+        kernel's log whether a SIGKILL was an OOM kill."""
+        active = await self._pid1.active_state(record.unit)
+        if active in (*_RUNNING, "activating"):
+            # `systemctl daemon-reload` (every package install runs one) makes PID 1 send
+            # UnitRemoved for units it re-reads: one still running has not ended.
+            logger.debug("%s: a signal while it runs (%s)", record.unit, active)
             return
-        exit_record = self._exit_record(record)
-        if exit_record is None:
-            fields = await self.journal.unit_end(record.unit) or {}
-            exit_record = ExitRecord(
-                result=fields.get("UNIT_RESULT"),
-                kind=ExitKind(fields["EXIT_CODE"]) if "EXIT_CODE" in fields else None,
-                status=parse_status(fields.get("EXIT_STATUS")),
-                oom_kills=0,
-            )
-        if exit_record.result is None and exit_record.kind is None:
-            reason = "the job's unit ended leaving no record of how"
-            self._record_outcome(record, Outcome(JobState.FAILED, None, None, reason))
-            return
-        result = exit_record.true_result
-        outcome = decide(
-            stop_requested=self._current(record.id).stop_requested,
-            result=result,
-            kind=exit_record.kind,
-            status=exit_record.status,
-        )
-        self._record_outcome(record, outcome, result=result)
-
-    def _exit_record(self, record: JobRecord) -> ExitRecord | None:
         paths = self._paths(record.id)
-        try:
-            return parse_exit_record(Path(paths.exit_record).read_text())
-        except OSError:
+        end = await self._recorded_end(record, paths, wait=wait)
+        if end is None:
+            end = UnitEnd.from_fields(await self.journal.unit_end(record.unit) or {})
+        if (
+            not self.host.reports_oom_kills
+            and end.maybe_oom_kill
+            and await self._kernel_reports_oom_kill(record)
+        ):
+            end = end.as_oom_kill()
+        if record.endpoint is not None:
+            # Its network helper is stopped once the job is gone (StopWhenUnneeded=), deleting
+            # its link; the job has ended when that is done, not before.
+            try:
+                await self._pid1.stop(helper_unit(record.id), within=NETWORK_STOP_TIMEOUT_SEC)
+            except TimeoutError:
+                logger.warning("the network helper of job %s is still stopping", record.id)
+        self._recorded.pop(record.id, None)
+        current = self.store.get(record.id)
+        if current is None or current.state.is_terminal:
+            return  # deleted or canceled meanwhile
+        if start_result is not None and not end.ran:
+            # It never ran: its start failed (systemd says why), or a unit it requires did.
+            reason = f"failed to start: {start_result}"
+            if current.endpoint is not None:
+                reason += (
+                    f"; its network could not be set up (journalctl -u {helper_unit(record.id)})"
+                )
+            self._record_outcome(current, Outcome(JobState.FAILED, None, None, reason))
+        elif not end.known:
+            reason = "the job's unit ended leaving no record of how"
+            self._record_outcome(current, Outcome(JobState.FAILED, None, None, reason))
+        else:
+            outcome = decide(
+                stop_requested=current.stop_requested,
+                result=end.result,
+                kind=end.kind,
+                status=end.status,
+                ran=end.ran,
+            )
+            self._record_outcome(current, outcome, result=end.result)
+
+    async def _recorded_end(
+        self, record: JobRecord, paths: JobPaths, *, wait: bool
+    ) -> UnitEnd | None:
+        """The end recorder's record: waited for (its run follows the unit's end) when the unit's
+        removal came first; None if it never comes (the journal is asked instead)."""
+        text = self.files.read_text(paths.end_record)
+        if text is None and wait:
+            done = self._recorded.setdefault(record.id, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), RECORD_WAIT_SEC)
+            text = self.files.read_text(paths.end_record)
+        if text is None:
             return None
+        end = end_record.parse_record(text)
+        return end if end.known else None
+
+    async def _kernel_reports_oom_kill(self, record: JobRecord) -> bool:
+        """cgroup v1: whether the kernel's log reports the job's SIGKILL as an OOM kill."""
+        paths = self._paths(record.id)
+        unit = kernel_log.helper_unit(record.id)
+        try:
+            result = await self._pid1.run(
+                unit,
+                kernel_log.helper_properties(paths.kernel_log, self.config.slice),
+                within=KERNEL_LOG_TIMEOUT_SEC,
+            )
+        except JobletError as exc:
+            logger.warning("could not read the kernel's log for %s: %s", record.id, exc.message)
+            return False
+        text = self.files.take_text(paths.kernel_log) if result == "done" else None
+        uids = {user.name: user.uid for user in pool(self.config.jobs)}
+        window = kernel_log.Window.of(
+            record.started_at or record.created_at,
+            record.ended_at or self.clock.now(),
+            boot=time.time() - time.monotonic(),
+        )
+        return kernel_log.reports_oom_kill(
+            text or "", record.unit, uids.get(record.user or ""), window
+        )
+
+    async def _limit_running(self, record: JobRecord) -> None:
+        """Its CPU quota, once its program runs (units/translate.py says why)."""
+        props = running_limits(record.spec.limits)
+        if props:
+            await self._pid1.set_properties(record.unit, props)
 
     def _record_outcome(
         self,
@@ -466,15 +553,38 @@ class JobService:
             props = await self._pid1.unit_properties(record.unit)
             active = props.get("ActiveState") if props else None
             if active in _RUNNING or active == "activating":
+                current = record
                 if record.state is JobState.SCHEDULED and active in _RUNNING:
                     assert props is not None
                     started = _timestamp(props) or self.clock.now()
-                    self._save(record.evolve(state=JobState.RUNNING, started_at=started))
+                    current = record.evolve(state=JobState.RUNNING, started_at=started)
+                    self._save(current)
+                if active in _RUNNING:
+                    await self._limit_running(current)  # in case the agent died before it did
                 logger.info("re-attached to running job %s", record.id)
-            else:
-                await self._finish(record)
+                continue
+            # Ended while no agent watched: its recorder ran then, unless it is still at it.
+            recorders = [end_record.recorder_unit(record.id, k) for k in end_record.KINDS]
+            pending = [await self._pid1.active_state(unit) for unit in recorders]
+            if any(state is not None for state in pending):
+                self._finish_soon(record)
+                continue
+            try:
+                await self._finish(record, wait=False)
+            except JobletError as exc:
+                # One job's end that cannot be read now never stops the agent from starting.
+                logger.error("could not read how job %s ended: %s", record.id, exc.message)
         for unit in sorted(set(live) - known):
             logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
+
+    async def roots_in_use(self) -> set[str]:
+        """The RootDirectory of every loaded job unit, whoever started it: skeletons to keep."""
+        roots = {str(self.root)}
+        for unit, _state in await self._pid1.list_units(f"{UNIT_PREFIX}*.service"):
+            props = await self._pid1.unit_properties(unit)
+            if props and props.get("RootDirectory"):
+                roots.add(str(props["RootDirectory"]))
+        return roots
 
     # -- helpers --------------------------------------------------------------------------
 
@@ -508,13 +618,13 @@ class JobService:
         command = resolve_command(
             spec.command, job_environment(job_id, spec, runtime)["PATH"], paths, mounts
         )
-        _check_network_steps(network, paths, mounts, runtime)
         return translate(
             job_id,
             spec,
             self.config,
             self.host,
             paths,
+            root=self.root,
             user=user,
             executable=command,
             volumes=await self.volumes.bindings(spec.volumes),

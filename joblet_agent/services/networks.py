@@ -1,9 +1,10 @@
 """Networks: create, list and remove them; give jobs their place on one; keep hosts files current.
 
-The agent decides (addresses, names, rules); privileged steps run by PID 1 act: the job unit's own
-`ExecStartPre=+` for the job's side (units/network.py), a short unit running
-adapters/netlink.py for the host's side (bridges, NAT, forwarding). The agent itself keeps its
-private network namespace and gains no capability.
+The agent decides (addresses, names, rules); helper units run by PID 1 act: the job's
+`joblet-netns-<id>.service`, whose network namespace the job joins (units/network.py), for the
+job's side, and a short unit running adapters/netlink.py for the host's side (bridges, NAT,
+forwarding). Neither runs anything of the job's. The agent itself keeps its private network
+namespace and gains no capability.
 """
 
 from __future__ import annotations
@@ -209,9 +210,12 @@ class NetworkService:
         )
 
     def write_job_files(self, paths: JobPaths, net: JobNetwork) -> None:
-        """What the job unit's privileged steps read, in its root-only META directory."""
+        """What the job's network helper unit reads, in the job's root-only directory on the
+        host, which the job itself never sees."""
+        directory = Path(paths.network)
+        directory.mkdir(mode=0o700, exist_ok=True)
         for name, text in setup_files(net).items():
-            _write_file(Path(paths.meta) / name, text, mode=0o600)
+            _write_file(directory / name, text, mode=0o600)
 
     def release(self, job_id: str) -> None:
         """The job did not start, or ended: its address and hostname are free again."""

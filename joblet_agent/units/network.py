@@ -1,11 +1,22 @@
-"""A job's network -> its unit properties and the files its privileged set-up steps read. Pure.
+"""A job's network -> its unit properties, and the two helper units that set it up. Pure.
 
-A job on a network still gets `PrivateNetwork=yes`: PID 1 makes its network namespace, and the
-unit's own privileged steps (`ExecStartPre=+`, run by PID 1 as root in that namespace before the
-job's process exists) fill it: a veth pair whose host end goes to the network's bridge, the
-job's address, its routes and its nftables rules. The agent itself never holds CAP_NET_ADMIN nor
-leaves its own private network namespace. Why this way and not NetworkNamespacePath=:
-docs/networking.md.
+A job on a network still gets `PrivateNetwork=yes`, but joins (`JoinsNamespaceOf=`) the network
+namespace of a helper unit started with it, in the same StartTransientUnit call:
+
+- `joblet-netns-<id>.service` makes that namespace (its own `PrivateNetwork=yes`) and fills it: a
+  veth pair whose job end is eth0 and whose host end is created straight in PID 1's namespace,
+  the job's address and routes, its nftables rules. It stays active while the job runs and
+  deletes the pair when the job is gone (StopWhenUnneeded=).
+- `joblet-nethost-<id>.service`, in the host's namespace, puts the host end on the network's
+  bridge and brings it up.
+
+PID 1 starts both before the job (`Requires=`, `After=`). Each is root with CAP_NET_ADMIN only,
+runs the host's own programs by absolute path with a fixed argv, an environment of PID 1's
+defaults only and no root directory of the job's, and reads only files the agent wrote into the
+job's root-only directory on the host, which the job never sees. The job's own unit runs nothing
+privileged, so nothing a job controls (its environment, /work, volumes, /tmp, a runtime's tree)
+ever reaches root (review C1). The agent itself never holds CAP_NET_ADMIN nor leaves its own
+private network namespace (docs/networking.md).
 """
 
 from __future__ import annotations
@@ -22,22 +33,33 @@ from joblet_agent.networks import (
     Network,
     NetworkMode,
 )
-from joblet_agent.units.paths import META
+from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.sandbox import no_network
 
 # Inside the job: its network's hosts and resolv.conf (the root's /etc/hosts and /etc/resolv.conf
 # are links to these), bound read-only so the agent can keep them current.
 NETWORK_DIR = PurePosixPath("/run/.network")
-# Inside the job's root-only META directory: what its privileged steps feed to ip and nft.
+# In the job's root-only directory on the host (JobPaths.network): what its helper feeds to ip
+# and nft.
 JOB_BATCH = "net-job.batch"
 HOST_BATCH = "net-host.batch"
 JOB_RULES = "net-job.nft"
+# The host's own programs, by absolute path: the helpers have no PATH lookup to subvert.
 IP = "/usr/bin/ip"
 NFT = "/usr/sbin/nft"
-UNSHARE = "/usr/bin/unshare"
-NSENTER = "/usr/bin/nsenter"
-NETWORK_PROGRAMS = (IP, NFT, UNSHARE, NSENTER)  # what the privileged steps run in the job's root
+NAMESPACE_PREFIX = "joblet-netns-"
+HOST_PREFIX = "joblet-nethost-"
+CAP_NET_ADMIN = 12
+
+
+def helper_unit(job_id: str) -> str:
+    """The helper whose namespace the job joins (its failure is the job's failed start)."""
+    return f"{NAMESPACE_PREFIX}{job_id}.service"
+
+
+def host_helper_unit(job_id: str) -> str:
+    return f"{HOST_PREFIX}{job_id}.service"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,35 +131,87 @@ def network_binds(net: JobNetwork) -> list[list[object]]:
     return [[str(net.files), str(NETWORK_DIR), False, 0]]
 
 
-def start_steps(net: JobNetwork) -> list[list[object]]:
-    """ExecStartPreEx entries, privileged ('+'): root, every capability, in the job's network
-    namespace and its root directory, with no /proc. `unshare --mount-proc` gives the second
-    step a /proc of its own, through which nsenter reaches PID 1's (the host's) namespace."""
+def joining(net: JobNetwork, job_id: str) -> list[Property]:
+    """The job unit's side: it starts after its helpers, in the first one's network namespace."""
     if not net.attached:
         return []
-    meta = str(META)
+    helpers = [helper_unit(job_id), host_helper_unit(job_id)]
     return [
-        [IP, ["ip", "-batch", f"{meta}/{JOB_BATCH}"], ["privileged"]],
-        [
-            UNSHARE,
-            ["unshare", "--mount-proc", NSENTER, "--target=1", "--net", IP, "-batch",
-             f"{meta}/{HOST_BATCH}"],
-            ["privileged"],
-        ],
-        [NFT, ["nft", "-f", f"{meta}/{JOB_RULES}"], ["privileged"]],
-    ]  # fmt: skip
+        prop("Requires", helpers),
+        prop("After", helpers),
+        prop("JoinsNamespaceOf", [helper_unit(job_id)]),
+    ]
 
 
-def stop_steps(net: JobNetwork) -> list[list[object]]:
-    """ExecStopPostEx: deleting the job's end deletes the pair at once. (The namespace going away
-    would too, but the kernel does that later, in the background.)"""
+def helper_units(
+    net: JobNetwork, paths: JobPaths, slice_name: str
+) -> list[tuple[str, list[Property]]]:
+    """(name, properties) of the job's two network helpers, created with the job's unit."""
     if not net.attached:
         return []
-    return [[IP, ["ip", "link", "delete", JOB_LINK], ["privileged", "ignore-failure"]]]
+    job_id, files = paths.root.name, paths.network
+    namespace = [
+        prop("Description", f"Joblet: the network namespace of job {job_id}"),
+        # It stays active for the job's life and is stopped once the job is gone.
+        prop("RemainAfterExit", True),
+        prop("StopWhenUnneeded", True),
+        prop(
+            "ExecStart",
+            [
+                [IP, [IP, "-batch", str(files / JOB_BATCH)], False],
+                [NFT, [NFT, "-f", str(files / JOB_RULES)], False],
+            ],
+        ),
+        # The namespace going away would delete the pair too, but later, in the background.
+        prop("ExecStop", [[IP, [IP, "link", "delete", JOB_LINK], True]]),
+        # Its namespace is the one the job joins. PrivateIPC too: a joining unit shares all of
+        # the helper's namespaces, and the job keeps an IPC namespace of its own this way.
+        prop("PrivateNetwork", True),
+        prop("PrivateIPC", True),
+    ]
+    host = [
+        prop("Description", f"Joblet: the host's side of job {job_id}'s network"),
+        prop("Requires", [helper_unit(job_id)]),
+        prop("After", [helper_unit(job_id)]),
+        prop("ExecStart", [[IP, [IP, "-batch", str(files / HOST_BATCH)], False]]),
+        prop("PrivateNetwork", False),
+    ]
+    return [
+        (helper_unit(job_id), namespace + _helper_profile(slice_name)),
+        (host_helper_unit(job_id), host + _helper_profile(slice_name)),
+    ]
+
+
+def _helper_profile(slice_name: str) -> list[Property]:
+    """What both helpers are: root with CAP_NET_ADMIN and nothing else it could use."""
+    return [
+        prop("Type", "oneshot"),
+        prop("CollectMode", "inactive-or-failed"),
+        prop("Slice", slice_name),
+        prop("Environment", []),
+        prop("StandardInput", "null"),
+        prop("StandardOutput", "journal"),
+        prop("StandardError", "journal"),
+        prop("CapabilityBoundingSet", 1 << CAP_NET_ADMIN),
+        prop("NoNewPrivileges", True),
+        prop("ProtectSystem", "strict"),
+        prop("ProtectHome", "yes"),
+        prop("PrivateTmp", True),
+        prop("PrivateDevices", True),
+        prop("ProtectKernelModules", True),
+        prop("ProtectKernelLogs", True),
+        prop("ProtectControlGroups", True),
+        prop("ProtectClock", True),
+        prop("RestrictAddressFamilies", [True, ["AF_UNIX", "AF_NETLINK"]]),
+        prop("RestrictSUIDSGID", True),
+        prop("LockPersonality", True),
+        prop("MemoryDenyWriteExecute", True),
+        prop("SystemCallArchitectures", ["native"]),
+    ]
 
 
 def setup_files(net: JobNetwork) -> dict[str, str]:
-    """Name (in the job's META directory) -> content, for the privileged steps."""
+    """Name (in the job's root-only JobPaths.network on the host) -> content, for its helper."""
     network, endpoint = net.network, net.endpoint
     if network is None or endpoint is None:
         return {}
@@ -195,9 +269,6 @@ def job_ruleset(network: Network, endpoint: Endpoint, egress: tuple[EgressRule, 
         "  }\n"
         "}\n"
     )  # fmt: skip
-
-
-CAP_NET_ADMIN = 12
 
 
 def apply_unit_properties(python: str, state_file: str, slice_name: str) -> list[Property]:

@@ -7,20 +7,15 @@ from pathlib import PurePosixPath
 
 # Inside every job's root.
 WORK = PurePosixPath("/work")
-META = PurePosixPath("/run/.joblet")  # root-only: the exit record, written by ExecStopPost
 
 
 @dataclass(frozen=True, slots=True)
 class JobPaths:
-    """A job's directories on the host."""
+    """A job's directories on the host. Nothing here but `work`'s image is ever in the job's root:
+    what privileged helpers read on the job's behalf (its network's set-up) lives beside it."""
 
     root: PurePosixPath  # /var/lib/joblet/jobs/<id>, 0700 root
-    work: PurePosixPath  # bound at /work, owned by the job's user
-    meta: PurePosixPath  # bound at /run/.joblet, root-only
-
-    @property
-    def exit_record(self) -> PurePosixPath:
-        return self.meta / "exit"
+    work: PurePosixPath  # staging tree of its /work image, owned by the job's user
 
     @property
     def work_image(self) -> PurePosixPath:
@@ -30,10 +25,25 @@ class JobPaths:
     def secrets(self) -> PurePosixPath:
         return self.root / "secret.env"
 
+    @property
+    def network(self) -> PurePosixPath:
+        """Root-only: the batch files its network helper unit feeds to ip and nft."""
+        return self.root / "net"
+
+    @property
+    def end_record(self) -> PurePosixPath:
+        """Root-only: PID 1's account of how it ended (units/end_record.py)."""
+        return self.root / "end"
+
+    @property
+    def kernel_log(self) -> PurePosixPath:
+        """Root-only: the kernel's OOM reports about it (cgroup v1 hosts, units/kernel_log.py)."""
+        return self.root / "kmsg"
+
     @classmethod
     def for_job(cls, jobs_dir: PurePosixPath, job_id: str) -> JobPaths:
         root = jobs_dir / job_id
-        return cls(root=root, work=root / "work", meta=root / "meta")
+        return cls(root=root, work=root / "work")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,19 +15,26 @@ SIGNATURES: dict[str, str] = {
     # identity and execution
     "Description": "s",
     "Type": "s",
-    "ExecStart": "a(sasb)",
-    "ExecStopPostEx": "a(sasas)",  # (path, argv, flags such as "privileged", "ignore-failure")
-    "ExecStartPreEx": "a(sasas)",
+    "ExecStart": "a(sasb)",  # (path, argv, ignore failure)
+    "ExecStop": "a(sasb)",
     "Environment": "as",
     "EnvironmentFiles": "a(sb)",  # (path, ignore if missing)
     "WorkingDirectory": "s",
     "StandardInput": "s",
     "StandardOutput": "s",
     "StandardError": "s",
+    "StandardOutputFileToTruncate": "s",  # StandardOutput=truncate:PATH (systemd 248+)
     "SyslogIdentifier": "s",
     "Slice": "s",
     "CollectMode": "s",
-    "AddRef": "b",
+    # dependencies (a job's network helpers, units/network.py; its end's, units/end_record.py)
+    "Requires": "as",
+    "After": "as",
+    "JoinsNamespaceOf": "as",
+    "OnSuccess": "as",
+    "OnFailure": "as",
+    "StopWhenUnneeded": "b",
+    "RemainAfterExit": "b",
     # stopping
     "KillMode": "s",
     "KillSignal": "i",
@@ -56,6 +63,7 @@ SIGNATURES: dict[str, str] = {
     "MountImages": "a(ssba(ss))",  # (image, where, ignore if missing, [(partition, options)])
     "SupplementaryGroups": "as",
     "RequiresMountsFor": "as",
+    "PrivateTmp": "b",
     # a volume's mount unit (units/volume_units.py)
     "What": "s",
     "Where": "s",

@@ -9,9 +9,8 @@ from __future__ import annotations
 import socket
 from pathlib import PurePosixPath
 
-from joblet_agent.config import AgentConfig
 from joblet_agent.host import HostInfo
-from joblet_agent.units.paths import META, WORK, JobPaths, JobUser
+from joblet_agent.units.paths import WORK, JobUser
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.runtime import TMPFS_OPTIONS, RuntimeMounts
 
@@ -47,11 +46,11 @@ def no_network() -> list[Property]:
 
 
 def sandbox_properties(
-    config: AgentConfig,
     host: HostInfo,
-    paths: JobPaths,
     user: JobUser,
     *,
+    root: PurePosixPath,
+    work_image: PurePosixPath,
     tmp_bytes: int,
     extra_read_only: list[list[object]],
     relax: tuple[str, ...] = (),
@@ -65,22 +64,21 @@ def sandbox_properties(
         [p, p, True, 0] for p in BASE_READ_ONLY if p not in runtime.replaces
     ]
     binds_ro += [[s, t, False, 0] for s, t in runtime.read_only] + extra_read_only
-    binds_rw: list[list[object]] = [[str(paths.meta), str(META), False, 0]]
-    binds_rw += [[s, t, False, 0] for s, t in runtime.writable]
+    binds_rw: list[list[object]] = [[s, t, False, 0] for s, t in runtime.writable]
     tmpfs = [["/tmp", f"size={tmp_bytes},mode=1777,nosuid,nodev"]]
     tmpfs += [[d, TMPFS_OPTIONS] for d in runtime.empty]
     props = [
         # The job's world: a read-only skeleton root, the base system bound read-only into it,
         # its own /work, a size-capped private /tmp, a private /dev, /proc showing only itself.
-        prop("RootDirectory", str(config.job_root)),
+        prop("RootDirectory", str(root)),
         prop("BindReadOnlyPaths", binds_ro),
-        prop("BindPaths", binds_rw),
+        *([prop("BindPaths", binds_rw)] if binds_rw else []),
         # /work: the job's own ext4 image, loop-mounted by PID 1 inside the job's namespace only
         # (unmounted, its loop device freed, when the job's last process ends). Not a mount unit:
         # PID 1 rate-limits mount-table events (5/s), which stalled every third start by 0.7 s.
         prop(
             "MountImages",
-            [[str(paths.work_image), str(WORK), False, [["root", "nosuid,nodev"]]]],
+            [[str(work_image), str(WORK), False, [["root", "nosuid,nodev"]]]],
         ),
         prop("TemporaryFileSystem", tmpfs),
         prop("MountAPIVFS", True),

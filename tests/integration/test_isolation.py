@@ -97,10 +97,8 @@ def test_the_job_sees_only_its_world(client: Client) -> None:
         "passwd",
         "ssl",
     }
-    assert set(output_of(client, "ls", "-A", "/run")) <= {".joblet", ".network", "systemd"}
-    # The exit record's directory is the agent's, not the job's.
-    denied = output_of(client, "sh", "-c", "ls /run/.joblet 2>&1; true")
-    assert "Permission denied" in denied[0]
+    # Nothing of the agent's is in the job's root: how a job ended is recorded outside it.
+    assert set(output_of(client, "ls", "-A", "/run")) <= {".network", "systemd"}
 
 
 def test_tmp_is_private_and_capped(client: Client) -> None:

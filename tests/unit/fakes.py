@@ -1,13 +1,13 @@
 """In-memory stand-ins for PID 1 and the journal, behaving like the real ones in the ways that
-matter to the engine: JobRemoved once the job's process exec'd, the exit record written by the
-unit's ExecStopPost, then UnitRemoved."""
+matter to the engine: JobRemoved once the job's process exec'd; at its end, UnitRemoved, and its
+end recorder (OnSuccess=/OnFailure=) writing PID 1's account of the end, then its JobRemoved."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 from collections.abc import AsyncGenerator, Callable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
@@ -20,50 +20,81 @@ class FakeSystemd:
     def __init__(self, emit: Callable[[JobDone | UnitGone], None]) -> None:
         self.emit = emit
         self.units: dict[str, dict[str, Any]] = {}
-        self.exit_records: dict[str, Path] = {}
         self.started: list[tuple[str, list[Property]]] = []
+        self.aux: list[tuple[str, list[Property]]] = []
+        self.limits: dict[str, list[Property]] = {}
+        self.records: dict[str, Path] = {}  # job unit -> where its end recorder writes
+        self.ran: list[str] = []  # units started by run()
+        self.stopped: list[str] = []
+        self.run_result = "done"
+        self.kernel_log = ""  # what a dmesg helper (units/kernel_log.py) prints
         self.refuse_next = False
 
-    async def start_transient(self, unit: str, properties: Sequence[Property]) -> None:
+    async def start_transient(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> None:
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
-        if not any(p.name == "BindPaths" for p in properties):
+        self.aux += [(name, list(props)) for name, props in aux]
+        if not any(p.name == "RootDirectory" for p in properties):
             # A oneshot helper (the host side of networks): done as soon as it ran.
             asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
             return
-        # ExecStopPost writes /run/.joblet/exit inside the job's root: the bound meta directory.
-        binds = next(p for p in properties if p.name == "BindPaths").value
-        meta = next(source for source, target, *_ in binds if target == "/run/.joblet")
-        self.exit_records[unit] = Path(meta, "exit")
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
+            "RootDirectory": next(p.value for p in properties if p.name == "RootDirectory"),
         }
+        for name, props in aux:
+            if name.startswith("joblet-end-"):
+                output = next(p.value for p in props if p.name == "StandardOutputFileToTruncate")
+                self.records[unit] = Path(output)
         asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
-    def end(self, unit: str, *, result: str, code: str, status: str, oom_kills: int = 0) -> None:
-        """The job's process ended: ExecStopPost writes the record, then PID 1 unloads the unit."""
+    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+        self.ran.append(unit)
+        output = next((p.value for p in properties if p.name == "StandardOutputFileToTruncate"), "")
+        if output:
+            Path(output).write_text(self.kernel_log)  # noqa: ASYNC240
+        return self.run_result
+
+    async def set_properties(self, unit: str, properties: Sequence[Property]) -> None:
+        self.limits[unit] = list(properties)
+
+    def end(self, unit: str, *, result: str, code: str, status: str) -> None:
+        """The job's process ended: PID 1 unloads the unit (CollectMode=inactive-or-failed) and
+        runs its end recorder, which writes what PID 1 handed it (MONITOR_*)."""
         self.units.pop(unit, None)
-        self.exit_records[unit].write_text(
-            f"SERVICE_RESULT={result}\nEXIT_CODE={code}\nEXIT_STATUS={status}\n"
-            f"oom_kill {oom_kills}\n"
-        )
         self.emit(UnitGone(unit))
+        self.records[unit].write_text(
+            f"PATH=/usr/bin\nMONITOR_SERVICE_RESULT={result}\nMONITOR_EXIT_CODE={code}\n"
+            f"MONITOR_EXIT_STATUS={status}\nMONITOR_UNIT={unit}\n"
+        )
+        job_id = unit.removeprefix("joblet-job-").removesuffix(".service")
+        kind = "success" if result == "success" else "failure"
+        self.emit(JobDone(f"joblet-end-{kind}-{job_id}.service", "done"))
 
     def reload(self) -> None:
         """`systemctl daemon-reload`: PID 1 sends UnitRemoved for units that keep running."""
         for unit in list(self.units):
             self.emit(UnitGone(unit))
 
-    async def stop(self, unit: str) -> None:
-        asyncio.get_running_loop().call_soon(
-            lambda: self.end(unit, result="success", code="killed", status="TERM")
-        )
+    async def stop(self, unit: str, *, within: float | None = None) -> None:
+        self.stopped.append(unit)
+        if unit in self.units:
+            asyncio.get_running_loop().call_soon(
+                lambda: self.end(unit, result="success", code="killed", status="TERM")
+            )
 
     async def unit_properties(self, unit: str) -> dict[str, Any] | None:
-        return self.units.get(unit)
+        props = self.units.get(unit)
+        return dict(props) if props is not None else None
 
     async def active_state(self, unit: str) -> str | None:
         props = self.units.get(unit)
@@ -109,15 +140,28 @@ class FakeJobFiles:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
+        flush: bool = False,
     ) -> None:
         _make_dirs(paths, upload)
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
 
+    def read_text(self, path: PurePosixPath) -> str | None:
+        try:
+            return Path(path).read_text()
+        except OSError:
+            return None
+
+    def take_text(self, path: PurePosixPath) -> str | None:
+        try:
+            return self.read_text(path)
+        finally:
+            Path(path).unlink(missing_ok=True)
+
 
 def _make_dirs(paths: JobPaths, upload: Path | None = None) -> None:
-    for directory in (paths.root, paths.meta, paths.work):
+    for directory in (paths.root, paths.work):
         Path(directory).mkdir(parents=True)
     if upload is not None:
         Path(paths.work).rmdir()

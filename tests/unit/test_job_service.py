@@ -54,13 +54,27 @@ def test_failure_exit_code_and_oom(engine: tuple[JobService, FakeSystemd, FakeJo
     async def scenario() -> None:
         first = await service.submit({"command": "true"}, owner="a")
         second = await service.submit({"command": "true"}, owner="a")
+        third = await service.submit({"command": "true"}, owner="a")
         systemd.end(first.unit, result="exit-code", code="exited", status="3")
-        # cgroup v1: systemd says "signal"; the kernel's oom_kill count in the record says more.
-        systemd.end(second.unit, result="signal", code="killed", status="KILL", oom_kills=1)
+        # cgroup v1: systemd says "signal"; the kernel's log says it was an OOM kill.
+        systemd.kernel_log = (
+            "[   10.5] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),"
+            f"oom_memcg=/joblet.slice/{second.unit},task_memcg=/joblet.slice/{second.unit},"
+            "task=python3,pid=10534,uid=2046820353\n"
+        )
+        systemd.end(second.unit, result="signal", code="killed", status="KILL")
         a = await service.wait(first.id, within=1)
         b = await service.wait(second.id, within=1)
         assert (a.state, a.exit_code) == (JobState.FAILED, 3)
         assert (b.state, b.result, b.signal) == (JobState.FAILED, "oom-kill", "SIGKILL")
+        # A SIGKILL the kernel's log says nothing about stays a SIGKILL.
+        systemd.end(third.unit, result="signal", code="killed", status="KILL")
+        c = await service.wait(third.id, within=1)
+        assert (c.state, c.result, c.reason) == (JobState.FAILED, "signal", "killed by SIGKILL")
+        assert systemd.ran == [
+            f"joblet-kmsg-{second.id}.service",
+            f"joblet-kmsg-{third.id}.service",
+        ]
 
     run(scenario())
 

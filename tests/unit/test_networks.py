@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import tempfile
 from ipaddress import IPv4Network
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiohttp
@@ -40,10 +40,12 @@ from joblet_agent.units.network import (
     NO_NETWORK,
     JobNetwork,
     apply_unit_properties,
+    helper_units,
+    joining,
     network_properties,
     setup_files,
-    start_steps,
 )
+from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.sandbox import no_network
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
@@ -166,7 +168,34 @@ def attached(**changes: Any) -> JobNetwork:
 
 def test_none_is_the_default_profile() -> None:
     assert network_properties(NO_NETWORK) == no_network()
-    assert start_steps(NO_NETWORK) == [] and setup_files(NO_NETWORK) == {}
+    assert joining(NO_NETWORK, "x") == [] and setup_files(NO_NETWORK) == {}
+
+
+def test_the_job_joins_helpers_that_run_nothing_of_the_jobs() -> None:
+    """The job's unit runs nothing privileged; its network is set up by helper units with the
+    host's programs, no root of the job's and no environment of the job's (review C1)."""
+    job = {p.name: p.value for p in joining(attached(), "abc")}
+    assert job == {
+        "Requires": ["joblet-netns-abc.service", "joblet-nethost-abc.service"],
+        "After": ["joblet-netns-abc.service", "joblet-nethost-abc.service"],
+        "JoinsNamespaceOf": ["joblet-netns-abc.service"],
+    }
+    paths = JobPaths.for_job(PurePosixPath("/var/lib/joblet/jobs"), "abc")
+    units = dict(helper_units(attached(), paths, "joblet.slice"))
+    assert list(units) == ["joblet-netns-abc.service", "joblet-nethost-abc.service"]
+    for name, props in units.items():
+        helper = {p.name: p.value for p in props}
+        assert "RootDirectory" not in helper and "BindPaths" not in helper, name
+        assert helper["Environment"] == [] and "EnvironmentFiles" not in helper, name
+        assert helper["CapabilityBoundingSet"] == 1 << 12, name  # CAP_NET_ADMIN alone
+        commands = helper["ExecStart"] + helper.get("ExecStop", [])
+        assert all(path.startswith("/usr/") and argv[0] == path for path, argv, _ in commands)
+        files = [arg for _, argv, _ in commands for arg in argv if arg.startswith("/var/")]
+        assert files and all(f.startswith("/var/lib/joblet/jobs/abc/net/") for f in files)
+    netns = {p.name: p.value for p in units["joblet-netns-abc.service"]}
+    assert netns["PrivateNetwork"] is True and netns["PrivateIPC"] is True
+    assert {p.name: p.value for p in units["joblet-nethost-abc.service"]}["PrivateNetwork"] is False
+    assert helper_units(NO_NETWORK, paths, "joblet.slice") == []
 
 
 def test_job_side_files() -> None:
@@ -271,8 +300,12 @@ def test_jobs_get_unique_addresses_names_and_files(
         assert len(addresses) == 20
         hosts = (networks.root / "backend" / "hosts").read_text()
         assert all(f"{r.endpoint.address}\tjob-{r.id[:8]}" in hosts for r in started if r.endpoint)
-        meta = Path(jobs.config.jobs_dir) / started[0].id / "meta"
-        assert oct((meta / "net-job.nft").stat().st_mode & 0o777) == "0o600"
+        files = Path(jobs.config.jobs_dir) / started[0].id / "net"
+        assert oct(files.stat().st_mode & 0o777) == "0o700"
+        assert oct((files / "net-job.nft").stat().st_mode & 0o777) == "0o600"
+        assert sorted(name for name, _ in systemd.aux if name.startswith("joblet-net")) == sorted(
+            f"joblet-{kind}-{r.id}.service" for r in started for kind in ("netns", "nethost")
+        )
         refusal = await _refusal(networks.remove("backend"))
         assert refusal.code is ErrorCode.CONFLICT and "20 live job(s)" in refusal.message
         for record in started:
@@ -366,9 +399,12 @@ class SlowJobFiles(FakeJobFiles):
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
+        flush: bool = False,
     ) -> None:
         await asyncio.sleep(0.01)
-        await super().create(paths, user, workdir=workdir, work_bytes=work_bytes, upload=upload)
+        await super().create(
+            paths, user, workdir=workdir, work_bytes=work_bytes, upload=upload, flush=flush
+        )
 
 
 def test_concurrent_submits_never_share_a_user_or_an_address(

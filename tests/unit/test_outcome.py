@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from joblet_agent.model import JobState
-from joblet_agent.outcome import ExitKind, decide, parse_exit_record
+from joblet_agent.outcome import ExitKind, UnitEnd, decide
+from joblet_agent.units.end_record import parse_record
 
 
 def test_clean_exit_completes() -> None:
@@ -49,18 +50,39 @@ def test_dbus_codes() -> None:
     assert ExitKind.from_dbus(0) is None
 
 
-def test_exit_record_of_a_v1_oom_kill() -> None:
-    text = "SERVICE_RESULT=signal\nEXIT_CODE=killed\nEXIT_STATUS=KILL\noom_kill 1\n"
-    record = parse_exit_record(text)
-    assert (record.kind, record.status, record.oom_kills) == (ExitKind.KILLED, 9, 1)
-    assert record.true_result == "oom-kill"
+def test_end_recorded_from_pid1s_account() -> None:
+    """What the end recorder writes: PID 1's MONITOR_* values (units/end_record.py)."""
+    end = parse_record(
+        "MONITOR_SERVICE_RESULT=signal\nMONITOR_EXIT_CODE=killed\nMONITOR_EXIT_STATUS=KILL\n"
+        "SERVICE_RESULT=forged\n"
+    )
+    assert (end.result, end.kind, end.status, end.ran) == ("signal", ExitKind.KILLED, 9, True)
+    assert end.maybe_oom_kill and end.as_oom_kill().result == "oom-kill"
+    clean = parse_record(
+        "MONITOR_SERVICE_RESULT=success\nMONITOR_EXIT_CODE=exited\nMONITOR_EXIT_STATUS=0\n"
+    )
+    assert (clean.result, clean.kind, clean.status) == ("success", ExitKind.EXITED, 0)
+    assert not clean.maybe_oom_kill
+    never = parse_record("MONITOR_SERVICE_RESULT=resources\nPATH=/usr/bin\n")
+    assert (never.result, never.kind, never.status, never.ran) == ("resources", None, None, False)
 
 
-def test_exit_record_of_a_clean_exit() -> None:
-    record = parse_exit_record("SERVICE_RESULT=success\nEXIT_CODE=exited\nEXIT_STATUS=0\n")
-    assert (record.true_result, record.kind, record.status) == ("success", ExitKind.EXITED, 0)
+def test_end_read_from_pid1s_journal_lines() -> None:
+    end = UnitEnd.from_fields(
+        {"UNIT_RESULT": "signal", "EXIT_CODE": "killed", "EXIT_STATUS": "KILL"}
+    )
+    assert (end.result, end.kind, end.status) == ("signal", ExitKind.KILLED, 9)
+    assert not UnitEnd.from_fields({}).known
 
 
-def test_exit_record_of_a_unit_that_never_ran() -> None:
-    record = parse_exit_record("SERVICE_RESULT=resources\nEXIT_CODE=\nEXIT_STATUS=\n")
-    assert (record.result, record.kind, record.status) == ("resources", None, None)
+def test_a_start_that_timed_out_is_a_failed_start_not_a_timeout() -> None:
+    """api-fuzz finding 10: Result=timeout of a unit that never exec'd is its start's timeout."""
+    end = parse_record("MONITOR_SERVICE_RESULT=timeout\n")
+    assert not end.ran
+    out = decide(
+        stop_requested=False, result=end.result, kind=end.kind, status=end.status, ran=end.ran
+    )
+    assert out.state is JobState.FAILED and out.reason is not None
+    assert out.reason.startswith("failed to start")
+    ran = decide(stop_requested=False, result="timeout", kind=ExitKind.KILLED, status=15)
+    assert ran.state is JobState.TIMEOUT

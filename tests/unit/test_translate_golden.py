@@ -1,4 +1,5 @@
-"""Golden tests: a job request in, the exact unit properties out (tests/unit/golden/*.json).
+"""Golden tests: a job request in, the exact unit properties out (tests/unit/golden/*.json):
+those of its start, and those set once its program runs ("running_properties").
 
 Regenerate after an intended change with UPDATE_GOLDEN=1 and review the diff.
 """
@@ -22,14 +23,16 @@ from joblet_agent.runtimes.resolve import InstalledRuntime, bind_runtime
 from joblet_agent.runtimes.spec import parse_runtime
 from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths
-from joblet_agent.units.translate import translate
+from joblet_agent.units.properties import Property
+from joblet_agent.units.translate import running_limits, translate
 from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
 
 GOLDEN = Path(__file__).parent / "golden"
 JOB_ID = "0b7d3c1e-5a4f-4c2b-9e8d-1f2a3b4c5d6e"
+ROOT = PurePosixPath("/var/lib/joblet/roots/0123456789abcdef")
 
 
-def render(case: dict[str, Any]) -> list[list[Any]]:
+def render(case: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
     config = parse_config(case.get("config", {}), "golden") if "config" in case else AgentConfig()
     spec = parse_job_request(case["request"], config.jobs, HYBRID_HOST).spec
     runtime = None
@@ -47,12 +50,18 @@ def render(case: dict[str, Any]) -> list[list[Any]]:
         config,
         HYBRID_HOST,
         paths,
+        root=ROOT,
         user=pool_user(config.jobs, 7),
         executable=executable,
         network=_network(case, spec, config),
         runtime=runtime,
     )
-    return [[p.name, p.signature, p.to_json()["value"]] for p in props]
+    running = running_limits(spec.limits)
+    return [_row(p) for p in props], [_row(p) for p in running]
+
+
+def _row(p: Property) -> list[Any]:
+    return [p.name, p.signature, p.to_json()["value"]]
 
 
 def _network(case: dict[str, Any], spec: JobSpec, config: AgentConfig) -> JobNetwork:
@@ -73,19 +82,24 @@ def _network(case: dict[str, Any], spec: JobSpec, config: AgentConfig) -> JobNet
 
 def dump(case: dict[str, Any]) -> str:
     """The request as pretty JSON, then one property per line: readable diffs in review."""
-    head = json.dumps({k: v for k, v in case.items() if k != "properties"}, indent=2)
-    lines = ",\n".join("    " + json.dumps(p) for p in case["properties"])
-    return head[:-2] + ',\n  "properties": [\n' + lines + "\n  ]\n}\n"
+    keys = ("properties", "running_properties")
+    head = json.dumps({k: v for k, v in case.items() if k not in keys}, indent=2)
+    out = head[:-2]
+    for key in keys:
+        lines = ",\n".join("    " + json.dumps(p) for p in case[key])
+        out += f',\n  "{key}": [\n' + lines + "\n  ]"
+    return out + "\n}\n"
 
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
 def test_golden(path: Path) -> None:
     case = json.loads(path.read_text())
-    actual = render(case)
+    actual, running = render(case)
     if os.environ.get("UPDATE_GOLDEN"):
-        case["properties"] = actual
+        case["properties"], case["running_properties"] = actual, running
         path.write_text(dump(case))
     assert actual == case["properties"]
+    assert running == case["running_properties"]
 
 
 def test_golden_files_exist() -> None:
@@ -98,11 +112,11 @@ def test_private_pids_on_systemd_257_is_the_string_pid_1_reads() -> None:
     spec = parse_job_request({"command": "true"}, config.jobs, BARE_V2_HOST).spec
     paths = JobPaths.for_job(PurePosixPath(config.jobs_dir), JOB_ID)
     props = translate(
-        JOB_ID, spec, config, BARE_V2_HOST, paths, user=pool_user(config.jobs, 7),
+        JOB_ID, spec, config, BARE_V2_HOST, paths, root=ROOT, user=pool_user(config.jobs, 7),
         executable="/usr/bin/true",
     )  # fmt: skip
     assert [(p.signature, p.value) for p in props if p.name == "PrivatePIDs"] == [("s", "yes")]
     assert not [p for p in translate(
-        JOB_ID, spec, config, HYBRID_HOST, paths, user=pool_user(config.jobs, 7),
+        JOB_ID, spec, config, HYBRID_HOST, paths, root=ROOT, user=pool_user(config.jobs, 7),
         executable="/usr/bin/true",
     ) if p.name == "PrivatePIDs"]  # fmt: skip

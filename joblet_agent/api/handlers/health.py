@@ -7,6 +7,7 @@ from aiohttp import web
 from joblet_agent import __version__
 from joblet_agent.api.handlers.jobs import SERVICE
 from joblet_agent.api.identity import caller_of
+from joblet_agent.jobspec import MINIMUMS
 from joblet_agent.rbac import Action, authorize
 
 
@@ -19,6 +20,7 @@ async def health(request: web.Request) -> web.Response:
             "version": __version__,
             "host": host.describe(),
             "unenforceable_limits": host.unenforced,
+            "limits": {"minimums": MINIMUMS},
         }
     )
 
