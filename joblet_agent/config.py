@@ -13,8 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
+from joblet_agent.bounded_yaml import BoundedYamlError, load_yaml
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.fields import Fields
 from joblet_agent.rbac import Role
@@ -93,9 +92,9 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AgentConfig:
     except OSError as exc:
         raise JobletError(ErrorCode.CONFIG, f"{path}: cannot be read: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise JobletError(ErrorCode.CONFIG, f"{path}: not valid YAML: {exc}") from exc
+        data = load_yaml(text)
+    except BoundedYamlError as exc:
+        raise JobletError(ErrorCode.CONFIG, f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, str(path))
 
 
