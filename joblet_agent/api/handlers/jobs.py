@@ -10,16 +10,20 @@ from typing import Any
 from aiohttp import web
 
 from joblet_agent.api.audit import JOB_ID
+from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.api.query import query_int
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.model import JobRecord, JobState
 from joblet_agent.rbac import REQUIRED, Action, Caller, authorize
 from joblet_agent.services.jobs import JobService
 
 logger = logging.getLogger(__name__)
 SERVICE = app_key("jobs", JobService)
+MAX_OFFSET = 1_000_000_000
+_JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
 JOURNAL_CURSOR = re.compile(
     r"^s=[0-9a-f]{32};i=[0-9a-f]{1,16};b=[0-9a-f]{32};m=[0-9a-f]{1,16};t=[0-9a-f]{1,16};"
@@ -54,7 +58,14 @@ def _allowed(request: web.Request, action: Action) -> Caller:
 
 def _job_for(request: web.Request, action: Action) -> JobRecord:
     """The job named in the path, if the caller may do `action` to it."""
-    record = _service(request).resolve(request.match_info["id"])
+    given = request.match_info["id"]
+    if len(given.strip()) > _JOB_ID_CHARS:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"job id: {excerpt(given)} is not valid; a job's id ({_JOB_ID_CHARS} characters) "
+            "or a prefix of it",
+        )
+    record = _service(request).resolve(given)
     authorize(caller_of(request), action, owner=None if action is Action.JOB_READ else record.owner)
     request[JOB_ID] = record.id
     return record
@@ -62,7 +73,7 @@ def _job_for(request: web.Request, action: Action) -> JobRecord:
 
 async def create(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_RUN)
-    body = await request.json()
+    body = await json_body(request)
     if isinstance(body, dict) and body.get("relax"):
         authorize(caller, Action.JOB_RELAX)  # anything that weakens isolation is the admin's
     if isinstance(body, dict) and body.get("network") == "host":
@@ -87,28 +98,17 @@ async def list_jobs(request: web.Request) -> web.Response:
         except ValueError:
             allowed = ", ".join(JobState)
             raise JobletError(
-                ErrorCode.INVALID, f"state: {query['state']!r} is not valid; allowed: {allowed}"
+                ErrorCode.INVALID,
+                f"state: {excerpt(query['state'])} is not valid; allowed: {allowed}",
             ) from None
-    limit = _query_int(query, "limit", 100, 1, 1000)
-    offset = _query_int(query, "offset", 0, 0, None)
+    limit = query_int(query, "limit", 100, 1, 1000)
+    offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
     jobs = _service(request).list(
         states=states, owner=query.get("owner"), limit=limit, offset=offset
     )
     return web.json_response(
         {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
     )
-
-
-def _query_int(query: Any, key: str, default: int, low: int, high: int | None) -> int:
-    text = query.get(key)
-    if text is None:
-        return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        bound = f"between {low} and {high}" if high else f"at least {low}"
-        raise JobletError(
-            ErrorCode.INVALID, f"{key}: {text!r} is not valid; a whole number {bound}"
-        )
-    return int(text)
 
 
 async def get(request: web.Request) -> web.Response:
@@ -162,7 +162,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     if cursor is not None and not JOURNAL_CURSOR.match(cursor):
         raise JobletError(
             ErrorCode.INVALID,
-            f"Last-Event-ID: {cursor!r} is not a journal cursor; use the id of an event "
+            f"Last-Event-ID: {excerpt(cursor)} is not a journal cursor; use the id of an event "
             "this stream sent",
         )
     response = web.StreamResponse(

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.networks import Network
@@ -33,7 +34,7 @@ def _network_json(service: NetworkService, network: Network) -> dict[str, Any]:
 async def create(request: web.Request) -> web.Response:
     caller = caller_of(request)
     authorize(caller, Action.NETWORK_CREATE)
-    body = await request.json()
+    body = await json_body(request)
     network = await _service(request).create(body, owner=caller.name)
     return web.json_response(_network_json(_service(request), network), status=201)
 
