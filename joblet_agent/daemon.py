@@ -25,6 +25,7 @@ from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
+from joblet_agent.api.malformed import log_malformed_requests_in_one_line
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import HostInfo, probe_host
@@ -116,6 +117,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
             )
         sockets = [_bind_unix(listen)]
     app = make_app(service, config.access, RuntimeService(runtimes, service))
+    log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     for sock in sockets:

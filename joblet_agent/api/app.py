@@ -20,9 +20,9 @@ _RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
 def make_app(
     service: JobService, access: Access, runtime_service: RuntimeService | None = None
 ) -> web.Application:
-    # errors_middleware is outermost: it turns what audit_middleware re-raises into responses.
+    # audit_middleware is outermost: it records the response errors_middleware made of an error.
     app = web.Application(
-        middlewares=[errors_middleware, audit_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[audit_middleware, errors_middleware], client_max_size=MAX_REQUEST_BYTES
     )
     app[jobs.SERVICE] = service
     if service.networks is not None:
