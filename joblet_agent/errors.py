@@ -28,6 +28,8 @@ class ErrorCode(StrEnum):
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"
     TOO_LARGE = "too-large"
+    TOO_MANY = "too-many"  # the caller holds as many of something as one caller may
+    BUSY = "busy"  # the agent serves as many of something as it can; try again later
     METHOD = "method-not-allowed"
     INTERNAL = "internal"
 

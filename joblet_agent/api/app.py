@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
 from aiohttp import web
+from aiohttp.web_server import Server
 
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import health, jobs, networks, runtimes, uploads, volumes
 from joblet_agent.api.identity import ACCESS
+from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
 from joblet_agent.services.runtimes import RuntimeService
@@ -31,6 +36,16 @@ def make_app(
         RuntimeDirectory(service.config.runtimes_dir), service
     )
     app[ACCESS] = access
+    app[jobs.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)
     return app
+
+
+def runner_options() -> dict[str, Any]:
+    """Options of the AppRunner serving the app. A handler whose client went away is cancelled,
+    on every aiohttp: 3.8 (Debian 12's) always does, 3.9+ only when asked. A log stream of a
+    quiet job otherwise noticed a gone client only at its next heartbeat, holding its slot and
+    its journalctl until then."""
+    parameters = inspect.signature(Server.__init__).parameters
+    return {"handler_cancellation": True} if "handler_cancellation" in parameters else {}

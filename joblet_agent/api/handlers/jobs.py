@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -14,6 +15,7 @@ from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
+from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.query import query_int
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.model import JobRecord, JobState
@@ -22,6 +24,7 @@ from joblet_agent.services.jobs import JobService
 
 logger = logging.getLogger(__name__)
 SERVICE = app_key("jobs", JobService)
+LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
 _JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
@@ -154,9 +157,14 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor."""
+    """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor.
+
+    Each stream takes one of the caller's slots (log_streams in joblet.yml) until it ends; a
+    client that takes no data for write_timeout is dropped, so one that never reads cannot
+    keep its slot, its journalctl and the agent's buffers forever."""
     service = _service(request)
     record = _job_for(request, Action.JOB_READ)
+    slots: LogStreamSlots = request.app[LOG_STREAMS]
     follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
     if cursor is not None and not JOURNAL_CURSOR.match(cursor):
@@ -165,18 +173,43 @@ async def logs(request: web.Request) -> web.StreamResponse:
             f"Last-Event-ID: {excerpt(cursor)} is not a journal cursor; use the id of an event "
             "this stream sent",
         )
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):  # the client went away; nothing to answer
-        async for frame in sse_frames(service, record, after=cursor, follow=follow):
-            await response.write(frame)
+    with slots.admit(caller_of(request).name):
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        frames = sse_frames(service, record, after=cursor, follow=follow)
+        # The client went away: nothing to answer. aclosing: its journalctl ends now, not at GC.
+        with contextlib.suppress(ConnectionResetError):
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    if not await _sent(request, response, frame, slots.policy.write_timeout_sec):
+                        logger.info(
+                            "log stream of %s dropped: the client took nothing for %ss",
+                            record.id,
+                            slots.policy.write_timeout_sec,
+                            extra={"JOB_ID": record.id},
+                        )
+                        break
     return response
+
+
+async def _sent(
+    request: web.Request, response: web.StreamResponse, frame: bytes, within: float
+) -> bool:
+    """Write one frame; False (the connection aborted) when the client did not make room for
+    it `within` seconds."""
+    try:
+        await asyncio.wait_for(response.write(frame), within)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+    return True
 
 
 ROUTES = [
