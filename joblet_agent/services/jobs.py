@@ -410,8 +410,12 @@ class JobService:
             self._record_outcome(record, Outcome(JobState.FAILED, None, None, reason))
             return
         result = exit_record.true_result
+        current = self.store.get(record.id)
+        if current is None:
+            logger.debug("%s: its job was deleted before its end was recorded", record.unit)
+            return
         outcome = decide(
-            stop_requested=self._current(record.id).stop_requested,
+            stop_requested=current.stop_requested,
             result=result,
             kind=exit_record.kind,
             status=exit_record.status,
@@ -433,9 +437,9 @@ class JobService:
         result: str | None = None,
         started: datetime | None = None,
     ) -> None:
-        current = self.store.get(record.id) or record
-        if current.state.is_terminal:
-            return
+        current = self.store.get(record.id)
+        if current is None or current.state.is_terminal:
+            return  # deleted meanwhile (api-fuzz finding 11): never written back
         final = current.evolve(
             state=outcome.state,
             exit_code=outcome.exit_code,
