@@ -24,7 +24,7 @@ from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
-from joblet_agent.api.app import make_app, runner_options
+from joblet_agent.api.app import make_app
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
@@ -118,7 +118,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         sockets = [_bind_unix(listen)]
     app = make_app(service, config.access, RuntimeService(runtimes, service))
     log_malformed_requests_in_one_line()
-    runner = web.AppRunner(app, handle_signals=False, access_log=None, **runner_options())
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     for sock in sockets:
         await _serve_socket(runner, sock, config.pki_dir)

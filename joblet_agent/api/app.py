@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import inspect
-from typing import Any
-
 from aiohttp import web
-from aiohttp.web_server import Server
 
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
@@ -40,12 +36,3 @@ def make_app(
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)
     return app
-
-
-def runner_options() -> dict[str, Any]:
-    """Options of the AppRunner serving the app. A handler whose client went away is cancelled,
-    on every aiohttp: 3.8 (Debian 12's) always does, 3.9+ only when asked. A log stream of a
-    quiet job otherwise noticed a gone client only at its next heartbeat, holding its slot and
-    its journalctl until then."""
-    parameters = inspect.signature(Server.__init__).parameters
-    return {"handler_cancellation": True} if "handler_cancellation" in parameters else {}

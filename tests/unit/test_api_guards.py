@@ -22,7 +22,8 @@ import pytest
 from aiohttp import web
 
 from joblet_agent.adapters.store import SqliteJobStore
-from joblet_agent.api.app import make_app, runner_options
+from joblet_agent.api import log_stream
+from joblet_agent.api.app import make_app
 from joblet_agent.api.handlers.jobs import LOG_STREAMS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
@@ -74,7 +75,7 @@ async def serving(service: JobService) -> AsyncIterator[tuple[web.Application, s
     """The app on a Unix socket; the caller (this process's user) is an admin by its group."""
     group = grp.getgrgid(os.getgid()).gr_name
     app = make_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
-    runner = web.AppRunner(app, **runner_options())
+    runner = web.AppRunner(app)
     await runner.setup()
     with tempfile.TemporaryDirectory(prefix="joblet-") as directory:  # short: sun_path is small
         socket = f"{directory}/api.sock"
@@ -102,7 +103,11 @@ async def until(condition: Any, what: str) -> None:
 # -- log streams --------------------------------------------------------------------------
 
 
-def test_a_caller_past_its_share_of_log_streams_gets_a_429(tmp_path: Path) -> None:
+def test_a_caller_past_its_share_of_log_streams_gets_a_429(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stream learns that its client went away when it next writes: a heartbeat at the latest.
+    monkeypatch.setattr(log_stream, "HEARTBEAT_SEC", 0.05)
     service = make_service(
         tmp_path, StreamingJournal(chatty=False), LogStreamPolicy(max=10, max_per_caller=2)
     )
@@ -120,7 +125,7 @@ def test_a_caller_past_its_share_of_log_streams_gets_a_429(tmp_path: Path) -> No
             assert answer["code"] == "too-many"
             assert "has 2 log streams open, the most one caller may have (2)" in answer["message"]
             assert app[LOG_STREAMS].open == 2
-            # A client that goes away gives its slot back at once, not at the next heartbeat.
+            # A client that goes away gives its slot back (at the stream's next heartbeat).
             held.pop().close()
             await until(lambda: app[LOG_STREAMS].open == 1, "a closed stream kept its slot")
             async with http.get(path, params={"follow": "1"}) as again:
