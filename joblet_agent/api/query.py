@@ -27,3 +27,14 @@ def whole_number(key: str, text: str, low: int, high: int) -> int:
             f"{key}: {excerpt(text)} is not valid; a whole number between {low} and {high}",
         )
     return int(text)
+
+
+def query_text(query: Mapping[str, str], key: str, most: int) -> str | None:
+    """A text parameter of at most `most` characters (an owner's name, say), or None."""
+    text = query.get(key)
+    if text is not None and len(text) > most:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"{key}: {excerpt(text)} is not valid; at most {most} characters",
+        )
+    return text

@@ -12,7 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from joblet_agent.api.body import MAX_JSON_BYTES, MAX_JSON_DEPTH, json_body, json_depth, parse_json
 from joblet_agent.api.errors import errors_middleware
-from joblet_agent.api.query import query_int, whole_number
+from joblet_agent.api.query import query_int, query_text, whole_number
 from joblet_agent.errors import ErrorCode, JobletError
 
 
@@ -119,3 +119,10 @@ def test_query_numbers() -> None:
     assert query_int({}, "limit", 100, 1, 1000) == 100
     assert query_int({"limit": "1000"}, "limit", 100, 1, 1000) == 1000
     assert whole_number("size", "0", 0, 2**63 - 1) == 0
+
+
+def test_query_text_is_bounded() -> None:
+    assert query_text({"owner": "alice"}, "owner", 256) == "alice"
+    assert query_text({}, "owner", 256) is None
+    with pytest.raises(JobletError, match=r"owner: 'aaa.*\.\.\. is not valid; at most 256"):
+        query_text({"owner": "a" * 5000}, "owner", 256)

@@ -16,7 +16,7 @@ from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.api.log_stream_slots import LogStreamSlots
-from joblet_agent.api.query import query_int
+from joblet_agent.api.query import query_int, query_text
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.model import JobRecord, JobState
 from joblet_agent.rbac import REQUIRED, Action, Caller, authorize
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 SERVICE = app_key("jobs", JobService)
 LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
+MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
 _JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
 JOURNAL_CURSOR = re.compile(
@@ -107,7 +108,7 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
     jobs = _service(request).list(
-        states=states, owner=query.get("owner"), limit=limit, offset=offset
+        states=states, owner=query_text(query, "owner", MAX_OWNER_CHARS), limit=limit, offset=offset
     )
     return web.json_response(
         {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
@@ -137,7 +138,7 @@ async def delete(request: web.Request) -> web.Response:
 async def delete_all(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_DELETE_ALL)
     # Developers clear their own jobs; maintainers and admins anyone's (or one owner's).
-    owner = request.query.get("owner")
+    owner = query_text(request.query, "owner", MAX_OWNER_CHARS)
     if not caller.acts_on_anyones_jobs:
         if owner not in (None, caller.name):
             authorize(caller, Action.JOB_DELETE_ALL, owner=owner)  # refuses, saying why
