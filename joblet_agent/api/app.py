@@ -14,6 +14,8 @@ from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
 from joblet_agent.services.runtimes import RuntimeService
 
+# aiohttp's own cap, for request.read() and friends; the API reads bodies through api/body.py,
+# with a bound per endpoint.
 MAX_REQUEST_BYTES = 1024 * 1024
 _RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
 

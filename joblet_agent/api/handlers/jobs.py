@@ -27,7 +27,8 @@ SERVICE = app_key("jobs", JobService)
 LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
 MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
-_JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it
+_JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it (blanks around allowed)
+_MOST_ID_CHARS = 64
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
 JOURNAL_CURSOR = re.compile(
     r"^s=[0-9a-f]{32};i=[0-9a-f]{1,16};b=[0-9a-f]{32};m=[0-9a-f]{1,16};t=[0-9a-f]{1,16};"
@@ -63,7 +64,7 @@ def _allowed(request: web.Request, action: Action) -> Caller:
 def _job_for(request: web.Request, action: Action) -> JobRecord:
     """The job named in the path, if the caller may do `action` to it."""
     given = request.match_info["id"]
-    if len(given.strip()) > _JOB_ID_CHARS:
+    if len(given) > _MOST_ID_CHARS:
         raise JobletError(
             ErrorCode.INVALID,
             f"job id: {excerpt(given)} is not valid; a job's id ({_JOB_ID_CHARS} characters) "
