@@ -13,8 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
-
+from joblet_agent.bounded_yaml import BoundedYamlError, load_yaml
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.fields import Fields
 from joblet_agent.rbac import Role
@@ -55,6 +54,15 @@ class JobPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class LogStreamPolicy:
+    """GET /v1/jobs/{id}/logs: each open stream holds a connection and a journalctl process."""
+
+    max: int = 256  # open at once, all callers together
+    max_per_caller: int = 64  # one identity's at once (each `rnx job run` follows one)
+    write_timeout_sec: float = 60.0  # a client that takes no data for this long is dropped
+
+
+@dataclass(frozen=True, slots=True)
 class Access:
     # Local users' roles on the Unix socket, by group (root is always admin; others need a group).
     local_groups: Mapping[str, Role] = field(default_factory=lambda: MappingProxyType({}))
@@ -68,6 +76,7 @@ class AgentConfig:
     slice: str = "joblet.slice"
     jobs: JobPolicy = JobPolicy()
     access: Access = Access()
+    log_streams: LogStreamPolicy = LogStreamPolicy()
     # The built-in network of `--network=isolated` jobs (networks.py): NAT out, ports isolated.
     isolated_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_ISOLATED_CIDR)  # noqa: RUF009
 
@@ -93,9 +102,9 @@ def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AgentConfig:
     except OSError as exc:
         raise JobletError(ErrorCode.CONFIG, f"{path}: cannot be read: {exc.strerror}") from exc
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise JobletError(ErrorCode.CONFIG, f"{path}: not valid YAML: {exc}") from exc
+        data = load_yaml(text)
+    except BoundedYamlError as exc:
+        raise JobletError(ErrorCode.CONFIG, f"{path}: not valid YAML: {exc}") from None
     return parse_config(data, str(path))
 
 
@@ -111,6 +120,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
     jobs = _parse_jobs(top.section("jobs"))
     access = _parse_access(top.section("access"))
     isolated_cidr = _parse_networks(top.section("networks"))
+    log_streams = _parse_log_streams(top.section("log_streams"))
     top.reject_unknown()
     return AgentConfig(
         state_dir=state_dir,
@@ -120,7 +130,21 @@ def parse_config(data: object, source: str) -> AgentConfig:
         jobs=jobs,
         access=access,
         isolated_cidr=isolated_cidr,
+        log_streams=log_streams,
     )
+
+
+def _parse_log_streams(section: Fields) -> LogStreamPolicy:
+    base = LogStreamPolicy()
+    most = section.integer("max", base.max, minimum=1, maximum=100_000)
+    per_caller = section.integer("max_per_caller", base.max_per_caller, minimum=1)
+    timeout = section.parsed("write_timeout", parse_duration, base.write_timeout_sec)
+    assert most is not None and per_caller is not None and timeout is not None
+    if per_caller > most:
+        raise section.error("max_per_caller", per_caller, f"at most max ({most})")
+    section.check_range("write_timeout", timeout, 1, 3600)
+    section.reject_unknown()
+    return LogStreamPolicy(max=most, max_per_caller=per_caller, write_timeout_sec=timeout)
 
 
 def _parse_networks(section: Fields) -> ipaddress.IPv4Network:

@@ -25,6 +25,7 @@ from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
+from joblet_agent.api.malformed import log_malformed_requests_in_one_line
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import HostInfo, probe_host
@@ -108,16 +109,9 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     # Old skeletons go once no unit names them; those running jobs use are never touched.
     collect_skeletons(config, await service.roots_in_use())
 
-    sockets = inherited_sockets()
-    if not sockets:
-        if listen is None:
-            raise JobletError(
-                ErrorCode.CONFIG,
-                "no sockets were passed by systemd",
-                hint="start joblet.socket, or pass --listen PATH for a Unix socket",
-            )
-        sockets = [_bind_unix(listen)]
+    sockets = _listening_sockets(listen)
     app = make_app(service, config.access, RuntimeService(runtimes, service))
+    log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     for sock in sockets:
@@ -143,6 +137,19 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     bus.disconnect()
     network_store.close()
     store.close()
+
+
+def _listening_sockets(listen: Path | None) -> list[socket.socket]:
+    sockets = inherited_sockets()
+    if sockets:
+        return sockets
+    if listen is None:
+        raise JobletError(
+            ErrorCode.CONFIG,
+            "no sockets were passed by systemd",
+            hint="start joblet.socket, or pass --listen PATH for a Unix socket",
+        )
+    return [_bind_unix(listen)]
 
 
 async def _watchdog() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.units.paths import JobPaths, host_path_of
 from joblet_agent.units.runtime import RuntimeMounts
 from joblet_agent.units.translate import BASE_PATH
@@ -21,8 +21,8 @@ def resolve_command(
         if not command.startswith("/"):
             raise JobletError(
                 ErrorCode.INVALID,
-                f"command: {command!r} is a relative path; give an absolute path or a program "
-                "name found in PATH",
+                f"command: {excerpt(command)} is a relative path; give an absolute path or a "
+                "program name found in PATH",
             )
         candidates = [command]
     else:
@@ -32,7 +32,7 @@ def resolve_command(
             return candidate
     raise JobletError(
         ErrorCode.INVALID,
-        f"command: {command!r} was not found or is not executable in the job's filesystem "
+        f"command: {excerpt(command)} was not found or is not executable in the job's filesystem "
         + ("(the runtime's mounts, /work)" if runtime else "(the host's /usr, and /work)")
         + ("" if "/" in command else f" (PATH={search})"),
     )

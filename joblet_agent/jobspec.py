@@ -12,14 +12,14 @@ from typing import Any
 
 from joblet_agent.config import Enforcement, JobPolicy
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.fields import Fields
+from joblet_agent.fields import HIDDEN, Fields
 from joblet_agent.host import Controller, HostInfo
 from joblet_agent.model import JobSpec, Limits
 from joblet_agent.networks import NetworkMode, check_job_network, parse_egress
 from joblet_agent.runtimes.reference import REFERENCE_RULE, parse_reference
 from joblet_agent.units.sandbox import RELAXATIONS
 from joblet_agent.units_of_measure import (
-    format_cpuset,
+    check_cpus,
     parse_cpuset,
     parse_duration,
     parse_size,
@@ -62,6 +62,17 @@ RESERVED_ENV = frozenset(
         "LD_AUDIT",
     }
 )
+# Bounds on every part of a job request, checked before the part is used (docs/security.md).
+# The whole JSON body is at most api/body.py's MAX_JSON_BYTES (64 KiB) before any of these.
+MAX_COMMAND_CHARS = 4096  # PATH_MAX
+MAX_ARGS = 1024
+MAX_ARG_CHARS = 32 * 1024  # the kernel's own limit per argument is 128 KiB
+MAX_ENV = 256  # variables in env, and again in secret_env
+MAX_ENV_NAME_CHARS = 128
+MAX_ENV_VALUE_CHARS = 32 * 1024
+MAX_WORKDIR_CHARS = 4096
+MAX_EGRESS_RULES = 64
+MAX_RELAX = 16
 MIN_MEMORY = 4 * 1024 * 1024  # below this nothing (not even a shell) starts
 MIN_WORK = 16 * 1024 * 1024  # ext4 needs room for its own metadata
 # Below this an IO limit only wedges the job itself: its /work's loop device, its mounts and its
@@ -95,17 +106,20 @@ class ValidatedRequest:
 def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
     top = Fields(data, "")
     command = top.required_string("command")
+    top.check_length("command", command, MAX_COMMAND_CHARS)
     if not command.strip() or "\0" in command:
         raise top.error("command", command, "a non-empty program name or path is required")
-    args = top.string_list("args")
+    args = top.string_list("args", most=MAX_ARGS, longest=MAX_ARG_CHARS)
     for index, arg in enumerate(args):
         if "\0" in arg:
             raise top.error(f"args[{index}]", arg, "arguments may not contain NUL bytes")
     env = _environment(top, "env")
-    secret_env = _environment(top, "secret_env")
+    secret_env = _environment(top, "secret_env", secret=True)
     for key in set(env) & set(secret_env):
-        raise top.error(f"secret_env.{key}", "***", "a name may be in env or secret_env, not both")
+        raise top.error(f"secret_env.{key}", HIDDEN, "a name may be in env or secret_env, not both")
     workdir = top.string("workdir")
+    if workdir is not None:
+        top.check_length("workdir", workdir, MAX_WORKDIR_CHARS)
     if workdir is not None and (
         workdir.startswith("/") or ".." in workdir.split("/") or "\0" in workdir
     ):
@@ -113,7 +127,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     name = top.string("name")
     if name is not None and not _JOB_NAME.match(name):
         raise top.error("name", name, "1-63 lowercase letters, digits and '-', like a hostname")
-    relax = top.string_list("relax")
+    relax = top.string_list("relax", most=MAX_RELAX)
     for index, item in enumerate(relax):
         if item not in RELAXATIONS:
             raise top.error(f"relax[{index}]", item, f"allowed: {', '.join(RELAXATIONS)}")
@@ -126,7 +140,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
     egress = tuple(
         parse_egress(top, f"allow_egress[{index}]", text)
-        for index, text in enumerate(top.string_list("allow_egress"))
+        for index, text in enumerate(top.string_list("allow_egress", most=MAX_EGRESS_RULES))
     )
     if egress and NetworkMode.of(network) in (NetworkMode.NONE, NetworkMode.HOST):
         raise top.error(
@@ -160,8 +174,15 @@ def _runtime(value: Any) -> str:
     return str(parse_reference(value))
 
 
-def _environment(top: Fields, key: str) -> dict[str, str]:
-    env = top.string_map(key)
+def _environment(top: Fields, key: str, *, secret: bool = False) -> dict[str, str]:
+    """`secret`: no error shows any part of a value (audit L11), only names."""
+    env = top.string_map(
+        key,
+        most=MAX_ENV,
+        longest_name=MAX_ENV_NAME_CHARS,
+        longest=MAX_ENV_VALUE_CHARS,
+        secret=secret,
+    )
     for name, value in env.items():
         if not _ENV_NAME.match(name):
             raise top.error(f"{key}.{name}", name, "names are letters, digits and '_'")
@@ -170,7 +191,8 @@ def _environment(top: Fields, key: str) -> dict[str, str]:
                 f"{key}.{name}", name, "JOB_* and names set by the agent or systemd are reserved"
             )
         if "\0" in value:
-            raise top.error(f"{key}.{name}", value, "values may not contain NUL bytes")
+            shown = HIDDEN if secret else value
+            raise top.error(f"{key}.{name}", shown, "values may not contain NUL bytes")
     return env
 
 
@@ -183,15 +205,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         section.check_range("memory_bytes", memory, MIN_MEMORY, max_memory)
     io_read = _bandwidth(section, "io_read_bps", policy)
     io_write = _bandwidth(section, "io_write_bps", policy)
-    cores = section.parsed("cpu_cores", _cpuset)
-    if cores is not None:
-        missing = sorted(set(cores) - set(host.cpus))
-        if missing:
-            raise section.error(
-                "cpu_cores",
-                format_cpuset(cores),
-                f"CPU {missing[0]} does not exist; this host has {format_cpuset(host.cpus)}",
-            )
+    cores = section.parsed("cpu_cores", lambda value: _cpuset(value, host.cpus))
     tasks = section.integer(
         "max_tasks", policy.default_max_tasks, minimum=MIN_TASKS, maximum=policy.max_tasks
     )
@@ -223,16 +237,18 @@ def _bandwidth(section: Fields, key: str, policy: JobPolicy) -> int | None:
     return value
 
 
-def _cpuset(value: Any) -> tuple[int, ...]:
+def _cpuset(value: Any, available: tuple[int, ...]) -> tuple[int, ...]:
+    """A CPU list, each CPU one of `available`: checked before anything is built from it."""
     if (
         isinstance(value, list)
         and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
         and value
     ):
+        check_cpus(value, available)
         return tuple(sorted(set(value)))
     if not isinstance(value, str):
         raise ValueError("a CPU list like '0-1,3' or a list of CPU numbers is required")
-    return parse_cpuset(value)
+    return parse_cpuset(value, available=available)
 
 
 def _enforceability(

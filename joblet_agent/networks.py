@@ -216,7 +216,8 @@ def parse_egress(fields: Fields, key: str, text: str) -> EgressRule:
         raise fields.error(key, text, "HOST or HOST:PORT, with an IPv4 address or a DNS name")
     port = None
     if sep:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        digits = port_text.isascii() and port_text.isdigit() and len(port_text) <= 5
+        if not digits or not 1 <= int(port_text) <= 65535:
             raise fields.error(key, text, "the port must be a number from 1 to 65535")
         port = int(port_text)
     if host[0].isdigit():

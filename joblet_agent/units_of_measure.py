@@ -5,8 +5,15 @@ Each parser raises ValueError with a sentence saying what is allowed; callers ad
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Iterable
 
+# No real size or duration needs more digits; more only cost time (int() of a long string is
+# quadratic) or overflow a float to infinity (api-fuzz finding 8).
+MAX_DIGITS = 24
+MAX_SIZE = 2**63 - 1  # systemd's byte counts are 64-bit; anything above means "no limit" to it
+MAX_DURATION_SEC = 100 * 365 * 86400  # systemd's timestamps are 64-bit microseconds
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(i?B?)\s*$", re.IGNORECASE)
 _POWERS = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4}
 SIZE_RULE = "a size is a whole number of bytes or a number with K, M, G or T (e.g. 512M, 2G, 1.5GB)"
@@ -20,16 +27,27 @@ def parse_size(text: str | int, *, default_unit: str = "") -> int:
     if isinstance(text, bool):
         raise ValueError(SIZE_RULE)
     if isinstance(text, int):
+        if not 0 <= text <= MAX_SIZE:
+            raise ValueError(f"a size is from 0 to {MAX_SIZE} bytes")
         text = str(text)
     match = _SIZE.match(text)
     if not match:
         raise ValueError(SIZE_RULE)
     number, unit, _suffix = match.groups()
+    if len(number) > MAX_DIGITS:
+        raise ValueError(f"{SIZE_RULE}; at most {MAX_DIGITS} digits")
     unit = unit.upper() or default_unit.upper()
-    value = float(number) * (1024 ** _POWERS[unit])
-    if value != int(value) and unit == "":
-        raise ValueError(SIZE_RULE)
-    return int(value)
+    multiple = 1024 ** _POWERS[unit]
+    if "." in number:
+        scaled = float(number) * multiple
+        if scaled != int(scaled) and unit == "":
+            raise ValueError(SIZE_RULE)
+        value = int(scaled)
+    else:
+        value = int(number) * multiple  # exact: a float rounds 2**63 - 1 up to 2**63
+    if value > MAX_SIZE:
+        raise ValueError(f"a size is at most {MAX_SIZE} bytes (8E)")
+    return value
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
@@ -38,33 +56,67 @@ DURATION_RULE = "a duration is a number of seconds or a number with ms, s, m, h 
 
 
 def parse_duration(text: str | int | float) -> float:
-    """'30s', '5m', '1h', '90' (seconds) -> seconds."""
+    """'30s', '5m', '1h', '90' (seconds) -> seconds, at most MAX_DURATION_SEC."""
     if isinstance(text, bool):
         raise ValueError(DURATION_RULE)
     if isinstance(text, int | float):
-        return float(text)
+        return _bounded_seconds(float(text) if -1e18 < text < 1e18 else math.inf)
     match = _DURATION.match(text)
     if not match:
         raise ValueError(DURATION_RULE)
     number, unit = match.groups()
-    return float(number) * _SECONDS[unit]
+    if len(number) > MAX_DIGITS:
+        raise ValueError(f"{DURATION_RULE}; at most {MAX_DIGITS} digits")
+    return _bounded_seconds(float(number) * _SECONDS[unit])
+
+
+def _bounded_seconds(seconds: float) -> float:
+    if not math.isfinite(seconds) or seconds > MAX_DURATION_SEC:
+        raise ValueError(f"a duration is at most {MAX_DURATION_SEC} seconds (100 years)")
+    return seconds
 
 
 CPUSET_RULE = "a CPU list is numbers and ranges separated by commas (e.g. 0-1,3)"
+_CPU_NUMBER = re.compile(r"^[0-9]{1,10}$")  # Linux numbers CPUs with 32-bit ints
 
 
-def parse_cpuset(text: str) -> tuple[int, ...]:
-    """'0-1,3' -> (0, 1, 3). Rejects empty parts, reversed ranges and junk."""
+def parse_cpuset(text: str, *, available: tuple[int, ...] | None = None) -> tuple[int, ...]:
+    """'0-1,3' -> (0, 1, 3). Rejects empty parts, reversed ranges and junk.
+
+    `available`: the CPUs that exist (a request's list is checked against the host's). A number
+    past the highest of them is refused before any set is built, so a range costs the same
+    whatever its length ('0-4294967295' once built 4.3 billion ints: audit H6)."""
+    highest = max(available, default=-1) if available is not None else None
     cpus: set[int] = set()
     for part in text.split(","):
-        bounds = part.strip().split("-")
-        if len(bounds) > 2 or not all(b.strip().isdigit() for b in bounds):
+        bounds = [b.strip() for b in part.strip().split("-")]
+        if len(bounds) > 2 or not all(_CPU_NUMBER.match(b) for b in bounds):
             raise ValueError(CPUSET_RULE)
         low, high = int(bounds[0]), int(bounds[-1])
         if low > high:
             raise ValueError(f"{CPUSET_RULE}; the range {part.strip()} is reversed")
+        if highest is not None and high > highest:
+            # The first CPU of the range that is missing, found among the host's CPUs only.
+            known = set(available or ())
+            first = next((c for c in range(low, highest + 1) if c not in known), None)
+            raise ValueError(
+                _no_such_cpu(max(low, highest + 1) if first is None else first, available or ())
+            )
         cpus.update(range(low, high + 1))
+    if available is not None:
+        check_cpus(cpus, available)
     return tuple(sorted(cpus))
+
+
+def check_cpus(cpus: Iterable[int], available: tuple[int, ...]) -> None:
+    """Refuse the first CPU number that is not among `available`."""
+    missing = sorted(set(cpus) - set(available))
+    if missing:
+        raise ValueError(_no_such_cpu(missing[0], available))
+
+
+def _no_such_cpu(cpu: int, available: tuple[int, ...]) -> str:
+    return f"CPU {cpu} does not exist; this host has {format_cpuset(available) or 'none'}"
 
 
 def format_cpuset(cpus: tuple[int, ...]) -> str:

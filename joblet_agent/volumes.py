@@ -20,7 +20,7 @@ from enum import StrEnum
 from typing import Any
 
 from joblet_agent.config import JobPolicy
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.fields import Fields
 from joblet_agent.units_of_measure import parse_size
 
@@ -90,7 +90,7 @@ class VolumeRequest:
 def check_name(where: str, name: object) -> str:
     if not isinstance(name, str) or not NAME.match(name):
         raise JobletError(
-            ErrorCode.INVALID, f"{where}: {name!r} is not a valid volume name; {NAME_RULE}"
+            ErrorCode.INVALID, f"{where}: {excerpt(name)} is not a valid volume name; {NAME_RULE}"
         )
     return name
 

@@ -9,10 +9,13 @@ from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import health, jobs, networks, runtimes, uploads, volumes
 from joblet_agent.api.identity import ACCESS
+from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.config import Access
 from joblet_agent.services.jobs import JobService
 from joblet_agent.services.runtimes import RuntimeService
 
+# aiohttp's own cap, for request.read() and friends; the API reads bodies through api/body.py,
+# with a bound per endpoint.
 MAX_REQUEST_BYTES = 1024 * 1024
 _RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
 
@@ -20,9 +23,9 @@ _RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
 def make_app(
     service: JobService, access: Access, runtime_service: RuntimeService | None = None
 ) -> web.Application:
-    # errors_middleware is outermost: it turns what audit_middleware re-raises into responses.
+    # audit_middleware is outermost: it records the response errors_middleware made of an error.
     app = web.Application(
-        middlewares=[errors_middleware, audit_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[audit_middleware, errors_middleware], client_max_size=MAX_REQUEST_BYTES
     )
     app[jobs.SERVICE] = service
     if service.networks is not None:
@@ -31,6 +34,7 @@ def make_app(
         RuntimeDirectory(service.config.runtimes_dir), service
     )
     app[ACCESS] = access
+    app[jobs.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)
     return app

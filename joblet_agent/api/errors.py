@@ -23,6 +23,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNAUTHENTICATED: 401,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.TOO_LARGE: 413,
+    ErrorCode.TOO_MANY: 429,
+    ErrorCode.BUSY: 503,
     ErrorCode.METHOD: 405,
     ErrorCode.INTERNAL: 500,
 }

@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-import yaml
-
+from joblet_agent.bounded_yaml import BoundedYamlError, load_yaml
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.fields import Fields
 from joblet_agent.jobspec import RESERVED_ENV
@@ -107,11 +106,19 @@ class RuntimeSpec:
         }
 
 
+MAX_RUNTIME_YML = 256 * 1024  # characters; real ones are a few hundred
+
+
 def load_runtime_yml(text: str, source: str = "runtime.yml") -> RuntimeSpec:
+    if len(text) > MAX_RUNTIME_YML:
+        raise JobletError(
+            ErrorCode.TOO_LARGE,
+            f"{source}: {len(text)} characters; a runtime.yml has at most {MAX_RUNTIME_YML}",
+        )
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise JobletError(ErrorCode.INVALID, f"{source}: not valid YAML: {exc}") from exc
+        data = load_yaml(text)
+    except BoundedYamlError as exc:
+        raise JobletError(ErrorCode.INVALID, f"{source}: not valid YAML: {exc}") from None
     return parse_runtime(data, source)
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from joblet_agent.archive import Extracted, ExtractLimits, extract_async
 from joblet_agent.config import AgentConfig
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import Clock
 
 logger = logging.getLogger(__name__)
@@ -189,6 +189,6 @@ class UploadService:
 def _count(field: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise JobletError(
-            ErrorCode.INVALID, f"{field}: {value!r} is not valid; a whole number, 0 or more"
+            ErrorCode.INVALID, f"{field}: {excerpt(value)} is not valid; a whole number, 0 or more"
         )
     return value

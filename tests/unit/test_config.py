@@ -57,6 +57,11 @@ jobs:
         ("jobs:\n  default_max_tasks: 900\n  max_tasks: 100", ["default_max_tasks", "at most"]),
         ("jobs:\n  stop_grace: forever", ["jobs.stop_grace", "duration"]),
         ("jobs:\n  unenforceable_limits: maybe", ["unenforceable_limits", "refuse, warn"]),
+        ("log_streams:\n  max: 0", ["log_streams.max", "minimum is 1"]),
+        ("log_streams:\n  max: 8\n  max_per_caller: 9", ["max_per_caller", "at most max (8)"]),
+        ("log_streams:\n  write_timeout: 0.5s", ["log_streams.write_timeout", "minimum is 1"]),
+        ("log_streams:\n  idle: 5s", ["log_streams.idle", "unknown key"]),
+        ("jobs: &j {}\naccess: *j", ["not valid YAML", "anchors and aliases are not allowed"]),
         ("state_dir: relative/dir", ["state_dir", "absolute"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
@@ -72,3 +77,11 @@ def test_broken_file_names_file_key_and_reason(
     assert str(path) in info.value.message
     for fragment in fragments:
         assert fragment in info.value.message
+
+
+def test_log_stream_caps_are_read(tmp_path: Path) -> None:
+    config = load_config(
+        write(tmp_path, "log_streams:\n  max: 10\n  max_per_caller: 2\n  write_timeout: 2m\n")
+    )
+    assert (config.log_streams.max, config.log_streams.max_per_caller) == (10, 2)
+    assert config.log_streams.write_timeout_sec == 120

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from joblet_agent.adapters.store import SqliteJobStore
+from joblet_agent.adapters.systemd_dbus import UnitGone
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobRecord, JobSpec, JobState
@@ -209,5 +210,32 @@ def test_reconcile_finds_true_end_in_journal(
         assert (ended.state, ended.exit_code) == (JobState.FAILED, 7)
         lost_end = fresh.resolve(lost.id)
         assert (lost_end.state, lost_end.signal) == (JobState.FAILED, "SIGTERM")
+
+    run(scenario())
+
+
+def test_the_end_of_a_job_deleted_meanwhile_is_dropped(
+    engine: tuple[JobService, FakeSystemd, FakeJournal],
+) -> None:
+    """api-fuzz finding 11: the unit's removal was handled after the job's record was deleted;
+    finishing raised 'does not exist', and without an exit record it wrote the record back."""
+    service, systemd, _ = engine
+
+    async def scenario() -> None:
+        with_record = await service.submit({"command": "true"}, owner="a")
+        without = await service.submit({"command": "true"}, owner="a")
+        service.record_wait_sec = 0.1
+        systemd.end(with_record.unit, result="success", code="exited", status="0")
+        systemd.records.pop(without.unit)
+        systemd.units.pop(without.unit)
+        systemd.emit(UnitGone(without.unit))
+        finishing = set(service._finishing)
+        assert len(finishing) == 2
+        for record in (with_record, without):  # deleted before the finishing tasks ran
+            service.store.delete(record.id)
+        await service.settle()
+        assert [task.exception() for task in finishing] == [None, None]
+        assert service.store.get(with_record.id) is None
+        assert service.store.get(without.id) is None
 
     run(scenario())

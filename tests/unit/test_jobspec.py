@@ -120,3 +120,58 @@ def test_core_pinning_is_enforced_without_cpuset_controller() -> None:
     # CPUAffinity works on every host, so pinning is never refused for lack of a controller.
     spec = parse_job_request(limits(cpu_cores="1"), POLICY, BARE_V2_HOST).spec
     assert spec.limits.cpu_cores == (1,)
+
+
+# -- bounds on every part of a request, checked before it is used ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_", "fragments"),
+    [
+        ({"command": "x" * 5000}, ["command: 'xxx", "...", "5000 characters long", "at most 4096"]),
+        ({"command": "true", "args": ["a"] * 1025}, ["args: 1025 items; at most 1024"]),
+        (
+            {"command": "true", "args": ["ok", "y" * 40000]},
+            ["args[1]: 'yyy", "40000 characters long", "at most 32768"],
+        ),
+        (
+            {"command": "true", "env": {f"V{i}": "" for i in range(257)}},
+            ["env: 257 items; at most 256"],
+        ),
+        (
+            {"command": "true", "env": {"N" * 200: "x"}},
+            ["env: a name 'NNN", "200 characters long", "at most 128"],
+        ),
+        (
+            {"command": "true", "env": {"BIG": "v" * 40000}},
+            ["env.BIG: 'vvv", "40000 characters long", "at most 32768"],
+        ),
+        ({"command": "true", "workdir": "d/" * 3000}, ["workdir: 'd/d/", "at most 4096"]),
+        ({"command": "true", "relax": ["x"] * 17}, ["relax: 17 items; at most 16"]),
+        (
+            {"command": "true", "network": "isolated", "allow_egress": ["1.1.1.1"] * 65},
+            ["allow_egress: 65 items; at most 64"],
+        ),
+    ],
+)
+def test_every_part_of_a_request_is_bounded(request_: dict[str, Any], fragments: list[str]) -> None:
+    message = refuse(request_, *fragments)
+    assert len(message) < 300, message  # an excerpt of the value, never all of it
+
+
+@pytest.mark.parametrize(
+    "secret_env",
+    [
+        {"TOKEN": "s3cret\0tail"},  # audit L11: the NUL-byte error quoted the value
+        {"TOKEN": "s3cret" * 10000},
+        {"TOKEN": ["s3cret"]},
+    ],
+)
+def test_errors_about_secret_values_never_show_them(secret_env: dict[str, Any]) -> None:
+    message = refuse({"command": "true", "secret_env": secret_env}, "secret_env.TOKEN")
+    assert "s3cret" not in message
+
+
+def test_a_value_is_quoted_as_a_short_excerpt() -> None:
+    message = refuse({"command": "true", "workdir": "/" + "a" * 1000}, "workdir: '/aaa")
+    assert "a" * 100 not in message and "..." in message

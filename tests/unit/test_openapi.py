@@ -226,8 +226,15 @@ def test_request_example_is_valid_and_accepted() -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{}, {"command": "true", "surprise": 1}, {"command": "true", "limits": {"cpus": 1}}],
-    ids=["no-command", "unknown-key", "unknown-limit"],
+    [
+        {},
+        {"command": "true", "surprise": 1},
+        {"command": "true", "limits": {"cpus": 1}},
+        {"command": "x" * 4097},
+        {"command": "true", "args": ["a"] * 1025},
+        {"command": "true", "env": {"V": "v" * 32769}},
+    ],
+    ids=["no-command", "unknown-key", "unknown-limit", "long-command", "many-args", "long-env"],
 )
 def test_request_schema_refuses_what_the_server_refuses(body: dict[str, Any]) -> None:
     with pytest.raises(jsonschema.ValidationError):

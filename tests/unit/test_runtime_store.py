@@ -106,7 +106,10 @@ def test_install_places_it_under_language_and_name(store: RuntimeDirectory) -> N
 
 def test_a_runtime_replacing_usr_needs_no_shell(store: RuntimeDirectory) -> None:
     """Nothing privileged runs from a runtime's tree (review H1): it need not bring /bin/sh."""
-    files = {"runtime.yml": runtime_yml(mounts=[{"source": "usr", "target": "/usr"}]), "usr": None}
+    files: Files = {
+        "runtime.yml": runtime_yml(mounts=[{"source": "usr", "target": "/usr"}]),
+        "usr": None,
+    }
     assert install(store, archive(files)).directory == store.root / "tool" / "tool-1"
 
 

@@ -74,3 +74,61 @@ def test_cpusets(text: str, cpus: tuple[int, ...], canonical: str) -> None:
 def test_bad_cpusets(text: str) -> None:
     with pytest.raises(ValueError, match="CPU list"):
         parse_cpuset(text)
+
+
+# -- bounds: what a request can make these parsers do (audit H6, api-fuzz findings 3 and 8) --
+
+HOST_CPUS = (0, 1, 2, 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "first_missing"),
+    [
+        ("0-4294967295", 4),  # 4.3 billion CPUs: refused before one is counted
+        ("0-" + "9" * 10, 4),
+        ("4000000000-4294967295", 4000000000),
+        ("1,9", 9),
+    ],
+)
+def test_a_cpu_past_the_hosts_is_refused_before_any_set_is_built(
+    text: str, first_missing: int
+) -> None:
+    with pytest.raises(ValueError, match=f"CPU {first_missing} does not exist; this host has 0-3"):
+        parse_cpuset(text, available=HOST_CPUS)
+
+
+def test_a_gap_in_the_hosts_cpus_is_named() -> None:
+    with pytest.raises(ValueError, match="CPU 1 does not exist; this host has 0,2-3"):
+        parse_cpuset("0-2", available=(0, 2, 3))
+    assert parse_cpuset("2-3,0", available=(0, 2, 3)) == (0, 2, 3)
+
+
+@pytest.mark.parametrize("text", ["0-" + "9" * 11, "9" * 5000, "٣", "²"])
+def test_cpu_numbers_are_a_few_ascii_digits(text: str) -> None:
+    with pytest.raises(ValueError, match="CPU list"):
+        parse_cpuset(text, available=HOST_CPUS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["9" * 400, "9" * 400 + "G", "0." + "0" * 400 + "1", 2**63, -1, 10**5000, "9" * 20 + "T"],
+    ids=["400-digits", "400-G", "400-decimals", "2^63", "-1", "5000-digit-int", "20-digits-T"],
+)
+def test_sizes_have_a_bound_and_never_overflow(text: str | int) -> None:
+    with pytest.raises(ValueError, match="size"):
+        parse_size(text)
+
+
+def test_the_largest_size_is_int64() -> None:
+    assert parse_size(2**63 - 1) == 2**63 - 1
+    assert parse_size("8388607T") == 8388607 * 1024**4
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["9" * 400 + "s", "9" * 20 + "d", float("nan"), float("inf"), 1e300, 10**400],
+    ids=["400-digits", "20-digit-days", "nan", "inf", "1e300", "400-digit-int"],
+)
+def test_durations_are_finite_and_bounded(value: str | float) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -10,16 +11,24 @@ from typing import Any
 from aiohttp import web
 
 from joblet_agent.api.audit import JOB_ID
+from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.api.log_stream_slots import LogStreamSlots
+from joblet_agent.api.query import query_int, query_text
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.model import JobRecord, JobState
 from joblet_agent.rbac import REQUIRED, Action, Caller, authorize
 from joblet_agent.services.jobs import JobService
 
 logger = logging.getLogger(__name__)
 SERVICE = app_key("jobs", JobService)
+LOG_STREAMS = app_key("log_streams", LogStreamSlots)
+MAX_OFFSET = 1_000_000_000
+MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
+_JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it (blanks around allowed)
+_MOST_ID_CHARS = 64
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
 JOURNAL_CURSOR = re.compile(
     r"^s=[0-9a-f]{32};i=[0-9a-f]{1,16};b=[0-9a-f]{32};m=[0-9a-f]{1,16};t=[0-9a-f]{1,16};"
@@ -54,7 +63,14 @@ def _allowed(request: web.Request, action: Action) -> Caller:
 
 def _job_for(request: web.Request, action: Action) -> JobRecord:
     """The job named in the path, if the caller may do `action` to it."""
-    record = _service(request).resolve(request.match_info["id"])
+    given = request.match_info["id"]
+    if len(given) > _MOST_ID_CHARS:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"job id: {excerpt(given)} is not valid; a job's id ({_JOB_ID_CHARS} characters) "
+            "or a prefix of it",
+        )
+    record = _service(request).resolve(given)
     authorize(caller_of(request), action, owner=None if action is Action.JOB_READ else record.owner)
     request[JOB_ID] = record.id
     return record
@@ -62,7 +78,7 @@ def _job_for(request: web.Request, action: Action) -> JobRecord:
 
 async def create(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_RUN)
-    body = await request.json()
+    body = await json_body(request)
     if isinstance(body, dict) and body.get("relax"):
         authorize(caller, Action.JOB_RELAX)  # anything that weakens isolation is the admin's
     if isinstance(body, dict) and body.get("network") == "host":
@@ -87,28 +103,17 @@ async def list_jobs(request: web.Request) -> web.Response:
         except ValueError:
             allowed = ", ".join(JobState)
             raise JobletError(
-                ErrorCode.INVALID, f"state: {query['state']!r} is not valid; allowed: {allowed}"
+                ErrorCode.INVALID,
+                f"state: {excerpt(query['state'])} is not valid; allowed: {allowed}",
             ) from None
-    limit = _query_int(query, "limit", 100, 1, 1000)
-    offset = _query_int(query, "offset", 0, 0, None)
+    limit = query_int(query, "limit", 100, 1, 1000)
+    offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
     jobs = _service(request).list(
-        states=states, owner=query.get("owner"), limit=limit, offset=offset
+        states=states, owner=query_text(query, "owner", MAX_OWNER_CHARS), limit=limit, offset=offset
     )
     return web.json_response(
         {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
     )
-
-
-def _query_int(query: Any, key: str, default: int, low: int, high: int | None) -> int:
-    text = query.get(key)
-    if text is None:
-        return default
-    if not text.isdigit() or int(text) < low or (high is not None and int(text) > high):
-        bound = f"between {low} and {high}" if high else f"at least {low}"
-        raise JobletError(
-            ErrorCode.INVALID, f"{key}: {text!r} is not valid; a whole number {bound}"
-        )
-    return int(text)
 
 
 async def get(request: web.Request) -> web.Response:
@@ -134,7 +139,7 @@ async def delete(request: web.Request) -> web.Response:
 async def delete_all(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_DELETE_ALL)
     # Developers clear their own jobs; maintainers and admins anyone's (or one owner's).
-    owner = request.query.get("owner")
+    owner = query_text(request.query, "owner", MAX_OWNER_CHARS)
     if not caller.acts_on_anyones_jobs:
         if owner not in (None, caller.name):
             authorize(caller, Action.JOB_DELETE_ALL, owner=owner)  # refuses, saying why
@@ -154,29 +159,59 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def logs(request: web.Request) -> web.StreamResponse:
-    """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor."""
+    """Server-Sent Events: history, then live if ?follow=1; each event id is the journal cursor.
+
+    Each stream takes one of the caller's slots (log_streams in joblet.yml) until it ends; a
+    client that takes no data for write_timeout is dropped, so one that never reads cannot
+    keep its slot, its journalctl and the agent's buffers forever."""
     service = _service(request)
     record = _job_for(request, Action.JOB_READ)
+    slots: LogStreamSlots = request.app[LOG_STREAMS]
     follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
     if cursor is not None and not JOURNAL_CURSOR.match(cursor):
         raise JobletError(
             ErrorCode.INVALID,
-            f"Last-Event-ID: {cursor!r} is not a journal cursor; use the id of an event "
+            f"Last-Event-ID: {excerpt(cursor)} is not a journal cursor; use the id of an event "
             "this stream sent",
         )
-    response = web.StreamResponse(
-        headers={
-            "Content-Type": "text/event-stream",
-            "Cache-Control": "no-cache",
-            "X-Accel-Buffering": "no",
-        }
-    )
-    await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):  # the client went away; nothing to answer
-        async for frame in sse_frames(service, record, after=cursor, follow=follow):
-            await response.write(frame)
+    with slots.admit(caller_of(request).name):
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Accel-Buffering": "no",
+            }
+        )
+        await response.prepare(request)
+        frames = sse_frames(service, record, after=cursor, follow=follow)
+        # The client went away: nothing to answer. aclosing: its journalctl ends now, not at GC.
+        with contextlib.suppress(ConnectionResetError):
+            async with contextlib.aclosing(frames):
+                async for frame in frames:
+                    if not await _sent(request, response, frame, slots.policy.write_timeout_sec):
+                        logger.info(
+                            "log stream of %s dropped: the client took nothing for %ss",
+                            record.id,
+                            slots.policy.write_timeout_sec,
+                            extra={"JOB_ID": record.id},
+                        )
+                        break
     return response
+
+
+async def _sent(
+    request: web.Request, response: web.StreamResponse, frame: bytes, within: float
+) -> bool:
+    """Write one frame; False (the connection aborted) when the client did not make room for
+    it `within` seconds."""
+    try:
+        await asyncio.wait_for(response.write(frame), within)
+    except TimeoutError:
+        if request.transport is not None:
+            request.transport.abort()
+        return False
+    return True
 
 
 ROUTES = [

@@ -7,13 +7,16 @@ from typing import Any
 
 from aiohttp import web
 
+from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.networks import Network
 from joblet_agent.rbac import Action, authorize
 from joblet_agent.services.networks import NetworkService
 
 NETWORKS = app_key("networks", NetworkService)
+MAX_NAME_CHARS = 32  # networks.check_name's rule
 
 
 def _service(request: web.Request) -> NetworkService:
@@ -30,10 +33,18 @@ def _network_json(service: NetworkService, network: Network) -> dict[str, Any]:
     return {**network.to_dict(), "jobs": sorted(jobs, key=lambda j: IPv4Address(j["address"]))}
 
 
+def _name(request: web.Request) -> str:
+    """The network in the path; one longer than any network's name cannot exist."""
+    name = request.match_info["name"]
+    if len(name) > MAX_NAME_CHARS:
+        raise JobletError(ErrorCode.NOT_FOUND, f"network {excerpt(name)} does not exist")
+    return name
+
+
 async def create(request: web.Request) -> web.Response:
     caller = caller_of(request)
     authorize(caller, Action.NETWORK_CREATE)
-    body = await request.json()
+    body = await json_body(request)
     network = await _service(request).create(body, owner=caller.name)
     return web.json_response(_network_json(_service(request), network), status=201)
 
@@ -47,12 +58,12 @@ async def list_networks(request: web.Request) -> web.Response:
 async def get(request: web.Request) -> web.Response:
     authorize(caller_of(request), Action.NETWORK_READ)
     service = _service(request)
-    return web.json_response(_network_json(service, service.get(request.match_info["name"])))
+    return web.json_response(_network_json(service, service.get(_name(request))))
 
 
 async def remove(request: web.Request) -> web.Response:
     authorize(caller_of(request), Action.NETWORK_REMOVE)
-    network = await _service(request).remove(request.match_info["name"])
+    network = await _service(request).remove(_name(request))
     return web.json_response({"removed": network.name})
 
 

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
 
-from aiohttp import ClientPayloadError, web
+from aiohttp import web
 
+from joblet_agent.api.body import body_chunks, json_body
 from joblet_agent.api.handlers.jobs import SERVICE
 from joblet_agent.api.identity import caller_of
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.fields import Fields
 from joblet_agent.rbac import Action, authorize
 from joblet_agent.services.uploads import UploadService
 
 _CHUNK = 1024 * 1024
 TAR_TYPES = ("application/x-tar", "application/octet-stream")
+_UPLOAD_ID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
 
 def _uploads(request: web.Request) -> UploadService:
@@ -30,7 +32,7 @@ def _owner(request: web.Request) -> str:
 
 async def announce(request: web.Request) -> web.Response:
     owner = _owner(request)
-    body = Fields(await request.json(), "")
+    body = Fields(await json_body(request), "")
     size, entries = body.raw("bytes"), body.raw("entries")
     body.reject_unknown()
     upload = _uploads(request).announce(owner, size, entries)
@@ -42,29 +44,29 @@ async def send(request: web.Request) -> web.Response:
     if request.content_type not in TAR_TYPES:
         raise JobletError(
             ErrorCode.INVALID,
-            f"Content-Type: {request.content_type!r} is not valid; send a tar stream "
+            f"Content-Type: {excerpt(request.content_type)} is not valid; send a tar stream "
             f"({TAR_TYPES[0]})",
         )
-    upload = await _uploads(request).receive(request.match_info["id"], owner, _body(request))
+    chunks = body_chunks(request, "upload", _CHUNK)
+    upload = await _uploads(request).receive(_upload_id(request), owner, chunks)
     return web.json_response(upload.to_dict())
 
 
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
-    try:
-        async for chunk in request.content.iter_chunked(_CHUNK):
-            yield chunk
-    except (ConnectionError, ClientPayloadError) as exc:
-        # The client went away mid-stream (it may have failed reading its own files): a bad
-        # request, answered to no one, rather than an internal error.
-        raise JobletError(
-            ErrorCode.INVALID, f"upload: the stream broke off before its end ({exc})"
-        ) from None
-
-
 async def remove(request: web.Request) -> web.Response:
-    upload_id = request.match_info["id"]
+    upload_id = _upload_id(request)
     _uploads(request).remove(upload_id, _owner(request))
     return web.json_response({"deleted": upload_id})
+
+
+def _upload_id(request: web.Request) -> str:
+    upload_id = request.match_info["id"]
+    if not _UPLOAD_ID.match(upload_id):
+        raise JobletError(
+            ErrorCode.NOT_FOUND,
+            f"upload: {excerpt(upload_id)} does not exist; uploads have the ids "
+            "POST /v1/uploads answers",
+        )
+    return upload_id
 
 
 ROUTES = [

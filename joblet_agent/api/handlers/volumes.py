@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from joblet_agent.api.body import json_body
 from joblet_agent.api.handlers.jobs import SERVICE
 from joblet_agent.api.identity import caller_of
 from joblet_agent.rbac import Action, authorize
@@ -19,7 +20,7 @@ def _volumes(request: web.Request, action: Action) -> VolumeService:
 
 async def create(request: web.Request) -> web.Response:
     service = _volumes(request, Action.VOLUME_MANAGE)
-    status = await service.create(await request.json(), owner=caller_of(request).name)
+    status = await service.create(await json_body(request), owner=caller_of(request).name)
     return web.json_response(status.to_dict(), status=201)
 
 
