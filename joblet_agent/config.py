@@ -69,6 +69,24 @@ class Access:
 
 
 @dataclass(frozen=True, slots=True)
+class Connections:
+    """What one client may hold of the agent's connections, and for how long without progress.
+
+    TCP is open to anyone who can reach the port, certificate or not, so it is capped per
+    listener and per peer (an IPv4 address, an IPv6 /64). The local socket has a budget of its
+    own, so no TCP flood reaches it; root is never refused there."""
+
+    max_tcp: int = 1024  # TCP connections at once, TLS handshakes included
+    max_tcp_per_peer: int = 128  # of those, from one IPv4 address or IPv6 /64
+    max_local: int = 256  # local-socket connections at once of users other than root
+    max_local_per_user: int = 64  # of those, of one local user
+    tls_handshake_timeout_sec: float = 5.0  # asyncio's default is 60 s
+    idle_timeout_sec: float = 15.0  # a connection with no request in progress and none arriving
+    header_timeout_sec: float = 10.0  # from a request's first byte to the end of its headers
+    body_timeout_sec: float = 30.0  # a request body that stops arriving (not paused by us)
+
+
+@dataclass(frozen=True, slots=True)
 class AgentConfig:
     state_dir: Path = Path("/var/lib/joblet")
     pki_dir: Path = Path("/etc/joblet/pki")
@@ -77,6 +95,7 @@ class AgentConfig:
     jobs: JobPolicy = JobPolicy()
     access: Access = Access()
     log_streams: LogStreamPolicy = LogStreamPolicy()
+    connections: Connections = Connections()
     # The built-in network of `--network=isolated` jobs (networks.py): NAT out, ports isolated.
     isolated_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_ISOLATED_CIDR)  # noqa: RUF009
 
@@ -121,6 +140,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
     access = _parse_access(top.section("access"))
     isolated_cidr = _parse_networks(top.section("networks"))
     log_streams = _parse_log_streams(top.section("log_streams"))
+    connections = _parse_connections(top.section("connections"))
     top.reject_unknown()
     return AgentConfig(
         state_dir=state_dir,
@@ -129,6 +149,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
         slice=slice_name,
         jobs=jobs,
         access=access,
+        connections=connections,
         isolated_cidr=isolated_cidr,
         log_streams=log_streams,
     )
@@ -145,6 +166,44 @@ def _parse_log_streams(section: Fields) -> LogStreamPolicy:
     section.check_range("write_timeout", timeout, 1, 3600)
     section.reject_unknown()
     return LogStreamPolicy(max=most, max_per_caller=per_caller, write_timeout_sec=timeout)
+
+
+def _parse_connections(section: Fields) -> Connections:
+    base = Connections()
+
+    def count(key: str, default: int, maximum: int) -> int:
+        value = section.integer(key, default, minimum=1, maximum=maximum)
+        assert value is not None
+        return value
+
+    def seconds(key: str, default: float, minimum: float, maximum: float) -> float:
+        value = section.parsed(key, parse_duration, default)
+        assert value is not None
+        return section.check_range(key, value, minimum, maximum)
+
+    max_tcp = count("max_tcp", base.max_tcp, 1_000_000)
+    per_peer = count("max_tcp_per_peer", base.max_tcp_per_peer, 1_000_000)
+    if per_peer > max_tcp:
+        raise section.error("max_tcp_per_peer", per_peer, f"at most max_tcp ({max_tcp})")
+    max_local = count("max_local", base.max_local, 1_000_000)
+    per_user = count("max_local_per_user", base.max_local_per_user, 1_000_000)
+    if per_user > max_local:
+        raise section.error("max_local_per_user", per_user, f"at most max_local ({max_local})")
+    connections = Connections(
+        max_tcp=max_tcp,
+        max_tcp_per_peer=per_peer,
+        max_local=max_local,
+        max_local_per_user=per_user,
+        # A handshake is a few round trips: a minute is what an attacker needs, not a client.
+        tls_handshake_timeout_sec=seconds(
+            "tls_handshake_timeout", base.tls_handshake_timeout_sec, 1, 60
+        ),
+        idle_timeout_sec=seconds("idle_timeout", base.idle_timeout_sec, 1, 3600),
+        header_timeout_sec=seconds("header_timeout", base.header_timeout_sec, 1, 600),
+        body_timeout_sec=seconds("body_timeout", base.body_timeout_sec, 1, 3600),
+    )
+    section.reject_unknown()
+    return connections
 
 
 def _parse_networks(section: Fields) -> ipaddress.IPv4Network:

@@ -25,8 +25,9 @@ from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
+from joblet_agent.api.listeners import PassedSocket, fit_to_descriptors, local_site, tcp_site
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
-from joblet_agent.config import AgentConfig
+from joblet_agent.config import AgentConfig, Connections
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.host import HostInfo, probe_host
 from joblet_agent.services.jobs import UNIT_PREFIXES, JobService, SystemClock
@@ -37,6 +38,7 @@ from joblet_agent.tls import report_handshake_failures, server_context
 logger = logging.getLogger(__name__)
 
 SD_LISTEN_FDS_START = 3
+DEV_BACKLOG = 1024  # as joblet.socket's Backlog=
 
 
 def inherited_sockets() -> list[socket.socket]:
@@ -44,7 +46,7 @@ def inherited_sockets() -> list[socket.socket]:
     from pystemd.daemon import listen_fds
 
     count = int(listen_fds(True))
-    return [socket.socket(fileno=SD_LISTEN_FDS_START + i) for i in range(count)]
+    return [PassedSocket(fileno=SD_LISTEN_FDS_START + i) for i in range(count)]
 
 
 def notify(**states: object) -> None:
@@ -114,8 +116,9 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
+    limits = fit_to_descriptors(config.connections)
     for sock in sockets:
-        await _serve_socket(runner, sock, config.pki_dir)
+        await _serve_socket(runner, sock, config.pki_dir, limits)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -166,16 +169,19 @@ def _bind_unix(path: Path) -> socket.socket:
     """Development only (`serve --listen`): the packaged agent never binds a socket itself."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock = PassedSocket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
     path.chmod(0o666)
+    socket.socket.listen(sock, DEV_BACKLOG)  # PassedSocket.listen() leaves the queue alone
     return sock
 
 
-async def _serve_socket(runner: web.AppRunner, sock: socket.socket, pki_dir: Path) -> None:
+async def _serve_socket(
+    runner: web.AppRunner, sock: socket.socket, pki_dir: Path, limits: Connections
+) -> None:
     """Unix sockets speak plain HTTP (identity from SO_PEERCRED); TCP speaks HTTPS with mTLS."""
     if sock.family == socket.AF_UNIX:
-        await web.SockSite(runner, sock).start()
+        await local_site(runner, sock, limits).start()
         return
     try:
         context = server_context(pki_dir)
@@ -188,7 +194,7 @@ async def _serve_socket(runner: web.AppRunner, sock: socket.socket, pki_dir: Pat
         await asyncio.get_running_loop().create_server(_TurnAway, sock=sock)
         return
     report_handshake_failures()  # refused clients learn why; the journal records it
-    await web.SockSite(runner, sock, ssl_context=context).start()
+    await tcp_site(runner, sock, limits, context).start()
 
 
 class _TurnAway(asyncio.Protocol):

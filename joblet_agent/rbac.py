@@ -52,6 +52,7 @@ class Action(StrEnum):
     HEALTH = "health"
     RUNTIME_READ = "runtime.read"  # list, info, validate
     RUNTIME_INSTALL = "runtime.install"  # one that relaxes isolation also needs JOB_RELAX
+    RUNTIME_INSECURE = "runtime.install-over-plain-http"  # rnx runtime install --insecure-http
     RUNTIME_REMOVE = "runtime.remove"
 
 
@@ -73,6 +74,8 @@ REQUIRED: dict[Action, Role] = {
     Action.NETWORK_REMOVE: Role.MAINTAINER,
     Action.RUNTIME_READ: Role.READER,
     Action.RUNTIME_INSTALL: Role.MAINTAINER,
+    # Whoever is on the path of a plain http:// registry chooses the archive and its sha256.
+    Action.RUNTIME_INSECURE: Role.ADMIN,
     Action.RUNTIME_REMOVE: Role.MAINTAINER,
 }
 # Below this role, acting on a job needs owning it.

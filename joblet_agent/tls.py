@@ -12,6 +12,7 @@ context whose callback hands each new connection the context built from the newe
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import os
@@ -182,6 +183,59 @@ def report_handshake_failures() -> None:
 
     on_handshake_complete._joblet_reports = True  # type: ignore[attr-defined]
     protocol._on_handshake_complete = on_handshake_complete
+
+
+# asyncio's SSLProtocol reads into a buffer of 256 KiB it allocates (and zero-fills) for every
+# connection when the connection is made, before a byte of the handshake: a thousand clients
+# that never send a ClientHello pinned 256 MiB of the agent (measured in the sandbox). A TLS
+# record is at most 16 KiB; two records per read keeps bulk uploads fast.
+TLS_READ_BUFFER = 32 * 1024
+
+
+@functools.cache
+def _server_side_protocol() -> type[Any]:
+    from asyncio import sslproto
+
+    class ServerSide(sslproto.SSLProtocol):
+        max_size = TLS_READ_BUFFER
+
+    return ServerSide
+
+
+def start_tls(
+    raw: asyncio.Transport,
+    app_protocol: asyncio.Protocol,
+    context: ssl.SSLContext,
+    *,
+    handshake_timeout: float,
+) -> asyncio.Future[None]:
+    """Start the server side of TLS on a connection just accepted (from its protocol's
+    connection_made); returns a future that ends with the handshake.
+
+    What loop.start_tls() does, with a smaller read buffer, and with the app protocol's
+    connection_made called by the TLS layer as soon as the handshake is over (as create_server
+    does), before any request bytes reach it. On failure or timeout the connection is closed,
+    the future holds the exception and `app_protocol` never hears of the connection.
+    """
+    loop = asyncio.get_running_loop()
+    handshake: asyncio.Future[None] = loop.create_future()
+    tls = _server_side_protocol()(
+        loop,
+        app_protocol,
+        context,
+        handshake,
+        server_side=True,
+        ssl_handshake_timeout=handshake_timeout,
+        # A client that does not answer our close_notify is let go after as long.
+        ssl_shutdown_timeout=handshake_timeout,
+    )
+    # As loop.start_tls(): the transport's reader was armed for the plain protocol; pause it,
+    # hand the connection to TLS, and read again on the next turn of the loop.
+    raw.pause_reading()
+    raw.set_protocol(tls)
+    tls.connection_made(raw)
+    loop.call_soon(raw.resume_reading)
+    return handshake
 
 
 def peer_identity(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, tuple[str, ...]]:

@@ -245,11 +245,25 @@ class Client:
         return dict(self._call("GET", f"/v1/runtimes/{name}"))
 
     def install_runtime(
-        self, name: str, chunks: Iterable[bytes], *, size: int, sha256: str
+        self,
+        name: str,
+        chunks: Iterable[bytes],
+        *,
+        size: int,
+        sha256: str,
+        registry: str | None = None,
+        archive: str | None = None,
+        insecure: bool = False,
     ) -> dict[str, Any]:
-        """Stream an archive (already checked against size and sha256) to the agent, which
-        checks it again, unpacks it safely and moves it into place."""
-        path = f"/v1/runtimes/{name}?" + urlencode({"size": str(size), "sha256": sha256})
+        """Stream an archive (already checked against size and the registry index's sha256) to
+        the agent, which checks it again, unpacks it safely and moves it into place. registry
+        and archive (URLs or paths) are recorded with the runtime; insecure says they may be
+        plain http://, which the agent allows admins only."""
+        query = {"size": str(size), "sha256": sha256}
+        query |= {k: v for k, v in (("registry", registry), ("archive", archive)) if v}
+        if insecure:
+            query["insecure"] = "1"
+        path = f"/v1/runtimes/{name}?" + urlencode(query)
         return dict(self._put_stream(path, chunks, content_type="application/octet-stream"))
 
     def remove_runtime(self, name: str) -> dict[str, Any]:

@@ -9,8 +9,11 @@ index's size and sha256, then streamed to the agent, which checks both again bef
                                                 "sha256": "...", "size": 123,
                                                 "platforms": ["linux/amd64"]}}}}
 
-A registry is an https:// (or http://) URL, a file:// URL, or a local path to the index or to
-a directory holding registry.json. Archive URLs may be relative to the index.
+A registry is an https:// URL, a file:// URL, or a local path to the index or to a directory
+holding registry.json. Archive URLs may be relative to the index. Plain http:// (a registry,
+an archive, or a redirect to one) is refused unless the caller passes insecure=True
+(`rnx runtime install --insecure-http`, which the agent then allows admins only): whoever is on
+the path could serve another index, and the sha256 the archive is checked against is the index's.
 """
 
 from __future__ import annotations
@@ -53,9 +56,43 @@ def _is_remote(location: str) -> bool:
     return location.startswith(("https://", "http://"))
 
 
-def index_location(registry: str) -> str:
+def is_plain_http(location: str) -> bool:
+    return location.lower().startswith("http://")
+
+
+def _refuse_plain_http(what: str, url: str, insecure: bool) -> None:
+    if is_plain_http(url) and not insecure:
+        raise RnxError(
+            "invalid",
+            f"{what}: {url!r} is plain http://: anyone on the way could change the index and "
+            "with it the sha256 the archive is checked against",
+            "use an https:// registry; --insecure-http accepts http:// (admin only)",
+        )
+
+
+class _NoDowngrade(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but not from https:// to http:// unless insecure."""
+
+    def __init__(self, insecure: bool) -> None:
+        self.insecure = insecure
+
+    def redirect_request(  # noqa: PLR0917 (urllib's signature)
+        self, req: urllib.request.Request, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> urllib.request.Request | None:
+        _refuse_plain_http(f"redirect from {req.full_url}", newurl, self.insecure)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _open_remote(url: str, *, insecure: bool) -> Any:
+    _refuse_plain_http("registry", url, insecure)
+    opener = urllib.request.build_opener(_NoDowngrade(insecure))
+    return opener.open(url, timeout=TIMEOUT_SEC)
+
+
+def index_location(registry: str, *, insecure: bool = False) -> str:
     """The index's URL or local path."""
     if _is_remote(registry):
+        _refuse_plain_http("--registry", registry, insecure)
         return registry
     if registry.startswith("file://"):
         registry = urllib.parse.unquote(urllib.parse.urlparse(registry).path)
@@ -76,10 +113,10 @@ def index_location(registry: str) -> str:
     return str(path.resolve())
 
 
-def load_index(location: str) -> dict[str, Any]:
+def load_index(location: str, *, insecure: bool = False) -> dict[str, Any]:
     try:
         if _is_remote(location):
-            with urllib.request.urlopen(location, timeout=TIMEOUT_SEC) as response:  # noqa: S310
+            with _open_remote(location, insecure=insecure) as response:
                 raw = response.read(MAX_INDEX_BYTES + 1)
         else:
             with open(location, "rb") as data:
@@ -103,7 +140,13 @@ def _version_key(version: str) -> tuple[tuple[int, str], ...]:
 
 
 def choose(
-    index: dict[str, Any], location: str, name: str, version: str | None, platform: str
+    index: dict[str, Any],
+    location: str,
+    name: str,
+    version: str | None,
+    platform: str,
+    *,
+    insecure: bool = False,
 ) -> Archive:
     """The entry for name (at version, else the highest) that runs on platform."""
     runtimes: dict[str, Any] = index["runtimes"]
@@ -132,7 +175,9 @@ def choose(
             "unsupported",
             f"runtime {name}@{chosen} is built for {', '.join(platforms)}; the agent is {platform}",
         )
-    return Archive(name, chosen, _absolute(url, location), sha256, size, platforms)
+    absolute = _absolute(url, location)
+    _refuse_plain_http(f"{where}.url", absolute, insecure)
+    return Archive(name, chosen, absolute, sha256, size, platforms)
 
 
 def _absolute(url: str, location: str) -> str:
@@ -146,13 +191,13 @@ def _absolute(url: str, location: str) -> str:
 
 
 @contextmanager
-def fetched(archive: Archive, progress: Progress) -> Iterator[BinaryIO]:
+def fetched(archive: Archive, progress: Progress, *, insecure: bool = False) -> Iterator[BinaryIO]:
     """The archive, opened, after its size and sha256 were checked. A remote one is downloaded
     into a temporary file that is gone afterwards."""
     if _is_remote(archive.url):
         with tempfile.TemporaryFile(prefix="rnx-runtime-") as local:
             try:
-                with urllib.request.urlopen(archive.url, timeout=TIMEOUT_SEC) as response:  # noqa: S310
+                with _open_remote(archive.url, insecure=insecure) as response:
                     _copy_checked(response, archive, progress, local)
             except OSError as exc:
                 raise RnxError("unreachable", f"download of {archive.url}: {exc}") from exc

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 
 from joblet_agent.archive import ExtractLimits, extract_async
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.runtimes.resolve import InstalledRuntime
+from joblet_agent.runtimes.resolve import InstalledRuntime, Provenance
 from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
 
 logger = logging.getLogger(__name__)
@@ -105,7 +105,8 @@ class RuntimeDirectory:
                     f"{directory.parent.name}/{directory.name}",
                 )
             check_tree(Path(directory), spec)
-            runtime = InstalledRuntime(spec, PurePosixPath(directory), _archive_sha256(directory))
+            sha256, provenance = _read_install_record(directory)
+            runtime = InstalledRuntime(spec, PurePosixPath(directory), sha256, provenance)
         except (JobletError, OSError, UnicodeDecodeError) as exc:
             logger.warning("ignoring runtime %s: %s", yml.parent, exc)
         self._cache[yml] = (key, runtime)
@@ -119,9 +120,10 @@ class RuntimeDirectory:
         size: int,
         sha256: str,
         approve: Callable[[RuntimeSpec], None],
+        provenance: Provenance | None = None,
     ) -> InstalledRuntime:
         """`approve` sees the unpacked runtime.yml before anything is moved into place (RBAC,
-        runtimes in use); it raises to refuse."""
+        runtimes in use); it raises to refuse. `provenance` is recorded beside runtime.yml."""
         if size > MAX_ARCHIVE_BYTES:
             raise JobletError(
                 ErrorCode.TOO_LARGE,
@@ -150,7 +152,7 @@ class RuntimeDirectory:
                     f"is {self.arch}",
                 )
             check_tree(unpacked, spec)
-            _record_install(unpacked, sha256=sha256, size=size)
+            _record_install(unpacked, sha256=sha256, size=size, provenance=provenance)
             _open_for_jobs(unpacked)
             approve(spec)
             final = self._place(unpacked, spec)
@@ -227,21 +229,28 @@ async def _unpack(
         )
 
 
-def _record_install(tree: Path, *, sha256: str, size: int) -> None:
+def _record_install(tree: Path, *, sha256: str, size: int, provenance: Provenance | None) -> None:
     """Replaces whatever the archive put under that name: only the installer writes it."""
+    record = {"sha256": sha256.lower(), "size": size}
+    if provenance is not None:
+        record |= provenance.to_dict()
     partial = tree / (INSTALL_RECORD + ".partial")
     partial.unlink(missing_ok=True)
-    partial.write_text(json.dumps({"sha256": sha256.lower(), "size": size}))
+    partial.write_text(json.dumps(record))
     os.replace(partial, tree / INSTALL_RECORD)
 
 
-def _archive_sha256(directory: Path) -> str | None:
+def _read_install_record(directory: Path) -> tuple[str | None, Provenance | None]:
+    """(the archive's sha256, where it came from); (None, None) for a tree not installed
+    through the API. Records of older agents hold only sha256 and size."""
     try:
         record = json.loads((directory / INSTALL_RECORD).read_text())
     except (OSError, ValueError):
-        return None
-    value = record.get("sha256") if isinstance(record, dict) else None
-    return value if isinstance(value, str) else None
+        return None, None
+    if not isinstance(record, dict):
+        return None, None
+    sha256 = record.get("sha256")
+    return (sha256 if isinstance(sha256, str) else None), Provenance.from_dict(record)
 
 
 def check_tree(directory: Path, spec: RuntimeSpec) -> None:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
+from joblet_agent.api.connections import track_requests
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import health, jobs, networks, runtimes, uploads, volumes
 from joblet_agent.api.identity import ACCESS
@@ -23,9 +24,11 @@ _RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
 def make_app(
     service: JobService, access: Access, runtime_service: RuntimeService | None = None
 ) -> web.Application:
-    # audit_middleware is outermost: it records the response errors_middleware made of an error.
+    # track_requests, outermost, tells the connection's deadlines when a request is being handled;
+    # audit_middleware records the response errors_middleware made of an error.
     app = web.Application(
-        middlewares=[audit_middleware, errors_middleware], client_max_size=MAX_REQUEST_BYTES
+        middlewares=[track_requests, audit_middleware, errors_middleware],
+        client_max_size=MAX_REQUEST_BYTES,
     )
     app[jobs.SERVICE] = service
     if service.networks is not None:

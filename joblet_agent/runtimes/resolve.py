@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobSpec, Limits
@@ -20,10 +21,48 @@ from joblet_agent.units_of_measure import format_size
 
 
 @dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where an installed runtime's archive came from, as the client that installed it said
+    (the agent has no network to ask the registry itself), and who installed it when."""
+
+    registry: str | None = None  # the index's URL (or path on the installing machine)
+    archive: str | None = None  # the archive's URL, as the index gave it
+    insecure: bool = False  # fetched over plain http:// (an admin's explicit --insecure-http)
+    installed_by: str | None = None
+    installed_at: str | None = None  # ISO 8601, UTC
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "registry": self.registry,
+            "archive": self.archive,
+            "insecure": self.insecure,
+            "installed_by": self.installed_by,
+            "installed_at": self.installed_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Provenance:
+        """From an install record; what is missing or of the wrong type is unknown (None)."""
+
+        def text(key: str) -> str | None:
+            value = data.get(key)
+            return value if isinstance(value, str) else None
+
+        return cls(
+            registry=text("registry"),
+            archive=text("archive"),
+            insecure=data.get("insecure") is True,
+            installed_by=text("installed_by"),
+            installed_at=text("installed_at"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class InstalledRuntime:
     spec: RuntimeSpec
     directory: PurePosixPath  # <runtimes dir>/<language>/<name>
-    sha256: str | None = None  # of the archive it was installed from
+    sha256: str | None = None  # of the archive it was installed from: the registry index's
+    provenance: Provenance | None = None  # None: not installed through the API
 
     @property
     def name(self) -> str:

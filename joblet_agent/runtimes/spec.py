@@ -31,13 +31,17 @@ RUNTIME_TYPES = ("system",)
 ARCHITECTURES = ("amd64", "arm64", "armhf", "i386", "ppc64el", "riscv64", "s390x")
 PATH_PREPEND = "PATH_PREPEND"
 # Where a runtime may put things in a job's root. Not where the job writes (/work, /tmp), not
-# the agent's own files in it (/run/.joblet) or the kernel's (/proc, /sys, /dev), and not the
-# job root's own /etc files that name the job's users: a runtime adds programs, it does not
-# change who a job is.
+# the agent's own files in it (/run/.joblet) or the kernel's (/proc, /sys, /dev). Under /etc
+# only what a runtime's own programs read: certificates, the loader's cache, alternatives
+# links, a language's own configuration. Never what changes how every program starts
+# (/etc/ld.so.preload, ld.so.conf, environment, profile) or who a job is (passwd, group,
+# nsswitch.conf, pam.d, security, sudoers...): a runtime adds programs, nothing more.
 _TARGET_ROOTS = ("/usr", "/opt", "/etc")
-_JOB_OWN_ETC = frozenset(
-    {"/etc/passwd", "/etc/group", "/etc/shadow", "/etc/gshadow", "/etc/nsswitch.conf"}
-    | {"/etc/hostname", "/etc/hosts", "/etc/resolv.conf"}
+_ETC_ALLOWED = re.compile(
+    r"^(alternatives|ca-certificates|ld\.so\.cache|ssl|maven|java-[0-9]+-openjdk|python3(\.[0-9]+)?)$"
+)
+_ETC_ALLOWED_TEXT = (
+    "alternatives, ca-certificates, java-N-openjdk, ld.so.cache, maven, python3, python3.N, ssl"
 )
 
 
@@ -243,12 +247,19 @@ def _target(entry: Fields, target: str) -> str:
     if any(part in ("", ".", "..") for part in parts):
         raise entry.error("target", target, "a normalised absolute path (no '.', '..', '//')")
     allowed = any(target == root or target.startswith(root + "/") for root in _TARGET_ROOTS)
-    if not allowed or target in ("/etc", "/opt") or target in _JOB_OWN_ETC:
+    if not allowed or target in ("/etc", "/opt"):
         raise entry.error(
             "target",
             target,
-            "under /usr, /opt or /etc (not /etc or /opt themselves, nor the job's own "
-            f"{', '.join(sorted(_JOB_OWN_ETC))})",
+            "under /usr, /opt or /etc (not /etc or /opt themselves)",
+        )
+    if target.startswith("/etc/") and not _ETC_ALLOWED.match(parts[1]):
+        raise entry.error(
+            "target",
+            target,
+            f"under /etc a runtime may provide only {_ETC_ALLOWED_TEXT} (and what is "
+            "inside them): nothing that changes how every program starts, like "
+            "/etc/ld.so.preload, or who a job is",
         )
     return target
 

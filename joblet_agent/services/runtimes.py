@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobRecord, JobState
 from joblet_agent.rbac import Action, Caller, authorize
-from joblet_agent.runtimes.resolve import InstalledRuntime
+from joblet_agent.runtimes.resolve import InstalledRuntime, Provenance
 from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
 from joblet_agent.services.jobs import JobService
 
 _LIVE = frozenset(s for s in JobState if not s.is_terminal)
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """What the installing client says of an archive's origin (PUT /v1/runtimes/{name}?...)."""
+
+    registry: str | None = None
+    archive: str | None = None
+    insecure: bool = False
+
+
+def _excerpt(text: str, limit: int = 80) -> str:
+    """A short repr of an untrusted value for a message."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 class RuntimeService:
@@ -44,8 +60,30 @@ class RuntimeService:
         ]
 
     async def install(
-        self, name: str, chunks: AsyncIterator[bytes], *, size: int, sha256: str, caller: Caller
+        self,
+        name: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        size: int,
+        sha256: str,
+        caller: Caller,
+        source: Source | None = None,
     ) -> InstalledRuntime:
+        """`sha256` is the registry index's, as the client read it: the archive must match it.
+        Over plain http:// (`source.insecure`) only an admin may install: whoever is on the path
+        chose the index, and with it the archive and its sha256."""
+        source = source or Source()
+        if source.insecure:
+            authorize(caller, Action.RUNTIME_INSECURE)
+        else:
+            for key, url in (("registry", source.registry), ("archive", source.archive)):
+                if url is not None and url.lower().startswith("http://"):
+                    raise JobletError(
+                        ErrorCode.INVALID,
+                        f"{key}: {_excerpt(url)} is plain http://; allowed: https://, or "
+                        "insecure=1 (admin only)",
+                    )
+
         def approve(spec: RuntimeSpec) -> None:
             if spec.relax:
                 # Every job of this runtime gets these relaxations without asking for them,
@@ -53,7 +91,16 @@ class RuntimeService:
                 authorize(caller, Action.JOB_RELAX)
             self._refuse_if_used(name, "replaced")
 
-        return await self.runtimes.install(name, chunks, size=size, sha256=sha256, approve=approve)
+        provenance = Provenance(
+            registry=source.registry,
+            archive=source.archive,
+            insecure=source.insecure,
+            installed_by=caller.name,
+            installed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        return await self.runtimes.install(
+            name, chunks, size=size, sha256=sha256, approve=approve, provenance=provenance
+        )
 
     def remove(self, name: str) -> InstalledRuntime:
         runtime = self.get(name)

@@ -68,6 +68,7 @@ def info(ctx: Context, name: str) -> None:
         ("PATH prepend", ":".join(runtime["path_prepend"]) or "-"),
         ("Smoke test", " ".join(runtime["smoke_test"]) or "-"),
         ("Jobs using it", ", ".join(j[:8] for j in runtime["jobs"]) or "none"),
+        *_provenance(runtime),
     ]
     for key, value in lines:
         click.echo(f"{key + ':':<16}{value}")
@@ -85,6 +86,18 @@ def info(ctx: Context, name: str) -> None:
         click.echo(f"  {package}")
 
 
+def _provenance(runtime: dict[str, Any]) -> list[tuple[str, str]]:
+    source = runtime.get("source") or {}
+    insecure = " (plain http://, --insecure-http)" if source.get("insecure") else ""
+    installed = " ".join(filter(None, (source.get("installed_by"), source.get("installed_at"))))
+    return [
+        ("Registry", (source.get("registry") or "-") + insecure),
+        ("Archive", source.get("archive") or "-"),
+        ("SHA256", runtime.get("sha256") or "-"),
+        ("Installed by", installed or "-"),
+    ]
+
+
 @group.command()
 @click.argument("name")
 @click.option(
@@ -96,28 +109,38 @@ def info(ctx: Context, name: str) -> None:
 @click.option(
     "--force", is_flag=True, help="Install even if this release, from this archive, is installed."
 )
+@click.option(
+    "--insecure-http",
+    is_flag=True,
+    help="Accept a plain http:// registry or archive (admin only; recorded with the runtime).",
+)
 @pass_ctx
 @handle_errors
-def install(ctx: Context, name: str, registry: str, force: bool) -> None:
+def install(ctx: Context, name: str, registry: str, force: bool, insecure_http: bool) -> None:
     """Install NAME[@VERSION] from a registry (maintainer or admin).
 
     rnx fetches the index and the archive, checks the archive's size and sha256 against the
     index, and streams it to the agent, which checks them again, unpacks it safely and moves
-    it into place in one step. A runtime that relaxes isolation needs an admin.
+    it into place in one step; `rnx runtime info` shows the registry, archive and sha256 it
+    came from. A runtime that relaxes isolation needs an admin. Plain http:// (registry,
+    archive or a redirect) is refused: anyone on the way could change the index and the sha256
+    with it. --insecure-http accepts it, and the agent then allows admins only.
     """
     from rnx import registry as registries
 
     base, _, version = name.partition("@")
     base = _canonical(base)
+    insecure = insecure_http
     with ctx.client() as client:
         agent = client.runtimes()
-        location = registries.index_location(registry)
+        location = registries.index_location(registry, insecure=insecure)
         archive = registries.choose(
-            registries.load_index(location),
+            registries.load_index(location, insecure=insecure),
             location,
             base,
             version or None,
             f"linux/{agent['architecture']}",
+            insecure=insecure,
         )
         current = next((r for r in agent["runtimes"] if r["name"] == base), None)
         same = current and (current["release"], current["sha256"]) == (
@@ -132,14 +155,19 @@ def install(ctx: Context, name: str, registry: str, force: bool) -> None:
         what = f"{base} {archive.version}"
         with contextlib.ExitStack() as stack:
             with upload_progress(quiet=ctx.json, label=f"fetch {what}") as progress:
-                fetched = registries.fetched(archive, lambda n: progress(n, archive.size))
+                fetched = registries.fetched(
+                    archive, lambda n: progress(n, archive.size), insecure=insecure
+                )
                 stream = stack.enter_context(fetched)
             with upload_progress(quiet=ctx.json, label=f"install {what}") as progress:
                 result = client.install_runtime(
                     base,
                     _counted(stream, lambda n: progress(n, archive.size)),
                     size=archive.size,
-                    sha256=archive.sha256,
+                    sha256=archive.sha256,  # the index's, never one computed from the download
+                    registry=location,
+                    archive=archive.url,
+                    insecure=insecure,
                 )
     if ctx.json:
         emit_json(result)

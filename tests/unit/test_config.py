@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.config import AgentConfig, Enforcement, load_config
+from joblet_agent.config import AgentConfig, Connections, Enforcement, load_config
 from joblet_agent.errors import ErrorCode, JobletError
 
 
@@ -47,6 +47,35 @@ jobs:
     assert config.jobs.unenforceable_limits is Enforcement.WARN
 
 
+def test_connection_limits_are_read(tmp_path: Path) -> None:
+    config = load_config(
+        write(
+            tmp_path,
+            """
+connections:
+  max_tcp: 200
+  max_tcp_per_peer: 20
+  max_local: 50
+  max_local_per_user: 5
+  tls_handshake_timeout: 3s
+  idle_timeout: 1m
+  header_timeout: 20s
+  body_timeout: 2m
+""",
+        )
+    )
+    assert config.connections == Connections(
+        max_tcp=200,
+        max_tcp_per_peer=20,
+        max_local=50,
+        max_local_per_user=5,
+        tls_handshake_timeout_sec=3,
+        idle_timeout_sec=60,
+        header_timeout_sec=20,
+        body_timeout_sec=120,
+    )
+
+
 @pytest.mark.parametrize(
     ("text", "fragments"),
     [
@@ -65,6 +94,13 @@ jobs:
         ("state_dir: relative/dir", ["state_dir", "absolute"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
+        ("connections:\n  max_tcp: 0", ["connections.max_tcp", "minimum is 1"]),
+        ("connections:\n  max_tcp: 10\n  max_tcp_per_peer: 20", ["max_tcp_per_peer", "at most"]),
+        ("connections:\n  max_local_per_user: 999", ["max_local_per_user", "at most max_local"]),
+        ("connections:\n  tls_handshake_timeout: 5m", ["tls_handshake_timeout", "maximum is 60"]),
+        ("connections:\n  idle_timeout: soon", ["connections.idle_timeout", "duration"]),
+        ("connections:\n  header_timeout: 0", ["connections.header_timeout", "minimum is 1"]),
+        ("connections:\n  max_conns: 5", ["connections.max_conns", "unknown key"]),
     ],
 )
 def test_broken_file_names_file_key_and_reason(

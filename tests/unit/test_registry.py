@@ -7,14 +7,15 @@ import hashlib
 import http.server
 import json
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
 from rnx.errors import RnxError
-from rnx.registry import Archive, choose, fetched, index_location, load_index
+from rnx.registry import Archive, _NoDowngrade, choose, fetched, index_location, load_index
 
 SHA = "a" * 64
 
@@ -166,23 +167,144 @@ def served(tmp_path: Path) -> Iterator[str]:
         thread.join()
 
 
-def test_a_remote_registry_and_archive(tmp_path: Path, served: str) -> None:
-    data = b"an archive" * 1000
+def _remote_registry(tmp_path: Path, data: bytes) -> None:
     (tmp_path / "archives").mkdir()
     (tmp_path / "archives" / "t.tar.gz").write_bytes(data)
     digest = hashlib.sha256(data).hexdigest()
     listed = entry("archives/t.tar.gz", sha256=digest, size=len(data))
     (tmp_path / "registry.json").write_text(json.dumps(index(tool={"1.0.0": listed})))
-    location = index_location(f"{served}/registry.json")
-    chosen = choose(load_index(location), location, "tool", None, "linux/amd64")
+
+
+def test_a_remote_registry_and_archive(tmp_path: Path, served: str) -> None:
+    # The loopback server speaks plain http:// (hence insecure=True); an https:// registry
+    # takes the same path with TLS.
+    data = b"an archive" * 1000
+    _remote_registry(tmp_path, data)
+    location = index_location(f"{served}/registry.json", insecure=True)
+    chosen = choose(
+        load_index(location, insecure=True), location, "tool", None, "linux/amd64", insecure=True
+    )
     assert chosen.url == f"{served}/archives/t.tar.gz"
     progress: list[int] = []
-    with fetched(chosen, progress.append) as stream:
+    with fetched(chosen, progress.append, insecure=True) as stream:
         assert stream.read() == data
     assert progress[-1] == len(data)
     (tmp_path / "archives" / "t.tar.gz").write_bytes(data[:-1] + b"!")  # tampered on the server
-    with pytest.raises(RnxError, match="tampered with or damaged"), fetched(chosen, print):
+    with (
+        pytest.raises(RnxError, match="tampered with or damaged"),
+        fetched(chosen, print, insecure=True),
+    ):
         pass
     with pytest.raises(RnxError, match=r"registry index .*/missing\.json") as refused:
-        load_index(f"{served}/missing.json")
+        load_index(f"{served}/missing.json", insecure=True)
     assert refused.value.code == "unreachable"
+
+
+def test_plain_http_is_refused_unless_asked_for(tmp_path: Path, served: str) -> None:
+    """Whoever is on the path of an http:// registry serves the index, and with it the sha256
+    the archive is checked against."""
+    data = b"an archive" * 10
+    _remote_registry(tmp_path, data)
+    for refused_call in (
+        lambda: index_location(f"{served}/registry.json"),
+        lambda: load_index(f"{served}/registry.json"),
+        lambda: choose(
+            index(tool={"1": entry(f"{served}/archives/t.tar.gz")}),
+            "https://r.example/registry.json",
+            "tool",
+            None,
+            "linux/amd64",
+        ),
+        lambda: fetched(_archive_at(f"{served}/archives/t.tar.gz", data), print).__enter__(),
+    ):
+        with pytest.raises(RnxError) as refused:
+            refused_call()
+        assert refused.value.code == "invalid"
+        assert "is plain http://" in refused.value.message
+        assert refused.value.hint and "--insecure-http" in refused.value.hint
+
+
+def _archive_at(url: str, data: bytes) -> Archive:
+    return Archive("tool", "1", url, hashlib.sha256(data).hexdigest(), len(data), ())
+
+
+def test_a_redirect_from_https_to_http_is_refused() -> None:
+    request = urllib.request.Request("https://r.example/registry.json")
+    handler = _NoDowngrade(insecure=False)
+    with pytest.raises(RnxError, match=r"redirect from https://r\.example/registry\.json: "):
+        handler.redirect_request(request, None, 302, "Found", {}, "http://evil.example/r.json")
+    followed = _NoDowngrade(insecure=True).redirect_request(
+        request, None, 302, "Found", {}, "http://mirror.example/r.json"
+    )
+    assert followed is not None and followed.full_url == "http://mirror.example/r.json"
+    assert handler.redirect_request(
+        request, None, 302, "Found", {}, "https://mirror.example/r.json"
+    )
+
+
+class _FakeAgent:
+    """Stands in for rnx.client.Client: what `rnx runtime install` sends the agent."""
+
+    installs: ClassVar[list[dict[str, Any]]] = []
+
+    def __init__(self, **_target: Any) -> None:
+        pass
+
+    def __enter__(self) -> _FakeAgent:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def runtimes(self) -> dict[str, Any]:
+        return {"architecture": "amd64", "runtimes": []}
+
+    def install_runtime(self, name: str, chunks: Iterator[bytes], **query: Any) -> dict[str, Any]:
+        body = b"".join(chunks)
+        self.installs.append({"name": name, "body": body, **query})
+        return {"name": name, "release": "1.0.0", "language": "tool", "version": "1", "relax": []}
+
+
+def _install(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
+    from click.testing import CliRunner
+
+    from rnx import client as client_module
+    from rnx.cli import cli
+
+    _FakeAgent.installs = []
+    monkeypatch.setattr(client_module, "Client", _FakeAgent)
+    return CliRunner().invoke(cli, ["runtime", "install", *args])
+
+
+def test_install_sends_the_index_sha256_and_where_the_archive_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = b"an archive" * 10
+    _remote_registry(tmp_path, data)
+    result = _install(monkeypatch, "tool", "--registry", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    [sent] = _FakeAgent.installs
+    listed = json.loads((tmp_path / "registry.json").read_text())["runtimes"]["tool"]["1.0.0"]
+    assert sent["sha256"] == listed["sha256"]  # the index's: the agent checks the body against it
+    assert sent["body"] == data
+    assert sent["registry"] == str(tmp_path / "registry.json")
+    assert sent["archive"] == str(tmp_path / "archives" / "t.tar.gz")
+    assert sent["insecure"] is False
+
+
+def test_install_over_http_needs_the_flag_and_tells_the_agent(
+    tmp_path: Path, served: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _remote_registry(tmp_path, b"an archive" * 10)
+    refused = _install(monkeypatch, "tool", "--registry", f"{served}/registry.json")
+    assert refused.exit_code == 2
+    assert "is plain http://" in refused.output and "--insecure-http" in refused.output
+    assert _FakeAgent.installs == []
+    allowed = _install(
+        monkeypatch, "tool", "--registry", f"{served}/registry.json", "--insecure-http"
+    )
+    assert allowed.exit_code == 0, allowed.output
+    [sent] = _FakeAgent.installs
+    assert sent["insecure"] is True
+    assert sent["registry"] == f"{served}/registry.json"
+    assert sent["archive"] == f"{served}/archives/t.tar.gz"

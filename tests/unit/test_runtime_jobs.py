@@ -21,7 +21,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.model import JobState
 from joblet_agent.rbac import Caller, Role
 from joblet_agent.services.jobs import JobService
-from joblet_agent.services.runtimes import RuntimeService
+from joblet_agent.services.runtimes import RuntimeService, Source
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 
@@ -182,3 +182,77 @@ def test_smoke_test_runs_as_a_job(world: tuple[JobService, FakeSystemd, RuntimeS
             await manager.test("tool-2", owner="bob")
 
     asyncio.run(scenario())
+
+
+MAINTAINER = Caller("mia", Role.MAINTAINER, "tls")
+
+
+def _install(
+    manager: RuntimeService, caller: Caller, source: Source, read: list[bytes] | None = None
+) -> Any:
+    """Install tool-2 with `source`; what the agent read of the body goes into `read`."""
+    data = _archive("tool-2")
+
+    async def chunks() -> Any:
+        if read is not None:
+            read.append(data)
+        yield data
+
+    return asyncio.run(
+        manager.install(
+            "tool-2",
+            chunks(),
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            caller=caller,
+            source=source,
+        )
+    )
+
+
+def test_an_install_over_plain_http_is_an_admins(
+    world: tuple[JobService, FakeSystemd, RuntimeService],
+) -> None:
+    _, _, manager = world
+    insecure = Source(registry="http://r.example/registry.json", insecure=True)
+    read: list[bytes] = []
+    with pytest.raises(JobletError) as refused:
+        _install(manager, MAINTAINER, insecure, read)
+    assert refused.value.code is ErrorCode.FORBIDDEN
+    assert "runtime.install-over-plain-http" in refused.value.message
+    assert read == []  # refused before a byte of the archive was read
+    assert manager.installed() == []
+    runtime = _install(manager, ADMIN, insecure)
+    assert runtime.provenance is not None and runtime.provenance.insecure
+    assert runtime.provenance.registry == "http://r.example/registry.json"
+
+
+@pytest.mark.parametrize("key", ["registry", "archive"])
+def test_a_plain_http_source_needs_the_insecure_flag(
+    world: tuple[JobService, FakeSystemd, RuntimeService], key: str
+) -> None:
+    _, _, manager = world
+    with pytest.raises(JobletError) as refused:
+        _install(manager, ADMIN, Source(**{key: "http://r.example/x"}))  # type: ignore[arg-type]
+    assert refused.value.code is ErrorCode.INVALID
+    assert f"{key}: 'http://r.example/x' is plain http://" in refused.value.message
+    assert manager.installed() == []
+
+
+def test_where_a_runtime_came_from_is_recorded_with_it(
+    world: tuple[JobService, FakeSystemd, RuntimeService],
+) -> None:
+    _, _, manager = world
+    source = Source(
+        registry="https://r.example/registry.json", archive="https://r.example/tool-2.tar.gz"
+    )
+    installed = _install(manager, MAINTAINER, source)
+    data = _archive("tool-2")
+    [found] = manager.installed()  # read back from disk
+    assert found == installed
+    assert found.sha256 == hashlib.sha256(data).hexdigest()
+    assert found.provenance is not None
+    assert found.provenance.registry == "https://r.example/registry.json"
+    assert found.provenance.archive == "https://r.example/tool-2.tar.gz"
+    assert (found.provenance.insecure, found.provenance.installed_by) == (False, "mia")
+    assert found.provenance.installed_at is not None

@@ -107,6 +107,25 @@ def test_the_projects_recipes_are_valid(name: str) -> None:
     assert spec.name == name
 
 
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/etc/ssl",
+        "/etc/ssl/certs",
+        "/etc/ca-certificates",
+        "/etc/alternatives",
+        "/etc/ld.so.cache",
+        "/etc/java-17-openjdk",
+        "/etc/maven",
+        "/etc/python3",
+        "/etc/python3.11",
+    ],
+)
+def test_etc_targets_a_runtimes_own_programs_read_are_allowed(target: str) -> None:
+    data = {"name": "demo", "version": "1", "mounts": [{"source": "etc", "target": target}]}
+    assert parse_runtime(data).mounts[0].target == target
+
+
 BASE: dict[str, Any] = {
     "name": "demo",
     "version": "1",
@@ -208,6 +227,19 @@ REFUSALS = [
         "mounts[0].target: '/etc/nsswitch.conf' is not valid",
     ),
     ("mounts.0.target", "/etc", "runtime.yml: mounts[0].target: '/etc' is not valid"),
+    (
+        "mounts.0.target",
+        "/etc/ld.so.preload",  # a library loaded into every program the job's root runs
+        "mounts[0].target: '/etc/ld.so.preload' is not valid; under /etc a runtime may provide "
+        "only alternatives, ca-certificates, java-N-openjdk, ld.so.cache, maven, python3, "
+        "python3.N, ssl",
+    ),
+    ("mounts.0.target", "/etc/ld.so.conf.d", "'/etc/ld.so.conf.d' is not valid; under /etc a"),
+    ("mounts.0.target", "/etc/profile.d/x.sh", "'/etc/profile.d/x.sh' is not valid; under /etc"),
+    ("mounts.0.target", "/etc/environment", "'/etc/environment' is not valid; under /etc a"),
+    ("mounts.0.target", "/etc/pam.d", "'/etc/pam.d' is not valid; under /etc a runtime"),
+    ("mounts.0.target", "/etc/sslx", "'/etc/sslx' is not valid; under /etc a runtime"),
+    ("mounts.0.target", "/etc/python3.x", "'/etc/python3.x' is not valid; under /etc a"),
     ("mounts.0.target", "/opt", "runtime.yml: mounts[0].target: '/opt' is not valid"),
     ("mounts.0.target", "/", "runtime.yml: mounts[0].target: '/' is not valid"),
     ("mounts.0.target", "/usrx", "runtime.yml: mounts[0].target: '/usrx' is not valid"),

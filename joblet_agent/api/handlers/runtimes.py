@@ -19,7 +19,7 @@ from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.rbac import Action, Caller, authorize
 from joblet_agent.runtimes.resolve import InstalledRuntime
 from joblet_agent.runtimes.spec import NAME
-from joblet_agent.services.runtimes import RuntimeService, validate
+from joblet_agent.services.runtimes import RuntimeService, Source, validate
 
 SERVICE = app_key("runtimes", RuntimeService)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -29,6 +29,7 @@ MAX_VALIDATE_BODY = 1024 * 1024
 # runtime.yml is parsed off the event loop, one at a time: 256 KiB of YAML takes 0.3 s even with
 # libyaml (3 s without), so a reader's many at once must not stall every other request.
 _YAML_PARSER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="runtime-yml")
+MAX_URL = 2048  # of a registry's or an archive's URL, as recorded with the runtime
 
 
 def _service(request: web.Request) -> RuntimeService:
@@ -83,18 +84,44 @@ async def get(request: web.Request) -> web.Response:
     runtime = service.get(_name(request))
     return web.json_response(
         {
-            **runtime.spec.to_dict(),
-            "sha256": runtime.sha256,
+            **_installed(runtime),
             "directory": str(runtime.directory),
             "jobs": [r.id for r in service.users(runtime.name)],
         }
     )
 
 
+def _installed(runtime: InstalledRuntime) -> dict[str, Any]:
+    """The runtime.yml, the archive's sha256 and where the archive came from."""
+    source = runtime.provenance.to_dict() if runtime.provenance else None
+    return {**runtime.spec.to_dict(), "sha256": runtime.sha256, "source": source}
+
+
+def _source(request: web.Request) -> Source:
+    """?registry=, ?archive=: where the client fetched the archive (recorded with the runtime);
+    ?insecure=1: over plain http://, which only an admin may do."""
+    insecure = request.query.get("insecure", "0")
+    if insecure not in ("0", "1"):
+        raise JobletError(ErrorCode.INVALID, f"insecure: {insecure[:8]!r} is not valid; 0 or 1")
+    urls: dict[str, str | None] = {}
+    for key in ("registry", "archive"):
+        value = request.query.get(key)
+        if value is not None and (not value or len(value) > MAX_URL or not value.isprintable()):
+            raise JobletError(
+                ErrorCode.INVALID,
+                f"{key}: {excerpt(value)} is not valid; a URL or path of 1-{MAX_URL} printable "
+                "characters",
+            )
+        urls[key] = value
+    return Source(registry=urls["registry"], archive=urls["archive"], insecure=insecure == "1")
+
+
 async def install(request: web.Request) -> web.Response:
-    """The archive is the body; ?size= and ?sha256= are what the client checked it against."""
+    """The archive is the body; ?size= and ?sha256= are what the client checked it against
+    (the registry index's sha256); ?registry=, ?archive= and ?insecure= say where it came from."""
     caller = _allowed(request, Action.RUNTIME_INSTALL)
     name = _name(request)
+    source = _source(request)
     size = whole_number("size", request.query.get("size", ""), 0, 2**63 - 1)
     sha256 = request.query.get("sha256", "")
     if not _SHA256.match(sha256):
@@ -107,8 +134,10 @@ async def install(request: web.Request) -> web.Response:
             f"size: {size} but the body is {request.content_length} bytes",
         )
     chunks = body_chunks(request, "runtime archive", _CHUNK)
-    runtime = await _service(request).install(name, chunks, size=size, sha256=sha256, caller=caller)
-    return web.json_response({**runtime.spec.to_dict(), "sha256": runtime.sha256}, status=201)
+    runtime = await _service(request).install(
+        name, chunks, size=size, sha256=sha256, caller=caller, source=source
+    )
+    return web.json_response(_installed(runtime), status=201)
 
 
 async def remove(request: web.Request) -> web.Response:
