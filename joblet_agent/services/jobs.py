@@ -23,7 +23,7 @@ from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
 from joblet_agent.adapters.userdb import pool, pool_user
 from joblet_agent.archive import Extracted
 from joblet_agent.config import AgentConfig
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.executables import resolve_command
 from joblet_agent.host import HostInfo
 from joblet_agent.jobspec import parse_job_request
@@ -275,7 +275,7 @@ class JobService:
             "started %s for %s: %s",
             unit,
             owner,
-            spec.argv,
+            excerpt(spec.argv, 200),  # up to 1 MiB of arguments: never whole into the journal
             extra={"JOB_ID": job_id, "UNIT": unit, "JOB_OWNER": owner},
         )
         try:
