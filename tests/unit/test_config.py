@@ -36,9 +36,13 @@ jobs:
   max_timeout: 1h
   default_timeout: 10m
   unenforceable_limits: warn
+  upload_timeout: 20m
+  upload_min_rate: 64K
 """,
         )
     )
+    assert config.jobs.upload_timeout_sec == 1200
+    assert config.jobs.upload_min_bytes_per_sec == 64 * 1024
     assert config.state_dir == Path("/srv/joblet")
     assert config.jobs.max_memory_bytes == 2 * 1024**3
     assert config.jobs.stop_grace_sec == 5
@@ -57,6 +61,10 @@ jobs:
         ("jobs:\n  default_max_tasks: 900\n  max_tasks: 100", ["default_max_tasks", "at most"]),
         ("jobs:\n  stop_grace: forever", ["jobs.stop_grace", "duration"]),
         ("jobs:\n  unenforceable_limits: maybe", ["unenforceable_limits", "refuse, warn"]),
+        ("jobs:\n  upload_timeout: 0s", ["jobs.upload_timeout", "from 1s to 7d"]),
+        ("jobs:\n  upload_timeout: .nan", ["jobs.upload_timeout", "from 1s to 7d"]),
+        ("jobs:\n  upload_min_rate: 0", ["jobs.upload_min_rate", "minimum is 1"]),
+        ("jobs:\n  upload_min_rate: fast", ["jobs.upload_min_rate", "'fast'"]),
         ("state_dir: relative/dir", ["state_dir", "absolute"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
