@@ -239,18 +239,30 @@ async def _unpack(
             digest.update(chunk)
             yield chunk
 
-    await extract_async(checked(), dest, LIMITS, what=f"runtime archive {name}", executor=executor)
+    def tampered() -> JobletError | None:
+        if received != size or digest.hexdigest() == sha256.lower():
+            return None
+        return JobletError(
+            ErrorCode.INVALID,
+            f"runtime archive {name}: sha256 {digest.hexdigest()} does not match the expected "
+            f"{sha256.lower()}: tampered with or damaged; nothing was installed",
+        )
+
+    try:
+        await extract_async(
+            checked(), dest, LIMITS, what=f"runtime archive {name}", executor=executor
+        )
+    except JobletError as refused:
+        # A damaged archive often breaks the gzip or the tar too; the whole stream was read
+        # (refusals read on to the end), so say what it is: not the archive announced.
+        raise (tampered() or refused) from None
     if received != size:
         raise JobletError(
             ErrorCode.INVALID,
             f"runtime archive {name}: {received} bytes received, {size} announced",
         )
-    if digest.hexdigest() != sha256.lower():
-        raise JobletError(
-            ErrorCode.INVALID,
-            f"runtime archive {name}: sha256 {digest.hexdigest()} does not match the expected "
-            f"{sha256.lower()}: tampered with or damaged; nothing was installed",
-        )
+    if (error := tampered()) is not None:
+        raise error
 
 
 def _record_install(tree: Path, *, sha256: str, size: int) -> None:
