@@ -291,10 +291,12 @@ def extract(
     directory `dest`."""
     extractor = _Extractor(dest, limits, what)
     try:
-        tar = io.BufferedReader(_tar_bytes(stream, limits, what), buffer_size=_COPY_CHUNK)
         # r|: tarfile itself never decompresses (it would, unbounded, with r|*).
         with tarfile.open(
-            fileobj=tar, mode="r|", bufsize=_COPY_CHUNK, tarinfo=guarded_tarinfo(what)
+            fileobj=_tar_bytes(stream, limits, what),
+            mode="r|",
+            bufsize=_COPY_CHUNK,
+            tarinfo=guarded_tarinfo(what),
         ) as archive:
             while (member := archive.next()) is not None:
                 # A stream is read once: tarfile's list of every member seen is only memory.

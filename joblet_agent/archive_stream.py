@@ -75,20 +75,28 @@ class TarBytes(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        if not self.gzip and not self.input:
-            size = self.source.readinto(buffer)
+    def read(self, size: int = -1) -> bytes:
+        """What tarfile calls (a bufsize at a time): bytes, with no copy of our own."""
+        if size < 0:
+            size = _CHUNK
+        if self.gzip:
+            data = self._produce(size)
+        elif self.input:
+            data, self.input = self.input[:size], self.input[size:]
         else:
-            data = self._produce(len(buffer))
-            size = len(data)
-            buffer[:size] = data
-        self.count += size
+            data = self.source.read(size)
+        self.count += len(data)
         if self.cap is not None and self.count > self.cap:
             raise JobletError(
                 ErrorCode.TOO_LARGE,
                 f"{self.what}: unpacks to more than {self.cap} bytes of tar stream",
             )
-        return size
+        return data
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
 
     def _produce(self, size: int) -> bytes:
         while True:
@@ -100,9 +108,6 @@ class TarBytes(io.RawIOBase):
                             ErrorCode.INVALID, f"{self.what}: the gzip stream ended in the middle"
                         )
                     return b""
-            if not self.gzip:
-                plain, self.input = self.input[:size], self.input[size:]
-                return plain
             if self.inflater is None:
                 # Between gzip members: zeros may pad the stream (gzip(1) and Python skip them).
                 self.input = self.input.lstrip(b"\0")

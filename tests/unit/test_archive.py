@@ -319,7 +319,8 @@ def test_concatenated_and_padded_gzip_members_are_read(tmp_path: Path) -> None:
     data = gzip.compress(plain[:half]) + b"\0" * 100 + gzip.compress(plain[half:])
     extract(io.BytesIO(data), tmp_path, RUNTIME_LIKE, what="runtime archive")
     assert (tmp_path / "two").read_bytes() == b"2"
-    _refused(tmp_path / "x", gzip.compress(plain)[:-30], "ended in the middle", RUNTIME_LIKE)
+    (tmp_path / "cut").mkdir()
+    _refused(tmp_path / "cut", gzip.compress(plain)[:-30], "ended in the middle", RUNTIME_LIKE)
 
 
 class _Endless(io.RawIOBase):
