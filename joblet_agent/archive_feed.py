@@ -16,6 +16,7 @@ import io
 import queue
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Executor
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +95,11 @@ async def extract_async(
     *,
     what: str,
     executor: Executor,
+    slot: AbstractAsyncContextManager[object] | None = None,
     on_progress: Callable[[int], None] | None = None,
 ) -> Extracted:
-    """extract(), fed from the event loop, in a thread of `executor` taken at the first bytes.
+    """extract(), fed from the event loop, in a thread of `executor` taken at the first bytes;
+    `slot`, if given, is held from then until the thread is done (a caller's share of the pool).
 
     The stream is read to its end even after a refusal is known, so the client, which sends
     the whole body before it reads the answer, gets the answer instead of a broken pipe.
@@ -105,34 +108,37 @@ async def extract_async(
     handover = _Handover(loop)
     worker: asyncio.Future[Extracted] | None = None
     received = 0
-    try:
-        async for chunk in chunks:
-            if not chunk:
-                continue
-            received += len(chunk)
-            if limits.max_stream_bytes is not None and received > limits.max_stream_bytes:
-                # Far more than the members announced: not read on to its end, unlike a refusal.
-                raise JobletError(
-                    ErrorCode.TOO_LARGE,
-                    f"{what}: the stream is longer than {limits.max_stream_bytes} bytes, "
-                    "more than its announced size allows",
-                )
-            if on_progress is not None:
-                on_progress(received)
-            if worker is None:
-                reader = io.BufferedReader(_ChunkReader(handover), buffer_size=_COPY_CHUNK)
-                worker = loop.run_in_executor(
-                    executor, functools.partial(extract, reader, dest, limits, what=what)
-                )
-            await handover.put(chunk, worker)
-    finally:
-        if worker is not None:
-            # Also when the client went away: the worker sees the end (a truncated stream,
-            # refused) and is done before the caller removes the destination.
-            await handover.put(None, worker)
-            await asyncio.wait([worker])
-            handover.drain()
-            worker.exception()  # retrieved here; raised below or superseded by the client's error
+    async with contextlib.AsyncExitStack() as held:
+        try:
+            async for chunk in chunks:
+                if not chunk:
+                    continue
+                received += len(chunk)
+                if limits.max_stream_bytes is not None and received > limits.max_stream_bytes:
+                    # Far more than the members announced: not read on, unlike a refusal.
+                    raise JobletError(
+                        ErrorCode.TOO_LARGE,
+                        f"{what}: the stream is longer than {limits.max_stream_bytes} bytes, "
+                        "more than its announced size allows",
+                    )
+                if on_progress is not None:
+                    on_progress(received)
+                if worker is None:
+                    if slot is not None:
+                        await held.enter_async_context(slot)
+                    reader = io.BufferedReader(_ChunkReader(handover), buffer_size=_COPY_CHUNK)
+                    worker = loop.run_in_executor(
+                        executor, functools.partial(extract, reader, dest, limits, what=what)
+                    )
+                await handover.put(chunk, worker)
+        finally:
+            if worker is not None:
+                # Also when the client went away: the worker sees the end (a truncated stream,
+                # refused) and is done before the caller removes the destination.
+                await handover.put(None, worker)
+                await asyncio.wait([worker])
+                handover.drain()
+                worker.exception()  # retrieved here; raised below or superseded
     if worker is None:
         raise JobletError(ErrorCode.INVALID, f"{what}: the body is empty; send a tar stream")
     return worker.result()

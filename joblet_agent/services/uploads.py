@@ -14,6 +14,7 @@ own, taken only once bytes arrive, and the uploads waiting are capped per caller
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -39,8 +40,10 @@ UNCLAIMED_FOR = timedelta(minutes=15)
 RECEIVING_GRACE = timedelta(minutes=1)
 MAX_WAITING_PER_OWNER = 16  # uploads announced, being received or ready, of one caller
 MAX_WAITING = 256  # of all callers
-# Threads extracting uploads at once; more wait for one (the request keeps its connection).
-EXTRACTING_THREADS = 4
+# Threads extracting uploads at once, and of one caller's: more wait for one (the request keeps
+# its connection, its body unread), so a caller sending slowly holds only its own share.
+EXTRACTING_THREADS = 8
+EXTRACTING_PER_OWNER = 2
 # Tar headers and padding on top of the files' bytes: a PAX header and data padding per entry.
 _STREAM_OVERHEAD_PER_ENTRY = 4096
 _STREAM_OVERHEAD = 1024 * 1024
@@ -90,6 +93,7 @@ class UploadService:
         self._extracting = ThreadPoolExecutor(
             max_workers=EXTRACTING_THREADS, thread_name_prefix="joblet-upload"
         )
+        self._shares: dict[str, _Share] = {}
 
     def reset(self) -> None:
         """At start: no upload survives the agent (its request died with it). Never fails the
@@ -189,6 +193,7 @@ class UploadService:
                 limits,
                 what="upload",
                 executor=self._extracting,
+                slot=self._share_of(owner),
             )
         except BaseException:
             self.discard(upload_id)
@@ -206,6 +211,21 @@ class UploadService:
             received.bytes,
         )
         return upload
+
+    @contextlib.asynccontextmanager
+    async def _share_of(self, owner: str) -> AsyncIterator[None]:
+        """One of the owner's EXTRACTING_PER_OWNER threads, waited for if all are busy."""
+        share = self._shares.get(owner)
+        if share is None:
+            share = self._shares[owner] = _Share(asyncio.Semaphore(EXTRACTING_PER_OWNER))
+        share.users += 1
+        try:
+            async with share.threads:
+                yield
+        finally:
+            share.users -= 1
+            if not share.users:
+                del self._shares[owner]
 
     def take(self, upload_id: str, owner: str) -> tuple[Path, Extracted]:
         """Hand a received upload's tree over to a job (the caller moves or removes it)."""
@@ -260,6 +280,12 @@ class UploadService:
             elif upload.created_at + UNCLAIMED_FOR < now:
                 logger.info("upload %s of %s expired unclaimed", upload.id, upload.owner)
                 self.discard(upload.id)
+
+
+@dataclass(slots=True)
+class _Share:
+    threads: asyncio.Semaphore
+    users: int = 0  # holding or waiting
 
 
 def _count(field: str, value: object) -> int:

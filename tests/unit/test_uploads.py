@@ -10,14 +10,18 @@ import logging
 import os
 import tarfile
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from joblet_agent.config import AgentConfig, JobPolicy
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.uploads import (
+    EXTRACTING_PER_OWNER,
+    EXTRACTING_THREADS,
     MAX_WAITING,
     MAX_WAITING_PER_OWNER,
     RECEIVING_GRACE,
@@ -187,3 +191,43 @@ def test_an_upload_received_too_long_expires_and_its_request_ends(tmp_path: Path
     with pytest.raises(JobletError, match="does not exist"):
         uploads.take(upload.id, "alice")
     assert not (uploads.directory / upload.id).exists()
+
+
+def test_one_caller_holds_at_most_its_share_of_the_extracting_threads(tmp_path: Path) -> None:
+    uploads = _service(tmp_path, Clock())
+    started: list[str] = []
+
+    class Counting(ThreadPoolExecutor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            started.append(fn.args[1].parent.name)  # extract(reader, dest, ...): dest's upload
+            return super().submit(fn, *args, **kwargs)
+
+    uploads._extracting = Counting(max_workers=EXTRACTING_THREADS)
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as archive:
+        archive.addfile(tarfile.TarInfo("f"), io.BytesIO(b""))
+
+    async def scenario() -> None:
+        release = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            yield tar.getvalue()[:512]  # a first chunk, then a wait for the rest
+            await release.wait()
+            yield tar.getvalue()[512:]
+
+        alice = [uploads.announce("alice", 0, 1).id for _ in range(EXTRACTING_PER_OWNER + 1)]
+        bob = uploads.announce("bob", 0, 1).id
+        receiving = [asyncio.ensure_future(uploads.receive(i, "alice", slow())) for i in alice]
+        for _ in range(20):
+            await asyncio.sleep(0)
+        assert started == alice[:EXTRACTING_PER_OWNER]  # the third waits for alice's share
+        await uploads.receive(bob, "bob", _body(tar.getvalue()))  # bob is not behind her
+        assert started[-1] == bob
+        release.set()
+        await asyncio.gather(*receiving)
+        assert sorted(started) == sorted([*alice, bob])
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        uploads._extracting.shutdown()
