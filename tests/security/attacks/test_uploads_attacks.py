@@ -255,7 +255,7 @@ def test_stalled_upload_bodies_do_not_starve_job_submits(
 ) -> None:
     stalls = _stall_uploads(developer)
     try:
-        another_user_runs_a_job(second_developer)
+        taken = another_user_runs_a_job(second_developer)
     finally:
         for sock in stalls:
             sock.close()
@@ -263,10 +263,11 @@ def test_stalled_upload_bodies_do_not_starve_job_submits(
     developer.close()  # its kept-alive connection went with the agent
     stalls = _stall_uploads(developer)
     try:
-        another_user_runs_a_job(second_developer)
+        again = another_user_runs_a_job(second_developer)
     finally:
         for sock in stalls:
             sock.close()
+    print(f"{STALLS} stalled uploads: another user's job in {taken:.2f} s, {again:.2f} s")
 
 
 def test_link_through_a_link_leaving_the_tree_is_refused(
