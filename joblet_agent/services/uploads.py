@@ -100,6 +100,7 @@ class UploadService:
         start: what cannot be removed is logged and left, and uploads go on."""
         try:
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.chmod(0o700)  # staged trees are root's alone
             leftovers = list(self.directory.iterdir())
         except OSError as exc:
             logger.error("uploads: cannot prepare %s: %s", self.directory, exc)
