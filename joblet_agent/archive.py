@@ -2,9 +2,12 @@
 
 The stream comes from a client (an upload) or a registry (a runtime), so it is hostile: a member
 may try to leave the directory (absolute names, `..`, writing through a symlink the stream made
-earlier), to create device nodes or FIFOs, to take a name twice, or to be larger than announced.
-Every member is checked before anything of it is written, and writing never follows a symlink.
-The caller owns the destination and removes it whole when extraction fails: nothing half-done.
+earlier, a link leaving through another link), to create device nodes or FIFOs, to take a name
+twice, to be larger than announced, to be deeper or longer than anything honest, or to make
+more directories than its entries (parents nobody listed). Every member is checked before
+anything of it is written, writing never follows a symlink, and every header is bounded before
+it is read (archive_stream.py). The caller owns the destination and removes it whole when
+extraction fails: nothing half-done.
 
 tarfile's own filters (3.12) are not used: they are not in 3.11, and they repair (strip a leading
 /, drop modes) where we want to refuse with a message that names the member.
@@ -12,36 +15,44 @@ tarfile's own filters (3.12) are not used: they are not in 3.11, and they repair
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
-import queue
 import stat
 import tarfile
-from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
 
+from joblet_agent.archive_links import LinkTree
+from joblet_agent.archive_stream import (
+    SNIFF_BYTES,
+    TarBytes,
+    compression_of,
+    guarded_tarinfo,
+)
 from joblet_agent.errors import ErrorCode, JobletError
 
+# A member's name: components below the destination, and bytes. Honest trees are far inside
+# both (a Debian /usr is about 15 deep); the kernel's PATH_MAX is 4096.
+MAX_MEMBER_DEPTH = 64
+MAX_PATH_BYTES = 1024
 _COPY_CHUNK = 1024 * 1024
-_QUEUE_CHUNKS = 8  # chunks in flight between the event loop and the extracting thread
 _PERMISSIONS = 0o777  # setuid, setgid and sticky bits are dropped
+_EXCERPT = 60  # characters of an untrusted name quoted in a message
 
 
 @dataclass(frozen=True, slots=True)
 class ExtractLimits:
     max_bytes: int  # sum of regular files' sizes
-    max_entries: int
+    max_entries: int  # files, links and directories made, parents nobody listed included
     absolute_links: bool = True  # a link to /x means the job's (or runtime's) own /x
-    max_stream_bytes: int | None = None  # the stream itself, headers and padding included
+    max_stream_bytes: int | None = None  # the tar stream, headers and padding included
+    gzip: bool = False  # whether the stream may be gzip (runtime archives); never bz2, xz, ...
 
 
 @dataclass(frozen=True, slots=True)
 class Extracted:
     files: int = 0
-    directories: int = 0
+    directories: int = 0  # those listed and those made as parents
     links: int = 0
     bytes: int = 0
 
@@ -50,12 +61,20 @@ class Extracted:
         return self.files + self.directories + self.links
 
 
+def excerpt(text: str) -> str:
+    """An untrusted name, quoted; a long one cut, with its length."""
+    if len(text) <= _EXCERPT:
+        return repr(text)
+    return f"{text[:_EXCERPT]!r}... ({len(os.fsencode(text))} bytes)"
+
+
 def _refuse(what: str, member: str, why: str) -> JobletError:
-    return JobletError(ErrorCode.INVALID, f"{what}: {member!r}: {why}")
+    return JobletError(ErrorCode.INVALID, f"{what}: {excerpt(member)}: {why}")
 
 
 def member_path(name: str, what: str) -> PurePosixPath:
-    """The member's relative path; refuses absolute names, `..` and empty names."""
+    """The member's relative path; refuses absolute names, `..`, empty names, and names deeper
+    than MAX_MEMBER_DEPTH or longer than MAX_PATH_BYTES."""
     if name.startswith("/"):
         raise _refuse(what, name, "absolute paths are not allowed")
     parts = [p for p in name.split("/") if p not in ("", ".")]
@@ -63,11 +82,17 @@ def member_path(name: str, what: str) -> PurePosixPath:
         raise _refuse(what, name, "an empty name")
     if ".." in parts:
         raise _refuse(what, name, "'..' is not allowed in a path")
+    if len(parts) > MAX_MEMBER_DEPTH:
+        raise _refuse(what, name, f"{len(parts)} components deep; at most {MAX_MEMBER_DEPTH}")
+    size = len(os.fsencode(name))
+    if size > MAX_PATH_BYTES:
+        raise _refuse(what, name, f"a name of {size} bytes; at most {MAX_PATH_BYTES}")
     return PurePosixPath(*parts)
 
 
 def link_stays_inside(link: PurePosixPath, target: str, *, absolute_ok: bool) -> bool:
-    """Whether a symlink at `link` pointing to `target` resolves (lexically) inside the tree."""
+    """Whether a symlink at `link` pointing to `target` resolves (lexically) inside the tree.
+    Chains of links are checked once the tree is complete (archive_links.py)."""
     if target.startswith("/"):
         return absolute_ok
     depth = len(link.parts) - 1  # directories above the link, inside the tree
@@ -88,8 +113,19 @@ class _Extractor:
         self.what = what
         self.seen: set[PurePosixPath] = set()
         self.files: set[PurePosixPath] = set()  # regular files, the only hardlink targets
+        self.links = LinkTree()
         self.directory_modes: list[tuple[Path, int, float]] = []
         self.count = Extracted()
+
+    def _room_for_one(self, name: str) -> None:
+        """Before anything is made: the entry limit counts every file, link and directory."""
+        if self.count.entries >= self.limits.max_entries:
+            raise _refuse(
+                self.what,
+                name,
+                f"more than {self.limits.max_entries} entries in all (the directories made "
+                "for members' parents count too)",
+            )
 
     def _parent(self, rel: PurePosixPath) -> Path:
         """The member's parent directory, created as needed; never through a symlink."""
@@ -99,7 +135,9 @@ class _Extractor:
             try:
                 st = os.lstat(current)
             except FileNotFoundError:
+                self._room_for_one(str(rel))
                 os.mkdir(current, 0o700)
+                self.count = _more(self.count, directories=1)
                 continue
             if not stat.S_ISDIR(st.st_mode):
                 raise _refuse(self.what, str(rel), f"{part!r} above it is not a directory")
@@ -109,34 +147,29 @@ class _Extractor:
         rel = member_path(member.name, self.what)
         if rel in self.seen:
             raise _refuse(self.what, member.name, "the name is in the stream twice")
-        if len(self.seen) >= self.limits.max_entries:
-            raise _refuse(
-                self.what, member.name, f"more than {self.limits.max_entries} entries in all"
-            )
         self.seen.add(rel)
+        if member.sparse is not None:
+            raise _refuse(self.what, member.name, "is a sparse file; sparse files are refused")
         parent = self._parent(rel)
         path = parent / rel.name
         mode = member.mode & _PERMISSIONS
         if member.isreg():
+            self._room_for_one(member.name)
             self._file(archive, member, rel, path, mode)
         elif member.isdir():
             self._directory(member, path, mode)
         elif member.issym():
-            if not link_stays_inside(rel, member.linkname, absolute_ok=self.limits.absolute_links):
-                raise _refuse(
-                    self.what, member.name, f"the link points outside: {member.linkname!r}"
-                )
-            os.symlink(member.linkname, path)
-            os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
-            self.count = _more(self.count, links=1)
+            self._room_for_one(member.name)
+            self._symlink(member, rel, path)
         elif member.islnk():
+            self._room_for_one(member.name)
             target = member_path(member.linkname, self.what)
             if target not in self.files:
                 raise _refuse(
                     self.what,
                     member.name,
                     f"a hard link may only name a regular file earlier in the stream, "
-                    f"not {member.linkname!r}",
+                    f"not {excerpt(member.linkname)}",
                 )
             os.link(self.dest / target, path, follow_symlinks=False)
             self.count = _more(self.count, links=1)
@@ -181,15 +214,38 @@ class _Extractor:
 
     def _directory(self, member: tarfile.TarInfo, path: Path, mode: int) -> None:
         try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            self._room_for_one(member.name)
             os.mkdir(path, 0o700)
-        except FileExistsError:
-            if not stat.S_ISDIR(os.lstat(path).st_mode):
-                raise _refuse(self.what, member.name, "the name is in the stream twice") from None
+            self.count = _more(self.count, directories=1)
+        else:
+            # Made earlier as a parent of a member: listed now, not made twice.
+            if not stat.S_ISDIR(st.st_mode):
+                raise _refuse(self.what, member.name, "the name is in the stream twice")
         # Modes last: a read-only directory must still take the members that follow it.
         self.directory_modes.append((path, mode, float(member.mtime)))
-        self.count = _more(self.count, directories=1)
+
+    def _symlink(self, member: tarfile.TarInfo, rel: PurePosixPath, path: Path) -> None:
+        target = member.linkname
+        if len(os.fsencode(target)) > MAX_PATH_BYTES:
+            raise _refuse(
+                self.what,
+                member.name,
+                f"a link target of {len(os.fsencode(target))} bytes; at most {MAX_PATH_BYTES}",
+            )
+        if not link_stays_inside(rel, target, absolute_ok=self.limits.absolute_links):
+            raise _refuse(self.what, member.name, f"the link points outside: {excerpt(target)}")
+        os.symlink(target, path)
+        os.utime(path, (member.mtime, member.mtime), follow_symlinks=False)
+        self.links.add(rel, target)
+        self.count = _more(self.count, links=1)
 
     def finish(self) -> Extracted:
+        escape = self.links.first_escape()
+        if escape is not None:
+            link, target, why = escape
+            raise _refuse(self.what, str(link), f"its target {excerpt(target)} {why}")
         for path, mode, mtime in reversed(self.directory_modes):
             os.chmod(path, mode, follow_symlinks=False)
             os.utime(path, (mtime, mtime), follow_symlinks=False)
@@ -207,12 +263,44 @@ def _more(
     )
 
 
-def extract(stream: BinaryIO, dest: Path, limits: ExtractLimits, *, what: str) -> Extracted:
-    """Extract a tar stream (plain or gzip) into the existing, empty directory `dest`."""
+def _tar_bytes(stream: io.BufferedIOBase, limits: ExtractLimits, what: str) -> TarBytes:
+    """The stream's tar bytes: plain, or gzip where allowed; any other compression refused."""
+    head = b""
+    while len(head) < SNIFF_BYTES and (more := stream.read(SNIFF_BYTES - len(head))):
+        head += more
+    compression = compression_of(head)
+    if compression is not None and not (compression == "gzip" and limits.gzip):
+        accepted = (
+            "a tar stream, plain or gzip"
+            if limits.gzip
+            else "an uncompressed tar stream (Content-Type: application/x-tar)"
+        )
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"{what}: the stream is {compression}-compressed; send {accepted}",
+        )
+    return TarBytes(
+        head, stream, gzip=compression == "gzip", cap=limits.max_stream_bytes, what=what
+    )
+
+
+def extract(
+    stream: io.BufferedIOBase, dest: Path, limits: ExtractLimits, *, what: str
+) -> Extracted:
+    """Extract a tar stream (plain, or gzip if the limits allow) into the existing, empty
+    directory `dest`."""
     extractor = _Extractor(dest, limits, what)
     try:
-        with tarfile.open(fileobj=stream, mode="r|*", bufsize=_COPY_CHUNK) as archive:
-            for member in archive:
+        # r|: tarfile itself never decompresses (it would, unbounded, with r|*).
+        with tarfile.open(
+            fileobj=_tar_bytes(stream, limits, what),
+            mode="r|",
+            bufsize=_COPY_CHUNK,
+            tarinfo=guarded_tarinfo(what),
+        ) as archive:
+            while (member := archive.next()) is not None:
+                # A stream is read once: tarfile's list of every member seen is only memory.
+                archive.members.clear()  # type: ignore[attr-defined]
                 extractor.add(archive, member)
     except (tarfile.TarError, EOFError) as exc:
         if isinstance(exc, EOFError) or "unexpected end of data" in str(exc):
@@ -223,89 +311,3 @@ def extract(stream: BinaryIO, dest: Path, limits: ExtractLimits, *, what: str) -
     except OSError as exc:
         raise JobletError(ErrorCode.INVALID, f"{what}: could not be written: {exc}") from None
     return extractor.finish()
-
-
-class _ChunkReader(io.RawIOBase):
-    """A blocking reader over chunks handed over by the event loop (None: the end)."""
-
-    def __init__(self, chunks: queue.Queue[bytes | None]) -> None:
-        self.chunks = chunks
-        self.pending = memoryview(b"")
-        self.ended = False
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
-        while not self.pending and not self.ended:
-            chunk = self.chunks.get()
-            if chunk is None:
-                self.ended = True
-            else:
-                self.pending = memoryview(chunk)
-        size = min(len(buffer), len(self.pending))
-        buffer[:size] = self.pending[:size]
-        self.pending = self.pending[size:]
-        return size
-
-
-async def extract_async(
-    chunks: AsyncIterator[bytes],
-    dest: Path,
-    limits: ExtractLimits,
-    *,
-    what: str,
-    on_progress: Callable[[int], None] | None = None,
-) -> Extracted:
-    """extract(), fed from the event loop: memory stays bounded to a few chunks in flight.
-
-    The stream is read to its end even after a refusal is known, so the client, which sends
-    the whole body before it reads the answer, gets the answer instead of a broken pipe.
-    """
-    handover: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUE_CHUNKS)
-    reader = io.BufferedReader(_ChunkReader(handover), buffer_size=_COPY_CHUNK)
-    worker = asyncio.get_running_loop().run_in_executor(
-        None, lambda: extract(reader, dest, limits, what=what)
-    )
-    received = 0
-    try:
-        async for chunk in chunks:
-            received += len(chunk)
-            if limits.max_stream_bytes is not None and received > limits.max_stream_bytes:
-                # Far more than the members announced: not read on to its end, unlike a refusal.
-                raise JobletError(
-                    ErrorCode.TOO_LARGE,
-                    f"{what}: the stream is longer than {limits.max_stream_bytes} bytes, "
-                    "more than its announced size allows",
-                )
-            if on_progress is not None:
-                on_progress(received)
-            await _hand_over(handover, chunk, worker)
-    finally:
-        # Also when the client went away: the worker sees the end (a truncated stream, refused)
-        # and is done before the caller removes the destination.
-        await _hand_over(handover, None, worker)
-        await asyncio.wait([worker])
-        _drain(handover)
-        worker.exception()  # retrieved here; raised below or superseded by the client's error
-    return worker.result()
-
-
-async def _hand_over(
-    handover: queue.Queue[bytes | None], chunk: bytes | None, worker: asyncio.Future[Extracted]
-) -> None:
-    """Queue a chunk for the worker; dropped once the worker has stopped (its error wins)."""
-    while not worker.done():
-        try:
-            handover.put_nowait(chunk)
-            return
-        except queue.Full:
-            await asyncio.sleep(0.001)
-
-
-def _drain(handover: queue.Queue[bytes | None]) -> None:
-    while True:
-        try:
-            handover.get_nowait()
-        except queue.Empty:
-            return

@@ -21,6 +21,7 @@ from joblet_agent.units_of_measure import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
 DEFAULT_ISOLATED_CIDR = "10.213.0.0/20"
+_WEEK_SEC = 7 * 24 * 3600
 
 
 class Enforcement(StrEnum):
@@ -46,6 +47,10 @@ class JobPolicy:
     max_running: int = 1024  # jobs at once; each needs a user of the pool
     max_upload_bytes: int = 1024**3  # the files one job's upload may hold
     max_upload_entries: int = 100_000  # files, directories and links of one upload
+    # An upload's body: whole within this time, and at least this many bytes per second of
+    # waiting for the client (after a grace period): a stalled body holds nothing for ever.
+    upload_timeout_sec: float = 3600.0
+    upload_min_bytes_per_sec: int = 16 * 1024
     max_volume_bytes: int = 1024**4  # a filesystem volume's largest size (memory: the host's)
     # A volume a job names that does not exist is created with this size when the caller may
     # manage volumes (None: refused instead).
@@ -245,6 +250,13 @@ def _parse_jobs(section: Fields) -> JobPolicy:
     grace = section.parsed("stop_grace", parse_duration, base.stop_grace_sec)
     assert grace is not None
     section.check_range("stop_grace", grace, 0, 3600)
+    upload_timeout = section.parsed("upload_timeout", parse_duration, base.upload_timeout_sec)
+    assert upload_timeout is not None
+    if not 1 <= upload_timeout <= _WEEK_SEC:  # NaN too
+        raise section.error("upload_timeout", upload_timeout, "from 1s to 7d")
+    upload_rate = section.parsed("upload_min_rate", parse_size, base.upload_min_bytes_per_sec)
+    assert upload_rate is not None
+    section.check_range("upload_min_rate", upload_rate, 1, None)
     unenforceable = section.string("unenforceable_limits", str(base.unenforceable_limits))
     if unenforceable not in {e.value for e in Enforcement}:
         raise section.error("unenforceable_limits", unenforceable, "allowed: refuse, warn")
@@ -270,6 +282,8 @@ def _parse_jobs(section: Fields) -> JobPolicy:
             "max_upload_entries", base.max_upload_entries, minimum=1, maximum=10_000_000
         )
         or base.max_upload_entries,
+        upload_timeout_sec=upload_timeout,
+        upload_min_bytes_per_sec=upload_rate,
         max_volume_bytes=section.parsed("max_volume_size", parse_size, base.max_volume_bytes)
         or base.max_volume_bytes,
         auto_volume_bytes=section.parsed("auto_volume_size", parse_size)

@@ -71,6 +71,8 @@ def parse_duration(text: str | int | float) -> float:
 
 
 def _bounded_seconds(seconds: float) -> float:
+    if math.isnan(seconds):
+        raise ValueError(f"{DURATION_RULE}; not a number")
     if not math.isfinite(seconds) or seconds > MAX_DURATION_SEC:
         raise ValueError(f"a duration is at most {MAX_DURATION_SEC} seconds (100 years)")
     return seconds

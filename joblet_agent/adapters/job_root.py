@@ -20,6 +20,7 @@ from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.userdb import pool
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.trees import discard_tree, remove_tree, walk_tree
 from joblet_agent.units.network import NETWORK_DIR
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.sandbox import BASE_READ_ONLY
@@ -141,18 +142,21 @@ class JobDirectories:
         flush: bool = False,
     ) -> None:
         """<id>/ (root only); work/, the staging directory whose tree becomes the root of
-        work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d."""
+        work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d. Once the image holds
+        it, the staging tree goes: the job uses the image, and a tree it sent must not stay
+        under the state directory for the agent to walk again."""
         # A thread: an upload's tree may have many entries to chown.
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
         )
         # No journal: the filesystem lives as long as the job. Root owner: the job's user.
         await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=Path(paths.work))
+        await asyncio.to_thread(remove_tree, Path(paths.work))
         if flush:
             await asyncio.to_thread(_flush, image)
 
     def remove(self, paths: JobPaths) -> None:
-        shutil.rmtree(paths.root, ignore_errors=True)
+        discard_tree(Path(paths.root), "the job's directory")
 
     def read_text(self, path: PurePosixPath) -> str | None:
         try:
@@ -212,9 +216,8 @@ def _flush(image: Path) -> None:
 def _give_to(tree: Path, user: JobUser) -> None:
     """Uploaded files become the job's user's (lchown: links are never followed)."""
     os.lchown(tree, user.uid, user.uid)
-    for top, dirs, files in os.walk(tree):
-        for name in (*dirs, *files):
-            os.lchown(os.path.join(top, name), user.uid, user.uid)
+    for path in walk_tree(tree):
+        os.lchown(path, user.uid, user.uid)
 
 
 def _open_to_all(root: Path) -> None:

@@ -18,16 +18,18 @@ import json
 import logging
 import os
 import platform
-import shutil
 import stat
 import tempfile
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from joblet_agent.archive import ExtractLimits, extract_async
+from joblet_agent.archive import ExtractLimits
+from joblet_agent.archive_feed import extract_async
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.runtimes.resolve import InstalledRuntime, Provenance
 from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
+from joblet_agent.trees import discard_tree, walk_tree
 
 logger = logging.getLogger(__name__)
 
@@ -36,9 +38,21 @@ STAGING = ".staging"
 # Written by the installer beside runtime.yml: which archive this tree came from, so a rebuilt
 # archive of the same release is told apart from the installed one.
 INSTALL_RECORD = ".joblet-install.json"
-# A JDK or an ML stack is a few hundred MB unpacked; these bound a hostile archive.
+# A JDK or an ML stack is a few hundred MB unpacked; these bound a hostile archive. Archives are
+# tar.gz (runtimes/build.py): the gzip is inflated by the extractor, counted against the tar
+# stream's bound (files, plus a header and padding of a few KiB per entry).
 MAX_ARCHIVE_BYTES = 8 * 1024**3
-LIMITS = ExtractLimits(max_bytes=16 * 1024**3, max_entries=500_000, absolute_links=False)
+_MAX_FILES_BYTES = 16 * 1024**3
+_MAX_ENTRIES = 500_000
+LIMITS = ExtractLimits(
+    max_bytes=_MAX_FILES_BYTES,
+    max_entries=_MAX_ENTRIES,
+    absolute_links=False,
+    max_stream_bytes=_MAX_FILES_BYTES + _MAX_ENTRIES * 4096,
+    gzip=True,
+)
+# Installs unpacking at once (maintainers'); their own threads, not the loop's default ones.
+_UNPACKING_THREADS = 2
 _MACHINE_TO_DEBIAN = {
     "x86_64": "amd64",
     "aarch64": "arm64",
@@ -65,12 +79,16 @@ class RuntimeDirectory:
         self.arch = arch or host_architecture()
         # runtime.yml (path -> (stat key, parsed)): submit reads runtimes on every job.
         self._cache: dict[Path, tuple[tuple[int, int, int], InstalledRuntime | None]] = {}
+        self._unpacking = ThreadPoolExecutor(
+            max_workers=_UNPACKING_THREADS, thread_name_prefix="joblet-runtime"
+        )
 
     def prepare(self) -> None:
-        """At start-up: the directory exists; installs cut short by a crash are cleared."""
+        """At start-up: the directory exists; installs cut short by a crash are cleared (or,
+        when they cannot be, logged and left: that never stops the agent)."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o755)
         self.root.chmod(0o755)  # the agent's umask is 0077; jobs' users must traverse it
-        shutil.rmtree(self.root / STAGING, ignore_errors=True)
+        discard_tree(self.root / STAGING, "the unfinished runtime installs")
 
     def installed(self) -> list[InstalledRuntime]:
         found: list[InstalledRuntime] = []
@@ -133,7 +151,9 @@ class RuntimeDirectory:
         staging.mkdir(parents=True, exist_ok=True, mode=0o700)
         unpacked = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=staging))
         try:
-            await _unpack(chunks, unpacked, name=name, size=size, sha256=sha256)
+            await _unpack(
+                chunks, unpacked, name=name, size=size, sha256=sha256, executor=self._unpacking
+            )
             yml = unpacked / RUNTIME_YML
             if not yml.is_file() or yml.is_symlink():
                 raise JobletError(
@@ -157,7 +177,7 @@ class RuntimeDirectory:
             approve(spec)
             final = self._place(unpacked, spec)
         finally:
-            shutil.rmtree(unpacked, ignore_errors=True)  # the new tree, or the replaced one
+            discard_tree(unpacked, "the runtime staging tree")  # the new tree, or the replaced one
         logger.info("installed runtime %s %s at %s", spec.name, spec.release, final)
         runtime = self._load(final / RUNTIME_YML)
         assert runtime is not None
@@ -191,14 +211,20 @@ class RuntimeDirectory:
         staging.mkdir(parents=True, exist_ok=True, mode=0o700)
         doomed = Path(tempfile.mkdtemp(prefix=f"{runtime.name}-removed-", dir=staging))
         os.rename(Path(runtime.directory), doomed / "tree")
-        shutil.rmtree(doomed, ignore_errors=True)
+        discard_tree(doomed, "the removed runtime")
         with contextlib.suppress(OSError):
             Path(runtime.directory).parent.rmdir()  # the language's directory, if now empty
         logger.info("removed runtime %s", runtime.name)
 
 
 async def _unpack(
-    chunks: AsyncIterator[bytes], dest: Path, *, name: str, size: int, sha256: str
+    chunks: AsyncIterator[bytes],
+    dest: Path,
+    *,
+    name: str,
+    size: int,
+    sha256: str,
+    executor: ThreadPoolExecutor,
 ) -> None:
     digest = hashlib.sha256()
     received = 0
@@ -215,18 +241,30 @@ async def _unpack(
             digest.update(chunk)
             yield chunk
 
-    await extract_async(checked(), dest, LIMITS, what=f"runtime archive {name}")
+    def tampered() -> JobletError | None:
+        if received != size or digest.hexdigest() == sha256.lower():
+            return None
+        return JobletError(
+            ErrorCode.INVALID,
+            f"runtime archive {name}: sha256 {digest.hexdigest()} does not match the expected "
+            f"{sha256.lower()}: tampered with or damaged; nothing was installed",
+        )
+
+    try:
+        await extract_async(
+            checked(), dest, LIMITS, what=f"runtime archive {name}", executor=executor
+        )
+    except JobletError as refused:
+        # A damaged archive often breaks the gzip or the tar too; the whole stream was read
+        # (refusals read on to the end), so say what it is: not the archive announced.
+        raise (tampered() or refused) from None
     if received != size:
         raise JobletError(
             ErrorCode.INVALID,
             f"runtime archive {name}: {received} bytes received, {size} announced",
         )
-    if digest.hexdigest() != sha256.lower():
-        raise JobletError(
-            ErrorCode.INVALID,
-            f"runtime archive {name}: sha256 {digest.hexdigest()} does not match the expected "
-            f"{sha256.lower()}: tampered with or damaged; nothing was installed",
-        )
+    if (error := tampered()) is not None:
+        raise error
 
 
 def _record_install(tree: Path, *, sha256: str, size: int, provenance: Provenance | None) -> None:
@@ -281,7 +319,7 @@ def check_tree(directory: Path, spec: RuntimeSpec) -> None:
 def _open_for_jobs(tree: Path) -> None:
     """Readable by every job's user, writable by none: runtimes are shared by all their jobs.
     (The extractor already dropped setuid, setgid and sticky bits.)"""
-    for path in (tree, *tree.rglob("*")):
+    for path in (tree, *walk_tree(tree)):
         st = path.lstat()
         if stat.S_ISLNK(st.st_mode):
             continue

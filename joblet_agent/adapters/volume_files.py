@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import struct
 from pathlib import Path
 
 from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.trees import discard_tree
 from joblet_agent.volumes import Volume, VolumeType
 
 logger = logging.getLogger(__name__)
@@ -82,13 +82,15 @@ class VolumeFiles:
                 await _make_image(self.image(volume.name), volume.size_bytes, gid)
             _write_json(home / "volume.json", volume.to_dict())
         except BaseException:
-            shutil.rmtree(home, ignore_errors=True)
+            discard_tree(home, "the volume's directory")
             raise
 
     def remove(self, name: str) -> None:
         home = self.home(name)
         (home / "volume.json").unlink(missing_ok=True)
-        shutil.rmtree(home, ignore_errors=True)
+        # What jobs wrote lives in the image, or in a tmpfs unmounted first; a volume still
+        # mounted is left whole (one file system), never emptied through its mount point.
+        discard_tree(home, "the volume's directory")
 
     def prepare_root(self, name: str, gid: int) -> None:
         """Once mounted: the root owned by root and the volume's group, rwx for the group, nothing

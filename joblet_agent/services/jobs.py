@@ -245,6 +245,11 @@ class JobService:
             # Until the record holds it, the claim keeps a concurrent submit off this user.
             self._claimed.discard(user.name)
         try:
+            # Before the files: the program is looked for in the upload's tree, which goes once
+            # the /work image holds it.
+            properties = await self._unit_properties(
+                job_id, spec, paths, user, runtime=runtime, network=network, work_tree=upload
+            )
             await self.files.create(
                 paths,
                 user,
@@ -252,9 +257,6 @@ class JobService:
                 work_bytes=spec.limits.work_bytes or 0,
                 upload=upload,
                 flush=throttles_io(spec.limits, self.host),
-            )
-            properties = await self._unit_properties(
-                job_id, spec, paths, user, runtime=runtime, network=network
             )
             aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
             aux += helper_units(network, paths, self.config.slice)
@@ -615,12 +617,15 @@ class JobService:
         *,
         runtime: InstalledRuntime | None,
         network: JobNetwork,
+        work_tree: Path | None,
     ) -> Sequence[Property]:
-        """Once its files exist: its program found in its root, its volumes mounted, and the
-        translation of it all."""
+        """Its program found in its root (its /work: `work_tree`, the upload's, if any), its
+        volumes mounted, and the translation of it all."""
         mounts = runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None
+        # Before the job runs, its /work holds the upload and nothing else.
+        seen = dataclasses.replace(paths, work=PurePosixPath(work_tree)) if work_tree else paths
         command = resolve_command(
-            spec.command, job_environment(job_id, spec, runtime)["PATH"], paths, mounts
+            spec.command, job_environment(job_id, spec, runtime)["PATH"], seen, mounts
         )
         return translate(
             job_id,

@@ -5,27 +5,45 @@ refused before a byte of it is sent; then its tar stream is extracted, checked m
 (archive.py), into a root-only staging directory; then the job that names it takes it over as the
 tree of its /work. An upload no job took is removed after a while, and all are at agent start
 (they belong to the client's request in flight, which fails with the agent anyway).
+
+Nothing here may be held without bound by a client (review H4, L10): the body must keep to a
+pace (body_pace.py), an upload being received expires, extraction runs in a small pool of its
+own, taken only once bytes arrive, and the uploads waiting are capped per caller and in all.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import shutil
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from joblet_agent.archive import Extracted, ExtractLimits, extract_async
+from joblet_agent.archive import Extracted, ExtractLimits
+from joblet_agent.archive_feed import extract_async
+from joblet_agent.body_pace import BodyPace, paced
 from joblet_agent.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import Clock
+from joblet_agent.trees import discard_tree
 
 logger = logging.getLogger(__name__)
 
 UNCLAIMED_FOR = timedelta(minutes=15)
+# An upload still being received this long after its body's deadline is dropped all the same
+# (its request is cancelled): the deadline should have ended it.
+RECEIVING_GRACE = timedelta(minutes=1)
+MAX_WAITING_PER_OWNER = 16  # uploads announced, being received or ready, of one caller
+MAX_WAITING = 256  # of all callers
+# Threads extracting uploads at once, and of one caller's: more wait for one (the request keeps
+# its connection, its body unread), so a caller sending slowly holds only its own share.
+EXTRACTING_THREADS = 8
+EXTRACTING_PER_OWNER = 2
 # Tar headers and padding on top of the files' bytes: a PAX header and data padding per entry.
 _STREAM_OVERHEAD_PER_ENTRY = 4096
 _STREAM_OVERHEAD = 1024 * 1024
@@ -46,6 +64,7 @@ class Upload:
     created_at: datetime
     state: UploadState = UploadState.ANNOUNCED
     received: Extracted | None = None
+    receiving_since: datetime | None = None
 
     def to_dict(self) -> dict[str, object]:
         received = self.received
@@ -65,17 +84,35 @@ class UploadService:
         self.policy = config.jobs
         self.directory = config.state_dir / "uploads"
         self.clock = clock
+        self.pace = BodyPace(
+            total_sec=config.jobs.upload_timeout_sec,
+            min_bytes_per_sec=config.jobs.upload_min_bytes_per_sec,
+        )
         self._uploads: dict[str, Upload] = {}
+        self._receivers: dict[str, asyncio.Task[object]] = {}
+        self._extracting = ThreadPoolExecutor(
+            max_workers=EXTRACTING_THREADS, thread_name_prefix="joblet-upload"
+        )
+        self._shares: dict[str, _Share] = {}
 
     def reset(self) -> None:
-        """At start: no upload survives the agent (its request died with it)."""
-        shutil.rmtree(self.directory, ignore_errors=True)
-        self.directory.mkdir(mode=0o700, parents=True)
+        """At start: no upload survives the agent (its request died with it). Never fails the
+        start: what cannot be removed is logged and left, and uploads go on."""
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            self.directory.chmod(0o700)  # staged trees are root's alone
+            leftovers = list(self.directory.iterdir())
+        except OSError as exc:
+            logger.error("uploads: cannot prepare %s: %s", self.directory, exc)
+            return
+        for leftover in leftovers:
+            discard_tree(leftover, "the leftover upload")
 
     def announce(self, owner: str, size: object, entries: object) -> Upload:
         self._expire()
         size = _count("bytes", size)
         entries = _count("entries", entries)
+        self._room_for_one_more(owner)
         if size > self.policy.max_upload_bytes:
             raise JobletError(
                 ErrorCode.TOO_LARGE,
@@ -111,15 +148,36 @@ class UploadService:
         self._uploads[upload.id] = upload
         return upload
 
+    def _room_for_one_more(self, owner: str) -> None:
+        mine = sum(1 for u in self._uploads.values() if u.owner == owner)
+        if mine >= MAX_WAITING_PER_OWNER:
+            raise JobletError(
+                ErrorCode.TOO_LARGE,
+                f"uploads: {mine} of yours are waiting already; at most "
+                f"{MAX_WAITING_PER_OWNER} wait at once",
+                hint="run the jobs that take them, or drop them (DELETE /v1/uploads/{id}); "
+                "unclaimed ones go after 15 minutes",
+            )
+        if len(self._uploads) >= MAX_WAITING:
+            raise JobletError(
+                ErrorCode.TOO_LARGE,
+                f"uploads: {len(self._uploads)} are waiting on this agent; at most "
+                f"{MAX_WAITING} wait at once",
+                hint="try again once jobs have taken theirs; unclaimed ones go after 15 minutes",
+            )
+
     async def receive(self, upload_id: str, owner: str, stream: AsyncIterator[bytes]) -> Upload:
         upload = self._owned(upload_id, owner)
         if upload.state is not UploadState.ANNOUNCED:
             raise JobletError(
                 ErrorCode.CONFLICT, f"upload {upload_id} is {upload.state}; it is sent only once"
             )
-        self._uploads[upload_id] = upload = replace(upload, state=UploadState.RECEIVING)
-        tree = self.tree(upload_id)
-        tree.mkdir(mode=0o700, parents=True)
+        self._uploads[upload_id] = upload = replace(
+            upload, state=UploadState.RECEIVING, receiving_since=self.clock.now()
+        )
+        task = asyncio.current_task()
+        if task is not None:
+            self._receivers[upload_id] = task
         limits = ExtractLimits(
             max_bytes=upload.bytes,
             max_entries=upload.entries,
@@ -128,10 +186,21 @@ class UploadService:
             + _STREAM_OVERHEAD,
         )
         try:
-            received = await extract_async(stream, tree, limits, what="upload")
+            tree = self.tree(upload_id)
+            tree.mkdir(mode=0o700, parents=True)
+            received = await extract_async(
+                paced(stream, self.pace, what="upload"),
+                tree,
+                limits,
+                what="upload",
+                executor=self._extracting,
+                slot=self._share_of(owner),
+            )
         except BaseException:
             self.discard(upload_id)
             raise
+        finally:
+            self._receivers.pop(upload_id, None)
         self._uploads[upload_id] = upload = replace(
             upload, state=UploadState.READY, received=received
         )
@@ -143,6 +212,21 @@ class UploadService:
             received.bytes,
         )
         return upload
+
+    @contextlib.asynccontextmanager
+    async def _share_of(self, owner: str) -> AsyncIterator[None]:
+        """One of the owner's EXTRACTING_PER_OWNER threads, waited for if all are busy."""
+        share = self._shares.get(owner)
+        if share is None:
+            share = self._shares[owner] = _Share(asyncio.Semaphore(EXTRACTING_PER_OWNER))
+        share.users += 1
+        try:
+            async with share.threads:
+                yield
+        finally:
+            share.users -= 1
+            if not share.users:
+                del self._shares[owner]
 
     def take(self, upload_id: str, owner: str) -> tuple[Path, Extracted]:
         """Hand a received upload's tree over to a job (the caller moves or removes it)."""
@@ -158,7 +242,7 @@ class UploadService:
 
     def discard(self, upload_id: str) -> None:
         self._uploads.pop(upload_id, None)
-        shutil.rmtree(self.directory / upload_id, ignore_errors=True)
+        discard_tree(self.directory / upload_id, "the upload")
 
     def remove(self, upload_id: str, owner: str) -> None:
         self._owned(upload_id, owner)
@@ -179,11 +263,30 @@ class UploadService:
         return upload
 
     def _expire(self) -> None:
-        cutoff = self.clock.now() - UNCLAIMED_FOR
+        now = self.clock.now()
+        receiving_for = timedelta(seconds=self.pace.total_sec) + RECEIVING_GRACE
         for upload in list(self._uploads.values()):
-            if upload.created_at < cutoff and upload.state is not UploadState.RECEIVING:
+            if upload.state is UploadState.RECEIVING:
+                assert upload.receiving_since is not None
+                if upload.receiving_since + receiving_for < now:
+                    logger.warning(
+                        "upload %s of %s expired while received", upload.id, upload.owner
+                    )
+                    self._uploads.pop(upload.id, None)
+                    receiver = self._receivers.pop(upload.id, None)
+                    if receiver is not None:
+                        receiver.cancel()  # its request removes what it had received
+                    else:
+                        self.discard(upload.id)
+            elif upload.created_at + UNCLAIMED_FOR < now:
                 logger.info("upload %s of %s expired unclaimed", upload.id, upload.owner)
                 self.discard(upload.id)
+
+
+@dataclass(slots=True)
+class _Share:
+    threads: asyncio.Semaphore
+    users: int = 0  # holding or waiting
 
 
 def _count(field: str, value: object) -> int:

@@ -95,6 +95,21 @@ def test_design_document_upload_dir_then_cd(tmp_path: Path) -> None:
     assert result.stdout.splitlines() == ["installed my-package", "2"]
 
 
+def test_the_staging_tree_goes_once_the_image_holds_it(client: Client, tmp_path: Path) -> None:
+    """The job uses its /work image; root's copy of what it sent is not kept (nor walked again
+    when the job is deleted). Its program was found in the upload all the same."""
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\necho ran-from-work\n")
+    script.chmod(0o755)
+    job = client.run(["/work/run.sh"], uploads=[str(script)])
+    lines, end = _output(client, job)
+    assert lines == ["ran-from-work"] and end["exit_code"] == 0
+    job_dir = JOBS / str(job["id"])
+    assert (job_dir / "work.img").is_file()
+    assert not (job_dir / "work").exists()
+    client.delete(str(job["id"]))
+
+
 def test_large_upload_keeps_agent_memory_bounded(client: Client, tmp_path: Path) -> None:
     size = 200 * 1024 * 1024
     big = tmp_path / "big.bin"

@@ -36,9 +36,13 @@ jobs:
   max_timeout: 1h
   default_timeout: 10m
   unenforceable_limits: warn
+  upload_timeout: 20m
+  upload_min_rate: 64K
 """,
         )
     )
+    assert config.jobs.upload_timeout_sec == 1200
+    assert config.jobs.upload_min_bytes_per_sec == 64 * 1024
     assert config.state_dir == Path("/srv/joblet")
     assert config.jobs.max_memory_bytes == 2 * 1024**3
     assert config.jobs.stop_grace_sec == 5
@@ -91,6 +95,10 @@ connections:
         ("log_streams:\n  write_timeout: 0.5s", ["log_streams.write_timeout", "minimum is 1"]),
         ("log_streams:\n  idle: 5s", ["log_streams.idle", "unknown key"]),
         ("jobs: &j {}\naccess: *j", ["not valid YAML", "anchors and aliases are not allowed"]),
+        ("jobs:\n  upload_timeout: 0s", ["jobs.upload_timeout", "from 1s to 7d"]),
+        ("jobs:\n  upload_timeout: .nan", ["jobs.upload_timeout", "not a number"]),
+        ("jobs:\n  upload_min_rate: 0", ["jobs.upload_min_rate", "minimum is 1"]),
+        ("jobs:\n  upload_min_rate: fast", ["jobs.upload_min_rate", "'fast'"]),
         ("state_dir: relative/dir", ["state_dir", "absolute"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
