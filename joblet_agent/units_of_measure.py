@@ -60,6 +60,8 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise ValueError(DURATION_RULE)
     if isinstance(text, int | float):
+        if isinstance(text, float) and math.isnan(text):
+            return _bounded_seconds(text)
         return _bounded_seconds(float(text) if -1e18 < text < 1e18 else math.inf)
     match = _DURATION.match(text)
     if not match:
