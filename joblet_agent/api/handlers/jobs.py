@@ -70,8 +70,11 @@ def _job_for(request: web.Request, action: Action) -> JobRecord:
             f"job id: {excerpt(given)} is not valid; a job's id ({_JOB_ID_CHARS} characters) "
             "or a prefix of it",
         )
+    # A caller without a role learns nothing, not even whether a prefix names a job (L5).
+    caller = caller_of(request)
+    authorize(caller, Action.JOB_READ)
     record = _service(request).resolve(given)
-    authorize(caller_of(request), action, owner=None if action is Action.JOB_READ else record.owner)
+    authorize(caller, action, owner=None if action is Action.JOB_READ else record.owner)
     request[JOB_ID] = record.id
     return record
 
