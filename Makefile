@@ -47,6 +47,7 @@ lint: deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: deps
 	$(BIN)/pytest -m "not integration and not slow and not after_reboot" tests
