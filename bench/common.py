@@ -9,15 +9,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 
 from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
+from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
-from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
 from joblet_agent.adapters.userdb import publish_pool
-from joblet_agent.config import AgentConfig
-from joblet_agent.host import probe_host
-from joblet_agent.pki import Pki
+from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.host import probe_host
+from joblet_agent.pki.authority import Pki
 from joblet_agent.ports import RuntimeCatalog
-from joblet_agent.services.jobs import UNIT_PREFIXES, JobService
+from joblet_agent.services.job.service import UNIT_PREFIXES, JobService
 
 PKI_DIR = Path("/etc/joblet/pki")
 

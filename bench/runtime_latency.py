@@ -24,9 +24,9 @@ from pathlib import Path
 
 from bench.common import engine, pct
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
-from joblet_agent.model import JobState
-from joblet_agent.runtimes.resolve import InstalledRuntime
-from joblet_agent.services.jobs import JobService
+from joblet_agent.domain.job import JobState
+from joblet_agent.domain.runtime_binding import InstalledRuntime
+from joblet_agent.services.job.service import JobService
 from tests.runtime_kit import tiny_python
 
 INSTALLED = Path("/opt/joblet/runtimes")

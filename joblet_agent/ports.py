@@ -7,8 +7,8 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from joblet_agent.model import JobRecord, JobState
-from joblet_agent.runtimes.resolve import InstalledRuntime
+from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.runtime_binding import InstalledRuntime
 from joblet_agent.units.paths import JobPaths, JobUser
 from joblet_agent.units.properties import Property
 

@@ -32,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from joblet_agent.runtimes.spec import parse_runtime
+from joblet_agent.domain.runtime import parse_runtime
 
 RECIPES = Path(__file__).resolve().parent
 DEFAULT_CACHE = Path(os.environ.get("JOBLET_RUNTIME_CACHE", "/var/cache/joblet-runtimes"))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from joblet_agent.networks import BRIDGE_PREFIX, LINK_PREFIX, Network
+from joblet_agent.domain.network import BRIDGE_PREFIX, LINK_PREFIX, Network
 
 logger = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from joblet_agent.domain.network import Network
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.networks import Network
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ import logging
 import os
 from pathlib import Path
 
-from joblet_agent.config import JobPolicy
+from joblet_agent.domain.config import JobPolicy
 from joblet_agent.units.paths import JobUser
 
 logger = logging.getLogger(__name__)

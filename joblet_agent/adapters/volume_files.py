@@ -14,9 +14,9 @@ import struct
 from pathlib import Path
 
 from joblet_agent.adapters.ext4 import make_ext4
+from joblet_agent.adapters.trees import discard_tree
+from joblet_agent.domain.volume import Volume, VolumeType
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.trees import discard_tree
-from joblet_agent.volumes import Volume, VolumeType
 
 logger = logging.getLogger(__name__)
 

@@ -8,17 +8,17 @@ from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.connections import track_requests
 from joblet_agent.api.errors import errors_middleware
-from joblet_agent.api.handlers import health, jobs, networks, runtimes, uploads, volumes
+from joblet_agent.api.handlers import health, job, network, runtime, upload, volume
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
-from joblet_agent.config import Access
-from joblet_agent.services.jobs import JobService
-from joblet_agent.services.runtimes import RuntimeService
+from joblet_agent.domain.config import Access
+from joblet_agent.services.job.service import JobService
+from joblet_agent.services.runtime import RuntimeService
 
 # aiohttp's own cap, for request.read() and friends; the API reads bodies through api/body.py,
 # with a bound per endpoint.
 MAX_REQUEST_BYTES = 1024 * 1024
-_RESOURCES = (jobs, uploads, volumes, networks, health, runtimes)
+_RESOURCES = (job, upload, volume, network, health, runtime)
 
 
 def make_app(
@@ -30,14 +30,14 @@ def make_app(
         middlewares=[track_requests, audit_middleware, errors_middleware],
         client_max_size=MAX_REQUEST_BYTES,
     )
-    app[jobs.SERVICE] = service
+    app[job.SERVICE] = service
     if service.networks is not None:
-        app[networks.NETWORKS] = service.networks
-    app[runtimes.SERVICE] = runtime_service or RuntimeService(
+        app[network.NETWORKS] = service.networks
+    app[runtime.SERVICE] = runtime_service or RuntimeService(
         RuntimeDirectory(service.config.runtimes_dir), service
     )
     app[ACCESS] = access
-    app[jobs.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
+    app[job.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
     for module in _RESOURCES:
         app.router.add_routes(module.ROUTES)
     return app

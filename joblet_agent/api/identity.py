@@ -17,10 +17,10 @@ import struct
 from aiohttp import web
 
 from joblet_agent.api.keys import app_key, request_key
-from joblet_agent.config import Access
+from joblet_agent.api.tls import peer_identity
+from joblet_agent.domain.config import Access
+from joblet_agent.domain.rbac import Caller, Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.rbac import Caller, Role
-from joblet_agent.tls import peer_identity
 
 ACCESS = app_key("access", Access)
 CALLER = request_key("joblet.caller", Caller)

@@ -29,8 +29,8 @@ from joblet_agent.api.connections import (
     Ticket,
     tcp_peer,
 )
-from joblet_agent.config import Connections
-from joblet_agent.tls import start_tls
+from joblet_agent.api.tls import start_tls
+from joblet_agent.domain.config import Connections
 
 logger = logging.getLogger(__name__)
 

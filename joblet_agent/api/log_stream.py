@@ -16,8 +16,8 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 from joblet_agent.adapters.journal import message_text
-from joblet_agent.model import JobRecord
-from joblet_agent.services.jobs import JobService
+from joblet_agent.domain.job import JobRecord
+from joblet_agent.services.job.service import JobService
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_SEC = 15.0  # keeps idle streams alive through proxies

@@ -7,7 +7,7 @@ import contextlib
 from collections import Counter
 from collections.abc import Iterator
 
-from joblet_agent.config import LogStreamPolicy
+from joblet_agent.domain.config import LogStreamPolicy
 from joblet_agent.errors import ErrorCode, JobletError
 
 

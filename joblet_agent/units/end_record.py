@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from joblet_agent.outcome import UnitEnd
+from joblet_agent.domain.outcome import UnitEnd
 from joblet_agent.units.properties import Property, prop
 
 PREFIX = "joblet-end-"

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from joblet_agent.networks import (
+from joblet_agent.domain.network import (
     JOB_LINK,
     EgressRule,
     Endpoint,

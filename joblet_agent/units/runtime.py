@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from joblet_agent.runtimes.resolve import InstalledRuntime
+    from joblet_agent.domain.runtime_binding import InstalledRuntime
 
 # Empty directories made for selective mounts and /opt: root-owned, nothing can be added.
 TMPFS_OPTIONS = "mode=0755,size=64k,nosuid,nodev"

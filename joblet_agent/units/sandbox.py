@@ -9,7 +9,7 @@ from __future__ import annotations
 import socket
 from pathlib import PurePosixPath
 
-from joblet_agent.host import HostInfo
+from joblet_agent.domain.host import HostInfo
 from joblet_agent.units.paths import WORK, JobUser
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.runtime import TMPFS_OPTIONS, RuntimeMounts

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from joblet_agent.host import CgroupMode, Controller, HostInfo
+from joblet_agent.domain.host import CgroupMode, Controller, HostInfo
 
 HYBRID_HOST = HostInfo(
     cpus=(0, 1, 2, 3),

@@ -21,16 +21,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from joblet_agent.adapters.store import SqliteJobStore
+from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.api import log_stream
 from joblet_agent.api.app import make_app
-from joblet_agent.api.handlers.jobs import LOG_STREAMS
+from joblet_agent.api.handlers.job import LOG_STREAMS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
-from joblet_agent.config import Access, AgentConfig, LogStreamPolicy
+from joblet_agent.domain.config import Access, AgentConfig, LogStreamPolicy
+from joblet_agent.domain.rbac import Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.rbac import Role
-from joblet_agent.services.jobs import JobService
+from joblet_agent.services.job.service import JobService
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.archive import (
+from joblet_agent.adapters.archive import (
     MAX_MEMBER_DEPTH,
     MAX_PATH_BYTES,
     ExtractLimits,
@@ -22,8 +22,8 @@ from joblet_agent.archive import (
     link_stays_inside,
     member_path,
 )
-from joblet_agent.archive_feed import extract_async
-from joblet_agent.archive_stream import (
+from joblet_agent.adapters.archive_feed import extract_async
+from joblet_agent.adapters.archive_stream import (
     MAX_EXTENDED_CHAIN,
     MAX_EXTENDED_HEADER_BYTES,
     MAX_GLOBAL_HEADERS,

@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from joblet_agent.body_pace import BodyPace, paced
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.services.upload_pace import BodyPace, paced
 
 
 async def _collect(chunks: AsyncIterator[bytes]) -> bytes:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from joblet_agent import bounded_yaml
-from joblet_agent.bounded_yaml import MAX_DEPTH, BoundedYamlError, load_yaml
+from joblet_agent.domain import bounded_yaml
+from joblet_agent.domain.bounded_yaml import MAX_DEPTH, BoundedYamlError, load_yaml
+from joblet_agent.domain.runtime import MAX_RUNTIME_YML, load_runtime_yml
 from joblet_agent.errors import EXCERPT_CHARS, ErrorCode, JobletError, excerpt
-from joblet_agent.runtimes.spec import MAX_RUNTIME_YML, load_runtime_yml
 
 
 @pytest.fixture(params=["libyaml", "python"])

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.config import AgentConfig, Connections, Enforcement, load_config
+from joblet_agent.domain.config import AgentConfig, Connections, Enforcement, load_config
 from joblet_agent.errors import ErrorCode, JobletError
 
 

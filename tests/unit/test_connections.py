@@ -30,9 +30,9 @@ from joblet_agent.api.listeners import (
     local_site,
     tcp_site,
 )
-from joblet_agent.config import Connections
-from joblet_agent.pki import Pki
-from joblet_agent.tls import client_context, server_context
+from joblet_agent.api.tls import client_context, server_context
+from joblet_agent.domain.config import Connections
+from joblet_agent.pki.authority import Pki
 from rnx.wire import UnixHTTPConnection
 
 WAIT = 5.0

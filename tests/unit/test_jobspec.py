@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from joblet_agent.config import Enforcement, JobPolicy
+from joblet_agent.domain.config import Enforcement, JobPolicy
+from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.jobspec import parse_job_request
 from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
 
 POLICY = JobPolicy(max_timeout_sec=3600, max_io_bps=100 * 1024**2)

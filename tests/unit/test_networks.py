@@ -13,18 +13,17 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.netlink import HostState, host_ruleset
 from joblet_agent.adapters.network_store import SqliteNetworkStore
-from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.api.app import make_app
-from joblet_agent.api.handlers import jobs as jobs_api
-from joblet_agent.api.handlers import networks as networks_api
-from joblet_agent.config import Access, AgentConfig, JobPolicy
-from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.fields import Fields
-from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobState
-from joblet_agent.networks import (
+from joblet_agent.api.handlers import job as jobs_api
+from joblet_agent.api.handlers import network as networks_api
+from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
+from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.job import JobState
+from joblet_agent.domain.jobspec import parse_job_request
+from joblet_agent.domain.network import (
     Endpoint,
     Network,
     allocate_address,
@@ -33,9 +32,10 @@ from joblet_agent.networks import (
     parse_egress,
     parse_network_request,
 )
-from joblet_agent.rbac import Caller, Role
-from joblet_agent.services.jobs import JobService, SystemClock
-from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
+from joblet_agent.domain.rbac import Caller, Role
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.services.job.service import JobService, SystemClock
+from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
 from joblet_agent.units.network import (
     NO_NETWORK,
     JobNetwork,

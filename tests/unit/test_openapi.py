@@ -25,17 +25,17 @@ import pytest
 import yaml
 from aiohttp import web
 
+from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.network_store import SqliteNetworkStore
-from joblet_agent.adapters.store import SqliteJobStore
 from joblet_agent.api.app import make_app
 from joblet_agent.api.errors import HTTP_STATUS
-from joblet_agent.config import Access, AgentConfig, JobPolicy
+from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
+from joblet_agent.domain.job import JobRecord, JobSpec, JobState, Limits
+from joblet_agent.domain.jobspec import parse_job_request
+from joblet_agent.domain.rbac import REQUIRED, Action, Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobRecord, JobSpec, JobState, Limits
-from joblet_agent.rbac import REQUIRED, Action, Role
-from joblet_agent.services.jobs import JobService, SystemClock
-from joblet_agent.services.networks import NET_UNIT_PREFIX, NetworkService
+from joblet_agent.services.job.service import JobService, SystemClock
+from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from joblet_agent.model import JobState
-from joblet_agent.outcome import ExitKind, UnitEnd, decide
+from joblet_agent.domain.job import JobState
+from joblet_agent.domain.outcome import ExitKind, UnitEnd, decide
 from joblet_agent.units.end_record import parse_record
 
 

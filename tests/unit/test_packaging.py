@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from joblet_agent.config import AgentConfig, parse_config
+from joblet_agent.domain.config import AgentConfig, parse_config
 
 REPO = Path(__file__).resolve().parents[2]
 DEBIAN = REPO / "packaging/debian"

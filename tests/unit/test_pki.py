@@ -23,10 +23,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from joblet_agent import pki as pki_module
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki import Pki
-from joblet_agent.pki_commands import pki as pki_cli
+from joblet_agent.pki import authority as pki_module
+from joblet_agent.pki.authority import Pki
+from joblet_agent.pki.commands import pki as pki_cli
 
 
 @pytest.fixture
@@ -167,8 +167,8 @@ def test_host_addresses_skip_loopback_link_local_and_unspecified(
     def fake_getaddrinfo(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
         return [(0, 0, 0, "", ("127.0.1.1", 0)), (0, 0, 0, "", ("0.0.0.0", 0))]
 
-    monkeypatch.setattr("joblet_agent.pki.subprocess.run", fake_run)
-    monkeypatch.setattr("joblet_agent.pki.socket.getaddrinfo", fake_getaddrinfo)
+    monkeypatch.setattr("joblet_agent.pki.authority.subprocess.run", fake_run)
+    monkeypatch.setattr("joblet_agent.pki.authority.socket.getaddrinfo", fake_getaddrinfo)
     assert pki_module.host_addresses() == [
         ipaddress.ip_address("192.0.2.10"),
         ipaddress.ip_address("2001:db8::5"),
@@ -179,7 +179,7 @@ def test_host_addresses_without_the_ip_command(monkeypatch: pytest.MonkeyPatch) 
     def missing(*args: Any, **kwargs: Any) -> None:
         raise FileNotFoundError("ip")
 
-    monkeypatch.setattr("joblet_agent.pki.subprocess.run", missing)
+    monkeypatch.setattr("joblet_agent.pki.authority.subprocess.run", missing)
     assert all(not a.is_loopback for a in pki_module.host_addresses())
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from joblet_agent.adapters.systemd_dbus import unit_path
+from joblet_agent.units.job import cpu_mask, exec_escape
 from joblet_agent.units.properties import prop
-from joblet_agent.units.translate import cpu_mask, exec_escape
 
 
 def test_unknown_property_is_a_bug() -> None:

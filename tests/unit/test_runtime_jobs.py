@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 import yaml
 
+from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
-from joblet_agent.adapters.store import SqliteJobStore
-from joblet_agent.config import AgentConfig
+from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.job import JobState
+from joblet_agent.domain.rbac import Caller, Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.model import JobState
-from joblet_agent.rbac import Caller, Role
-from joblet_agent.services.jobs import JobService
-from joblet_agent.services.runtimes import RuntimeService, Source
+from joblet_agent.services.job.service import JobService
+from joblet_agent.services.runtime import RuntimeService, Source
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 

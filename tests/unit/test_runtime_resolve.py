@@ -7,18 +7,18 @@ from pathlib import PurePosixPath
 
 import pytest
 
-from joblet_agent.config import JobPolicy
-from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.jobspec import parse_job_request
-from joblet_agent.model import JobSpec, Limits
-from joblet_agent.runtimes.reference import RuntimeRef, parse_reference
-from joblet_agent.runtimes.resolve import (
+from joblet_agent.domain.config import JobPolicy
+from joblet_agent.domain.job import JobSpec, Limits
+from joblet_agent.domain.jobspec import parse_job_request
+from joblet_agent.domain.runtime import parse_runtime
+from joblet_agent.domain.runtime_binding import (
     InstalledRuntime,
     bind_runtime,
     check_requirements,
     resolve,
 )
-from joblet_agent.runtimes.spec import parse_runtime
+from joblet_agent.domain.runtime_reference import RuntimeRef, parse_reference
+from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.runtime import runtime_mounts
 from joblet_agent.units.sandbox import BASE_READ_ONLY
 from tests.unit.hosts import HYBRID_HOST

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from joblet_agent.domain.runtime import Mount, Requirements, load_runtime_yml, parse_runtime
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.runtimes.spec import Mount, Requirements, load_runtime_yml, parse_runtime
 
 DESIGN_DOCUMENT = """
 name: "python-3.11-ml"

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 from joblet_agent.adapters.runtime_store import STAGING, RuntimeDirectory
+from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.runtimes.spec import RuntimeSpec
 
 Files = dict[str, bytes | str | None]  # path -> content; None: directory; str: symlink target
 

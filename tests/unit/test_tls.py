@@ -29,14 +29,14 @@ import pytest
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
-from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki import Pki
-from joblet_agent.tls import (
+from joblet_agent.api.tls import (
     client_context,
     peer_identity,
     report_handshake_failures,
     server_context,
 )
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.pki.authority import Pki
 from rnx.tls import _check_own_certificate as check_own_certificate
 from rnx.tls import _verify_directly_issued_by as verify_directly_issued_by
 
@@ -322,7 +322,7 @@ def test_unloadable_new_crl_keeps_the_previous_one(
 ) -> None:
     alice = client_of(issue(ca, tmp_path, "alice"))
     ca.crl.write_text("not a CRL\n")
-    with caplog.at_level(logging.ERROR, logger="joblet_agent.tls"):
+    with caplog.at_level(logging.ERROR, logger="joblet_agent.api.tls"):
         assert connect(server.port, alice)[0].answer == b"ok"
     assert "keeping the previous PKI files" in caplog.text
 
@@ -422,7 +422,7 @@ def test_asyncio_server_sends_the_alert_once_reporting_is_installed(
     )
     report_handshake_failures()
     report_handshake_failures()  # idempotent: wrapped once
-    with caplog.at_level(logging.INFO, logger="joblet_agent.tls"):
+    with caplog.at_level(logging.INFO, logger="joblet_agent.api.tls"):
         results = asyncio.run(_serve_asyncio(ca, tmp_path, version))
     assert results["alice"].answer == b"ok"
     assert results["bob"].answer == b"ok"

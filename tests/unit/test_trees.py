@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.trees import discard_tree, remove_tree, walk_tree
+from joblet_agent.adapters.trees import discard_tree, remove_tree, walk_tree
 
 DEEPER_THAN_THE_STACK = 3000  # > sys.getrecursionlimit(); and 6,000 bytes of path > PATH_MAX
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from joblet_agent.units_of_measure import format_cpuset, parse_cpuset, parse_duration, parse_size
+from joblet_agent.domain.quantities import format_cpuset, parse_cpuset, parse_duration, parse_size
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.archive import ExtractLimits, extract
+from joblet_agent.adapters.archive import ExtractLimits, extract
 from rnx import uploads
 from rnx.errors import RnxError
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from joblet_agent.config import AgentConfig, JobPolicy
+from joblet_agent.domain.config import AgentConfig, JobPolicy
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.services.uploads import (
+from joblet_agent.services.upload import (
     EXTRACTING_PER_OWNER,
     EXTRACTING_THREADS,
     MAX_WAITING,

@@ -10,20 +10,20 @@ from pathlib import PurePosixPath
 import pytest
 
 from joblet_agent.adapters.volume_files import default_acl
-from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.fields import Fields
-from joblet_agent.units.volume_units import (
-    VolumeBinding,
-    escape_path,
-    job_volume_properties,
-    mount_properties,
-)
-from joblet_agent.volumes import (
+from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.volume import (
     Volume,
     VolumeRequest,
     VolumeType,
     parse_volume_mounts,
     parse_volume_request,
+)
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.volume import (
+    VolumeBinding,
+    escape_path,
+    job_volume_properties,
+    mount_properties,
 )
 
 G = 1024**3

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from joblet_agent import __version__
-from joblet_agent.api.handlers.jobs import SERVICE
+from joblet_agent.api.handlers.job import SERVICE
 from joblet_agent.api.identity import caller_of
-from joblet_agent.jobspec import MINIMUMS
-from joblet_agent.rbac import Action, authorize
+from joblet_agent.domain.jobspec import MINIMUMS
+from joblet_agent.domain.rbac import Action, authorize
 
 
 async def health(request: web.Request) -> web.Response:

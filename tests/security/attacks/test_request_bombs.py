@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from joblet_agent.config import LogStreamPolicy
+from joblet_agent.domain.config import LogStreamPolicy
 from rnx.client import Client
 from rnx.config import resolve_target
 from rnx.errors import RnxError

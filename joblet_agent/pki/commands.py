@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import click
 
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki import DEFAULT_CLIENT_DAYS, DEFAULT_PKI_DIR, ROLES, IssuedCert, Pki
+from joblet_agent.pki.authority import DEFAULT_CLIENT_DAYS, DEFAULT_PKI_DIR, ROLES, IssuedCert, Pki
 
 F = TypeVar("F", bound=Callable[..., Any])
 

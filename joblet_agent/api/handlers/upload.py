@@ -7,12 +7,12 @@ import re
 from aiohttp import web
 
 from joblet_agent.api.body import body_chunks, json_body
-from joblet_agent.api.handlers.jobs import SERVICE
+from joblet_agent.api.handlers.job import SERVICE
 from joblet_agent.api.identity import caller_of
+from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.rbac import Action, authorize
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.fields import Fields
-from joblet_agent.rbac import Action, authorize
-from joblet_agent.services.uploads import UploadService
+from joblet_agent.services.upload import UploadService
 
 _CHUNK = 1024 * 1024
 TAR_TYPES = ("application/x-tar", "application/octet-stream")

@@ -13,11 +13,11 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
-from joblet_agent.bounded_yaml import BoundedYamlError, load_yaml
+from joblet_agent.domain.bounded_yaml import BoundedYamlError, load_yaml
+from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.quantities import parse_duration, parse_size
+from joblet_agent.domain.rbac import Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.fields import Fields
-from joblet_agent.rbac import Role
-from joblet_agent.units_of_measure import parse_duration, parse_size
 
 DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
 DEFAULT_ISOLATED_CIDR = "10.213.0.0/20"
@@ -212,7 +212,7 @@ def _parse_connections(section: Fields) -> Connections:
 
 
 def _parse_networks(section: Fields) -> ipaddress.IPv4Network:
-    from joblet_agent.networks import parse_cidr
+    from joblet_agent.domain.network import parse_cidr
 
     text = section.string("isolated_cidr", DEFAULT_ISOLATED_CIDR)
     assert text is not None

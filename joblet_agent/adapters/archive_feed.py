@@ -20,7 +20,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from joblet_agent.archive import Extracted, ExtractLimits, extract
+from joblet_agent.adapters.archive import Extracted, ExtractLimits, extract
 from joblet_agent.errors import ErrorCode, JobletError
 
 _COPY_CHUNK = 1024 * 1024

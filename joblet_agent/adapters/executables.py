@@ -6,9 +6,9 @@ import os
 from pathlib import Path
 
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
+from joblet_agent.units.job import BASE_PATH
 from joblet_agent.units.paths import JobPaths, host_path_of
 from joblet_agent.units.runtime import RuntimeMounts
-from joblet_agent.units.translate import BASE_PATH
 
 
 def resolve_command(

@@ -22,13 +22,13 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from joblet_agent.archive_links import LinkTree
-from joblet_agent.archive_stream import (
+from joblet_agent.adapters.archive_stream import (
     SNIFF_BYTES,
     TarBytes,
     compression_of,
     guarded_tarinfo,
 )
+from joblet_agent.domain.archive_links import LinkTree
 from joblet_agent.errors import ErrorCode, JobletError
 
 # A member's name: components below the destination, and bytes. Honest trees are far inside

@@ -17,8 +17,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from joblet_agent.domain.fields import Fields
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.fields import Fields
 
 
 class NetworkMode(StrEnum):

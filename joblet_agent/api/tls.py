@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki import crl_next_update
+from joblet_agent.pki.authority import crl_next_update
 
 logger = logging.getLogger(__name__)
 

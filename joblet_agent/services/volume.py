@@ -17,13 +17,10 @@ from typing import Any
 
 from joblet_agent.adapters.userdb import publish_group, withdraw_group
 from joblet_agent.adapters.volume_files import VolumeFiles
-from joblet_agent.config import AgentConfig
-from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.host import HostInfo
-from joblet_agent.model import JobState
-from joblet_agent.ports import Clock, JobStore, SystemdManager
-from joblet_agent.units.volume_units import VolumeBinding, mount_properties, mount_unit
-from joblet_agent.volumes import (
+from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.host import HostInfo
+from joblet_agent.domain.job import JobState
+from joblet_agent.domain.volume import (
     MAX_VOLUMES,
     Volume,
     VolumeMount,
@@ -31,6 +28,9 @@ from joblet_agent.volumes import (
     check_name,
     parse_volume_request,
 )
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.ports import Clock, JobStore, SystemdManager
+from joblet_agent.units.volume import VolumeBinding, mount_properties, mount_unit
 
 logger = logging.getLogger(__name__)
 

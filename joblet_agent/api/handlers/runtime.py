@@ -15,11 +15,11 @@ from joblet_agent.api.body import body_chunks, json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.query import whole_number
+from joblet_agent.domain.rbac import Action, Caller, authorize
+from joblet_agent.domain.runtime import NAME
+from joblet_agent.domain.runtime_binding import InstalledRuntime
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.rbac import Action, Caller, authorize
-from joblet_agent.runtimes.resolve import InstalledRuntime
-from joblet_agent.runtimes.spec import NAME
-from joblet_agent.services.runtimes import RuntimeService, Source, validate
+from joblet_agent.services.runtime import RuntimeService, Source, validate
 
 SERVICE = app_key("runtimes", RuntimeService)
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")

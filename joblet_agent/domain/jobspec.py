@@ -10,21 +10,21 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from joblet_agent.config import Enforcement, JobPolicy
-from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.fields import HIDDEN, Fields
-from joblet_agent.host import Controller, HostInfo
-from joblet_agent.model import JobSpec, Limits
-from joblet_agent.networks import NetworkMode, check_job_network, parse_egress
-from joblet_agent.runtimes.reference import REFERENCE_RULE, parse_reference
-from joblet_agent.units.sandbox import RELAXATIONS
-from joblet_agent.units_of_measure import (
+from joblet_agent.domain.config import Enforcement, JobPolicy
+from joblet_agent.domain.fields import HIDDEN, Fields
+from joblet_agent.domain.host import Controller, HostInfo
+from joblet_agent.domain.job import JobSpec, Limits
+from joblet_agent.domain.network import NetworkMode, check_job_network, parse_egress
+from joblet_agent.domain.quantities import (
     check_cpus,
     parse_cpuset,
     parse_duration,
     parse_size,
 )
-from joblet_agent.volumes import parse_volume_mounts
+from joblet_agent.domain.runtime_reference import REFERENCE_RULE, parse_reference
+from joblet_agent.domain.volume import parse_volume_mounts
+from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.sandbox import RELAXATIONS
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from joblet_agent.model import TIMEOUT_EXIT_CODE, JobState
+from joblet_agent.domain.job import TIMEOUT_EXIT_CODE, JobState
 
 
 class ExitKind(StrEnum):

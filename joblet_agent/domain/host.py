@@ -98,7 +98,7 @@ def _online_cpus() -> set[int]:
         text = Path("/sys/devices/system/cpu/online").read_text().strip()
     except OSError:
         return set()
-    from joblet_agent.units_of_measure import parse_cpuset
+    from joblet_agent.domain.quantities import parse_cpuset
 
     return set(parse_cpuset(text))
 

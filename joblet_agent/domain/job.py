@@ -10,8 +10,8 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from joblet_agent.networks import EgressRule, Endpoint
-from joblet_agent.volumes import VolumeMount
+from joblet_agent.domain.network import EgressRule, Endpoint
+from joblet_agent.domain.volume import VolumeMount
 
 
 class JobState(StrEnum):

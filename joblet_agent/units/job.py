@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from joblet_agent.config import AgentConfig
-from joblet_agent.host import HostInfo
-from joblet_agent.model import JobSpec, Limits
+from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.host import HostInfo
+from joblet_agent.domain.job import JobSpec, Limits
 from joblet_agent.units import end_record
 from joblet_agent.units.network import (
     NO_NETWORK,
@@ -25,10 +25,10 @@ from joblet_agent.units.paths import WORK, JobPaths, JobUser
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.runtime import runtime_environment, runtime_mounts
 from joblet_agent.units.sandbox import BASE_READ_ONLY, in_job, sandbox_properties
-from joblet_agent.units.volume_units import VolumeBinding, job_volume_properties
+from joblet_agent.units.volume import VolumeBinding, job_volume_properties
 
 if TYPE_CHECKING:
-    from joblet_agent.runtimes.resolve import InstalledRuntime
+    from joblet_agent.domain.runtime_binding import InstalledRuntime
 
 USEC_PER_SEC = 1_000_000
 

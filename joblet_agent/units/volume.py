@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from joblet_agent.domain.volume import Volume, VolumeType
 from joblet_agent.units.properties import Property, prop
-from joblet_agent.volumes import Volume, VolumeType
 
 VOLUMES = PurePosixPath("/volumes")  # inside every job that names a volume
 

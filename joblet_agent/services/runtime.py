@@ -8,12 +8,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
+from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.rbac import Action, Caller, authorize
+from joblet_agent.domain.runtime import RuntimeSpec, load_runtime_yml
+from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.model import JobRecord, JobState
-from joblet_agent.rbac import Action, Caller, authorize
-from joblet_agent.runtimes.resolve import InstalledRuntime, Provenance
-from joblet_agent.runtimes.spec import RuntimeSpec, load_runtime_yml
-from joblet_agent.services.jobs import JobService
+from joblet_agent.services.job.service import JobService
 
 _LIVE = frozenset(s for s in JobState if not s.is_terminal)
 

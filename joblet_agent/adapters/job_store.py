@@ -7,8 +7,8 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.model import JobRecord, JobState
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from joblet_agent.config import JobPolicy
+from joblet_agent.domain.config import JobPolicy
+from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.quantities import parse_size
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.fields import Fields
-from joblet_agent.units_of_measure import parse_size
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 NAME_RULE = "1-63 of a-z, 0-9, '_', '.', '-', starting with a letter or digit"

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 
 from joblet_agent.api.body import json_body
-from joblet_agent.api.handlers.jobs import SERVICE
+from joblet_agent.api.handlers.job import SERVICE
 from joblet_agent.api.identity import caller_of
-from joblet_agent.rbac import Action, authorize
-from joblet_agent.services.volumes import VolumeService
+from joblet_agent.domain.rbac import Action, authorize
+from joblet_agent.services.volume import VolumeService
 
 
 def _volumes(request: web.Request, action: Action) -> VolumeService:

@@ -10,10 +10,10 @@ from aiohttp import web
 from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
+from joblet_agent.domain.network import Network
+from joblet_agent.domain.rbac import Action, authorize
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.networks import Network
-from joblet_agent.rbac import Action, authorize
-from joblet_agent.services.networks import NetworkService
+from joblet_agent.services.network import NetworkService
 
 NETWORKS = app_key("networks", NetworkService)
 MAX_NAME_CHARS = 32  # networks.check_name's rule

@@ -17,10 +17,10 @@ from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.query import query_int, query_text
+from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.rbac import REQUIRED, Action, Caller, authorize
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.model import JobRecord, JobState
-from joblet_agent.rbac import REQUIRED, Action, Caller, authorize
-from joblet_agent.services.jobs import JobService
+from joblet_agent.services.job.service import JobService
 
 logger = logging.getLogger(__name__)
 SERVICE = app_key("jobs", JobService)
