@@ -8,15 +8,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path, PurePosixPath
 
+from joblet_agent.adapters.host_probe import probe_host
 from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
-from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
+from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.domain.config import AgentConfig
-from joblet_agent.domain.host import probe_host
 from joblet_agent.pki.authority import Pki
-from joblet_agent.ports import RuntimeCatalog
+from joblet_agent.ports import JobDone, RuntimeCatalog, UnitGone
 from joblet_agent.services.job.service import UNIT_PREFIXES, JobService
 
 PKI_DIR = Path("/etc/joblet/pki")

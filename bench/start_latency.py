@@ -24,10 +24,11 @@ from pathlib import PurePosixPath
 
 from bench.common import engine, pct
 from joblet_agent.adapters.job_root import JobDirectories
-from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
-from joblet_agent.adapters.userdb import pool_user
+from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.domain.job import JobState
 from joblet_agent.domain.jobspec import parse_job_request
+from joblet_agent.domain.user import pool_user
+from joblet_agent.ports import JobDone, UnitGone
 from joblet_agent.services.job.service import JobService
 from joblet_agent.units.job import translate
 from joblet_agent.units.paths import JobPaths

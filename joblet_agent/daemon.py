@@ -17,20 +17,22 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from joblet_agent.adapters.host_probe import probe_host
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
-from joblet_agent.adapters.systemd_dbus import JobDone, SystemdBus, UnitGone
+from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.userdb import publish_pool
 from joblet_agent.api.app import make_app
 from joblet_agent.api.listeners import PassedSocket, fit_to_descriptors, local_site, tcp_site
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
 from joblet_agent.api.tls import report_handshake_failures, server_context
 from joblet_agent.domain.config import AgentConfig, Connections
-from joblet_agent.domain.host import HostInfo, probe_host
+from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.ports import JobDone, UnitGone
 from joblet_agent.services.job.service import UNIT_PREFIXES, JobService, SystemClock
 from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
 from joblet_agent.services.runtime import RuntimeService

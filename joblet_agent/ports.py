@@ -3,14 +3,31 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.runtime_binding import InstalledRuntime
-from joblet_agent.units.paths import JobPaths, JobUser
+from joblet_agent.domain.user import JobUser
+from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
+
+
+@dataclass(frozen=True, slots=True)
+class UnitGone:
+    """PID 1 unloaded the unit (UnitRemoved): with CollectMode=inactive-or-failed, it ended."""
+
+    unit: str
+
+
+@dataclass(frozen=True, slots=True)
+class JobDone:
+    """A systemd job (start/stop request) finished: JobRemoved."""
+
+    unit: str
+    result: str  # done, failed, canceled, timeout, dependency, skipped
 
 
 class SystemdManager(Protocol):

@@ -19,7 +19,6 @@ import io
 import os
 import stat
 import tarfile
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from joblet_agent.adapters.archive_stream import (
@@ -28,6 +27,7 @@ from joblet_agent.adapters.archive_stream import (
     compression_of,
     guarded_tarinfo,
 )
+from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.archive_links import LinkTree
 from joblet_agent.errors import ErrorCode, JobletError
 
@@ -38,27 +38,6 @@ MAX_PATH_BYTES = 1024
 _COPY_CHUNK = 1024 * 1024
 _PERMISSIONS = 0o777  # setuid, setgid and sticky bits are dropped
 _EXCERPT = 60  # characters of an untrusted name quoted in a message
-
-
-@dataclass(frozen=True, slots=True)
-class ExtractLimits:
-    max_bytes: int  # sum of regular files' sizes
-    max_entries: int  # files, links and directories made, parents nobody listed included
-    absolute_links: bool = True  # a link to /x means the job's (or runtime's) own /x
-    max_stream_bytes: int | None = None  # the tar stream, headers and padding included
-    gzip: bool = False  # whether the stream may be gzip (runtime archives); never bz2, xz, ...
-
-
-@dataclass(frozen=True, slots=True)
-class Extracted:
-    files: int = 0
-    directories: int = 0  # those listed and those made as parents
-    links: int = 0
-    bytes: int = 0
-
-    @property
-    def entries(self) -> int:
-        return self.files + self.directories + self.links
 
 
 def excerpt(text: str) -> str:

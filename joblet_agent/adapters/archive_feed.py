@@ -20,7 +20,8 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
-from joblet_agent.adapters.archive import Extracted, ExtractLimits, extract
+from joblet_agent.adapters.archive import extract
+from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.errors import ErrorCode, JobletError
 
 _COPY_CHUNK = 1024 * 1024

@@ -18,12 +18,12 @@ from pathlib import Path, PurePosixPath
 
 from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.trees import discard_tree, remove_tree, walk_tree
-from joblet_agent.adapters.userdb import pool
 from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.job import BASE_READ_ONLY
+from joblet_agent.domain.user import JobUser, pool
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.network import NETWORK_DIR
-from joblet_agent.units.paths import JobPaths, JobUser
-from joblet_agent.units.sandbox import BASE_READ_ONLY
+from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
 

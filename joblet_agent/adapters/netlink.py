@@ -16,11 +16,10 @@ import logging
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from joblet_agent.domain.network import BRIDGE_PREFIX, LINK_PREFIX, Network
+from joblet_agent.domain.network import BRIDGE_PREFIX, LINK_PREFIX, HostState, Network
 
 logger = logging.getLogger(__name__)
 
@@ -30,33 +29,6 @@ TABLE = "joblet"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 # Link-local: cloud metadata services (169.254.169.254) hand out credentials to whoever asks.
 LINK_LOCAL = "169.254.0.0/16"
-
-
-@dataclass(frozen=True, slots=True)
-class HostState:
-    """What the host should have: these networks' bridges and rules, and these job links."""
-
-    networks: tuple[Network, ...]
-    links: frozenset[str]
-    forwarding_marker: Path  # exists while IP forwarding is on because Joblet turned it on
-
-    def to_json(self) -> str:
-        return json.dumps(
-            {
-                "networks": [n.to_dict() for n in self.networks],
-                "links": sorted(self.links),
-                "forwarding_marker": str(self.forwarding_marker),
-            }
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> HostState:
-        data = json.loads(text)
-        return cls(
-            networks=tuple(Network.from_dict(n) for n in data["networks"]),
-            links=frozenset(data["links"]),
-            forwarding_marker=Path(data["forwarding_marker"]),
-        )
 
 
 def host_ruleset(networks: Sequence[Network]) -> str:

@@ -24,9 +24,9 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path, PurePosixPath
 
-from joblet_agent.adapters.archive import ExtractLimits
 from joblet_agent.adapters.archive_feed import extract_async
 from joblet_agent.adapters.trees import discard_tree, walk_tree
+from joblet_agent.domain.archive import ExtractLimits
 from joblet_agent.domain.runtime import RuntimeSpec, load_runtime_yml
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.errors import ErrorCode, JobletError

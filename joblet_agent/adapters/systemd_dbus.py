@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from dbus_next import BusType, Message, MessageType, Variant
 from dbus_next.aio import MessageBus
 
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.ports import JobDone, UnitGone
 from joblet_agent.units.properties import Property
 
 logger = logging.getLogger(__name__)
@@ -40,21 +40,6 @@ def unit_path(unit: str) -> str:
         else:
             out.extend(f"_{byte:02x}" for byte in char.encode())
     return UNIT_PATH_PREFIX + "".join(out)
-
-
-@dataclass(frozen=True, slots=True)
-class UnitGone:
-    """PID 1 unloaded the unit (UnitRemoved): with CollectMode=inactive-or-failed, it ended."""
-
-    unit: str
-
-
-@dataclass(frozen=True, slots=True)
-class JobDone:
-    """A systemd job (start/stop request) finished: JobRemoved."""
-
-    unit: str
-    result: str  # done, failed, canceled, timeout, dependency, skipped
 
 
 EventHandler = Callable[[JobDone | UnitGone], None]

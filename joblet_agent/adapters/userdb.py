@@ -15,20 +15,11 @@ import os
 from pathlib import Path
 
 from joblet_agent.domain.config import JobPolicy
-from joblet_agent.units.paths import JobUser
+from joblet_agent.domain.user import pool
 
 logger = logging.getLogger(__name__)
 
 USERDB_DIR = Path("/run/userdb")
-NAME_PREFIX = "joblet-u"
-
-
-def pool_user(policy: JobPolicy, slot: int) -> JobUser:
-    return JobUser(name=f"{NAME_PREFIX}{slot}", uid=policy.uid_base + slot)
-
-
-def pool(policy: JobPolicy) -> list[JobUser]:
-    return [pool_user(policy, slot) for slot in range(policy.max_running)]
 
 
 def publish_pool(policy: JobPolicy, directory: Path = USERDB_DIR) -> None:

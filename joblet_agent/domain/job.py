@@ -13,6 +13,13 @@ from typing import Any
 from joblet_agent.domain.network import EgressRule, Endpoint
 from joblet_agent.domain.volume import VolumeMount
 
+# The host's base system, read-only: programs and their libraries, and the few /etc files they
+# read. /etc/passwd, group and nsswitch.conf come from the job root itself (job_root.py).
+BASE_READ_ONLY = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/alternatives", "/etc/localtime")
+# What an admin may loosen for one job, each recorded on it (spec.relax). JIT compilers (Java,
+# Node) need writable-and-executable memory; everything else stays as it is.
+RELAXATIONS = {"wx-memory": "MemoryDenyWriteExecute=no: allow writable and executable memory"}
+
 
 class JobState(StrEnum):
     SCHEDULED = "SCHEDULED"  # accepted, unit not running yet

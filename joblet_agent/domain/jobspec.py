@@ -13,7 +13,7 @@ from typing import Any
 from joblet_agent.domain.config import Enforcement, JobPolicy
 from joblet_agent.domain.fields import HIDDEN, Fields
 from joblet_agent.domain.host import Controller, HostInfo
-from joblet_agent.domain.job import JobSpec, Limits
+from joblet_agent.domain.job import RELAXATIONS, JobSpec, Limits
 from joblet_agent.domain.network import NetworkMode, check_job_network, parse_egress
 from joblet_agent.domain.quantities import (
     check_cpus,
@@ -24,7 +24,6 @@ from joblet_agent.domain.quantities import (
 from joblet_agent.domain.runtime_reference import REFERENCE_RULE, parse_reference
 from joblet_agent.domain.volume import parse_volume_mounts
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.units.sandbox import RELAXATIONS
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _JOB_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 from joblet_agent.domain.fields import Fields
@@ -291,3 +293,30 @@ def job_resolv_conf(host_resolv_conf: str) -> str:
                 continue
         kept.append(" ".join(words))
     return "".join(line + "\n" for line in kept)
+
+
+@dataclass(frozen=True, slots=True)
+class HostState:
+    """What the host should have: these networks' bridges and rules, and these job links."""
+
+    networks: tuple[Network, ...]
+    links: frozenset[str]
+    forwarding_marker: Path  # exists while IP forwarding is on because Joblet turned it on
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "networks": [n.to_dict() for n in self.networks],
+                "links": sorted(self.links),
+                "forwarding_marker": str(self.forwarding_marker),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> HostState:
+        data = json.loads(text)
+        return cls(
+            networks=tuple(Network.from_dict(n) for n in data["networks"]),
+            links=frozenset(data["links"]),
+            forwarding_marker=Path(data["forwarding_marker"]),
+        )

@@ -16,10 +16,10 @@ from typing import Any
 
 from joblet_agent.domain.bounded_yaml import BoundedYamlError, load_yaml
 from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.job import RELAXATIONS
 from joblet_agent.domain.jobspec import RESERVED_ENV
 from joblet_agent.domain.quantities import parse_size
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.units.sandbox import RELAXATIONS
 
 # A name is a directory name and part of `--runtime=name@release`: no '/', ':' or '@'.
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from joblet_agent.domain.job import JobSpec, Limits
+from joblet_agent.domain.job import RELAXATIONS, JobSpec, Limits
 from joblet_agent.domain.quantities import format_size
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_reference import RuntimeRef
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.units.sandbox import RELAXATIONS
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,14 +22,13 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
-from joblet_agent.adapters.netlink import HostState
-from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState
 from joblet_agent.domain.network import (
     ISOLATED,
     EgressRule,
     Endpoint,
+    HostState,
     Network,
     NetworkMode,
     allocate_address,
@@ -40,7 +39,7 @@ from joblet_agent.domain.network import (
     parse_network_request,
 )
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import Clock, JobStore, SystemdManager
+from joblet_agent.ports import Clock, JobDone, JobStore, SystemdManager, UnitGone
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_properties, setup_files
 from joblet_agent.units.paths import JobPaths
 

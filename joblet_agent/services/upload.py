@@ -24,9 +24,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from joblet_agent.adapters.archive import Extracted, ExtractLimits
 from joblet_agent.adapters.archive_feed import extract_async
 from joblet_agent.adapters.trees import discard_tree
+from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import Clock

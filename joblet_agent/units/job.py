@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
-from joblet_agent.domain.job import JobSpec, Limits
+from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
+from joblet_agent.domain.user import JobUser
 from joblet_agent.units import end_record
 from joblet_agent.units.network import (
     NO_NETWORK,
@@ -21,10 +22,10 @@ from joblet_agent.units.network import (
     network_binds,
     network_properties,
 )
-from joblet_agent.units.paths import WORK, JobPaths, JobUser
+from joblet_agent.units.paths import WORK, JobPaths
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.runtime import runtime_environment, runtime_mounts
-from joblet_agent.units.sandbox import BASE_READ_ONLY, in_job, sandbox_properties
+from joblet_agent.units.sandbox import in_job, sandbox_properties
 from joblet_agent.units.volume import VolumeBinding, job_volume_properties
 
 if TYPE_CHECKING:

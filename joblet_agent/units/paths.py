@@ -46,14 +46,6 @@ class JobPaths:
         return cls(root=root, work=root / "work")
 
 
-@dataclass(frozen=True, slots=True)
-class JobUser:
-    """The unprivileged user a job runs as: one of the agent's pool, never shared by live jobs."""
-
-    name: str
-    uid: int
-
-
 # What of the host a job sees at the same path (bound read-only, or the usr-merge links).
 _HOST_VISIBLE = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib64/")
 

@@ -10,16 +10,12 @@ import socket
 from pathlib import PurePosixPath
 
 from joblet_agent.domain.host import HostInfo
-from joblet_agent.units.paths import WORK, JobUser
+from joblet_agent.domain.job import BASE_READ_ONLY
+from joblet_agent.domain.user import JobUser
+from joblet_agent.units.paths import WORK
 from joblet_agent.units.properties import Property, prop
 from joblet_agent.units.runtime import TMPFS_OPTIONS, RuntimeMounts
 
-# The host's base system, read-only: programs and their libraries, and the few /etc files they
-# read. /etc/passwd, group and nsswitch.conf come from the job root itself (job_root.py).
-BASE_READ_ONLY = ("/usr", "/etc/ld.so.cache", "/etc/ssl", "/etc/alternatives", "/etc/localtime")
-# What an admin may loosen for one job, each recorded on it (spec.relax). JIT compilers (Java,
-# Node) need writable-and-executable memory; everything else stays as it is.
-RELAXATIONS = {"wx-memory": "MemoryDenyWriteExecute=no: allow writable and executable memory"}
 # Namespace flags systemd knows (RestrictNamespaces= takes the set that stays *allowed*).
 NO_NAMESPACES = 0
 SECCOMP_ALLOW = ["@system-service"]

@@ -10,9 +10,10 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
+from joblet_agent.domain.user import JobUser
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.units.paths import JobPaths, JobUser
+from joblet_agent.ports import JobDone, UnitGone
+from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 
 

@@ -17,7 +17,6 @@ import pytest
 from joblet_agent.adapters.archive import (
     MAX_MEMBER_DEPTH,
     MAX_PATH_BYTES,
-    ExtractLimits,
     extract,
     link_stays_inside,
     member_path,
@@ -28,6 +27,7 @@ from joblet_agent.adapters.archive_stream import (
     MAX_EXTENDED_HEADER_BYTES,
     MAX_GLOBAL_HEADERS,
 )
+from joblet_agent.domain.archive import ExtractLimits
 from joblet_agent.errors import ErrorCode, JobletError
 
 LIMITS = ExtractLimits(max_bytes=1 << 20, max_entries=100)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from joblet_agent.adapters.job_store import SqliteJobStore
-from joblet_agent.adapters.systemd_dbus import UnitGone
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.ports import UnitGone
 from joblet_agent.services.job.service import JobService
 from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST

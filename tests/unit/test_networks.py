@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from joblet_agent.adapters.job_store import SqliteJobStore
-from joblet_agent.adapters.netlink import HostState, host_ruleset
+from joblet_agent.adapters.netlink import host_ruleset
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.api.app import make_app
 from joblet_agent.api.handlers import job as jobs_api
@@ -25,6 +25,7 @@ from joblet_agent.domain.job import JobState
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.network import (
     Endpoint,
+    HostState,
     Network,
     allocate_address,
     hosts_file,

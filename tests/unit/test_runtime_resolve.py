@@ -8,7 +8,7 @@ from pathlib import PurePosixPath
 import pytest
 
 from joblet_agent.domain.config import JobPolicy
-from joblet_agent.domain.job import JobSpec, Limits
+from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.runtime import parse_runtime
 from joblet_agent.domain.runtime_binding import (
@@ -20,7 +20,6 @@ from joblet_agent.domain.runtime_binding import (
 from joblet_agent.domain.runtime_reference import RuntimeRef, parse_reference
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.runtime import runtime_mounts
-from joblet_agent.units.sandbox import BASE_READ_ONLY
 from tests.unit.hosts import HYBRID_HOST
 
 ROOT = PurePosixPath("/opt/joblet/runtimes")

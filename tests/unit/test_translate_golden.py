@@ -14,13 +14,13 @@ from typing import Any
 
 import pytest
 
-from joblet_agent.adapters.userdb import pool_user
 from joblet_agent.domain.config import AgentConfig, parse_config
 from joblet_agent.domain.job import JobSpec
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.network import Endpoint, Network, NetworkMode, link_name
 from joblet_agent.domain.runtime import parse_runtime
 from joblet_agent.domain.runtime_binding import InstalledRuntime, bind_runtime
+from joblet_agent.domain.user import pool_user
 from joblet_agent.units.job import running_limits, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.adapters.archive import ExtractLimits, extract
+from joblet_agent.adapters.archive import extract
+from joblet_agent.domain.archive import ExtractLimits
 from rnx import uploads
 from rnx.errors import RnxError
 

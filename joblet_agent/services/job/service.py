@@ -19,19 +19,34 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from joblet_agent.adapters.archive import Extracted
 from joblet_agent.adapters.executables import resolve_command
-from joblet_agent.adapters.systemd_dbus import JobDone, UnitGone
-from joblet_agent.adapters.userdb import pool, pool_user
+from joblet_agent.domain.archive import Extracted
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
-from joblet_agent.domain.job import UNIT_PREFIX, JobRecord, JobSpec, JobState, job_id_of_unit
+from joblet_agent.domain.job import (
+    BASE_READ_ONLY,
+    UNIT_PREFIX,
+    JobRecord,
+    JobSpec,
+    JobState,
+    job_id_of_unit,
+)
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.outcome import Outcome, UnitEnd, decide
 from joblet_agent.domain.runtime_binding import InstalledRuntime, bind_runtime, resolve
 from joblet_agent.domain.runtime_reference import parse_reference
+from joblet_agent.domain.user import JobUser, pool, pool_user
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, RuntimeCatalog, SystemdManager
+from joblet_agent.ports import (
+    Clock,
+    JobDone,
+    JobFiles,
+    JobStore,
+    Journal,
+    RuntimeCatalog,
+    SystemdManager,
+    UnitGone,
+)
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
@@ -44,10 +59,9 @@ from joblet_agent.units.job import (
     translate,
 )
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_unit, helper_units
-from joblet_agent.units.paths import JobPaths, JobUser
+from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.runtime import runtime_mounts
-from joblet_agent.units.sandbox import BASE_READ_ONLY
 
 logger = logging.getLogger(__name__)
 
