@@ -14,7 +14,7 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from bench.common import client_config, engine, pct
+from bench.common import client_config, engine, pct, submit
 from rnx.client import Client
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
@@ -26,7 +26,7 @@ async def engine_samples(count: int) -> list[float]:
     async with engine() as (service, _bus):
         for index in range(WARM_UP + count):
             start = time.perf_counter()
-            await service.submit(REQUEST, owner="bench")
+            await submit(service, REQUEST)
             if index >= WARM_UP:
                 samples.append(time.perf_counter() - start)
     return samples

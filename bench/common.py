@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
-from joblet_agent.adapters.host_probe import probe_host
-from joblet_agent.adapters.job_root import JobDirectories, prepare_skeleton
-from joblet_agent.adapters.job_store import SqliteJobStore
-from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.systemd_dbus import SystemdBus
-from joblet_agent.adapters.userdb import publish_pool
+from joblet_agent.daemon import wire
 from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.job import JobRecord
+from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.pki.authority import Pki
 from joblet_agent.ports import JobDone, RuntimeCatalog, UnitGone
-from joblet_agent.services.job.service import UNIT_PREFIXES, JobService
+from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
+from joblet_agent.services.job.service import JobService
 
 PKI_DIR = Path("/etc/joblet/pki")
 
@@ -33,24 +32,15 @@ async def engine(
     also: Callable[[JobDone | UnitGone], None] | None = None,
     runtimes: RuntimeCatalog | None = None,
 ) -> AsyncIterator[tuple[JobService, SystemdBus]]:
-    """A JobService of its own (own state directory under /var/lib/joblet) on the real bus;
-    `also` receives the same systemd signals (a reference measured next to the engine);
-    `runtimes`, the runtimes its jobs may use."""
+    """A JobService of its own (own state directory under /var/lib/joblet) on the real bus,
+    wired as the agent wires itself; `also` receives the same systemd signals (a reference
+    measured next to the engine); `runtimes`, the runtimes its jobs may use (else the host's)."""
     state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
     config = AgentConfig(state_dir=state)
-    config.jobs_dir.mkdir(parents=True)
-    publish_pool(config.jobs)
-    root = prepare_skeleton(config)
-    store = SqliteJobStore(config.database)
-    service = JobService(
-        config,
-        probe_host(config.jobs_dir),
-        store,
-        JournalctlJournal(),
-        files=JobDirectories(),
-        runtimes=runtimes,
-        root=PurePosixPath(root),
-    )
+    agent = wire(config)
+    service, store = agent.jobs, agent.store
+    if runtimes is not None:
+        service.runtimes = runtimes
 
     def dispatch(event: JobDone | UnitGone) -> None:
         service.on_systemd_event(event)
@@ -64,8 +54,16 @@ async def engine(
     finally:
         await service.settle()
         bus.disconnect()
+        agent.network_store.close()
         store.close()
         shutil.rmtree(state, ignore_errors=True)
+
+
+async def submit(service: JobService, body: Mapping[str, object]) -> JobRecord:
+    """A job request as the API hands it to the engine: parsed first."""
+    return await service.submit(
+        parse_job_request(body, service.config.jobs, service.host), owner="bench"
+    )
 
 
 def client_config(role: str = "developer") -> str:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import engine, pct
+from bench.common import engine, pct, submit
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.domain.job import JobState
 from joblet_agent.domain.runtime_binding import InstalledRuntime
@@ -48,7 +48,7 @@ class Catalog:
 
 async def one(service: JobService, request: dict[str, object]) -> Sample:
     start = time.perf_counter()
-    record = await service.submit(request, owner="bench")
+    record = await submit(service, request)
     to_running = time.perf_counter() - start
     record = await service.wait(record.id)
     assert record.state is JobState.COMPLETED, record

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 
-from bench.common import engine, pct
+from bench.common import engine, pct, submit
 from joblet_agent.adapters.job_root import JobDirectories
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.domain.job import JobState
@@ -193,7 +193,7 @@ async def main() -> None:
 
         async def engine_one() -> Sample:
             start = time.perf_counter()
-            record = await service.submit(REQUEST, owner="bench")
+            record = await submit(service, REQUEST)
             to_running = time.perf_counter() - start
             if record.state is not JobState.COMPLETED:
                 record = await service.wait(record.id)

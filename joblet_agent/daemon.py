@@ -13,10 +13,12 @@ import os
 import signal
 import socket
 import ssl
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.host_probe import probe_host
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
 from joblet_agent.adapters.job_store import SqliteJobStore
@@ -24,7 +26,9 @@ from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.adapters.systemd_dbus import SystemdBus
-from joblet_agent.adapters.userdb import publish_pool
+from joblet_agent.adapters.upload_staging import StagedUploads
+from joblet_agent.adapters.userdb import UserdbGroups, publish_pool
+from joblet_agent.adapters.volume_files import VolumeFiles
 from joblet_agent.api.app import make_app
 from joblet_agent.api.listeners import PassedSocket, fit_to_descriptors, local_site, tcp_site
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
@@ -33,9 +37,12 @@ from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import JobDone, UnitGone
-from joblet_agent.services.job.service import UNIT_PREFIXES, JobService, SystemClock
+from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
+from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
 from joblet_agent.services.runtime import RuntimeService
+from joblet_agent.services.upload import UploadService
+from joblet_agent.services.volume import VolumeService
 
 logger = logging.getLogger(__name__)
 
@@ -75,27 +82,63 @@ def _report(host: HostInfo, config: AgentConfig) -> None:
     )
 
 
-async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
+@dataclass(frozen=True, slots=True)
+class Agent:
+    """Every object of a running agent, built in one place (wire)."""
+
+    config: AgentConfig
+    host: HostInfo
+    store: SqliteJobStore
+    network_store: SqliteNetworkStore
+    jobs: JobService
+    networks: NetworkService
+    runtimes: RuntimeService
+
+
+def wire(config: AgentConfig) -> Agent:
+    """Probe the host, prepare what jobs need on it, and build the adapters and the services on
+    them: the only place objects are constructed."""
     config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = probe_host(config.jobs_dir)
     _report(host, config)
     publish_pool(config.jobs)
     root = prepare_skeleton(config)
+    clock = SystemClock()
     store = SqliteJobStore(config.database)
     network_store = SqliteNetworkStore(config.database)
-    networks = NetworkService(config, network_store, store, clock=SystemClock())
-    runtimes = RuntimeDirectory(config.runtimes_dir)
-    runtimes.prepare()
-    service = JobService(
+    networks = NetworkService(config, network_store, store, clock=clock)
+    runtime_store = RuntimeDirectory(config.runtimes_dir)
+    runtime_store.prepare()
+    uploads = UploadService(config, clock, StagedUploads(config.state_dir / "uploads"))
+    volumes = VolumeService(
+        config,
+        host,
+        store,
+        clock,
+        files=VolumeFiles(config.state_dir / "volumes"),
+        groups=UserdbGroups(),
+    )
+    jobs = JobService(
         config,
         host,
         store,
         JournalctlJournal(),
         files=JobDirectories(),
+        clock=clock,
+        uploads=uploads,
+        volumes=volumes,
         networks=networks,
-        runtimes=runtimes,
+        runtimes=runtime_store,
         root=PurePosixPath(root),
     )
+    return Agent(
+        config, host, store, network_store, jobs, networks, RuntimeService(runtime_store, jobs)
+    )
+
+
+async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
+    agent = wire(config)
+    service, networks = agent.jobs, agent.networks
     service.uploads.reset()
     service.volumes.load()
 
@@ -114,7 +157,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     collect_skeletons(config, await service.roots_in_use())
 
     sockets = _listening_sockets(listen)
-    app = make_app(service, config.access, RuntimeService(runtimes, service))
+    app = make_app(service, config.access, agent.runtimes)
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -140,8 +183,8 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(service.settle(), 5)
     bus.disconnect()
-    network_store.close()
-    store.close()
+    agent.network_store.close()
+    agent.store.close()
 
 
 def _listening_sockets(listen: Path | None) -> list[socket.socket]:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
+from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.job import JobRecord, JobState
-from joblet_agent.domain.runtime_binding import InstalledRuntime
+from joblet_agent.domain.runtime import RuntimeSpec
+from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.domain.user import JobUser
+from joblet_agent.domain.volume import Volume
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
+from joblet_agent.units.runtime import RuntimeMounts
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class JobStore(Protocol):
     def put(self, record: JobRecord) -> None: ...
     def get(self, job_id: str) -> JobRecord | None: ...
     def find_prefix(self, prefix: str) -> list[str]: ...
+    def find_name(self, name: str) -> list[str]: ...
     def list(
         self,
         *,
@@ -100,6 +106,19 @@ class JobFiles(Protocol):
 
     def remove(self, paths: JobPaths) -> None: ...
 
+    def find_program(
+        self, command: str, path_env: str | None, paths: JobPaths, runtime: RuntimeMounts | None
+    ) -> str:
+        """The absolute path, as the job will see it in its root, of the program to exec (a
+        typo is a clear error before any unit exists)."""
+        ...
+
+    def write_secrets(self, paths: JobPaths, text: str) -> None:
+        """The job's secret environment, root-only, for PID 1 to read at exec time."""
+        ...
+
+    def forget_secrets(self, paths: JobPaths) -> None: ...
+
     def read_text(self, path: PurePosixPath) -> str | None:
         """A root-only file a helper unit wrote into a job's directory, or None if there is none."""
         ...
@@ -119,3 +138,70 @@ class RuntimeCatalog(Protocol):
     arch: str  # Debian's name for this host's architecture
 
     def installed(self) -> list[InstalledRuntime]: ...
+
+
+class RuntimeStore(RuntimeCatalog, Protocol):
+    """Installing and removing runtimes too (adapters/runtime_store.py)."""
+
+    def find(self, name: str) -> InstalledRuntime | None: ...
+
+    async def install(
+        self,
+        name: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        size: int,
+        sha256: str,
+        approve: Callable[[RuntimeSpec], None],
+        provenance: Provenance | None = None,
+    ) -> InstalledRuntime:
+        """`approve` sees the unpacked runtime.yml before anything is moved into place; it
+        raises to refuse."""
+        ...
+
+    def remove(self, runtime: InstalledRuntime) -> None: ...
+
+
+class VolumeStorage(Protocol):
+    """Volumes' records, images and mounted roots on disk (adapters/volume_files.py)."""
+
+    def load_all(self) -> list[Volume]: ...
+    async def create(self, volume: Volume, gid: int) -> None: ...
+    def remove(self, name: str) -> None: ...
+    def image(self, name: str) -> Path: ...
+    def mount_point(self, name: str) -> Path: ...
+    def usage(self, name: str) -> int | None: ...
+    def prepare_root(self, name: str, gid: int) -> None:
+        """Give a freshly mounted volume's root to its group, with a default ACL."""
+        ...
+
+
+class GroupRecords(Protocol):
+    """Groups PID 1 resolves for jobs (a volume's), as userdb records (adapters/userdb.py)."""
+
+    def publish_group(self, name: str, gid: int) -> None: ...
+    def withdraw_group(self, name: str, gid: int) -> None: ...
+
+
+class UploadStaging(Protocol):
+    """Where uploads are extracted until a job takes them (adapters/upload_staging.py)."""
+
+    def reset(self) -> None:
+        """At start: no upload survives the agent; never fails the start."""
+        ...
+
+    def tree(self, upload_id: str) -> Path: ...
+
+    async def extract(
+        self,
+        upload_id: str,
+        stream: AsyncIterator[bytes],
+        limits: ExtractLimits,
+        *,
+        slot: AbstractAsyncContextManager[None],
+    ) -> Extracted:
+        """Extract the tar stream into the upload's tree, on an extraction thread taken once
+        the first bytes came and within `slot` (its caller's share of the threads)."""
+        ...
+
+    def discard(self, upload_id: str) -> None: ...

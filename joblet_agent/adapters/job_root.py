@@ -16,6 +16,7 @@ import shutil
 import uuid
 from pathlib import Path, PurePosixPath
 
+from joblet_agent.adapters.executables import resolve_command
 from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.trees import discard_tree, remove_tree, walk_tree
 from joblet_agent.domain.config import AgentConfig
@@ -24,6 +25,7 @@ from joblet_agent.domain.user import JobUser, pool
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.units.network import NETWORK_DIR
 from joblet_agent.units.paths import JobPaths
+from joblet_agent.units.runtime import RuntimeMounts
 
 logger = logging.getLogger(__name__)
 
@@ -157,6 +159,20 @@ class JobDirectories:
 
     def remove(self, paths: JobPaths) -> None:
         discard_tree(Path(paths.root), "the job's directory")
+
+    def find_program(
+        self, command: str, path_env: str | None, paths: JobPaths, runtime: RuntimeMounts | None
+    ) -> str:
+        return resolve_command(command, path_env, paths, runtime)
+
+    def write_secrets(self, paths: JobPaths, text: str) -> None:
+        """Created root-only: mode 0600 from the first byte, never widened afterwards."""
+        fd = os.open(paths.secrets, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+
+    def forget_secrets(self, paths: JobPaths) -> None:
+        Path(paths.secrets).unlink(missing_ok=True)
 
     def read_text(self, path: PurePosixPath) -> str | None:
         try:

@@ -22,6 +22,13 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at);
 """
+# Jobs are found by name too (`rnx job status NAME`): a column of its own, indexed. Databases of
+# agents before it get it at start, filled from the records.
+_NAMES = """
+ALTER TABLE jobs ADD COLUMN name TEXT;
+UPDATE jobs SET name = json_extract(record, '$.spec.name');
+"""
+_NAME_INDEX = "CREATE INDEX IF NOT EXISTS jobs_name ON jobs (name)"
 
 
 class SqliteJobStore:
@@ -32,6 +39,10 @@ class SqliteJobStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "name" not in columns:
+            self._db.executescript(_NAMES)
+        self._db.execute(_NAME_INDEX)
         path.chmod(0o600)
 
     def close(self) -> None:
@@ -41,9 +52,17 @@ class SqliteJobStore:
         # Secret values are needed only until the job's process has its environment.
         data = json.dumps(record.to_dict(with_secrets=False))
         self._db.execute(
-            "INSERT INTO jobs (id, state, owner, created_at, record) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO jobs (id, state, owner, created_at, record, name) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT(id) DO UPDATE SET state=excluded.state, record=excluded.record",
-            (record.id, str(record.state), record.owner, record.created_at.isoformat(), data),
+            (
+                record.id,
+                str(record.state),
+                record.owner,
+                record.created_at.isoformat(),
+                data,
+                record.spec.name,
+            ),
         )
         logger.debug("stored job %s as %s", record.id, record.state)
 
@@ -56,6 +75,13 @@ class SqliteJobStore:
         rows = self._db.execute(
             "SELECT id FROM jobs WHERE id LIKE ? ESCAPE '\\' ORDER BY id LIMIT 11",
             (escaped + "%",),
+        ).fetchall()
+        return [row[0] for row in rows]
+
+    def find_name(self, name: str) -> list[str]:
+        """Ids of the jobs named `name`, newest first (at most 11: enough to say it is many)."""
+        rows = self._db.execute(
+            "SELECT id FROM jobs WHERE name = ? ORDER BY created_at DESC LIMIT 11", (name,)
         ).fetchall()
         return [row[0] for row in rows]
 

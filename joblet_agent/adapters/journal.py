@@ -26,14 +26,6 @@ _END_FIELDS = ("EXIT_CODE", "EXIT_STATUS", "UNIT_RESULT", "MESSAGE_ID")
 UNIT_SUCCESS_ID = "7ad2d189f7e94e70a38c781354912448"
 
 
-def message_text(entry: dict[str, Any]) -> str:
-    """MESSAGE is a string, or a list of byte values when it is not valid UTF-8."""
-    message = entry.get("MESSAGE")
-    if isinstance(message, list):
-        return bytes(message).decode("utf-8", errors="replace")
-    return str(message) if message is not None else ""
-
-
 class JournalctlJournal:
     async def _run(self, *args: str) -> bytes:
         proc = await asyncio.create_subprocess_exec(

@@ -86,3 +86,16 @@ def publish_group(name: str, gid: int, directory: Path = USERDB_DIR) -> None:
 def withdraw_group(name: str, gid: int, directory: Path = USERDB_DIR) -> None:
     for path in (directory / f"{gid}.group", directory / f"{name}.group"):
         path.unlink(missing_ok=True)
+
+
+class UserdbGroups:
+    """The GroupRecords port: volumes' groups as userdb records in `directory`."""
+
+    def __init__(self, directory: Path = USERDB_DIR) -> None:
+        self.directory = directory
+
+    def publish_group(self, name: str, gid: int) -> None:
+        publish_group(name, gid, self.directory)
+
+    def withdraw_group(self, name: str, gid: int) -> None:
+        withdraw_group(name, gid, self.directory)

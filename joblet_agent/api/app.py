@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.connections import track_requests
 from joblet_agent.api.errors import errors_middleware
@@ -22,7 +21,7 @@ _RESOURCES = (job, upload, volume, network, health, runtime)
 
 
 def make_app(
-    service: JobService, access: Access, runtime_service: RuntimeService | None = None
+    service: JobService, access: Access, runtime_service: RuntimeService
 ) -> web.Application:
     # track_requests, outermost, tells the connection's deadlines when a request is being handled;
     # audit_middleware records the response errors_middleware made of an error.
@@ -33,9 +32,7 @@ def make_app(
     app[job.SERVICE] = service
     if service.networks is not None:
         app[network.NETWORKS] = service.networks
-    app[runtime.SERVICE] = runtime_service or RuntimeService(
-        RuntimeDirectory(service.config.runtimes_dir), service
-    )
+    app[runtime.SERVICE] = runtime_service
     app[ACCESS] = access
     app[job.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
     for module in _RESOURCES:

@@ -15,7 +15,6 @@ import logging
 from collections.abc import AsyncGenerator
 from typing import Any
 
-from joblet_agent.adapters.journal import message_text
 from joblet_agent.domain.job import JobRecord
 from joblet_agent.services.job.service import JobService
 
@@ -92,3 +91,11 @@ def log_event(entry: dict[str, Any]) -> bytes:
 def sse(event: str, data: str, *, event_id: str | None = None) -> bytes:
     head = f"id: {event_id}\n" if event_id else ""
     return f"{head}event: {event}\ndata: {data}\n\n".encode()
+
+
+def message_text(entry: dict[str, Any]) -> str:
+    """MESSAGE is a string, or a list of byte values when it is not valid UTF-8."""
+    message = entry.get("MESSAGE")
+    if isinstance(message, list):
+        return bytes(message).decode("utf-8", errors="replace")
+    return str(message) if message is not None else ""

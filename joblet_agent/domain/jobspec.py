@@ -98,8 +98,11 @@ _REQUIRED_CONTROLLER = {
 
 @dataclass(frozen=True, slots=True)
 class ValidatedRequest:
+    """A job request once parsed: what the services get, never the request's Mapping."""
+
     spec: JobSpec
     warnings: tuple[str, ...]
+    work_bytes_given: bool = False  # limits.work_bytes was asked for (else an upload may grow it)
 
 
 def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
@@ -135,7 +138,9 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
     volumes = parse_volume_mounts(top, "volumes")
     runtime = top.parsed("runtime", _runtime)
-    limits, warnings = _limits(top.section("limits"), policy, host)
+    limits_section = top.section("limits")
+    work_bytes_given = limits_section.raw("work_bytes") is not None
+    limits, warnings = _limits(limits_section, policy, host)
     network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
     egress = tuple(
         parse_egress(top, f"allow_egress[{index}]", text)
@@ -163,7 +168,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         allow_egress=egress,
         runtime=runtime,
     )
-    return ValidatedRequest(spec, tuple(warnings))
+    return ValidatedRequest(spec, tuple(warnings), work_bytes_given)
 
 
 def _runtime(value: Any) -> str:

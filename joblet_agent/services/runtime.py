@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.rbac import Action, Caller, authorize
 from joblet_agent.domain.runtime import RuntimeSpec, load_runtime_yml
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.ports import RuntimeStore
 from joblet_agent.services.job.service import JobService
 
 _LIVE = frozenset(s for s in JobState if not s.is_terminal)
@@ -33,7 +34,7 @@ def _excerpt(text: str, limit: int = 80) -> str:
 
 
 class RuntimeService:
-    def __init__(self, runtimes: RuntimeDirectory, jobs: JobService) -> None:
+    def __init__(self, runtimes: RuntimeStore, jobs: JobService) -> None:
         self.runtimes = runtimes
         self.jobs = jobs
 
@@ -132,7 +133,8 @@ class RuntimeService:
             "runtime": name,
             "name": "runtime-test",
         }
-        return await self.jobs.submit(request, owner=owner)
+        validated = parse_job_request(request, self.jobs.config.jobs, self.jobs.host)
+        return await self.jobs.submit(validated, owner=owner)
 
 
 def validate(text: str) -> RuntimeSpec:

@@ -18,18 +18,15 @@ import contextlib
 import logging
 import uuid
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
-from joblet_agent.adapters.archive_feed import extract_async
-from joblet_agent.adapters.trees import discard_tree
 from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.ports import Clock
+from joblet_agent.ports import Clock, UploadStaging
 from joblet_agent.services.upload_pace import BodyPace, paced
 
 logger = logging.getLogger(__name__)
@@ -40,9 +37,9 @@ UNCLAIMED_FOR = timedelta(minutes=15)
 RECEIVING_GRACE = timedelta(minutes=1)
 MAX_WAITING_PER_OWNER = 16  # uploads announced, being received or ready, of one caller
 MAX_WAITING = 256  # of all callers
-# Threads extracting uploads at once, and of one caller's: more wait for one (the request keeps
-# its connection, its body unread), so a caller sending slowly holds only its own share.
-EXTRACTING_THREADS = 8
+# Extracting threads one caller may hold at once (the staging adapter has a few in all): more
+# wait for one (the request keeps its connection, its body unread), so a caller sending slowly
+# holds only its own share.
 EXTRACTING_PER_OWNER = 2
 # Tar headers and padding on top of the files' bytes: a PAX header and data padding per entry.
 _STREAM_OVERHEAD_PER_ENTRY = 4096
@@ -80,9 +77,9 @@ class Upload:
 
 
 class UploadService:
-    def __init__(self, config: AgentConfig, clock: Clock) -> None:
+    def __init__(self, config: AgentConfig, clock: Clock, staging: UploadStaging) -> None:
         self.policy = config.jobs
-        self.directory = config.state_dir / "uploads"
+        self.staging = staging
         self.clock = clock
         self.pace = BodyPace(
             total_sec=config.jobs.upload_timeout_sec,
@@ -90,23 +87,11 @@ class UploadService:
         )
         self._uploads: dict[str, Upload] = {}
         self._receivers: dict[str, asyncio.Task[object]] = {}
-        self._extracting = ThreadPoolExecutor(
-            max_workers=EXTRACTING_THREADS, thread_name_prefix="joblet-upload"
-        )
         self._shares: dict[str, _Share] = {}
 
     def reset(self) -> None:
-        """At start: no upload survives the agent (its request died with it). Never fails the
-        start: what cannot be removed is logged and left, and uploads go on."""
-        try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            self.directory.chmod(0o700)  # staged trees are root's alone
-            leftovers = list(self.directory.iterdir())
-        except OSError as exc:
-            logger.error("uploads: cannot prepare %s: %s", self.directory, exc)
-            return
-        for leftover in leftovers:
-            discard_tree(leftover, "the leftover upload")
+        """At start: no upload survives the agent (its request died with it)."""
+        self.staging.reset()
 
     def announce(self, owner: str, size: object, entries: object) -> Upload:
         self._expire()
@@ -186,14 +171,10 @@ class UploadService:
             + _STREAM_OVERHEAD,
         )
         try:
-            tree = self.tree(upload_id)
-            tree.mkdir(mode=0o700, parents=True)
-            received = await extract_async(
+            received = await self.staging.extract(
+                upload_id,
                 paced(stream, self.pace, what="upload"),
-                tree,
                 limits,
-                what="upload",
-                executor=self._extracting,
                 slot=self._share_of(owner),
             )
         except BaseException:
@@ -242,14 +223,14 @@ class UploadService:
 
     def discard(self, upload_id: str) -> None:
         self._uploads.pop(upload_id, None)
-        discard_tree(self.directory / upload_id, "the upload")
+        self.staging.discard(upload_id)
 
     def remove(self, upload_id: str, owner: str) -> None:
         self._owned(upload_id, owner)
         self.discard(upload_id)
 
     def tree(self, upload_id: str) -> Path:
-        return self.directory / upload_id / "tree"
+        return self.staging.tree(upload_id)
 
     def _owned(self, upload_id: str, owner: str) -> Upload:
         upload = self._uploads.get(upload_id)

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-from joblet_agent.adapters.userdb import publish_group, withdraw_group
-from joblet_agent.adapters.volume_files import VolumeFiles
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import JobState
@@ -29,7 +27,7 @@ from joblet_agent.domain.volume import (
     parse_volume_request,
 )
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import Clock, JobStore, SystemdManager
+from joblet_agent.ports import Clock, GroupRecords, JobStore, SystemdManager, VolumeStorage
 from joblet_agent.units.volume import VolumeBinding, mount_properties, mount_unit
 
 logger = logging.getLogger(__name__)
@@ -56,12 +54,22 @@ class VolumeStatus:
 
 
 class VolumeService:
-    def __init__(self, config: AgentConfig, host: HostInfo, store: JobStore, clock: Clock) -> None:
+    def __init__(
+        self,
+        config: AgentConfig,
+        host: HostInfo,
+        store: JobStore,
+        clock: Clock,
+        *,
+        files: VolumeStorage,
+        groups: GroupRecords,
+    ) -> None:
         self.config = config
         self.host = host
         self.store = store
         self.clock = clock
-        self.files = VolumeFiles(config.state_dir / "volumes")
+        self.files = files
+        self.groups = groups
         self.systemd: SystemdManager | None = None
         self._volumes: dict[str, Volume] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -78,7 +86,7 @@ class VolumeService:
         """At start: the volumes on disk, and their groups published for PID 1 to resolve."""
         self._volumes = {v.name: v for v in self.files.load_all()}
         for volume in self._volumes.values():
-            publish_group(volume.group, volume.gid(self.config.jobs))
+            self.groups.publish_group(volume.group, volume.gid(self.config.jobs))
         if self._volumes:
             logger.info("%d volumes: %s", len(self._volumes), ", ".join(self._volumes))
 
@@ -108,13 +116,13 @@ class VolumeService:
         self._volumes[volume.name] = volume  # taken while we await
         try:
             await self.files.create(volume, gid)
-            publish_group(volume.group, gid)
+            self.groups.publish_group(volume.group, gid)
             await self._mount(volume)
         except BaseException:
             del self._volumes[volume.name]
             await self._unmount(volume)
             self.files.remove(volume.name)
-            withdraw_group(volume.group, gid)
+            self.groups.withdraw_group(volume.group, gid)
             raise
         logger.info(
             "volume %s created by %s: %s, %d bytes",
@@ -161,7 +169,7 @@ class VolumeService:
             await self._unmount(volume)
             del self._volumes[name]
             self.files.remove(name)
-            withdraw_group(volume.group, volume.gid(self.config.jobs))
+            self.groups.withdraw_group(volume.group, volume.gid(self.config.jobs))
         logger.info("volume %s removed", name)
 
     async def bindings(self, mounts: tuple[VolumeMount, ...]) -> tuple[VolumeBinding, ...]:

@@ -7,14 +7,18 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncGenerator, Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from joblet_agent.adapters.executables import resolve_command
+from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.user import JobUser
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import JobDone, UnitGone
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
+from joblet_agent.units.runtime import RuntimeMounts
 
 
 class FakeSystemd:
@@ -148,6 +152,17 @@ class FakeJobFiles:
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
 
+    def find_program(
+        self, command: str, path_env: str | None, paths: JobPaths, runtime: RuntimeMounts | None
+    ) -> str:
+        return resolve_command(command, path_env, paths, runtime)
+
+    def write_secrets(self, paths: JobPaths, text: str) -> None:
+        Path(paths.secrets).write_text(text)
+
+    def forget_secrets(self, paths: JobPaths) -> None:
+        Path(paths.secrets).unlink(missing_ok=True)
+
     def read_text(self, path: PurePosixPath) -> str | None:
         try:
             return Path(path).read_text()
@@ -167,3 +182,69 @@ def _make_dirs(paths: JobPaths, upload: Path | None = None) -> None:
     if upload is not None:
         Path(paths.work).rmdir()
         upload.rename(Path(paths.work))
+
+
+class FakeClock:
+    """The Clock port, at a time the test sets (and moves)."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.moment = now or datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, delta: timedelta) -> None:
+        self.moment += delta
+
+
+class FakeGroups:
+    """The GroupRecords port: the groups published, by name."""
+
+    def __init__(self) -> None:
+        self.groups: dict[str, int] = {}
+
+    def publish_group(self, name: str, gid: int) -> None:
+        self.groups[name] = gid
+
+    def withdraw_group(self, name: str, gid: int) -> None:
+        self.groups.pop(name, None)
+
+
+class FakeJobStore:
+    """The JobStore port in memory (the real one is SQLite: tests/unit/test_job_store.py)."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, JobRecord] = {}
+
+    def put(self, record: JobRecord) -> None:
+        self.records[record.id] = record
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.records.get(job_id)
+
+    def find_prefix(self, prefix: str) -> list[str]:
+        return sorted(i for i in self.records if i.startswith(prefix))[:11]
+
+    def find_name(self, name: str) -> list[str]:
+        named = [r for r in self.records.values() if r.spec.name == name]
+        return [r.id for r in sorted(named, key=lambda r: r.created_at, reverse=True)][:11]
+
+    def list(
+        self,
+        *,
+        states: frozenset[JobState] | None = None,
+        owner: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[JobRecord]:
+        found = [
+            r
+            for r in self.records.values()
+            if (states is None or r.state in states) and (owner is None or r.owner == owner)
+        ]
+        found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return found[offset : None if limit is None else offset + limit]
+
+    def delete(self, job_id: str) -> None:
+        if self.records.pop(job_id, None) is None:
+            raise JobletError(ErrorCode.NOT_FOUND, f"job {job_id} does not exist")

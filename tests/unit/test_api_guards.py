@@ -23,7 +23,6 @@ from aiohttp import web
 
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.api import log_stream
-from joblet_agent.api.app import make_app
 from joblet_agent.api.handlers.job import LOG_STREAMS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
@@ -31,8 +30,8 @@ from joblet_agent.domain.config import Access, AgentConfig, LogStreamPolicy
 from joblet_agent.domain.rbac import Role
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
-from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
-from tests.unit.hosts import HYBRID_HOST
+from tests.unit.fakes import FakeJournal, FakeSystemd
+from tests.unit.wiring import api_app, job_service
 
 
 class StreamingJournal(FakeJournal):
@@ -63,9 +62,7 @@ def make_service(tmp_path: Path, journal: FakeJournal, streams: LogStreamPolicy)
         AgentConfig(state_dir=tmp_path / "state", runtimes_dir=tmp_path / "runtimes"),
         log_streams=streams,
     )
-    service = JobService(
-        config, HYBRID_HOST, SqliteJobStore(config.database), journal, files=FakeJobFiles()
-    )
+    service = job_service(config, store=SqliteJobStore(config.database), journal=journal)
     service.attach(FakeSystemd(service.on_systemd_event))
     return service
 
@@ -74,7 +71,7 @@ def make_service(tmp_path: Path, journal: FakeJournal, streams: LogStreamPolicy)
 async def serving(service: JobService) -> AsyncIterator[tuple[web.Application, str]]:
     """The app on a Unix socket; the caller (this process's user) is an admin by its group."""
     group = grp.getgrgid(os.getgid()).gr_name
-    app = make_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
+    app = api_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
     runner = web.AppRunner(app)
     await runner.setup()
     with tempfile.TemporaryDirectory(prefix="joblet-") as directory:  # short: sun_path is small

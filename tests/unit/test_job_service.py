@@ -14,17 +14,15 @@ from joblet_agent.domain.job import JobRecord, JobSpec, JobState
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import UnitGone
 from joblet_agent.services.job.service import JobService
-from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
-from tests.unit.hosts import HYBRID_HOST
+from tests.unit.fakes import FakeJournal, FakeSystemd
+from tests.unit.wiring import job_service, submit
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> tuple[JobService, FakeSystemd, FakeJournal]:
     config = AgentConfig(state_dir=tmp_path / "state")
     journal = FakeJournal()
-    service = JobService(
-        config, HYBRID_HOST, SqliteJobStore(config.database), journal, files=FakeJobFiles()
-    )
+    service = job_service(config, store=SqliteJobStore(config.database), journal=journal)
     systemd = FakeSystemd(service.on_systemd_event)
     service.attach(systemd)
     return service, systemd, journal
@@ -38,7 +36,7 @@ def test_job_runs_then_completes(engine: tuple[JobService, FakeSystemd, FakeJour
     service, systemd, _ = engine
 
     async def scenario() -> None:
-        record = await service.submit({"command": "true"}, owner="alice")
+        record = await submit(service, {"command": "true"}, owner="alice")
         assert record.state is JobState.RUNNING
         assert record.started_at is not None
         assert (Path(service.config.jobs_dir) / record.id / "work").is_dir()
@@ -53,9 +51,9 @@ def test_failure_exit_code_and_oom(engine: tuple[JobService, FakeSystemd, FakeJo
     service, systemd, _ = engine
 
     async def scenario() -> None:
-        first = await service.submit({"command": "true"}, owner="a")
-        second = await service.submit({"command": "true"}, owner="a")
-        third = await service.submit({"command": "true"}, owner="a")
+        first = await submit(service, {"command": "true"}, owner="a")
+        second = await submit(service, {"command": "true"}, owner="a")
+        third = await submit(service, {"command": "true"}, owner="a")
         systemd.end(first.unit, result="exit-code", code="exited", status="3")
         # cgroup v1: systemd says "signal"; the kernel's log says it was an OOM kill.
         systemd.kernel_log = (
@@ -84,7 +82,7 @@ def test_stop_gives_stopped(engine: tuple[JobService, FakeSystemd, FakeJournal])
     service, _, _ = engine
 
     async def scenario() -> None:
-        record = await service.submit({"command": "sleep", "args": ["100"]}, owner="a")
+        record = await submit(service, {"command": "sleep", "args": ["100"]}, owner="a")
         stopped = await service.stop(record.id[:6])
         assert stopped.state is JobState.STOPPED
         with pytest.raises(JobletError) as info:
@@ -101,7 +99,7 @@ def test_daemon_reload_does_not_end_running_jobs(
     service, systemd, _ = engine
 
     async def scenario() -> None:
-        record = await service.submit({"command": "sleep", "args": ["100"]}, owner="a")
+        record = await submit(service, {"command": "sleep", "args": ["100"]}, owner="a")
         systemd.reload()
         await asyncio.sleep(0.05)  # let the engine handle the UnitRemoved signals
         assert service.resolve(record.id).state is JobState.RUNNING
@@ -118,7 +116,7 @@ def test_refused_start_leaves_nothing(engine: tuple[JobService, FakeSystemd, Fak
 
     async def scenario() -> None:
         with pytest.raises(JobletError):
-            await service.submit({"command": "true"}, owner="a")
+            await submit(service, {"command": "true"}, owner="a")
 
     run(scenario())
     assert service.list() == []
@@ -130,14 +128,14 @@ def test_unknown_command_is_refused_before_any_unit(
 ) -> None:
     service, systemd, _ = engine
     with pytest.raises(JobletError, match="'no-such-program' was not found"):
-        run(service.submit({"command": "no-such-program"}, owner="a"))
+        run(submit(service, {"command": "no-such-program"}, owner="a"))
     assert systemd.started == []
     assert service.list() == []
 
 
 def test_prefix_resolution(engine: tuple[JobService, FakeSystemd, FakeJournal]) -> None:
     service, _, _ = engine
-    ids = [run(service.submit({"command": "true"}, owner="a")).id for _ in range(3)]  # type: ignore[attr-defined]
+    ids = [run(submit(service, {"command": "true"}, owner="a")).id for _ in range(3)]  # type: ignore[attr-defined]
     assert service.resolve(ids[0][:8]).id == ids[0]
     with pytest.raises(JobletError, match="at least 4"):
         service.resolve("ab")
@@ -149,7 +147,7 @@ def test_prefix_resolution(engine: tuple[JobService, FakeSystemd, FakeJournal]) 
 def test_ambiguous_prefix_lists_candidates(tmp_path: Path) -> None:
     config = AgentConfig(state_dir=tmp_path)
     store = SqliteJobStore(config.database)
-    service = JobService(config, HYBRID_HOST, store, FakeJournal(), files=FakeJobFiles())
+    service = job_service(config, store=store)
     for job_id in ("abcd1111", "abcd2222"):
         store.put(
             JobRecord(
@@ -170,11 +168,11 @@ def test_delete_refused_while_running(engine: tuple[JobService, FakeSystemd, Fak
     service, systemd, _ = engine
 
     async def scenario() -> None:
-        record = await service.submit({"command": "true"}, owner="a")
+        record = await submit(service, {"command": "true"}, owner="a")
         with pytest.raises(JobletError) as info:
             await service.delete(record.id)
         assert info.value.code == ErrorCode.CONFLICT
-        other = await service.submit({"command": "true"}, owner="a")
+        other = await submit(service, {"command": "true"}, owner="a")
         systemd.end(record.unit, result="success", code="exited", status="0")
         await service.wait(record.id, within=1)
         assert await service.delete_all(owner=None) == (1, 1)
@@ -190,18 +188,16 @@ def test_reconcile_finds_true_end_in_journal(
     service, systemd, journal = engine
 
     async def scenario() -> None:
-        running = await service.submit({"command": "true"}, owner="a")
-        gone = await service.submit({"command": "true"}, owner="a")
-        lost = await service.submit({"command": "true"}, owner="a")
+        running = await submit(service, {"command": "true"}, owner="a")
+        gone = await submit(service, {"command": "true"}, owner="a")
+        lost = await submit(service, {"command": "true"}, owner="a")
         # The agent "dies"; while it is away one job ends with status 7 and its unit is unloaded,
         # and another ends leaving no exit record (only PID 1's journal lines tell).
         systemd.emit = lambda event: None
         systemd.end(gone.unit, result="exit-code", code="exited", status="7")
         systemd.units.pop(lost.unit)
         journal.ends[lost.unit] = {"EXIT_CODE": "killed", "EXIT_STATUS": "TERM"}
-        fresh = JobService(
-            service.config, HYBRID_HOST, service.store, journal, files=FakeJobFiles()
-        )
+        fresh = job_service(service.config, store=service.records.store, journal=journal)
         fresh.attach(systemd)
         systemd.emit = fresh.on_systemd_event  # the new agent process listens from now on
         await fresh.reconcile()
@@ -222,20 +218,20 @@ def test_the_end_of_a_job_deleted_meanwhile_is_dropped(
     service, systemd, _ = engine
 
     async def scenario() -> None:
-        with_record = await service.submit({"command": "true"}, owner="a")
-        without = await service.submit({"command": "true"}, owner="a")
-        service.record_wait_sec = 0.1
+        with_record = await submit(service, {"command": "true"}, owner="a")
+        without = await submit(service, {"command": "true"}, owner="a")
+        service.lifecycle.record_wait_sec = 0.1
         systemd.end(with_record.unit, result="success", code="exited", status="0")
         systemd.records.pop(without.unit)
         systemd.units.pop(without.unit)
         systemd.emit(UnitGone(without.unit))
-        finishing = set(service._finishing)
+        finishing = set(service.lifecycle._finishing)
         assert len(finishing) == 2
         for record in (with_record, without):  # deleted before the finishing tasks ran
-            service.store.delete(record.id)
+            service.records.store.delete(record.id)
         await service.settle()
         assert [task.exception() for task in finishing] == [None, None]
-        assert service.store.get(with_record.id) is None
-        assert service.store.get(without.id) is None
+        assert service.records.store.get(with_record.id) is None
+        assert service.records.store.get(without.id) is None
 
     run(scenario())

@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.netlink import host_ruleset
 from joblet_agent.adapters.network_store import SqliteNetworkStore
-from joblet_agent.api.app import make_app
 from joblet_agent.api.handlers import job as jobs_api
 from joblet_agent.api.handlers import network as networks_api
 from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
@@ -35,7 +35,7 @@ from joblet_agent.domain.network import (
 )
 from joblet_agent.domain.rbac import Caller, Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.services.job.service import JobService, SystemClock
+from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
 from joblet_agent.units.network import (
     NO_NETWORK,
@@ -48,8 +48,9 @@ from joblet_agent.units.network import (
 )
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.sandbox import no_network
-from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
+from tests.unit.fakes import FakeJobFiles, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
+from tests.unit.wiring import api_app, job_service, submit
 
 NET = Network("backend", IPv4Network("10.42.0.0/24"))
 
@@ -275,9 +276,7 @@ def engine(tmp_path: Path) -> tuple[JobService, NetworkService, FakeSystemd]:
         resolve=resolve,
         host_resolv_conf=tmp_path / "resolv.conf",
     )
-    jobs = JobService(
-        config, HYBRID_HOST, store, FakeJournal(), files=FakeJobFiles(), networks=networks
-    )
+    jobs = job_service(config, store=store, networks=networks)
     systemd = FakeSystemd(
         lambda e: (networks if e.unit.startswith(NET_UNIT_PREFIX) else jobs).on_systemd_event(e)
     )
@@ -295,7 +294,7 @@ def test_jobs_get_unique_addresses_names_and_files(
         await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
         assert systemd.started[-1][0].startswith(NET_UNIT_PREFIX)
         started = await asyncio.gather(
-            *(jobs.submit({"command": "true", "network": "backend"}, owner="a") for _ in range(20))
+            *(submit(jobs, {"command": "true", "network": "backend"}, owner="a") for _ in range(20))
         )
         addresses = {r.endpoint.address for r in started if r.endpoint}
         assert len(addresses) == 20
@@ -325,7 +324,8 @@ def test_egress_names_are_resolved_and_a_failed_start_frees_the_address(
     jobs, networks, systemd = engine
 
     async def scenario() -> None:
-        record = await jobs.submit(
+        record = await submit(
+            jobs,
             {"command": "true", "network": "isolated", "allow_egress": ["pypi.org:443"]},
             owner="a",
         )
@@ -334,12 +334,12 @@ def test_egress_names_are_resolved_and_a_failed_start_frees_the_address(
         isolated_hosts = (networks.root / "isolated" / "hosts").read_text()
         assert record.endpoint.address not in isolated_hosts  # no job learns of another
         bad = {"command": "true", "network": "isolated", "allow_egress": ["nope.invalid"]}
-        refusal = await _refusal(jobs.submit(bad, owner="a"))
+        refusal = await _refusal(submit(jobs, bad, owner="a"))
         assert "does not resolve on the agent's host" in refusal.message
         systemd.refuse_next = True
-        await _refusal(jobs.submit({"command": "true", "network": "isolated", "name": "x"}, "a"))
+        await _refusal(submit(jobs, {"command": "true", "network": "isolated", "name": "x"}, "a"))
         assert "\tx\n" not in (networks.root / "isolated" / "hosts").read_text()
-        again = await jobs.submit({"command": "true", "network": "isolated", "name": "x"}, "a")
+        again = await submit(jobs, {"command": "true", "network": "isolated", "name": "x"}, "a")
         assert again.state is JobState.RUNNING
 
     asyncio.run(scenario())
@@ -361,7 +361,7 @@ def test_host_network_and_network_changes_need_their_roles(
         caller = Caller("carol", role, "unix")
         for module in (jobs_api, networks_api):
             monkeypatch.setattr(module, "caller_of", lambda request: caller)
-        app = make_app(jobs, Access())
+        app = api_app(jobs, Access())
         runner = web.AppRunner(app)
         await runner.setup()
         await web.UnixSite(runner, socket).start()
@@ -417,7 +417,7 @@ def test_concurrent_submits_never_share_a_user_or_an_address(
     async def scenario() -> None:
         await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
         started = await asyncio.gather(
-            *(jobs.submit({"command": "true", "network": "backend"}, owner="a") for _ in range(10))
+            *(submit(jobs, {"command": "true", "network": "backend"}, owner="a") for _ in range(10))
         )
         assert len({r.user for r in started}) == 10
         assert len({r.endpoint.address for r in started if r.endpoint}) == 10

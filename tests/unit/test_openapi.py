@@ -25,19 +25,20 @@ import pytest
 import yaml
 from aiohttp import web
 
+from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.network_store import SqliteNetworkStore
-from joblet_agent.api.app import make_app
 from joblet_agent.api.errors import HTTP_STATUS
 from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState, Limits
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.rbac import REQUIRED, Action, Role
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.services.job.service import JobService, SystemClock
+from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
-from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
+from tests.unit.fakes import FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
+from tests.unit.wiring import api_app, job_service
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
@@ -283,9 +284,7 @@ def service(tmp_path: Path) -> JobService:
     networks = NetworkService(
         config, SqliteNetworkStore(config.database), store, clock=SystemClock()
     )
-    service = JobService(
-        config, HYBRID_HOST, store, FakeJournal(), files=FakeJobFiles(), networks=networks
-    )
+    service = job_service(config, store=store, networks=networks)
     systemd = FakeSystemd(
         lambda e: (networks if e.unit.startswith(NET_UNIT_PREFIX) else service).on_systemd_event(e)
     )
@@ -295,7 +294,7 @@ def service(tmp_path: Path) -> JobService:
 
 
 def test_documented_operations_are_the_routes(service: JobService) -> None:
-    app = make_app(service, Access())
+    app = api_app(service, Access())
     routes = {
         (route.method, route.resource.canonical)
         for route in app.router.routes()
@@ -315,7 +314,7 @@ def test_responses_of_the_app_fit_the_document(service: JobService) -> None:
     """Through aiohttp on a Unix socket, with PID 1 and the journal faked; the caller is mapped to
     admin through its group, so this runs without root."""
     group = grp.getgrgid(os.getgid()).gr_name
-    app = make_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
+    app = api_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
 
     async def scenario(socket: str) -> None:
         runner = web.AppRunner(app)

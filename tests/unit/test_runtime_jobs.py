@@ -22,8 +22,8 @@ from joblet_agent.domain.rbac import Caller, Role
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.runtime import RuntimeService, Source
-from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
-from tests.unit.hosts import HYBRID_HOST
+from tests.unit.fakes import FakeSystemd
+from tests.unit.wiring import job_service, submit
 
 ADMIN = Caller("root", Role.ADMIN, "unix")
 
@@ -52,14 +52,7 @@ def world(tmp_path: Path) -> tuple[JobService, FakeSystemd, RuntimeService]:
     config = AgentConfig(state_dir=tmp_path / "state", runtimes_dir=tmp_path / "runtimes")
     runtimes = RuntimeDirectory(config.runtimes_dir, arch="amd64")
     runtimes.prepare()
-    service = JobService(
-        config,
-        HYBRID_HOST,
-        SqliteJobStore(config.database),
-        FakeJournal(),
-        files=FakeJobFiles(),
-        runtimes=runtimes,
-    )
+    service = job_service(config, store=SqliteJobStore(config.database), runtimes=runtimes)
     systemd = FakeSystemd(service.on_systemd_event)
     service.attach(systemd)
     return service, systemd, RuntimeService(runtimes, service)
@@ -75,7 +68,7 @@ def test_a_job_runs_the_runtimes_program(world: tuple[JobService, FakeSystemd, A
     top = write_runtime(service.config.runtimes_dir, "tool-1", relax=["wx-memory"])
 
     async def scenario() -> None:
-        record = await service.submit({"command": "tool", "runtime": "tool:1"}, owner="a")
+        record = await submit(service, {"command": "tool", "runtime": "tool:1"}, owner="a")
         assert record.spec.runtime == "tool-1@1.0.0"
         assert record.spec.relax == ("wx-memory",)
         assert any("relaxes isolation" in w for w in record.warnings)
@@ -115,7 +108,7 @@ def test_refusals_start_nothing(
 
     async def scenario() -> None:
         with pytest.raises(JobletError) as refused:
-            await service.submit({"command": "tool", **request_}, owner="a")
+            await submit(service, {"command": "tool", **request_}, owner="a")
         assert refused.value.code is code
         assert message in refused.value.message
 
@@ -144,7 +137,7 @@ def test_a_runtime_in_use_is_neither_removed_nor_replaced(
         yield data
 
     async def scenario() -> None:
-        record = await service.submit({"command": "tool", "runtime": "tool-1"}, owner="a")
+        record = await submit(service, {"command": "tool", "runtime": "tool-1"}, owner="a")
         with pytest.raises(JobletError, match=r"cannot be removed: 1 job\(s\) still use it"):
             manager.remove("tool-1")
         data = _archive("tool-1")

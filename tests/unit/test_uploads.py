@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from joblet_agent.adapters.upload_staging import EXTRACTING_THREADS, StagedUploads
 from joblet_agent.domain.config import AgentConfig, JobPolicy
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.upload import (
     EXTRACTING_PER_OWNER,
-    EXTRACTING_THREADS,
     MAX_WAITING,
     MAX_WAITING_PER_OWNER,
     RECEIVING_GRACE,
@@ -40,9 +40,19 @@ class Clock:
 
 def _service(tmp_path: Path, clock: Clock) -> UploadService:
     config = AgentConfig(state_dir=tmp_path, jobs=JobPolicy(max_upload_bytes=1000))
-    service = UploadService(config, clock)
+    service = UploadService(config, clock, StagedUploads(tmp_path / "uploads"))
     service.reset()
     return service
+
+
+def staging(uploads: UploadService) -> StagedUploads:
+    assert isinstance(uploads.staging, StagedUploads)
+    return uploads.staging
+
+
+def staged(uploads: UploadService) -> Path:
+    """Where the uploads are extracted: the staging adapter's directory."""
+    return staging(uploads).directory
 
 
 def test_limits_are_checked_when_announced(tmp_path: Path) -> None:
@@ -112,12 +122,12 @@ def test_reset_removes_deep_leftovers_and_never_fails_a_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     uploads = _service(tmp_path, Clock())
-    leftover = uploads.directory / "old" / "tree"
+    leftover = staged(uploads) / "old" / "tree"
     leftover.mkdir(parents=True)
     _deep(leftover, 1200)  # what an older agent accepted (review H2)
     uploads.reset()
-    assert list(uploads.directory.iterdir()) == []
-    (uploads.directory / "stuck").mkdir()
+    assert list(staged(uploads).iterdir()) == []
+    (staged(uploads) / "stuck").mkdir()
 
     def refuse(path: object, *args: object, **kwargs: object) -> None:
         raise PermissionError(1, "Operation not permitted", str(path))
@@ -147,14 +157,14 @@ def test_a_compressed_upload_is_refused_and_nothing_stays(tmp_path: Path) -> Non
         "upload: the stream is bzip2-compressed; send an uncompressed tar stream "
         "(Content-Type: application/x-tar)"
     )
-    assert list(uploads.directory.iterdir()) == []
+    assert list(staged(uploads).iterdir()) == []
 
 
 def test_a_body_that_falls_behind_is_refused(tmp_path: Path) -> None:
     config = AgentConfig(
         state_dir=tmp_path, jobs=JobPolicy(upload_timeout_sec=1, upload_min_bytes_per_sec=1)
     )
-    uploads = UploadService(config, Clock())
+    uploads = UploadService(config, Clock(), StagedUploads(tmp_path / "uploads"))
     uploads.reset()
     upload = uploads.announce("alice", 10, 1)
 
@@ -164,7 +174,7 @@ def test_a_body_that_falls_behind_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(JobletError, match="upload: the body was not whole within 1 s"):
         asyncio.run(uploads.receive(upload.id, "alice", stalled()))
-    assert list(uploads.directory.iterdir()) == []
+    assert list(staged(uploads).iterdir()) == []
 
 
 def test_an_upload_received_too_long_expires_and_its_request_ends(tmp_path: Path) -> None:
@@ -190,7 +200,7 @@ def test_an_upload_received_too_long_expires_and_its_request_ends(tmp_path: Path
     asyncio.run(scenario())
     with pytest.raises(JobletError, match="does not exist"):
         uploads.take(upload.id, "alice")
-    assert not (uploads.directory / upload.id).exists()
+    assert not (staged(uploads) / upload.id).exists()
 
 
 def test_one_caller_holds_at_most_its_share_of_the_extracting_threads(tmp_path: Path) -> None:
@@ -202,7 +212,7 @@ def test_one_caller_holds_at_most_its_share_of_the_extracting_threads(tmp_path: 
             started.append(fn.args[1].parent.name)  # extract(reader, dest, ...): dest's upload
             return super().submit(fn, *args, **kwargs)
 
-    uploads._extracting = Counting(max_workers=EXTRACTING_THREADS)
+    staging(uploads)._extracting = Counting(max_workers=EXTRACTING_THREADS)
     tar = io.BytesIO()
     with tarfile.open(fileobj=tar, mode="w") as archive:
         archive.addfile(tarfile.TarInfo("f"), io.BytesIO(b""))
@@ -230,4 +240,4 @@ def test_one_caller_holds_at_most_its_share_of_the_extracting_threads(tmp_path: 
     try:
         asyncio.run(scenario())
     finally:
-        uploads._extracting.shutdown()
+        staging(uploads)._extracting.shutdown()

@@ -18,6 +18,7 @@ from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.query import query_int, query_text
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.rbac import REQUIRED, Action, Caller, authorize
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.services.job.service import JobService
@@ -81,13 +82,15 @@ def _job_for(request: web.Request, action: Action) -> JobRecord:
 
 async def create(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_RUN)
-    body = await json_body(request)
-    if isinstance(body, dict) and body.get("relax"):
+    service = _service(request)
+    # The raw request dies here: what is authorised and submitted is the parsed spec.
+    parsed = parse_job_request(await json_body(request), service.config.jobs, service.host)
+    if parsed.spec.relax:
         authorize(caller, Action.JOB_RELAX)  # anything that weakens isolation is the admin's
-    if isinstance(body, dict) and body.get("network") == "host":
+    if parsed.spec.network == "host":
         authorize(caller, Action.JOB_HOST_NETWORK)
-    record = await _service(request).submit(
-        body,
+    record = await service.submit(
+        parsed,
         owner=caller.name,
         may_create_volumes=caller.role.at_least(REQUIRED[Action.VOLUME_MANAGE]),
         may_create_networks=caller.role.at_least(REQUIRED[Action.NETWORK_CREATE]),
