@@ -23,6 +23,7 @@ from joblet_agent.adapters.host_probe import probe_host
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
+from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.adapters.systemd_dbus import SystemdBus
@@ -36,10 +37,9 @@ from joblet_agent.api.tls import report_handshake_failures, server_context
 from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import JobDone, UnitGone
 from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService
-from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
+from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
@@ -106,7 +106,13 @@ def wire(config: AgentConfig) -> Agent:
     clock = SystemClock()
     store = SqliteJobStore(config.database)
     network_store = SqliteNetworkStore(config.database)
-    networks = NetworkService(config, network_store, store, clock=clock)
+    networks = NetworkService(
+        config,
+        network_store,
+        store,
+        files=NetworkDirectories(config.state_dir / "networks"),
+        clock=clock,
+    )
     runtime_store = RuntimeDirectory(config.runtimes_dir)
     runtime_store.prepare()
     uploads = UploadService(config, clock, StagedUploads(config.state_dir / "uploads"))
@@ -142,13 +148,9 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     service.uploads.reset()
     service.volumes.load()
 
-    def on_event(event: JobDone | UnitGone) -> None:
-        if event.unit.startswith(NET_UNIT_PREFIX):
-            networks.on_systemd_event(event)
-        else:
-            service.on_systemd_event(event)
-
-    bus = await SystemdBus.connect((*UNIT_PREFIXES, NET_UNIT_PREFIX), on_event)
+    # The units whose signals the engine hears; helper units started with run() (networks' host
+    # side, the kernel's log) are awaited by the bus adapter itself.
+    bus = await SystemdBus.connect(UNIT_PREFIXES, service.on_systemd_event)
     service.attach(bus)
     networks.attach(bus)
     await service.reconcile()

@@ -30,6 +30,7 @@ from joblet_agent.domain.archive import ExtractLimits
 from joblet_agent.domain.runtime import RuntimeSpec, load_runtime_yml
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -272,10 +273,7 @@ def _record_install(tree: Path, *, sha256: str, size: int, provenance: Provenanc
     record = {"sha256": sha256.lower(), "size": size}
     if provenance is not None:
         record |= provenance.to_dict()
-    partial = tree / (INSTALL_RECORD + ".partial")
-    partial.unlink(missing_ok=True)
-    partial.write_text(json.dumps(record))
-    os.replace(partial, tree / INSTALL_RECORD)
+    write_atomic(tree / INSTALL_RECORD, json.dumps(record), mode=0o644, durable=True)
 
 
 def _read_install_record(directory: Path) -> tuple[str | None, Provenance | None]:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from joblet_agent.domain.config import JobPolicy
 from joblet_agent.domain.user import pool
+from joblet_agent.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def publish_pool(policy: JobPolicy, directory: Path = USERDB_DIR) -> None:
         for filename, record in records.items():
             path = directory / filename
             if not path.exists():
-                _write(path, json.dumps(record) + "\n")
+                write_atomic(path, json.dumps(record) + "\n", mode=0o644)
                 written += 1
         # nss-systemd looks UIDs and GIDs up by these links.
         for link, target in (
@@ -65,19 +65,11 @@ def publish_pool(policy: JobPolicy, directory: Path = USERDB_DIR) -> None:
     )
 
 
-def _write(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    temporary.rename(path)
-
-
 def publish_group(name: str, gid: int, directory: Path = USERDB_DIR) -> None:
     """A group record (a volume's: jobs mounting it join it through SupplementaryGroups=)."""
     directory.mkdir(mode=0o755, exist_ok=True)
     record = {"groupName": name, "gid": gid, "disposition": "dynamic"}
-    _write(directory / f"{name}.group", json.dumps(record) + "\n")
+    write_atomic(directory / f"{name}.group", json.dumps(record) + "\n", mode=0o644)
     link = directory / f"{gid}.group"
     if not link.is_symlink():
         link.symlink_to(f"{name}.group")

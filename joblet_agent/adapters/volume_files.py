@@ -17,6 +17,7 @@ from joblet_agent.adapters.ext4 import make_ext4
 from joblet_agent.adapters.trees import discard_tree
 from joblet_agent.domain.volume import Volume, VolumeType
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +81,12 @@ class VolumeFiles:
             self.mount_point(volume.name).mkdir(mode=0o700)
             if volume.type is VolumeType.FILESYSTEM:
                 await _make_image(self.image(volume.name), volume.size_bytes, gid)
-            _write_json(home / "volume.json", volume.to_dict())
+            write_atomic(
+                home / "volume.json",
+                json.dumps(volume.to_dict(), indent=1) + "\n",
+                mode=0o600,
+                durable=True,
+            )
         except BaseException:
             discard_tree(home, "the volume's directory")
             raise
@@ -113,9 +119,3 @@ async def _make_image(image: Path, size: int, gid: int) -> None:
     with image.open("xb") as out:
         out.truncate(size)  # sparse: the disk is used as the jobs write
     await make_ext4(image, owner=(0, gid), journal=True)  # a journal: it outlives crashes
-
-
-def _write_json(path: Path, data: object) -> None:
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(data, indent=1) + "\n")
-    temporary.rename(path)

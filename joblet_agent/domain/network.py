@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from joblet_agent.domain.fields import Fields
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode, JobletError, invalid
 
 
 class NetworkMode(StrEnum):
@@ -195,20 +195,35 @@ def parse_cidr(fields: Fields, key: str, text: str) -> ipaddress.IPv4Network:
     return cidr
 
 
-def parse_network_request(data: object, *, existing: Iterable[Network], owner: str) -> Network:
+@dataclass(frozen=True, slots=True)
+class NetworkRequest:
+    """What `rnx network create` asks for, its shape checked (parse_network_request)."""
+
+    name: str
+    cidr: ipaddress.IPv4Network
+    internal: bool = False
+
+
+def parse_network_request(data: object) -> NetworkRequest:
     top = Fields(data, "")
     name = check_name(top, "name", top.required_string("name"))
     cidr = parse_cidr(top, "cidr", top.required_string("cidr"))
     internal = top.boolean("internal", False)
     top.reject_unknown()
+    return NetworkRequest(name, cidr, internal)
+
+
+def new_network(wanted: NetworkRequest, *, existing: Iterable[Network], owner: str) -> Network:
+    """The network asked for, if it clashes with none of the `existing` ones."""
+    name, cidr = wanted.name, wanted.cidr
     for other in existing:
         if other.name == name:
             raise JobletError(ErrorCode.CONFLICT, f"network {name!r} already exists")
         if other.cidr.overlaps(cidr):
-            raise top.error("cidr", str(cidr), f"overlaps network {other.name!r} ({other.cidr})")
+            raise invalid("cidr", str(cidr), f"overlaps network {other.name!r} ({other.cidr})")
         if other.bridge == Network(name, cidr).bridge:  # a digest collision: astronomically rare
-            raise top.error("name", name, f"its bridge name collides with {other.name!r}")
-    return Network(name=name, cidr=cidr, internal=internal, created_by=owner)
+            raise invalid("name", name, f"its bridge name collides with {other.name!r}")
+    return Network(name=name, cidr=cidr, internal=wanted.internal, created_by=owner)
 
 
 def parse_egress(fields: Fields, key: str, text: str) -> EgressRule:

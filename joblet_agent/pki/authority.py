@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from joblet_agent.errors import ErrorCode, JobletError, invalid
+from joblet_agent.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -112,10 +113,10 @@ class Pki:
                 ca = _Ca.create(datetime.now(UTC))
                 server_key = ec.generate_private_key(ec.SECP256R1())
                 server_cert = ca.sign_server(server_key, dns_names, addresses)
-                _write_atomic(self.ca_key, _key_pem(ca.key), mode=0o600)
-                _write_atomic(self.ca_crt, _cert_pem(ca.cert), mode=0o644)
-                _write_atomic(self.server_key, _key_pem(server_key), mode=0o600)
-                _write_atomic(self.server_crt, _cert_pem(server_cert), mode=0o644)
+                write_atomic(self.ca_key, _key_pem(ca.key), mode=0o600, durable=True)
+                write_atomic(self.ca_crt, _cert_pem(ca.cert), mode=0o644, durable=True)
+                write_atomic(self.server_key, _key_pem(server_key), mode=0o600, durable=True)
+                write_atomic(self.server_crt, _cert_pem(server_cert), mode=0o644, durable=True)
                 self._write_crl(ca, [], number=1)
                 if force:
                     self._forget_issued()
@@ -160,14 +161,14 @@ class Pki:
             with _exclusive(self.directory):
                 self.issued_dir.mkdir(mode=0o700, exist_ok=True)
                 record = self.issued_dir / f"{_serial(cert)}.pem"
-                _write_atomic(record, _cert_pem(cert), mode=0o644)
+                write_atomic(record, _cert_pem(cert), mode=0o644, durable=True)
             out.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_atomic(out / "client.key", _key_pem(key), mode=0o600)
-            _write_atomic(out / "client.crt", _cert_pem(cert), mode=0o644)
-            _write_atomic(out / "ca.crt", _cert_pem(ca.cert), mode=0o644)
+            write_atomic(out / "client.key", _key_pem(key), mode=0o600, durable=True)
+            write_atomic(out / "client.crt", _cert_pem(cert), mode=0o644, durable=True)
+            write_atomic(out / "ca.crt", _cert_pem(ca.cert), mode=0o644, durable=True)
             config = out / "rnx-config.yml"
             node = socket.gethostname().split(".")[0]
-            _write_atomic(config, rnx_config(node, address), mode=0o644)
+            write_atomic(config, rnx_config(node, address), mode=0o644, durable=True)
         logger.info("pki: issued %s (%s), serial %s, into %s", name, role, _serial(cert), out)
         return config
 
@@ -249,7 +250,9 @@ class Pki:
         self, ca: _Ca, entries: Sequence[tuple[int, datetime]], *, number: int
     ) -> datetime:
         crl = ca.sign_crl(entries, number=number)
-        _write_atomic(self.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644)
+        write_atomic(
+            self.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644, durable=True
+        )
         return crl_next_update(crl) or datetime.now(UTC)
 
 
@@ -581,24 +584,6 @@ def _cert_pem(cert: x509.Certificate) -> bytes:
 def _yaml_str(value: str) -> str:
     # A host named "1234" or "yes" would otherwise load as a number or a boolean.
     return value if yaml.safe_load(value) == value else json.dumps(value)
-
-
-def _write_atomic(path: Path, data: bytes, *, mode: int) -> None:
-    """Write via a temporary file and rename: readers see the old file or the new, never half.
-
-    The mode is given at creation (os.open), so a key is never readable by others, not even briefly.
-    """
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager

@@ -13,14 +13,11 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-import os
-import shutil
 import socket
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path, PurePosixPath
-from typing import Any, Protocol
+from typing import Protocol
 
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState
@@ -31,15 +28,16 @@ from joblet_agent.domain.network import (
     HostState,
     Network,
     NetworkMode,
+    NetworkRequest,
     allocate_address,
     default_hostname,
     hosts_file,
     job_resolv_conf,
     link_name,
-    parse_network_request,
+    new_network,
 )
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import Clock, JobDone, JobStore, SystemdManager, UnitGone
+from joblet_agent.ports import Clock, JobStore, NetworkFiles, SystemdManager
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_properties, setup_files
 from joblet_agent.units.paths import JobPaths
 
@@ -77,10 +75,10 @@ class NetworkService:
         store: NetworkStore,
         jobs: JobStore,
         *,
+        files: NetworkFiles,
         clock: Clock,
         resolve: Resolver = resolve_ipv4,
         python: str = sys.executable,
-        host_resolv_conf: Path = Path("/etc/resolv.conf"),
     ) -> None:
         self.config = config
         self.store = store
@@ -88,9 +86,8 @@ class NetworkService:
         self.clock = clock
         self._resolve = resolve
         self._python = python
-        self._host_resolv_conf = host_resolv_conf
+        self.files = files
         self.systemd: SystemdManager | None = None
-        self._pending: dict[str, asyncio.Future[str]] = {}
         self._lock = asyncio.Lock()  # one host apply at a time
         self._reserved: dict[str, Endpoint] = {}  # job id -> endpoint, until the job ends
         self._isolated_cursor = 0
@@ -98,10 +95,6 @@ class NetworkService:
 
     def attach(self, systemd: SystemdManager) -> None:
         self.systemd = systemd
-
-    @property
-    def root(self) -> Path:
-        return self.config.state_dir / "networks"
 
     @property
     def isolated(self) -> Network:
@@ -130,9 +123,9 @@ class NetworkService:
             r for r in self.jobs.list(states=_LIVE) if r.endpoint and r.endpoint.network == name
         ]
 
-    async def create(self, request: Any, owner: str) -> Network:
+    async def create(self, wanted: NetworkRequest, owner: str) -> Network:
         existing = [*self.store.list(), self.isolated]
-        network = parse_network_request(request, existing=existing, owner=owner)
+        network = new_network(wanted, existing=existing, owner=owner)
         network = dataclasses.replace(network, created_at=self.clock.now())
         self.store.add(network)
         try:
@@ -141,7 +134,7 @@ class NetworkService:
         except BaseException:
             # Nothing half-done: no record, no files; the next apply removes a bridge left over.
             self.store.remove(network.name)
-            shutil.rmtree(self.root / network.name, ignore_errors=True)
+            self.files.remove_network(network.name)
             raise
         logger.info("created network %s (%s) for %s", network.name, network.cidr, owner)
         return network
@@ -159,7 +152,7 @@ class NetworkService:
         )
         if cidr is None:
             return ()  # the job is then refused as asking for a network that does not exist
-        await self.create({"name": spec.network, "cidr": str(cidr)}, owner)
+        await self.create(NetworkRequest(spec.network, cidr), owner)
         return (f"network {spec.network!r} did not exist: created ({cidr}, outbound NAT)",)
 
     async def remove(self, name: str) -> Network:
@@ -180,7 +173,7 @@ class NetworkService:
         except BaseException:
             self.store.add(network)  # nothing half-done: it is still there, and still recorded
             raise
-        shutil.rmtree(self.root / name, ignore_errors=True)
+        self.files.remove_network(name)
         logger.info("removed network %s", name)
         return network
 
@@ -205,16 +198,17 @@ class NetworkService:
         endpoint = self._allocate(job_id, network, spec.name)
         self._write_hosts(network)
         return spec, JobNetwork(
-            mode=mode, network=network, endpoint=endpoint, egress=egress, files=self._dir(network)
+            mode=mode,
+            network=network,
+            endpoint=endpoint,
+            egress=egress,
+            files=self.files.directory(network),
         )
 
     def write_job_files(self, paths: JobPaths, net: JobNetwork) -> None:
         """What the job's network helper unit reads, in the job's root-only directory on the
         host, which the job itself never sees."""
-        directory = Path(paths.network)
-        directory.mkdir(mode=0o700, exist_ok=True)
-        for name, text in setup_files(net).items():
-            _write_file(directory / name, text, mode=0o600)
+        self.files.write_job_files(paths, setup_files(net))
 
     def release(self, job_id: str) -> None:
         """The job did not start, or ended: its address and hostname are free again."""
@@ -238,8 +232,7 @@ class NetworkService:
             self._write_files(network)
         if live_isolated:
             self._write_files(self.isolated)
-        marker = self.root / ".host-state.json"
-        if networks or live_isolated or marker.exists():
+        if networks or live_isolated or self.files.has_state():
             try:
                 await self._apply(with_isolated=live_isolated)
             except JobletError as exc:
@@ -247,11 +240,6 @@ class NetworkService:
                 logger.error("could not set up the host's side of the networks: %s", exc.message)
 
     # -- PID 1 --------------------------------------------------------------------------
-
-    def on_systemd_event(self, event: JobDone | UnitGone) -> None:
-        waiter = self._pending.pop(event.unit, None)
-        if waiter and not waiter.done():
-            waiter.set_result(event.result if isinstance(event, JobDone) else "gone")
 
     async def _apply(self, *, with_isolated: bool | None = None) -> None:
         """Make the host's side match the records, through a short privileged unit."""
@@ -262,20 +250,12 @@ class NetworkService:
             networks = tuple(self.store.list()) + ((self.isolated,) if self._isolated_ready else ())
             links = {r.endpoint.link for r in self.jobs.list(states=_LIVE) if r.endpoint}
             links |= {e.link for e in self._reserved.values()}
-            state = HostState(networks, frozenset(links), self.root / ".forwarding")
-            state_file = self.root / ".host-state.json"
-            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_file(state_file, state.to_json(), mode=0o600)
+            state_file = self.files.write_state(
+                HostState(networks, frozenset(links), self.files.forwarding_marker)
+            )
             unit = f"{NET_UNIT_PREFIX}apply-{uuid.uuid4().hex[:12]}.service"
-            done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-            self._pending[unit] = done
-            try:
-                await self.systemd.start_transient(
-                    unit, apply_unit_properties(self._python, str(state_file), self.config.slice)
-                )
-                result = await asyncio.wait_for(done, APPLY_TIMEOUT_SEC)
-            finally:
-                self._pending.pop(unit, None)
+            properties = apply_unit_properties(self._python, str(state_file), self.config.slice)
+            result = await self.systemd.run(unit, properties, within=APPLY_TIMEOUT_SEC)
             if result != "done":
                 raise JobletError(
                     ErrorCode.SYSTEMD,
@@ -345,42 +325,17 @@ class NetworkService:
         self._reserved[job_id] = endpoint
         return endpoint
 
-    def _dir(self, network: Network) -> PurePosixPath:
-        return PurePosixPath(self.root / network.name)
-
     def _write_files(self, network: Network) -> None:
-        directory = Path(self._dir(network))
-        directory.mkdir(parents=True, exist_ok=True)
-        directory.chmod(0o755)  # jobs read it as themselves; its parent stays root-only
-        resolv = ""
-        if network.nat:
-            try:
-                resolv = job_resolv_conf(self._host_resolv_conf.read_text())
-            except OSError:
-                resolv = ""
-        _write_file(directory / "resolv.conf", resolv, mode=0o644)
+        resolv = job_resolv_conf(self.files.host_resolv_conf()) if network.nat else ""
+        self.files.write_network(network, resolv)
         self._write_hosts(network)
 
     def _write_hosts(self, network: Network) -> None:
-        directory = Path(self._dir(network))
-        if directory.is_dir():
-            # Jobs on the isolated network cannot reach each other, nor learn of each other.
-            peers = [] if network.isolated_ports else self._endpoints(network.name).values()
-            text = hosts_file(peers)
-            _write_file(directory / "hosts", text, mode=0o644)
+        # Jobs on the isolated network cannot reach each other, nor learn of each other.
+        peers = [] if network.isolated_ports else self._endpoints(network.name).values()
+        self.files.write_hosts(network, hosts_file(peers))
 
     def _rewrite_hosts(self, name: str) -> None:
         network = self.isolated if name == ISOLATED else self.store.get(name)
         if network is not None:
             self._write_hosts(network)
-
-
-def _write_file(path: Path, text: str, *, mode: int) -> None:
-    """Whole or not at all: jobs read hosts files while they change (a directory is bound, so
-    the renamed file is what they open next)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.config import AgentConfig
-from joblet_agent.errors import ErrorCode, JobletError, excerpt
+from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import Clock, UploadStaging
 from joblet_agent.services.upload_pace import BodyPace, paced
 
@@ -93,10 +93,9 @@ class UploadService:
         """At start: no upload survives the agent (its request died with it)."""
         self.staging.reset()
 
-    def announce(self, owner: str, size: object, entries: object) -> Upload:
+    def announce(self, owner: str, size: int, entries: int) -> Upload:
+        """`size` and `entries` are counts, 0 or more (parse_announcement)."""
         self._expire()
-        size = _count("bytes", size)
-        entries = _count("entries", entries)
         self._room_for_one_more(owner)
         if size > self.policy.max_upload_bytes:
             raise JobletError(
@@ -268,11 +267,3 @@ class UploadService:
 class _Share:
     threads: asyncio.Semaphore
     users: int = 0  # holding or waiting
-
-
-def _count(field: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise JobletError(
-            ErrorCode.INVALID, f"{field}: {excerpt(value)} is not valid; a whole number, 0 or more"
-        )
-    return value

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -22,6 +21,7 @@ from joblet_agent.domain.volume import (
     MAX_VOLUMES,
     Volume,
     VolumeMount,
+    VolumeRequest,
     VolumeType,
     check_name,
     parse_volume_request,
@@ -92,12 +92,14 @@ class VolumeService:
 
     # -- commands -------------------------------------------------------------------------
 
-    async def create(self, request: Mapping[str, Any], owner: str) -> VolumeStatus:
-        wanted = parse_volume_request(
-            request,
-            max_bytes=self.config.jobs.max_volume_bytes,
-            memory_bytes=self.host.memory_bytes,
+    def parse_request(self, data: object) -> VolumeRequest:
+        """A request's body as a volume this agent may make (sizes within its bounds)."""
+        return parse_volume_request(
+            data, max_bytes=self.config.jobs.max_volume_bytes, memory_bytes=self.host.memory_bytes
         )
+
+    async def create(self, wanted: VolumeRequest, owner: str) -> VolumeStatus:
+        """`wanted` was parsed against this agent's bounds (parse_request)."""
         if wanted.name in self._volumes:
             raise JobletError(ErrorCode.CONFLICT, f"name: volume {wanted.name!r} already exists")
         taken = {v.slot for v in self._volumes.values()}
@@ -141,7 +143,7 @@ class VolumeService:
         for mount in mounts:
             if mount.name in self._volumes or size is None:
                 continue
-            await self.create({"name": mount.name, "size": size}, owner)
+            await self.create(VolumeRequest(mount.name, VolumeType.FILESYSTEM, size), owner)
             created.append(
                 f"volume {mount.name!r} did not exist: created (filesystem, {size >> 20} MiB)"
             )
@@ -235,40 +237,31 @@ class VolumeService:
             gid = volume.gid(self.config.jobs)
             where = PurePosixPath(self.files.mount_point(volume.name))
             image = PurePosixPath(self.files.image(volume.name))
-            await self._pid1.start_transient(
-                unit, mount_properties(volume, image=image, where=where, gid=gid)
-            )
-            await self._until(unit, volume)
+            properties = mount_properties(volume, image=image, where=where, gid=gid)
+            try:
+                result = await self._pid1.run(unit, properties, within=MOUNT_TIMEOUT_SEC)
+            except JobletError:
+                result = "timeout"
+            if result != "done":
+                await self._pid1.reset_failed(unit)
+                raise JobletError(
+                    ErrorCode.SYSTEMD,
+                    f"volume {volume.name!r} could not be mounted ({unit}: {result})",
+                    hint=f"journalctl -u {unit} says why",
+                )
             await asyncio.to_thread(self.files.prepare_root, volume.name, gid)
             if volume.type is VolumeType.MEMORY:
                 logger.info(
                     "memory volume %s mounted (empty: it does not outlive a boot)", volume.name
                 )
 
-    async def _until(self, unit: str, volume: Volume) -> None:
-        deadline = asyncio.get_running_loop().time() + MOUNT_TIMEOUT_SEC
-        while True:
-            state = await self._pid1.active_state(unit)
-            if state == "active":
-                return
-            if state in ("failed", None) or asyncio.get_running_loop().time() > deadline:
-                await self._pid1.reset_failed(unit)
-                raise JobletError(
-                    ErrorCode.SYSTEMD,
-                    f"volume {volume.name!r} could not be mounted ({unit}: {state or 'gone'})",
-                    hint=f"journalctl -u {unit} says why",
-                )
-            await asyncio.sleep(0.02)
-
     async def _unmount(self, volume: Volume) -> None:
         unit = self._unit(volume)
         if await self._pid1.active_state(unit) is None:
             return
-        await self._pid1.stop(unit)
-        deadline = asyncio.get_running_loop().time() + MOUNT_TIMEOUT_SEC
-        while (state := await self._pid1.active_state(unit)) not in (None, "inactive", "failed"):
-            if asyncio.get_running_loop().time() > deadline:
-                raise JobletError(ErrorCode.SYSTEMD, f"{unit} did not unmount ({state})")
-            await asyncio.sleep(0.02)
-        if state == "failed":
+        try:
+            await self._pid1.stop(unit, within=MOUNT_TIMEOUT_SEC)
+        except TimeoutError:
+            raise JobletError(ErrorCode.SYSTEMD, f"{unit} did not unmount") from None
+        if await self._pid1.active_state(unit) == "failed":
             await self._pid1.reset_failed(unit)

@@ -47,10 +47,6 @@ class FakeSystemd:
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
         self.aux += [(name, list(props)) for name, props in aux]
-        if not any(p.name == "RootDirectory" for p in properties):
-            # A oneshot helper (the host side of networks): done as soon as it ran.
-            asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
-            return
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
@@ -63,6 +59,11 @@ class FakeSystemd:
         asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
     async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+        """A oneshot helper started and awaited (the host side of networks, the kernel's log)."""
+        if self.refuse_next:
+            self.refuse_next = False
+            raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
+        self.started.append((unit, list(properties)))
         self.ran.append(unit)
         output = next((p.value for p in properties if p.name == "StandardOutputFileToTruncate"), "")
         if output:

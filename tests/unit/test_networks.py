@@ -16,6 +16,7 @@ from aiohttp import web
 from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.netlink import host_ruleset
+from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.api.handlers import job as jobs_api
 from joblet_agent.api.handlers import network as networks_api
@@ -30,6 +31,7 @@ from joblet_agent.domain.network import (
     allocate_address,
     hosts_file,
     job_resolv_conf,
+    new_network,
     parse_egress,
     parse_network_request,
 )
@@ -64,6 +66,11 @@ def refused(call: Any, *args: Any, **kwargs: Any) -> JobletError:
 # -- the model ------------------------------------------------------------------------------
 
 
+def made(body: dict[str, Any], *, existing: list[Network], owner: str) -> Network:
+    """A network as the API makes it: the request parsed, then checked against the others."""
+    return new_network(parse_network_request(body), existing=existing, owner=owner)
+
+
 @pytest.mark.parametrize(
     ("body", "why"),
     [
@@ -78,12 +85,12 @@ def refused(call: Any, *args: Any, **kwargs: Any) -> JobletError:
     ],
 )
 def test_bad_networks_are_refused_naming_field_and_value(body: dict[str, Any], why: str) -> None:
-    error = refused(parse_network_request, body, existing=[NET], owner="alice")
+    error = refused(made, body, existing=[NET], owner="alice")
     assert error.code is ErrorCode.INVALID and why in error.message, error.message
 
 
 def test_network_names_and_bridges() -> None:
-    mq = parse_network_request(
+    mq = made(
         {"name": "message-queue", "cidr": "10.43.0.0/24", "internal": True},
         existing=[NET],
         owner="alice",
@@ -91,7 +98,7 @@ def test_network_names_and_bridges() -> None:
     assert (mq.internal, mq.nat, mq.created_by) == (True, False, "alice")
     assert mq.bridge.startswith("jb-") and len(mq.bridge) <= 15 and mq.bridge != NET.bridge
     again = {"name": "backend", "cidr": "10.50.0.0/24"}
-    error = refused(parse_network_request, again, existing=[NET], owner="a")
+    error = refused(made, again, existing=[NET], owner="a")
     assert error.code is ErrorCode.CONFLICT
     assert Network.from_dict({**NET.to_dict(), "jobs": []}) == NET
 
@@ -258,6 +265,12 @@ def test_the_host_side_runs_with_cap_net_admin_only() -> None:
 # -- the service ----------------------------------------------------------------------------
 
 
+def networks_root(service: NetworkService) -> Path:
+    """Where the networks' directories are: the NetworkDirectories adapter's root."""
+    assert isinstance(service.files, NetworkDirectories)
+    return service.files.root
+
+
 @pytest.fixture
 def engine(tmp_path: Path) -> tuple[JobService, NetworkService, FakeSystemd]:
     config = AgentConfig(state_dir=tmp_path / "state")
@@ -272,14 +285,12 @@ def engine(tmp_path: Path) -> tuple[JobService, NetworkService, FakeSystemd]:
         config,
         SqliteNetworkStore(config.database),
         store,
+        files=NetworkDirectories(config.state_dir / "networks", tmp_path / "resolv.conf"),
         clock=SystemClock(),
         resolve=resolve,
-        host_resolv_conf=tmp_path / "resolv.conf",
     )
     jobs = job_service(config, store=store, networks=networks)
-    systemd = FakeSystemd(
-        lambda e: (networks if e.unit.startswith(NET_UNIT_PREFIX) else jobs).on_systemd_event(e)
-    )
+    systemd = FakeSystemd(jobs.on_systemd_event)
     jobs.attach(systemd)
     networks.attach(systemd)
     return jobs, networks, systemd
@@ -291,14 +302,16 @@ def test_jobs_get_unique_addresses_names_and_files(
     jobs, networks, systemd = engine
 
     async def scenario() -> None:
-        await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
+        await networks.create(
+            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="alice"
+        )
         assert systemd.started[-1][0].startswith(NET_UNIT_PREFIX)
         started = await asyncio.gather(
             *(submit(jobs, {"command": "true", "network": "backend"}, owner="a") for _ in range(20))
         )
         addresses = {r.endpoint.address for r in started if r.endpoint}
         assert len(addresses) == 20
-        hosts = (networks.root / "backend" / "hosts").read_text()
+        hosts = (networks_root(networks) / "backend" / "hosts").read_text()
         assert all(f"{r.endpoint.address}\tjob-{r.id[:8]}" in hosts for r in started if r.endpoint)
         files = Path(jobs.config.jobs_dir) / started[0].id / "net"
         assert oct(files.stat().st_mode & 0o777) == "0o700"
@@ -311,9 +324,9 @@ def test_jobs_get_unique_addresses_names_and_files(
         for record in started:
             systemd.end(record.unit, result="success", code="exited", status="0")
             await jobs.wait(record.id, within=1)
-        assert "job-" not in (networks.root / "backend" / "hosts").read_text()
+        assert "job-" not in (networks_root(networks) / "backend" / "hosts").read_text()
         await networks.remove("backend")
-        assert not (networks.root / "backend").exists()
+        assert not (networks_root(networks) / "backend").exists()
 
     asyncio.run(scenario())
 
@@ -331,14 +344,14 @@ def test_egress_names_are_resolved_and_a_failed_start_frees_the_address(
         )
         assert record.spec.allow_egress[0].addresses == ("151.101.0.223", "151.101.64.223")
         assert record.endpoint is not None and record.endpoint.network == "isolated"
-        isolated_hosts = (networks.root / "isolated" / "hosts").read_text()
+        isolated_hosts = (networks_root(networks) / "isolated" / "hosts").read_text()
         assert record.endpoint.address not in isolated_hosts  # no job learns of another
         bad = {"command": "true", "network": "isolated", "allow_egress": ["nope.invalid"]}
         refusal = await _refusal(submit(jobs, bad, owner="a"))
         assert "does not resolve on the agent's host" in refusal.message
         systemd.refuse_next = True
         await _refusal(submit(jobs, {"command": "true", "network": "isolated", "name": "x"}, "a"))
-        assert "\tx\n" not in (networks.root / "isolated" / "hosts").read_text()
+        assert "\tx\n" not in (networks_root(networks) / "isolated" / "hosts").read_text()
         again = await submit(jobs, {"command": "true", "network": "isolated", "name": "x"}, "a")
         assert again.state is JobState.RUNNING
 
@@ -415,7 +428,9 @@ def test_concurrent_submits_never_share_a_user_or_an_address(
     jobs.files = SlowJobFiles()
 
     async def scenario() -> None:
-        await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
+        await networks.create(
+            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="alice"
+        )
         started = await asyncio.gather(
             *(submit(jobs, {"command": "true", "network": "backend"}, owner="a") for _ in range(10))
         )
@@ -431,14 +446,20 @@ def test_a_network_whose_removal_fails_stays(
     _, networks, systemd = engine
 
     async def scenario() -> None:
-        await networks.create({"name": "backend", "cidr": "10.42.0.0/24"}, owner="alice")
+        await networks.create(
+            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="alice"
+        )
         systemd.refuse_next = True
         await _refusal(networks.remove("backend"))
         assert [n.name for n in networks.networks()] == ["backend"]
         systemd.refuse_next = True
-        await _refusal(networks.create({"name": "other", "cidr": "10.43.0.0/24"}, owner="a"))
+        await _refusal(
+            networks.create(
+                parse_network_request({"name": "other", "cidr": "10.43.0.0/24"}), owner="a"
+            )
+        )
         assert [n.name for n in networks.networks()] == ["backend"]
-        assert not (networks.root / "other").exists()
+        assert not (networks_root(networks) / "other").exists()
 
     asyncio.run(scenario())
 

@@ -27,6 +27,7 @@ from aiohttp import web
 
 from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.job_store import SqliteJobStore
+from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.api.errors import HTTP_STATUS
 from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
@@ -35,7 +36,7 @@ from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.rbac import REQUIRED, Action, Role
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
-from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
+from joblet_agent.services.network import NetworkService
 from tests.unit.fakes import FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 from tests.unit.wiring import api_app, job_service
@@ -282,12 +283,14 @@ def service(tmp_path: Path) -> JobService:
     config = AgentConfig(state_dir=tmp_path / "state", runtimes_dir=tmp_path / "runtimes")
     store = SqliteJobStore(config.database)
     networks = NetworkService(
-        config, SqliteNetworkStore(config.database), store, clock=SystemClock()
+        config,
+        SqliteNetworkStore(config.database),
+        store,
+        files=NetworkDirectories(config.state_dir / "networks"),
+        clock=SystemClock(),
     )
     service = job_service(config, store=store, networks=networks)
-    systemd = FakeSystemd(
-        lambda e: (networks if e.unit.startswith(NET_UNIT_PREFIX) else service).on_systemd_event(e)
-    )
+    systemd = FakeSystemd(service.on_systemd_event)
     service.attach(systemd)
     networks.attach(systemd)
     return service

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from joblet_agent.adapters.upload_staging import EXTRACTING_THREADS, StagedUploads
+from joblet_agent.api.handlers.upload import parse_count
 from joblet_agent.domain.config import AgentConfig, JobPolicy
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.upload import (
@@ -61,9 +62,9 @@ def test_limits_are_checked_when_announced(tmp_path: Path) -> None:
         uploads.announce("alice", 1001, 1)
     assert caught.value.code is ErrorCode.TOO_LARGE
     assert "over this agent's upload limit of 1000 bytes" in caught.value.message
-    for bad in (-1, "10", True, None):
+    for bad in (-1, "10", True, None):  # refused as the API parses the announcement
         with pytest.raises(JobletError, match="a whole number"):
-            uploads.announce("alice", bad, 1)
+            parse_count("bytes", bad)
 
 
 def test_one_callers_waiting_uploads_share_one_limit(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from aiohttp import web
 from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
-from joblet_agent.domain.network import Network
+from joblet_agent.domain.network import Network, parse_network_request
 from joblet_agent.domain.rbac import Action, authorize
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.services.network import NetworkService
@@ -44,8 +44,9 @@ def _name(request: web.Request) -> str:
 async def create(request: web.Request) -> web.Response:
     caller = caller_of(request)
     authorize(caller, Action.NETWORK_CREATE)
-    body = await json_body(request)
-    network = await _service(request).create(body, owner=caller.name)
+    # The raw request dies here: the service gets the parsed request.
+    wanted = parse_network_request(await json_body(request))
+    network = await _service(request).create(wanted, owner=caller.name)
     return web.json_response(_network_json(_service(request), network), status=201)
 
 

@@ -33,7 +33,10 @@ def _owner(request: web.Request) -> str:
 async def announce(request: web.Request) -> web.Response:
     owner = _owner(request)
     body = Fields(await json_body(request), "")
-    size, entries = body.raw("bytes"), body.raw("entries")
+    size, entries = (
+        parse_count("bytes", body.raw("bytes")),
+        parse_count("entries", body.raw("entries")),
+    )
     body.reject_unknown()
     upload = _uploads(request).announce(owner, size, entries)
     return web.json_response(upload.to_dict(), status=201)
@@ -74,3 +77,12 @@ ROUTES = [
     web.put("/v1/uploads/{id}", send),
     web.delete("/v1/uploads/{id}", remove),
 ]
+
+
+def parse_count(field: str, value: object) -> int:
+    """An announcement's count (bytes, entries): a whole number, 0 or more."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise JobletError(
+            ErrorCode.INVALID, f"{field}: {excerpt(value)} is not valid; a whole number, 0 or more"
+        )
+    return value

@@ -20,7 +20,9 @@ def _volumes(request: web.Request, action: Action) -> VolumeService:
 
 async def create(request: web.Request) -> web.Response:
     service = _volumes(request, Action.VOLUME_MANAGE)
-    status = await service.create(await json_body(request), owner=caller_of(request).name)
+    # The raw request dies here: the service gets the parsed request.
+    wanted = service.parse_request(await json_body(request))
+    status = await service.create(wanted, owner=caller_of(request).name)
     return web.json_response(status.to_dict(), status=201)
 
 
