@@ -13,7 +13,7 @@ from joblet_agent.daemon import wire
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord
 from joblet_agent.domain.jobspec import parse_job_request
-from joblet_agent.pki.authority import Pki
+from joblet_agent.pki.store import Pki
 from joblet_agent.ports import JobDone, RuntimeCatalog, UnitGone
 from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService

@@ -13,7 +13,9 @@ from typing import Any, TypeVar
 import click
 
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki.authority import DEFAULT_CLIENT_DAYS, DEFAULT_PKI_DIR, ROLES, IssuedCert, Pki
+from joblet_agent.pki.authority import IssuedCert
+from joblet_agent.pki.names import ROLES
+from joblet_agent.pki.store import DEFAULT_CLIENT_DAYS, DEFAULT_PKI_DIR, Pki
 
 F = TypeVar("F", bound=Callable[..., Any])
 

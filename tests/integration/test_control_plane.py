@@ -21,7 +21,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from joblet_agent.pki.authority import Pki
+from joblet_agent.pki.store import Pki
 from rnx.client import Client
 from rnx.errors import RnxError
 from tests.integration.conftest import sh, unit_property

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.pki.authority import Pki
+from joblet_agent.pki.store import Pki
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from joblet_agent.api.listeners import (
 )
 from joblet_agent.api.tls import client_context, server_context
 from joblet_agent.domain.config import Connections
-from joblet_agent.pki.authority import Pki
+from joblet_agent.pki.store import Pki
 from rnx.wire import UnixHTTPConnection
 
 WAIT = 5.0

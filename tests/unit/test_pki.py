@@ -25,8 +25,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.pki import authority as pki_module
-from joblet_agent.pki.authority import Pki
+from joblet_agent.pki import names as pki_names
 from joblet_agent.pki.commands import pki as pki_cli
+from joblet_agent.pki.store import Pki
 
 
 @pytest.fixture
@@ -167,9 +168,9 @@ def test_host_addresses_skip_loopback_link_local_and_unspecified(
     def fake_getaddrinfo(*args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
         return [(0, 0, 0, "", ("127.0.1.1", 0)), (0, 0, 0, "", ("0.0.0.0", 0))]
 
-    monkeypatch.setattr("joblet_agent.pki.authority.subprocess.run", fake_run)
-    monkeypatch.setattr("joblet_agent.pki.authority.socket.getaddrinfo", fake_getaddrinfo)
-    assert pki_module.host_addresses() == [
+    monkeypatch.setattr("joblet_agent.pki.names.subprocess.run", fake_run)
+    monkeypatch.setattr("joblet_agent.pki.names.socket.getaddrinfo", fake_getaddrinfo)
+    assert pki_names.host_addresses() == [
         ipaddress.ip_address("192.0.2.10"),
         ipaddress.ip_address("2001:db8::5"),
     ]
@@ -179,8 +180,8 @@ def test_host_addresses_without_the_ip_command(monkeypatch: pytest.MonkeyPatch) 
     def missing(*args: Any, **kwargs: Any) -> None:
         raise FileNotFoundError("ip")
 
-    monkeypatch.setattr("joblet_agent.pki.authority.subprocess.run", missing)
-    assert all(not a.is_loopback for a in pki_module.host_addresses())
+    monkeypatch.setattr("joblet_agent.pki.names.subprocess.run", missing)
+    assert all(not a.is_loopback for a in pki_names.host_addresses())
 
 
 # --- client certificates ----------------------------------------------------------------
@@ -211,7 +212,7 @@ def test_issue_client_writes_a_ready_to_use_bundle(
 
 
 def test_rnx_config_text_has_the_documented_shape() -> None:
-    assert pki_module.rnx_config("node1", "node1.example.com:50051").decode() == (
+    assert pki_names.rnx_config("node1", "node1.example.com:50051").decode() == (
         "default: node1\n"
         "nodes:\n"
         "  node1:\n"
@@ -223,7 +224,7 @@ def test_rnx_config_text_has_the_documented_shape() -> None:
 
 
 def test_rnx_config_quotes_hostnames_yaml_would_misread() -> None:
-    loaded = yaml.safe_load(pki_module.rnx_config("1234", "h:1"))
+    loaded = yaml.safe_load(pki_names.rnx_config("1234", "h:1"))
     assert loaded["default"] == "1234"
     assert list(loaded["nodes"]) == ["1234"]
 

@@ -36,7 +36,7 @@ from joblet_agent.api.tls import (
     server_context,
 )
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki.authority import Pki
+from joblet_agent.pki.store import Pki
 from rnx.tls import _check_own_certificate as check_own_certificate
 from rnx.tls import _verify_directly_issued_by as verify_directly_issued_by
 
