@@ -5,15 +5,23 @@ end recorder (OnSuccess=/OnFailure=) writing PID 1's account of the end, then it
 from __future__ import annotations
 
 import asyncio
+import io
 import shutil
-from collections.abc import AsyncGenerator, Callable, Sequence
+import tarfile
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from joblet_agent.adapters.executables import resolve_command
+from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.network import HostState, Network
+from joblet_agent.domain.runtime import RuntimeSpec
+from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.domain.user import JobUser
+from joblet_agent.domain.volume import Volume
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import JobDone, UnitGone
 from joblet_agent.units.paths import JobPaths
@@ -249,3 +257,172 @@ class FakeJobStore:
     def delete(self, job_id: str) -> None:
         if self.records.pop(job_id, None) is None:
             raise JobletError(ErrorCode.NOT_FOUND, f"job {job_id} does not exist")
+
+
+class FakeVolumeStorage:
+    """The VolumeStorage port in memory: records kept, images and mounts only named."""
+
+    def __init__(self, root: Path = Path("/volumes-of-a-test")) -> None:
+        self.root = root
+        self.volumes: dict[str, Volume] = {}
+        self.prepared: list[tuple[str, int]] = []
+
+    def load_all(self) -> list[Volume]:
+        return list(self.volumes.values())
+
+    async def create(self, volume: Volume, gid: int) -> None:
+        self.volumes[volume.name] = volume
+
+    def remove(self, name: str) -> None:
+        self.volumes.pop(name, None)
+
+    def image(self, name: str) -> Path:
+        return self.root / name / "volume.img"
+
+    def mount_point(self, name: str) -> Path:
+        return self.root / name / "data"
+
+    def usage(self, name: str) -> int | None:
+        return 0 if name in self.volumes else None
+
+    def prepare_root(self, name: str, gid: int) -> None:
+        self.prepared.append((name, gid))
+
+
+class FakeUploadStaging:
+    """The UploadStaging port in memory: a tar stream's members counted, not written."""
+
+    def __init__(self, root: Path = Path("/uploads-of-a-test")) -> None:
+        self.root = root
+        self.received: dict[str, bytes] = {}
+        self.discarded: list[str] = []
+
+    def reset(self) -> None:
+        self.received.clear()
+
+    def tree(self, upload_id: str) -> Path:
+        return self.root / upload_id / "tree"
+
+    async def extract(
+        self,
+        upload_id: str,
+        stream: AsyncIterator[bytes],
+        limits: ExtractLimits,
+        *,
+        slot: AbstractAsyncContextManager[None],
+    ) -> Extracted:
+        async with slot:
+            data = b"".join([chunk async for chunk in stream])
+        self.received[upload_id] = data
+        with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+            members = archive.getmembers()
+        return Extracted(
+            files=sum(m.isreg() for m in members),
+            directories=sum(m.isdir() for m in members),
+            links=sum(m.issym() or m.islnk() for m in members),
+            bytes=sum(m.size for m in members if m.isreg()),
+        )
+
+    def discard(self, upload_id: str) -> None:
+        self.received.pop(upload_id, None)
+        self.discarded.append(upload_id)
+
+
+class FakeNetworkFiles:
+    """The NetworkFiles port in memory: each file's text by its path."""
+
+    def __init__(self, root: Path = Path("/networks-of-a-test"), resolv_conf: str = "") -> None:
+        self.root = root
+        self.resolv_conf = resolv_conf
+        self.files: dict[Path, str] = {}
+
+    @property
+    def forwarding_marker(self) -> Path:
+        return self.root / ".forwarding"
+
+    def directory(self, network: Network) -> PurePosixPath:
+        return PurePosixPath(self.root / network.name)
+
+    def host_resolv_conf(self) -> str:
+        return self.resolv_conf
+
+    def write_network(self, network: Network, resolv_conf: str) -> None:
+        self.files[self.root / network.name / "resolv.conf"] = resolv_conf
+
+    def write_hosts(self, network: Network, text: str) -> None:
+        if self.root / network.name / "resolv.conf" in self.files:
+            self.files[self.root / network.name / "hosts"] = text
+
+    def remove_network(self, name: str) -> None:
+        for path in [p for p in self.files if p.parent == self.root / name]:
+            del self.files[path]
+
+    def write_job_files(self, paths: JobPaths, files: dict[str, str]) -> None:
+        for name, text in files.items():
+            self.files[Path(paths.network) / name] = text
+
+    def write_state(self, state: HostState) -> Path:
+        path = self.root / ".host-state.json"
+        self.files[path] = state.to_json()
+        return path
+
+    def has_state(self) -> bool:
+        return self.root / ".host-state.json" in self.files
+
+
+class FakeRuntimeStore:
+    """The RuntimeStore port in memory: runtimes given by the test; installs refused."""
+
+    def __init__(self, runtimes: Sequence[InstalledRuntime] = (), arch: str = "amd64") -> None:
+        self.arch = arch
+        self.runtimes = {r.name: r for r in runtimes}
+
+    def installed(self) -> list[InstalledRuntime]:
+        return list(self.runtimes.values())
+
+    def find(self, name: str) -> InstalledRuntime | None:
+        return self.runtimes.get(name)
+
+    async def install(
+        self,
+        name: str,
+        chunks: AsyncIterator[bytes],
+        *,
+        size: int,
+        sha256: str,
+        approve: Callable[[RuntimeSpec], None],
+        provenance: Provenance | None = None,
+    ) -> InstalledRuntime:
+        raise JobletError(ErrorCode.UNSUPPORTED, "the fake store installs nothing")
+
+    def remove(self, runtime: InstalledRuntime) -> None:
+        self.runtimes.pop(runtime.name, None)
+
+
+# Every port has its fake (mypy checks here that each fits its Protocol).
+if TYPE_CHECKING:
+    from joblet_agent import ports
+
+    _checks: tuple[
+        ports.SystemdManager,
+        ports.JobStore,
+        ports.Journal,
+        ports.JobFiles,
+        ports.Clock,
+        ports.RuntimeStore,
+        ports.VolumeStorage,
+        ports.GroupRecords,
+        ports.UploadStaging,
+        ports.NetworkFiles,
+    ] = (
+        FakeSystemd(lambda event: None),
+        FakeJobStore(),
+        FakeJournal(),
+        FakeJobFiles(),
+        FakeClock(),
+        FakeRuntimeStore(),
+        FakeVolumeStorage(),
+        FakeGroups(),
+        FakeUploadStaging(),
+        FakeNetworkFiles(),
+    )
