@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
+from joblet_agent.adapters.config_file import load_config
 from joblet_agent.adapters.journal_logging import JournalHandler, journal_is_stderr
-from joblet_agent.domain.config import DEFAULT_CONFIG_PATH, load_config
+from joblet_agent.domain.config import DEFAULT_CONFIG_PATH
 from joblet_agent.errors import JobletError
 from joblet_agent.pki.commands import pki
 

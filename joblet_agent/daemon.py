@@ -13,6 +13,7 @@ import os
 import signal
 import socket
 import ssl
+import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -25,6 +26,7 @@ from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
 from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
+from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.upload_staging import StagedUploads
@@ -112,6 +114,8 @@ def wire(config: AgentConfig) -> Agent:
         store,
         files=NetworkDirectories(config.state_dir / "networks"),
         clock=clock,
+        resolve=resolve_ipv4,
+        python=sys.executable,  # the host side's helper runs this agent's own Python
     )
     runtime_store = RuntimeDirectory(config.runtimes_dir)
     runtime_store.prepare()

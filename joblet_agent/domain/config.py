@@ -13,11 +13,10 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
-from joblet_agent.domain.bounded_yaml import BoundedYamlError, load_yaml
 from joblet_agent.domain.fields import Fields
 from joblet_agent.domain.quantities import parse_duration, parse_size
 from joblet_agent.domain.rbac import Role
-from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.errors import ErrorCode
 
 DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
 DEFAULT_ISOLATED_CIDR = "10.213.0.0/20"
@@ -116,20 +115,6 @@ class AgentConfig:
     @property
     def database(self) -> Path:
         return self.state_dir / "jobs.sqlite"
-
-
-def load_config(path: Path = DEFAULT_CONFIG_PATH) -> AgentConfig:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return AgentConfig()
-    except OSError as exc:
-        raise JobletError(ErrorCode.CONFIG, f"{path}: cannot be read: {exc.strerror}") from exc
-    try:
-        data = load_yaml(text)
-    except BoundedYamlError as exc:
-        raise JobletError(ErrorCode.CONFIG, f"{path}: not valid YAML: {exc}") from None
-    return parse_config(data, str(path))
 
 
 def parse_config(data: object, source: str) -> AgentConfig:

@@ -13,11 +13,8 @@ import asyncio
 import dataclasses
 import ipaddress
 import logging
-import socket
-import sys
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Protocol
+from collections.abc import Iterable
 
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState
@@ -37,7 +34,7 @@ from joblet_agent.domain.network import (
     new_network,
 )
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import Clock, JobStore, NetworkFiles, SystemdManager
+from joblet_agent.ports import Clock, JobStore, NetworkFiles, NetworkStore, Resolver, SystemdManager
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_properties, setup_files
 from joblet_agent.units.paths import JobPaths
 
@@ -48,24 +45,6 @@ AUTO_POOL = ipaddress.IPv4Network("10.88.0.0/16")
 NET_UNIT_PREFIX = "joblet-net-"
 APPLY_TIMEOUT_SEC = 60.0
 _LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
-Resolver = Callable[[str], Awaitable[tuple[str, ...]]]
-
-
-class NetworkStore(Protocol):
-    def add(self, network: Network) -> None: ...
-    def get(self, name: str) -> Network | None: ...
-    def list(self) -> list[Network]: ...
-    def remove(self, name: str) -> None: ...
-    def cursor(self, name: str) -> int: ...
-    def set_cursor(self, name: str, cursor: int) -> None: ...
-
-
-async def resolve_ipv4(host: str) -> tuple[str, ...]:
-    """The host's IPv4 addresses, by the agent host's resolver (its /etc/hosts, and DNS as far as
-    the agent's private network namespace reaches: systemd-resolved over its Unix socket)."""
-    loop = asyncio.get_running_loop()
-    infos = await loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_STREAM)
-    return tuple(sorted({str(info[4][0]) for info in infos}))
 
 
 class NetworkService:
@@ -77,8 +56,8 @@ class NetworkService:
         *,
         files: NetworkFiles,
         clock: Clock,
-        resolve: Resolver = resolve_ipv4,
-        python: str = sys.executable,
+        resolve: Resolver,
+        python: str,
     ) -> None:
         self.config = config
         self.store = store

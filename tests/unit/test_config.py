@@ -6,13 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from joblet_agent.domain.config import AgentConfig, Connections, Enforcement, load_config
+from joblet_agent.adapters.config_file import load_config
+from joblet_agent.domain.config import AgentConfig, Connections, Enforcement
 from joblet_agent.errors import ErrorCode, JobletError
 
 
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "joblet.yml"
-    path.write_text(text)
+    path.write_bytes(text.encode(errors="surrogateescape"))
     return path
 
 
@@ -109,6 +110,9 @@ connections:
         ("connections:\n  idle_timeout: soon", ["connections.idle_timeout", "duration"]),
         ("connections:\n  header_timeout: 0", ["connections.header_timeout", "minimum is 1"]),
         ("connections:\n  max_conns: 5", ["connections.max_conns", "unknown key"]),
+        # Read no further than the bound: a runaway file is refused before YAML sees it.
+        ("# " + "x" * (1 << 20), ["larger than 1048576 bytes"]),
+        ("jobs: {}\n# \udcff", ["not UTF-8"]),
     ],
 )
 def test_broken_file_names_file_key_and_reason(

@@ -4,6 +4,7 @@ and the service against fakes (the effects are proven in tests/integration/test_
 from __future__ import annotations
 
 import asyncio
+import sys
 import tempfile
 from ipaddress import IPv4Network
 from pathlib import Path, PurePosixPath
@@ -288,6 +289,7 @@ def engine(tmp_path: Path) -> tuple[JobService, NetworkService, FakeSystemd]:
         files=NetworkDirectories(config.state_dir / "networks", tmp_path / "resolv.conf"),
         clock=SystemClock(),
         resolve=resolve,
+        python=sys.executable,
     )
     jobs = job_service(config, store=store, networks=networks)
     systemd = FakeSystemd(jobs.on_systemd_event)

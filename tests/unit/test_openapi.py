@@ -10,6 +10,7 @@ import asyncio
 import grp
 import hashlib
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
+from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.api.errors import HTTP_STATUS
 from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState, Limits
@@ -288,6 +290,8 @@ def service(tmp_path: Path) -> JobService:
         store,
         files=NetworkDirectories(config.state_dir / "networks"),
         clock=SystemClock(),
+        resolve=resolve_ipv4,
+        python=sys.executable,
     )
     service = job_service(config, store=store, networks=networks)
     systemd = FakeSystemd(service.on_systemd_event)

@@ -33,8 +33,8 @@ from pathlib import Path
 
 import pytest
 
+from joblet_agent.adapters.config_file import load_config
 from joblet_agent.api.tls import client_context
-from joblet_agent.domain.config import load_config
 from rnx.config import resolve_target
 from tests.integration.conftest import sh
 from tests.security.attacks.conftest import another_user_runs_a_job, restart_agent
