@@ -7,10 +7,12 @@ nothing lands at the host's cgroup roots and everything can be removed afterward
 host nspawn mounts the v1 controller hierarchies read-only inside, which a real Debian 12 host
 does not do: systemd could then not enforce any limit. They are made writable again (per mount,
 inside the container's mount namespace only) and PID 1 re-executed to notice, so the container's
-systemd owns its subtree as it owns the machine on a real host. Two more differences from a host
-go the same way: nspawn's /dev has no loop devices (each job's /work is a loop-mounted image),
-and nspawn's own boot ID hides the kernel's (see _one_boot_id). The network is the host's: apt
-reaches Debian's mirror, and the test's client reaches the agent on a loopback port it chose.
+systemd owns its subtree as it owns the machine on a real host. Three more differences from a
+host go the same way: nspawn's /dev has no loop devices (each job's /work is a loop-mounted image),
+nspawn's own boot ID hides the kernel's (see _one_boot_id), and nspawn drops CAP_SYSLOG, which a
+host's PID 1 has (the agent's cgroup v1 OOM helper reads the kernel's log with it). The network is
+the host's: apt reaches Debian's mirror, and the test's client reaches the agent on a loopback port
+it chose.
 """
 
 from __future__ import annotations
@@ -94,6 +96,9 @@ class Machine:
             "--keep-unit",
             "--boot",
             "--console=read-only",
+            # A host's PID 1 may read the kernel's log; nspawn drops CAP_SYSLOG, with which the
+            # agent's helper reads the kernel's OOM reports on cgroup v1 (units/kernel_log.py).
+            "--capability=CAP_SYSLOG",
             *[f"--bind={src}:{dst}" for src, dst in binds],
         ]
         env = dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1" if unified_cgroup else "0")
