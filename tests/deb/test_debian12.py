@@ -64,6 +64,26 @@ def test_upgrade_restarts_the_agent_and_keeps_the_running_job(debian12: Host) ->
     checks.stop_job(debian12, job)
 
 
+@pytest.mark.parametrize("how", checks.GO_AWAY)
+def test_a_running_job_keeps_its_whole_world(debian12: Host, how: str) -> None:
+    """Restart, kill -9, daemon-reload, reinstall: the job then runs real programs (issue 14)."""
+    checks.check_job_keeps_its_whole_world(debian12, how)
+
+
+# From here on the container has a network namespace of its own (one reboot); remove and purge
+# need no network.
+
+
+def test_jobs_reach_each_other_by_name_and_isolated_jobs_reach_none(
+    debian12_private_network: Host,
+) -> None:
+    checks.check_named_and_isolated_networks(debian12_private_network)
+
+
+def test_no_privileged_step_runs_job_bait(debian12_private_network: Host) -> None:
+    checks.check_no_privileged_step_runs_job_bait(debian12_private_network)
+
+
 def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host) -> None:
     m = debian12.machine
     job = checks.start_sleeper(debian12)
