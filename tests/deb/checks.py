@@ -291,13 +291,14 @@ def rnx_as_developer(host: Host, *args: str) -> subprocess.CompletedProcess[str]
 
 
 NETWORK = "backend"
-# http.server on port 8080; it ends on SIGTERM (as PID 1 of its PID namespace, on Debian 13, a
-# process without a handler would ignore it and wait for the SIGKILL of the grace period).
+# http.server's handler on port 8080 (in a TCPServer: HTTPServer looks its own name up in the
+# DNS first, which no job network answers: 5 s). It ends on SIGTERM (as PID 1 of its PID
+# namespace, on Debian 13, a process without a handler would ignore it until the SIGKILL).
 _DB = """
-import signal, sys
-from http.server import HTTPServer, SimpleHTTPRequestHandler
+import signal, socketserver, sys
+from http.server import SimpleHTTPRequestHandler
 signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-HTTPServer(("", 8080), SimpleHTTPRequestHandler).serve_forever()
+socketserver.TCPServer(("", 8080), SimpleHTTPRequestHandler).serve_forever()
 """
 # By name, until the server listens (bounded: a server that never answers shows as a line).
 _CLIENT = """
@@ -319,7 +320,7 @@ route = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 route.connect(("{db}", 8080))
 print("address", route.getsockname()[0])
 db = socket.socket()
-db.settimeout(3)
+db.settimeout(2)
 try:
     db.connect(("{db}", 8080))
     print("reached db")
