@@ -88,6 +88,8 @@ def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host
     m = debian12.machine
     job = checks.start_sleeper(debian12)
     job_pid = checks.main_pid(debian12, job["unit"])
+    # A volume, which PID 1 keeps mounted below /var/lib/joblet: data that remove keeps.
+    m.run("rnx", "volume", "create", "data", "--size", "32M")
 
     m.run("apt-get", "remove", "-y", "-q", "joblet")
     assert unit_state(debian12, "joblet.socket") == "inactive"
@@ -96,6 +98,7 @@ def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host
     for kept in ("/etc/joblet/pki/ca.crt", "/etc/joblet/joblet.yml", "/var/lib/joblet/jobs.sqlite"):
         assert m.path(kept).exists(), kept
     assert m.path(f"/var/lib/joblet/jobs/{job['id']}").is_dir()
+    assert m.path("/var/lib/joblet/volumes/data/volume.img").is_file()
 
     purged = m.run("apt-get", "purge", "-y", "-q", "joblet").stdout
     assert "stopping the jobs in joblet.slice" in purged
@@ -104,6 +107,7 @@ def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host
     assert unit_state(debian12, job["unit"]) != "active"
     for gone in ("/etc/joblet", "/var/lib/joblet", "/opt/joblet"):
         assert not m.path(gone).exists(), gone
+    assert "/var/lib/joblet" not in m.run("findmnt", "-rn", "-o", "TARGET").stdout
     assert not list(m.path("/run/userdb").glob("joblet-u*"))
     # rnx, the client, is another package and stays; with what the agent alone needed removed,
     # its own dependencies are enough, as on a laptop without the agent.
