@@ -4,8 +4,9 @@ A job on a network still gets `PrivateNetwork=yes`, but joins (`JoinsNamespaceOf
 namespace of a helper unit started with it, in the same StartTransientUnit call:
 
 - `joblet-netns-<id>.service` makes that namespace (its own `PrivateNetwork=yes`) and fills it: a
-  veth pair whose job end is eth0 and whose host end is created straight in PID 1's namespace,
-  the job's address and routes, its nftables rules. It stays active while the job runs and
+  veth pair whose job end is eth0 and whose host end is created straight in PID 1's namespace
+  (which PID 1 opens for it as its stdin: HOST_NETNS), the job's address and routes, its
+  nftables rules. It stays active while the job runs and
   deletes the pair when the job is gone (StopWhenUnneeded=).
 - `joblet-nethost-<id>.service`, in the host's namespace, puts the host end on the network's
   bridge and brings it up.
@@ -48,6 +49,13 @@ JOB_RULES = "net-job.nft"
 # The host's own programs, by absolute path: the helpers have no PATH lookup to subvert.
 IP = "/usr/bin/ip"
 NFT = "/usr/sbin/nft"
+# PID 1's network namespace, for the host end of the pair. iproute2 6.x (Debian 13) turns
+# `netns 1` into an open of /proc/1/ns/net, which a helper with CAP_NET_ADMIN alone may not do
+# (reading another process's namespaces needs ptrace access: every capability PID 1 has);
+# PID 1 opens it for the namespace helper as its stdin, and ip takes it from there (so not in
+# -batch mode, which reopens its batch file as stdin).
+HOST_NETNS = "/proc/1/ns/net"
+HOST_NETNS_FD = "/proc/self/fd/0"
 NAMESPACE_PREFIX = "joblet-netns-"
 HOST_PREFIX = "joblet-nethost-"
 CAP_NET_ADMIN = 12
@@ -150,6 +158,12 @@ def helper_units(
     if not net.attached:
         return []
     job_id, files = paths.root.name, paths.network
+    assert net.endpoint is not None  # attached
+    # The pair first, by argv: `ip -batch FILE` reopens FILE as its stdin, PID 1's namespace.
+    pair = [
+        *("link", "add", JOB_LINK, "type", "veth", "peer", "name", net.endpoint.link),
+        *("netns", HOST_NETNS_FD),
+    ]
     namespace = [
         prop("Description", f"Joblet: the network namespace of job {job_id}"),
         # It stays active for the job's life and is stopped once the job is gone.
@@ -158,6 +172,7 @@ def helper_units(
         prop(
             "ExecStart",
             [
+                [IP, [IP, *pair], False],
                 [IP, [IP, "-batch", str(files / JOB_BATCH)], False],
                 [NFT, [NFT, "-f", str(files / JOB_RULES)], False],
             ],
@@ -168,6 +183,7 @@ def helper_units(
         # the helper's namespaces, and the job keeps an IPC namespace of its own this way.
         prop("PrivateNetwork", True),
         prop("PrivateIPC", True),
+        prop("StandardInputFile", HOST_NETNS),
     ]
     host = [
         prop("Description", f"Joblet: the host's side of job {job_id}'s network"),
@@ -175,6 +191,7 @@ def helper_units(
         prop("After", [helper_unit(job_id)]),
         prop("ExecStart", [[IP, [IP, "-batch", str(files / HOST_BATCH)], False]]),
         prop("PrivateNetwork", False),
+        prop("StandardInput", "null"),
     ]
     return [
         (helper_unit(job_id), namespace + _helper_profile(slice_name)),
@@ -189,7 +206,6 @@ def _helper_profile(slice_name: str) -> list[Property]:
         prop("CollectMode", "inactive-or-failed"),
         prop("Slice", slice_name),
         prop("Environment", []),
-        prop("StandardInput", "null"),
         prop("StandardOutput", "journal"),
         prop("StandardError", "journal"),
         prop("CapabilityBoundingSet", 1 << CAP_NET_ADMIN),
@@ -215,8 +231,7 @@ def setup_files(net: JobNetwork) -> dict[str, str]:
     network, endpoint = net.network, net.endpoint
     if network is None or endpoint is None:
         return {}
-    job = [
-        f"link add {JOB_LINK} type veth peer name {endpoint.link} netns 1",
+    job = [  # after the pair is made (helper_units)
         "link set lo up",
         f"link set {JOB_LINK} addrgenmode none",
         f"addr add {endpoint.address}/{network.cidr.prefixlen} dev {JOB_LINK}",

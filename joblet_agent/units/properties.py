@@ -21,6 +21,7 @@ SIGNATURES: dict[str, str] = {
     "EnvironmentFiles": "a(sb)",  # (path, ignore if missing)
     "WorkingDirectory": "s",
     "StandardInput": "s",
+    "StandardInputFile": "s",  # StandardInput=file:PATH, opened by PID 1
     "StandardOutput": "s",
     "StandardError": "s",
     "StandardOutputFileToTruncate": "s",  # StandardOutput=truncate:PATH (systemd 248+)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tests.deb.machine import Machine
+from tests.security.attacks.test_privileged_steps import JOB_SCRIPT as BAIT_JOB_SCRIPT
+from tests.security.attacks.test_privileged_steps import build_bait, hostile_env
 
 REPO = Path(__file__).resolve().parents[2]
 HOST_RNX = REPO / ".venv/bin/rnx"
@@ -178,3 +182,233 @@ def stop_job(host: Host, job: dict[str, Any]) -> None:
         lambda: rnx_json(host, "job", "status", job["id"])["state"] == "STOPPED",
     )
     assert unit_state(host, job["unit"]) != "active"
+
+
+# -- a job running across the agent going away (issue 14, review H7) ----------------------------
+
+# After the agent went away and came back, the job execs real programs (not shell builtins) and
+# uses every part of its root, as tests/security/attacks/test_restart_keeps_jobs.py does in the
+# sandbox; each check prints ok-<what> or GONE-<what>. It goes on once the test writes a file
+# into its volume (bounded wait: a lost signal shows as GONE lines, not as a hang).
+_WORLD = (
+    "i=0; while [ ! -e /volumes/keep/go-{tag} ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i + 1)); "
+    "done; "
+    "/usr/bin/env true && echo ok-usr || echo GONE-usr; "
+    "/usr/bin/grep -q '^root:' /etc/passwd && echo ok-passwd || echo GONE-passwd; "
+    "/usr/bin/id -un >/dev/null && echo ok-user || echo GONE-user; "
+    'echo x > /work/after && [ "$(/usr/bin/cat /work/after)" = x ] && echo ok-work '
+    "|| echo GONE-work; "
+    '[ "$(/usr/bin/cat /volumes/keep/before-{tag})" = y ] && echo ok-volume || echo GONE-volume; '
+    "echo z > /tmp/t && /usr/bin/cat /tmp/t >/dev/null && echo ok-tmp || echo GONE-tmp; "
+    "[ -c /dev/null ] && echo ok-dev || echo GONE-dev"
+)
+WORLD = ("usr", "passwd", "user", "work", "volume", "tmp", "dev")
+KEEP = "keep"  # the volume of these jobs
+GO_AWAY = ("restart", "kill-9", "daemon-reload", "reinstall")
+
+
+def agent_goes_away(host: Host, how: str) -> None:
+    """Make the agent go away and come back, as `how` says; returns once it serves again."""
+    m = host.machine
+    before = main_pid(host, "joblet.service")
+    if how == "restart":
+        m.run("systemctl", "restart", "joblet.service")
+    elif how == "kill-9":
+        m.run("systemctl", "kill", "--signal=KILL", "--kill-who=main", "joblet.service")
+    elif how == "daemon-reload":  # every `apt install` of a package with units runs one
+        m.run("systemctl", "daemon-reload")
+    elif how == "reinstall":  # the upgrade path of the maintainer scripts
+        m.sh(f"cd {host.debs} && apt-get install -y -q --reinstall ./joblet_*.deb 2>&1")
+    else:
+        raise ValueError(f"agent_goes_away: how={how!r}, not one of {GO_AWAY}")
+    if how != "daemon-reload":  # the agent itself was stopped or killed, and started again
+        wait_for(
+            "a new agent",
+            lambda: (
+                main_pid(host, "joblet.service") not in (0, before)
+                and unit_state(host, "joblet.service") == "active"
+            ),
+        )
+
+
+def check_job_keeps_its_whole_world(host: Host, how: str) -> None:
+    """A job running across the agent going away (`how`) then uses /usr, /etc/passwd, its user,
+    /work, its volume, /tmp and /dev: every ok line, in order, and the job COMPLETED."""
+    m = host.machine
+    tag = uuid.uuid4().hex[:8]
+    m.run("rnx", "volume", "create", KEEP, "--size", "32M")
+    job: dict[str, Any] = {}
+    try:
+        script = f"echo y > /volumes/{KEEP}/before-{tag}; echo start-{tag}; " + _WORLD.format(
+            tag=tag
+        )
+        job = rnx_json(host, "job", "run", "-d", "--volume", KEEP, "--", "/bin/sh", "-c", script)
+        wait_for("the job to run", lambda: unit_state(host, job["unit"]) == "active")
+        job_pid = main_pid(host, job["unit"])
+        agent_goes_away(host, how)
+        assert main_pid(host, job["unit"]) == job_pid
+        # Written by root on the host side of the volume (PID 1 mounts it there, in the
+        # container's mount namespace, hence from inside): the job may go on.
+        m.run("touch", f"/var/lib/joblet/volumes/{KEEP}/data/go-{tag}")
+        wait_for(
+            "the job to end",
+            lambda: rnx_json(host, "job", "status", job["id"])["state"] in ("COMPLETED", "FAILED"),
+            timeout=90,
+        )
+        lines = output_lines(m.run("rnx", "job", "log", job["id"]).stdout)
+        assert lines == [f"start-{tag}", *[f"ok-{what}" for what in WORLD]], (how, lines)
+        assert rnx_json(host, "job", "status", job["id"])["state"] == "COMPLETED"
+    finally:
+        if job and unit_state(host, job["unit"]) == "active":
+            m.run("rnx", "job", "stop", job["id"], check=False)
+        m.run("rnx", "volume", "remove", KEEP, check=False)
+
+
+# -- job networks: in a network namespace of the container's own ------------------------------
+
+
+def boot_with_private_network(host: Host) -> None:
+    """Reboot the container (same root: what was installed stays) into a network namespace of
+    its own, where its PID 1 has CAP_NET_ADMIN, as a host's has: job networks work there. Once;
+    the tests that need the host's network (apt, the client outside) run before."""
+    m = host.machine
+    if m.private_network:
+        return
+    m.reboot(private_network=True)
+    assert os.readlink(f"/proc/{m.pid1}/ns/net") != os.readlink("/proc/self/ns/net")
+    assert m.run("ip", "-o", "link", "show").stdout.split()[1] == "lo:"  # loopback only
+    assert unit_state(host, "joblet.socket") == "active"  # enabled: back after a reboot
+
+
+CI_CONFIG = "/root/ci/rnx-config.yml"  # the developer certificate client_config issues
+
+
+def rnx_as_developer(host: Host, *args: str) -> subprocess.CompletedProcess[str]:
+    """rnx inside, from /root, as the developer `ci` over mTLS (to the agent's loopback port,
+    which is the container's own once it has its own network)."""
+    client_config(host)
+    return host.machine.run("env", "-C", "/root", "rnx", "--config", CI_CONFIG, *args, check=False)
+
+
+NETWORK = "backend"
+# http.server's handler on port 8080 (in a TCPServer: HTTPServer looks its own name up in the
+# DNS first, which no job network answers: 5 s). It ends on SIGTERM (as PID 1 of its PID
+# namespace, on Debian 13, a process without a handler would ignore it until the SIGKILL).
+_DB = """
+import signal, socketserver, sys
+from http.server import SimpleHTTPRequestHandler
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+socketserver.TCPServer(("", 8080), SimpleHTTPRequestHandler).serve_forever()
+"""
+# By name, until the server listens (bounded: a server that never answers shows as a line).
+_CLIENT = """
+import time, urllib.request
+for attempt in range(300):
+    try:
+        with urllib.request.urlopen("http://db:8080/", timeout=5) as answer:
+            print("db answered", answer.status)
+            break
+    except OSError:
+        time.sleep(0.1)
+else:
+    print("db never answered")
+"""
+# Its own address (a UDP connect sends nothing: it only picks the route), then the db job.
+_ISOLATED = """
+import socket
+route = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+route.connect(("{db}", 8080))
+print("address", route.getsockname()[0])
+db = socket.socket()
+db.settimeout(2)
+try:
+    db.connect(("{db}", 8080))
+    print("reached db")
+except OSError as error:
+    print("db unreachable:", type(error).__name__)
+"""
+
+
+def run_to_end(host: Host, *args: str) -> tuple[dict[str, Any], list[str]]:
+    """`rnx job run -d ARGS` as root; waits for its end; returns its status and output lines."""
+    job = rnx_json(host, "job", "run", "-d", *args)
+    wait_for(
+        "the job to end",
+        lambda: rnx_json(host, "job", "status", job["id"])["state"] not in ("SCHEDULED", "RUNNING"),
+        timeout=90,
+    )
+    lines = output_lines(host.machine.run("rnx", "job", "log", job["id"]).stdout)
+    return rnx_json(host, "job", "status", job["id"]), lines
+
+
+def check_named_and_isolated_networks(host: Host) -> None:
+    """Two jobs on a named network reach each other by name; a job on the isolated network has
+    an address of its own there and does not reach them."""
+    m = host.machine
+    m.run("rnx", "network", "create", NETWORK, "--cidr", "10.42.0.0/24")
+    db = rnx_json(
+        host, "job", "run", "-d", f"--network={NETWORK}", "--name=db", "--", "python3", "-c", _DB
+    )
+    try:
+        wait_for(
+            "the db job to start",
+            lambda: rnx_json(host, "job", "status", db["id"])["state"] != "SCHEDULED",
+        )
+        status = rnx_json(host, "job", "status", db["id"])
+        assert status["state"] == "RUNNING", status
+        address = status["endpoint"]["address"]
+        client, lines = run_to_end(host, f"--network={NETWORK}", "--", "python3", "-c", _CLIENT)
+        assert lines == ["db answered 200"], (client, lines)
+        assert client["state"] == "COMPLETED", client
+        isolated, lines = run_to_end(
+            host, "--network=isolated", "--", "python3", "-c", _ISOLATED.format(db=address)
+        )
+        assert isolated["state"] == "COMPLETED", (isolated, lines)
+        assert isolated["endpoint"]["network"] == "isolated", isolated
+        assert lines[0] == f"address {isolated['endpoint']['address']}", lines
+        assert lines[1].startswith("db unreachable"), lines
+    finally:
+        if unit_state(host, db["unit"]) == "active":
+            stop_job(host, db)
+        m.run("rnx", "network", "remove", NETWORK)
+
+
+def markers_inside(host: Host, tag: str) -> list[str]:
+    """Every marker of the bait on the container's /run, /tmp, /var/lib/joblet and volumes."""
+    m = host.machine
+    find = ["find", "/run", "/tmp", "/var/lib/joblet", "-xdev", "-name", f"PWNED-{tag}-*"]
+    found = m.run(*find, check=False).stdout.split()
+    volumes = ["find", "/var/lib/joblet/volumes", "-name", f"PWNED-{tag}-*"]
+    found += m.run(*volumes, check=False).stdout.split()
+    return sorted(set(found))
+
+
+def check_no_privileged_step_runs_job_bait(host: Host) -> None:
+    """The attack of review C1/C2 (tests/security/attacks/test_privileged_steps.py, with its
+    bait): a developer's job on every network mode points IP_LIB_DIR, PATH and the rest at an
+    uploaded directory whose link_veth.so, ip, nft, grep ... write a marker when run as root.
+    No marker may appear, in the job's view or anywhere on the container's /run, /tmp and
+    /var/lib/joblet, and the job completes."""
+    m = host.machine
+    tag = uuid.uuid4().hex[:8]
+    build_bait(m.path("/root/bait"), tag)  # compiled with the host's gcc
+    m.run("rnx", "volume", "create", "bait", "--size", "32M")
+    m.run("rnx", "network", "create", "atk", "--cidr", "10.77.0.0/24")
+    env = [f"--env={name}={value}" for name, value in hostile_env("/work/bait").items()]
+    try:
+        for network in ("none", "isolated", "atk"):
+            run = rnx_as_developer(
+                host, "job", "run", f"--network={network}", *env, "--upload-dir", "bait",
+                "--volume", "bait", "--", "/bin/sh", "-c", BAIT_JOB_SCRIPT,
+            )  # fmt: skip
+            seen = [line for line in run.stdout.splitlines() if "PWNED" in line]
+            found = markers_inside(host, tag)
+            assert not seen and not found, (
+                f"a privileged process ran the job's bait ({network}): "
+                f"job saw {seen}, the container has {found}"
+            )
+            assert run.returncode == 0, (network, run.stdout, run.stderr)
+    finally:
+        m.run("rnx", "network", "remove", "atk", check=False)
+        m.run("rnx", "volume", "remove", "bait", check=False)
+        shutil.rmtree(m.path("/root/bait"), ignore_errors=True)

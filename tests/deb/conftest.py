@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.deb import checks
 from tests.deb.checks import REPO, Host
 from tests.deb.machine import Machine
 
@@ -119,3 +120,18 @@ def debian12(debs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[H
 @pytest.fixture(scope="module")
 def debian13(debs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Host]:
     yield from _install("trixie", debs, tmp_path_factory.mktemp("client-debian13"))
+
+
+# The same machines, rebooted once into a network namespace of their own (job networks need
+# CAP_NET_ADMIN, which PID 1 has only there): the tests that use these come after every test
+# that needs the host's network (apt, the client outside).
+@pytest.fixture(scope="module")
+def debian12_private_network(debian12: Host) -> Host:
+    checks.boot_with_private_network(debian12)
+    return debian12
+
+
+@pytest.fixture(scope="module")
+def debian13_private_network(debian13: Host) -> Host:
+    checks.boot_with_private_network(debian13)
+    return debian13

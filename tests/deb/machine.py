@@ -7,10 +7,12 @@ nothing lands at the host's cgroup roots and everything can be removed afterward
 host nspawn mounts the v1 controller hierarchies read-only inside, which a real Debian 12 host
 does not do: systemd could then not enforce any limit. They are made writable again (per mount,
 inside the container's mount namespace only) and PID 1 re-executed to notice, so the container's
-systemd owns its subtree as it owns the machine on a real host. Two more differences from a host
-go the same way: nspawn's /dev has no loop devices (each job's /work is a loop-mounted image),
-and nspawn's own boot ID hides the kernel's (see _one_boot_id). The network is the host's: apt
-reaches Debian's mirror, and the test's client reaches the agent on a loopback port it chose.
+systemd owns its subtree as it owns the machine on a real host. Three more differences from a
+host go the same way: nspawn's /dev has no loop devices (each job's /work is a loop-mounted image),
+nspawn's own boot ID hides the kernel's (see _one_boot_id), and nspawn drops CAP_SYSLOG, which a
+host's PID 1 has (the agent's cgroup v1 OOM helper reads the kernel's log with it). The network is
+the host's: apt reaches Debian's mirror, and the test's client reaches the agent on a loopback port
+it chose.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -57,10 +59,13 @@ class Machine:
     name: str
     root: Path
     console_log: Path
-    process: subprocess.Popen[bytes]
-    cgroups: list[Path]
+    binds: Sequence[tuple[Path, str]]
+    unified_cgroup: bool
     made_nspawn_runtime: bool
+    cgroups: list[Path] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
     pid1: int = 0
+    private_network: bool = False
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -83,22 +88,65 @@ class Machine:
         root = workdir / "root"
         subprocess.run(["cp", "-a", "--reflink=auto", str(pristine), str(root)], check=True)
         _prepare_root(root, hostname, files or {})
-        made_runtime = not NSPAWN_RUNTIME.exists()
-        cgroups = _make_cgroups(name)
-        console_log = workdir / "console.log"
+        machine = cls(
+            name,
+            root,
+            workdir / "console.log",
+            binds,
+            unified_cgroup,
+            made_nspawn_runtime=not NSPAWN_RUNTIME.exists(),
+        )
+        try:
+            machine._start()
+        except BaseException:
+            machine.shutdown()
+            raise
+        return machine
+
+    def reboot(self, *, private_network: bool) -> None:
+        """Halt the container and boot the same root again (its disk state stays, as a host's
+        does), in a network namespace of its own when private_network: loopback only, and PID 1
+        keeps CAP_NET_ADMIN there (nspawn drops it when the network is the host's). Nothing of
+        the host's network is touched; apt cannot reach Debian any more, the test's client no
+        longer reaches the agent's loopback port (a client inside still does)."""
+        self._halt()
+        self.private_network = private_network
+        try:
+            self._start()
+        except BaseException:
+            self.shutdown()
+            raise
+
+    def shutdown(self) -> None:
+        """Halt the container, then remove every trace on the host: its cgroups, nspawn's runtime
+        directory if we made it, and the root copy."""
+        self._halt()
+        if self.made_nspawn_runtime:
+            shutil.rmtree(NSPAWN_RUNTIME, ignore_errors=True)
+        subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=True)
+
+    def _start(self) -> None:
+        """Boot the root (in fresh cgroups of its own) and wait until its systemd runs."""
+        self.cgroups = _make_cgroups(self.name)
         argv = [
             "systemd-nspawn",
-            f"--directory={root}",
-            f"--machine={name}",
+            f"--directory={self.root}",
+            f"--machine={self.name}",
             "--register=no",
             "--keep-unit",
             "--boot",
             "--console=read-only",
-            *[f"--bind={src}:{dst}" for src, dst in binds],
+            # A host's PID 1 may read the kernel's log; nspawn drops CAP_SYSLOG, with which the
+            # agent's helper reads the kernel's OOM reports on cgroup v1 (units/kernel_log.py).
+            "--capability=CAP_SYSLOG",
+            *(["--private-network"] if self.private_network else []),
+            *[f"--bind={src}:{dst}" for src, dst in self.binds],
         ]
-        env = dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY="1" if unified_cgroup else "0")
-        with console_log.open("wb") as out:
-            process = subprocess.Popen(
+        unified = "1" if self.unified_cgroup else "0"
+        env = dict(os.environ, SYSTEMD_NSPAWN_UNIFIED_HIERARCHY=unified)
+        cgroups = self.cgroups
+        with self.console_log.open("ab") as out:
+            self.process = subprocess.Popen(
                 argv,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -108,42 +156,33 @@ class Machine:
                 # The test process has no threads, so a function before exec is safe here.
                 preexec_fn=lambda: _join(cgroups),  # noqa: PLW1509
             )
-        machine = cls(name, root, console_log, process, cgroups, made_runtime)
-        try:
-            machine.pid1 = machine._find_pid1(timeout=30)
-            remounted = machine._writable_cgroups()
-            machine._loop_devices()
-            machine._wait_running(timeout=90)
-            if remounted:  # PID 1 learns which controllers it can use when it starts
-                machine.run("systemctl", "daemon-reexec")
-                machine._wait_running(timeout=30)
-            machine._one_boot_id()
-        except BaseException:
-            machine.shutdown()
-            raise
-        return machine
+        self.pid1 = self._find_pid1(timeout=30)
+        remounted = self._writable_cgroups()
+        self._loop_devices()
+        self._wait_running(timeout=90)
+        if remounted:  # PID 1 learns which controllers it can use when it starts
+            self.run("systemctl", "daemon-reexec")
+            self._wait_running(timeout=30)
+        self._one_boot_id()
 
-    def shutdown(self) -> None:
-        """Halt the container (SIGTERM to nspawn asks its systemd to halt), then remove every trace
-        on the host: its cgroups, nspawn's runtime directory if we made it, and the root copy."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+    def _halt(self) -> None:
+        """SIGTERM to nspawn asks the container's systemd to halt; then its cgroups go."""
+        process = self.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=60)
+                process.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 # Killing nspawn would leave its container running (nothing else owns it here):
                 # kill the container's PID 1, which ends everything in its PID namespace.
                 if self.pid1:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(self.pid1, signal.SIGKILL)
-                self.process.wait(timeout=30)
+                process.wait(timeout=30)
         if self.pid1 and _status_field(self.pid1, "NSpid").split()[-1:] == ["1"]:
             raise MachineError(f"{self.name}: its PID 1 ({self.pid1}) still runs; root kept")
         for top in self.cgroups:
             _remove_cgroup_tree(top)
-        if self.made_nspawn_runtime:
-            shutil.rmtree(NSPAWN_RUNTIME, ignore_errors=True)
-        subprocess.run(["rm", "-rf", "--one-file-system", str(self.root)], check=True)
 
     # -- running things inside ----------------------------------------------------------------
 
@@ -175,7 +214,7 @@ class Machine:
         return self.root / inside.lstrip("/")
 
     def journal(self, lines: int = 400) -> str:
-        if self.process.poll() is not None:
+        if self.process is None or self.process.poll() is not None:
             console = self.console_log.read_text(errors="replace")
             return f"(container {self.name} is down; its console:)\n{console}"
         proc = self.run(
@@ -187,6 +226,7 @@ class Machine:
 
     def _find_pid1(self, timeout: float) -> int:
         """The host PID of the container's systemd: nspawn's descendant that is PID 1 inside."""
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -64,10 +64,32 @@ def test_upgrade_restarts_the_agent_and_keeps_the_running_job(debian12: Host) ->
     checks.stop_job(debian12, job)
 
 
+@pytest.mark.parametrize("how", checks.GO_AWAY)
+def test_a_running_job_keeps_its_whole_world(debian12: Host, how: str) -> None:
+    """Restart, kill -9, daemon-reload, reinstall: the job then runs real programs (issue 14)."""
+    checks.check_job_keeps_its_whole_world(debian12, how)
+
+
+# From here on the container has a network namespace of its own (one reboot); remove and purge
+# need no network.
+
+
+def test_jobs_reach_each_other_by_name_and_isolated_jobs_reach_none(
+    debian12_private_network: Host,
+) -> None:
+    checks.check_named_and_isolated_networks(debian12_private_network)
+
+
+def test_no_privileged_step_runs_job_bait(debian12_private_network: Host) -> None:
+    checks.check_no_privileged_step_runs_job_bait(debian12_private_network)
+
+
 def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host) -> None:
     m = debian12.machine
     job = checks.start_sleeper(debian12)
     job_pid = checks.main_pid(debian12, job["unit"])
+    # A volume, which PID 1 keeps mounted below /var/lib/joblet: data that remove keeps.
+    m.run("rnx", "volume", "create", "data", "--size", "32M")
 
     m.run("apt-get", "remove", "-y", "-q", "joblet")
     assert unit_state(debian12, "joblet.socket") == "inactive"
@@ -76,6 +98,7 @@ def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host
     for kept in ("/etc/joblet/pki/ca.crt", "/etc/joblet/joblet.yml", "/var/lib/joblet/jobs.sqlite"):
         assert m.path(kept).exists(), kept
     assert m.path(f"/var/lib/joblet/jobs/{job['id']}").is_dir()
+    assert m.path("/var/lib/joblet/volumes/data/volume.img").is_file()
 
     purged = m.run("apt-get", "purge", "-y", "-q", "joblet").stdout
     assert "stopping the jobs in joblet.slice" in purged
@@ -84,6 +107,7 @@ def test_remove_keeps_jobs_and_data_then_purge_removes_everything(debian12: Host
     assert unit_state(debian12, job["unit"]) != "active"
     for gone in ("/etc/joblet", "/var/lib/joblet", "/opt/joblet"):
         assert not m.path(gone).exists(), gone
+    assert "/var/lib/joblet" not in m.run("findmnt", "-rn", "-o", "TARGET").stdout
     assert not list(m.path("/run/userdb").glob("joblet-u*"))
     # rnx, the client, is another package and stays; with what the agent alone needed removed,
     # its own dependencies are enough, as on a laptop without the agent.

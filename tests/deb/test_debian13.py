@@ -66,3 +66,22 @@ def test_agent_restart_keeps_the_running_job(debian13: Host) -> None:
     checks.check_status_describes(debian13, job)
     checks.check_restart_keeps_job(debian13, job)
     checks.stop_job(debian13, job)
+
+
+@pytest.mark.parametrize("how", checks.GO_AWAY)
+def test_a_running_job_keeps_its_whole_world(debian13: Host, how: str) -> None:
+    """Restart, kill -9, daemon-reload, reinstall: the job then runs real programs (issue 14)."""
+    checks.check_job_keeps_its_whole_world(debian13, how)
+
+
+# From here on the container has a network namespace of its own (one reboot).
+
+
+def test_jobs_reach_each_other_by_name_and_isolated_jobs_reach_none(
+    debian13_private_network: Host,
+) -> None:
+    checks.check_named_and_isolated_networks(debian13_private_network)
+
+
+def test_no_privileged_step_runs_job_bait(debian13_private_network: Host) -> None:
+    checks.check_no_privileged_step_runs_job_bait(debian13_private_network)

@@ -204,6 +204,16 @@ def test_the_job_joins_helpers_that_run_nothing_of_the_jobs() -> None:
         assert files and all(f.startswith("/var/lib/joblet/jobs/abc/net/") for f in files)
     netns = {p.name: p.value for p in units["joblet-netns-abc.service"]}
     assert netns["PrivateNetwork"] is True and netns["PrivateIPC"] is True
+    # PID 1's network namespace, opened by PID 1: the helper could not open it (iproute2 6.x
+    # opens /proc/1/ns/net for `netns 1`, which needs ptrace access to PID 1).
+    assert netns["StandardInputFile"] == "/proc/1/ns/net"
+    # ...taken by the first command, not in -batch mode (which reopens its file as stdin).
+    ip, argv, _ = netns["ExecStart"][0]
+    assert argv == [
+        *(ip, "link", "add", "eth0", "type", "veth", "peer", "name", "jv0b7d3c1e5a4f"),
+        *("netns", "/proc/self/fd/0"),
+    ]
+    assert "StandardInput" not in netns
     assert {p.name: p.value for p in units["joblet-nethost-abc.service"]}["PrivateNetwork"] is False
     assert helper_units(NO_NETWORK, paths, "joblet.slice") == []
 
@@ -211,7 +221,6 @@ def test_the_job_joins_helpers_that_run_nothing_of_the_jobs() -> None:
 def test_job_side_files() -> None:
     files = setup_files(attached())
     assert files["net-job.batch"].splitlines() == [
-        "link add eth0 type veth peer name jv0b7d3c1e5a4f netns 1",
         "link set lo up",
         "link set eth0 addrgenmode none",
         "addr add 10.42.0.7/24 dev eth0",
