@@ -100,11 +100,13 @@ def hostile_env(at: str) -> dict[str, str]:
     }
 
 
-# The job copies its bait into /tmp and the volume (for steps that run at its end), waits a
-# moment, then prints every marker it can see.
+# The job copies its bait into /tmp and the volume (for steps that run at its end), then prints
+# every marker it can see, and that it ran: run by /bin/sh, since its PATH finds the bait's `sh`
+# first (a test whose job ran the bait instead would see nothing and pass).
 JOB_SCRIPT = (
-    "cp -a /work/bait /tmp/ 2>/dev/null; cp -a /work/bait /volumes/bait/ 2>/dev/null; "
-    "/usr/bin/ls -a /work /tmp /volumes/bait 2>/dev/null | /usr/bin/grep PWNED; exit 0"
+    "/bin/cp -a /work/bait /tmp/ && echo bait-in-tmp; "
+    "/bin/cp -a /work/bait /volumes/bait/ 2>/dev/null && echo bait-in-volume; "
+    "/usr/bin/ls -a /work /tmp /volumes/bait 2>/dev/null | /usr/bin/grep PWNED; echo script-ran"
 )
 
 
@@ -169,14 +171,15 @@ def test_no_privileged_step_runs_job_bait(
     directory, tag = bait_dir
     monkeypatch.chdir(directory.parent)
     job = developer.run(
-        ["sh", "-c", JOB_SCRIPT],
+        ["/bin/sh", "-c", JOB_SCRIPT],
         env=hostile_env(at),
         upload_dirs=["bait"],
         volumes=[bait_volume],
         network=named_network if network == "named" else network,
     )
     final = wait_state(developer, job["id"], "COMPLETED", "FAILED", timeout=60)
-    seen_by_job = [line for line in developer.logs(job["id"], follow=False) if "PWNED" in line]
+    lines = list(developer.logs(job["id"], follow=False))
+    seen_by_job = [line for line in lines if "PWNED" in line]
     on_host = markers_on_host(tag)
     for marker in on_host:
         Path(marker).unlink(missing_ok=True)
@@ -184,6 +187,12 @@ def test_no_privileged_step_runs_job_bait(
         f"a privileged process ran the job's bait ({network}, {at}): "
         f"job saw {seen_by_job}, host has {on_host}"
     )
+    # The bait was where the attack needs it: otherwise the test saw nothing for want of trying.
+    assert [line for line in lines if not line.startswith("PWNED")] == [
+        "bait-in-tmp",
+        "bait-in-volume",
+        "script-ran",
+    ], lines
     assert final["state"] == "COMPLETED", final
 
 
@@ -221,7 +230,8 @@ def test_no_privileged_step_runs_a_runtimes_tree(
                     network=network,
                 )
                 final = wait_state(admin, job["id"], "COMPLETED", "FAILED", timeout=60)
-                seen = [line for line in admin.logs(job["id"], follow=False) if "PWNED" in line]
+                lines = list(admin.logs(job["id"], follow=False))
+                seen = [line for line in lines if "PWNED" in line]
                 on_host = markers_on_host(tag)
                 for marker in on_host:
                     Path(marker).unlink(missing_ok=True)
@@ -229,6 +239,7 @@ def test_no_privileged_step_runs_a_runtimes_tree(
                     f"a privileged process ran the runtime's bait ({network}): "
                     f"job saw {seen}, host has {on_host}"
                 )
+                assert "bait-in-tmp" in lines and "script-ran" in lines, lines
                 assert final["state"] == "COMPLETED", final
     finally:
         subprocess.run(["rnx", "runtime", "remove", name], capture_output=True, check=False)
