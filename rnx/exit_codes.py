@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-USAGE = 2  # bad flags or values (click's own convention)
 EXIT_CODES: dict[str, int] = {
     "invalid": 2,
     "not-found": 3,
@@ -20,7 +19,6 @@ EXIT_CODES: dict[str, int] = {
     "config": 9,
 }
 OTHER = 1
-DETACHED = 0
 INTERRUPTED = 130
 
 
