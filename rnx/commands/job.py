@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from rnx import exit_codes, values
-from rnx.cli import Context, handle_errors
-from rnx.output import (
+from rnx import values
+from rnx.attach import attach, follow_log
+from rnx.context import Context, pass_context
+from rnx.views import (
     describe_limits,
     emit_json,
     human_bytes,
+    key_values,
     state_text,
     table,
     upload_progress,
 )
 
-pass_ctx = click.make_pass_decorator(Context)
+if TYPE_CHECKING:
+    from rnx.client import Job, UnitMetrics
 
 
 @click.group("job")
@@ -109,8 +112,7 @@ def group() -> None:
 )
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@pass_ctx
-@handle_errors
+@pass_context
 def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
 
@@ -146,16 +148,16 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             return
         if not ctx.json:
             click.secho(
-                f"Job {job['id']} {job['state']}: {describe_limits(job['spec']['limits'])}",
+                f"Job {job.id} {job.state}: {describe_limits(job.spec.limits)}",
                 fg="cyan",
                 err=True,
             )
-            for warning in job.get("warnings", []):
+            for warning in job.warnings:
                 click.secho(f"Warning: {warning}", fg="yellow", err=True)
         if detach:
-            click.echo(job["id"])
+            click.echo(job.id)
             return
-        sys.exit(attach(client, job["id"], as_json=ctx.json))
+        sys.exit(attach(client, job.id, as_json=ctx.json))
 
 
 def _limits(flags: dict[str, Any]) -> dict[str, Any]:
@@ -181,42 +183,10 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
     return limits
 
 
-def attach(client: Any, job_id: str, *, as_json: bool) -> int:
-    """Stream the job's output; Ctrl-C detaches (the job keeps running)."""
-    try:
-        for event in client.events(job_id, follow=True):
-            if event.kind == "log":
-                _print_line(event, as_json=as_json)
-            elif event.kind == "end":
-                final = event.data
-                break
-        else:
-            final = client.get(job_id)
-    except KeyboardInterrupt:
-        click.secho(
-            f"\nDetached; job {job_id} keeps running.\n"
-            f"  follow it: rnx job log -f {job_id}\n  stop it:   rnx job stop {job_id}",
-            fg="yellow",
-            err=True,
-        )
-        return exit_codes.INTERRUPTED
-    if as_json:
-        emit_json(final)
-    elif final["state"] != "COMPLETED":
-        click.secho(
-            f"Job {job_id} {final['state']}: {final.get('reason') or ''}".rstrip(": "),
-            fg="red",
-            err=True,
-        )
-    code = final.get("exit_code")
-    return int(code) if code is not None else 1
-
-
 @group.command("list")
 @click.option("--state", help="Only jobs in these states (comma-separated).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@pass_ctx
-@handle_errors
+@pass_context
 def list_(ctx: Context, state: str | None, limit: int) -> None:
     """List jobs, newest first."""
     params = {"limit": str(limit)}
@@ -227,13 +197,13 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
         return
     rows = [
         [
-            j["id"][:8],
-            j["spec"]["name"] or "",
-            state_text(j["state"]),
-            "" if j["exit_code"] is None else str(j["exit_code"]),
-            j["owner"],
-            j["created_at"][5:19].replace("T", " "),
-            " ".join([j["spec"]["command"], *j["spec"]["args"]])[:50],
+            j.id[:8],
+            j.spec.name or "",
+            state_text(j.state),
+            "" if j.exit_code is None else str(j.exit_code),
+            j.owner,
+            j.created_at.strftime("%m-%d %H:%M:%S"),
+            " ".join(j.spec.argv)[:50],
         ]
         for j in jobs
     ]
@@ -242,88 +212,82 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
 
 @group.command()
 @click.argument("job_id")
-@pass_ctx
-@handle_errors
+@pass_context
 def status(ctx: Context, job_id: str) -> None:
     """Show one job in detail (any unique id prefix of 4+ characters)."""
     with ctx.client() as client:
         job = client.get(job_id)
-        metrics = client.metrics(job_id) if job["state"] == "RUNNING" else None
+        metrics = client.metrics(job_id) if job.state == "RUNNING" else None
     if ctx.json:
-        emit_json({**job, "metrics": metrics["unit"] if metrics else None})
+        emit_json({**job.to_dict(), "metrics": metrics.unit.to_dict() if metrics else None})
         return
-    from rnx.output import console
+    key_values(_status_lines(job, metrics.unit if metrics else None))
 
-    view = console()
-    spec = job["spec"]
-    lines = [
-        ("ID", job["id"]),
-        ("Unit", job["unit"]),
-        ("Name", spec["name"] or "-"),
-        ("State", state_text(job["state"])),
-        ("Owner", job["owner"]),
-        ("Command", " ".join([spec["command"], *spec["args"]])),
-        ("Limits", describe_limits(spec["limits"])),
+
+def _status_lines(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str]]:
+    spec = job.spec
+    lines: list[tuple[str, str]] = [
+        ("ID", job.id),
+        ("Unit", job.unit),
+        ("Name", spec.name or "-"),
+        ("State", state_text(job.state)),
+        ("Owner", job.owner),
+        ("Command", " ".join(spec.argv)),
+        ("Limits", describe_limits(spec.limits)),
     ]
-    if spec.get("volumes"):
-        mounts = [v["name"] + (":ro" if v["read_only"] else "") for v in spec["volumes"]]
+    if spec.volumes:
+        mounts = [v.name + (":ro" if v.read_only else "") for v in spec.volumes]
         lines.append(("Volumes", ", ".join(mounts)))
-    if spec.get("upload"):
-        lines.append(("Upload", spec["upload"]))
-    if spec.get("runtime"):
-        lines.append(("Runtime", spec["runtime"]))
+    if spec.upload:
+        lines.append(("Upload", spec.upload))
+    if spec.runtime:
+        lines.append(("Runtime", spec.runtime))
     lines += [
-        ("Created", job["created_at"]),
-        ("Started", job["started_at"] or "-"),
-        ("Ended", job["ended_at"] or "-"),
-        ("Exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
+        ("Created", job.created_at.isoformat()),
+        ("Started", job.started_at.isoformat() if job.started_at else "-"),
+        ("Ended", job.ended_at.isoformat() if job.ended_at else "-"),
+        ("Exit code", "-" if job.exit_code is None else str(job.exit_code)),
     ]
-    if spec.get("network", "none") != "none":
-        endpoint = job.get("endpoint")
-        where = f" {endpoint['address']} ({endpoint['hostname']})" if endpoint else ""
-        lines.append(("Network", spec["network"] + where))
-    for rule in spec.get("allow_egress", []):
-        lines.append(("Egress allowed", f"{rule['target']} -> {', '.join(rule['addresses'])}"))
-    if job["signal"]:
-        lines.append(("Signal", job["signal"]))
-    if job["result"]:
-        lines.append(("systemd result", job["result"]))
-    if job["reason"]:
-        lines.append(("Reason", job["reason"]))
-    for warning in job["warnings"]:
+    if spec.network != "none":
+        endpoint = job.endpoint
+        where = f" {endpoint.address} ({endpoint.hostname})" if endpoint else ""
+        lines.append(("Network", spec.network + where))
+    for rule in spec.allow_egress:
+        lines.append(("Egress allowed", f"{rule.target} -> {', '.join(rule.addresses)}"))
+    if job.signal:
+        lines.append(("Signal", job.signal))
+    if job.result:
+        lines.append(("systemd result", job.result))
+    if job.reason:
+        lines.append(("Reason", job.reason))
+    for warning in job.warnings:
         lines.append(("Warning", f"[yellow]{warning}[/]"))
-    if metrics:
-        unit = metrics["unit"]
-        cpu = unit.get("CPUUsageNSec")
+    if unit is not None:
+        cpu = unit.cpu_usage_nsec
+        tasks = unit.tasks_current
         lines += [
             ("CPU time", f"{cpu / 1e9:.2f}s" if cpu is not None else "-"),
-            ("Memory", human_bytes(unit.get("MemoryCurrent"))),
-            ("Tasks", str(unit.get("TasksCurrent", "-"))),
+            ("Memory", human_bytes(unit.memory_current)),
+            ("Tasks", "-" if tasks is None else str(tasks)),
         ]
-    for key, value in lines:
-        view.print(f"[bold]{key + ':':<16}[/]{value}")
+    return lines
 
 
 @group.command()
 @click.argument("job_id")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
-@pass_ctx
-@handle_errors
+@pass_context
 def log(ctx: Context, job_id: str, follow: bool) -> None:
     """Print a job's output (from the journal)."""
     with ctx.client() as client:
-        try:
-            for event in client.events(job_id, follow=follow):
-                if event.kind == "log":
-                    _print_line(event, as_json=ctx.json)
-        except KeyboardInterrupt:
-            sys.exit(exit_codes.INTERRUPTED)
+        code = follow_log(client, job_id, follow=follow, as_json=ctx.json)
+    if code:
+        sys.exit(code)
 
 
 @group.command()
 @click.argument("job_id")
-@pass_ctx
-@handle_errors
+@pass_context
 def stop(ctx: Context, job_id: str) -> None:
     """Stop a running job: SIGTERM to all its processes, then SIGKILL after the grace period."""
     with ctx.client() as client:
@@ -332,8 +296,7 @@ def stop(ctx: Context, job_id: str) -> None:
 
 @group.command()
 @click.argument("job_id")
-@pass_ctx
-@handle_errors
+@pass_context
 def cancel(ctx: Context, job_id: str) -> None:
     """Cancel a job that has not started running yet (SCHEDULED)."""
     with ctx.client() as client:
@@ -342,38 +305,27 @@ def cancel(ctx: Context, job_id: str) -> None:
 
 @group.command()
 @click.argument("job_id")
-@pass_ctx
-@handle_errors
+@pass_context
 def delete(ctx: Context, job_id: str) -> None:
     """Delete an ended job's record and files (running jobs are refused)."""
     result = ctx.ask(lambda client: client.delete(job_id))
     if result is not None:
-        click.echo(f"Deleted job {result['deleted']}")
+        click.echo(f"Deleted job {result.deleted}")
 
 
 @group.command("delete-all")
-@pass_ctx
-@handle_errors
+@pass_context
 def delete_all(ctx: Context) -> None:
     """Delete every ended job; running jobs are skipped and counted."""
     result = ctx.ask(lambda client: client.delete_all())
     if result is not None:
         click.echo(
-            f"Deleted {result['deleted']} job(s); skipped {result['skipped_running']} still running"
+            f"Deleted {result.deleted} job(s); skipped {result.skipped_running} still running"
         )
 
 
-def _show_state(ctx: Context, job: dict[str, Any]) -> None:
+def _show_state(ctx: Context, job: Job) -> None:
     if ctx.json:
         emit_json(job)
     else:
-        click.echo(f"Job {job['id']} {job['state']}")
-
-
-def _print_line(event: Any, *, as_json: bool) -> None:
-    """One log event: the line itself for people, the whole event for programs."""
-    if as_json:
-        emit_json({"cursor": event.cursor, **event.data})
-    else:
-        sys.stdout.write(event.data["message"] + "\n")
-        sys.stdout.flush()
+        click.echo(f"Job {job.id} {job.state}")

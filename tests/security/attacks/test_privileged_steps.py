@@ -175,8 +175,8 @@ def test_no_privileged_step_runs_job_bait(
         volumes=[bait_volume],
         network=named_network if network == "named" else network,
     )
-    final = wait_state(developer, job["id"], "COMPLETED", "FAILED", timeout=60)
-    seen_by_job = [line for line in developer.logs(job["id"], follow=False) if "PWNED" in line]
+    final = wait_state(developer, job.id, "COMPLETED", "FAILED", timeout=60)
+    seen_by_job = [line for line in developer.logs(job.id, follow=False) if "PWNED" in line]
     on_host = markers_on_host(tag)
     for marker in on_host:
         Path(marker).unlink(missing_ok=True)
@@ -184,7 +184,7 @@ def test_no_privileged_step_runs_job_bait(
         f"a privileged process ran the job's bait ({network}, {at}): "
         f"job saw {seen_by_job}, host has {on_host}"
     )
-    assert final["state"] == "COMPLETED", final
+    assert final.state == "COMPLETED", final
 
 
 def test_no_privileged_step_runs_a_runtimes_tree(
@@ -220,8 +220,8 @@ def test_no_privileged_step_runs_a_runtimes_tree(
                     runtime=name,
                     network=network,
                 )
-                final = wait_state(admin, job["id"], "COMPLETED", "FAILED", timeout=60)
-                seen = [line for line in admin.logs(job["id"], follow=False) if "PWNED" in line]
+                final = wait_state(admin, job.id, "COMPLETED", "FAILED", timeout=60)
+                seen = [line for line in admin.logs(job.id, follow=False) if "PWNED" in line]
                 on_host = markers_on_host(tag)
                 for marker in on_host:
                     Path(marker).unlink(missing_ok=True)
@@ -229,6 +229,6 @@ def test_no_privileged_step_runs_a_runtimes_tree(
                     f"a privileged process ran the runtime's bait ({network}): "
                     f"job saw {seen}, host has {on_host}"
                 )
-                assert final["state"] == "COMPLETED", final
+                assert final.state == "COMPLETED", final
     finally:
         subprocess.run(["rnx", "runtime", "remove", name], capture_output=True, check=False)

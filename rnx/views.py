@@ -6,7 +6,12 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from rnx.client.job import Limits
 
 STATE_STYLE = {
     "SCHEDULED": "cyan",
@@ -19,8 +24,19 @@ STATE_STYLE = {
 }
 
 
+def to_json(data: Any) -> Any:
+    """An answer (a typed model, a list of them, or plain data) as the agent's JSON."""
+    from rnx.client.fields import Model
+
+    if isinstance(data, Model):
+        return data.to_dict()
+    if isinstance(data, list | tuple):
+        return [to_json(item) for item in data]
+    return data
+
+
 def emit_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=True)
+    json.dump(to_json(data), sys.stdout, indent=2, sort_keys=True)
     sys.stdout.write("\n")
 
 
@@ -28,7 +44,7 @@ def state_text(state: str) -> str:
     return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
 
 
-def console(*, stderr: bool = False) -> Any:
+def console(*, stderr: bool = False) -> Console:
     from rich.console import Console
 
     return Console(stderr=stderr, highlight=False)
@@ -36,13 +52,12 @@ def console(*, stderr: bool = False) -> Any:
 
 def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     # Two spaces right of each column, none left: rich before the fix of Textualize/rich#3871
     # (Debian 12 has 13.3.1) counts the first column's left padding although pad_edge=False drops
     # it, which made that column one cell wider than min_width asks for.
     view = Table(box=None, header_style="bold", pad_edge=False, padding=(0, 2, 0, 0))
-    from rich.text import Text
-
     for index, column in enumerate(columns):
         # One line per row: fixed columns keep their width; the last (free text) is cut with "…".
         if index == len(columns) - 1:
@@ -53,6 +68,13 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     for row in rows:
         view.add_row(*row)
     console().print(view)
+
+
+def key_values(lines: Sequence[tuple[str, str]]) -> None:
+    """`Key:` in bold, then the value."""
+    view = console()
+    for key, value in lines:
+        view.print(f"[bold]{key + ':':<16}[/]{value}")
 
 
 def human_bytes(value: int | None) -> str:
@@ -66,24 +88,24 @@ def human_bytes(value: int | None) -> str:
     return f"{amount:.1f}TiB"
 
 
-def describe_limits(limits: dict[str, Any]) -> str:
+def describe_limits(limits: Limits) -> str:
     parts = []
-    if limits.get("cpu_percent"):
-        cores = limits["cpu_percent"] / 100
-        parts.append(f"cpu {limits['cpu_percent']}% ({cores:g} core{'s' if cores != 1 else ''})")
-    if limits.get("memory_bytes"):
-        parts.append(f"memory {human_bytes(limits['memory_bytes'])}")
-    if limits.get("io_read_bps"):
-        parts.append(f"io read {human_bytes(limits['io_read_bps'])}/s")
-    if limits.get("io_write_bps"):
-        parts.append(f"io write {human_bytes(limits['io_write_bps'])}/s")
-    if limits.get("cpu_cores"):
-        parts.append(f"cores {','.join(str(c) for c in limits['cpu_cores'])}")
-    if limits.get("work_bytes"):
-        parts.append(f"/work {human_bytes(limits['work_bytes'])}")
-    if limits.get("timeout_sec"):
-        parts.append(f"timeout {limits['timeout_sec']:g}s")
-    parts.append(f"tasks {limits.get('max_tasks')}")
+    if limits.cpu_percent:
+        cores = limits.cpu_percent / 100
+        parts.append(f"cpu {limits.cpu_percent}% ({cores:g} core{'s' if cores != 1 else ''})")
+    if limits.memory_bytes:
+        parts.append(f"memory {human_bytes(limits.memory_bytes)}")
+    if limits.io_read_bps:
+        parts.append(f"io read {human_bytes(limits.io_read_bps)}/s")
+    if limits.io_write_bps:
+        parts.append(f"io write {human_bytes(limits.io_write_bps)}/s")
+    if limits.cpu_cores:
+        parts.append(f"cores {','.join(str(c) for c in limits.cpu_cores)}")
+    if limits.work_bytes:
+        parts.append(f"/work {human_bytes(limits.work_bytes)}")
+    if limits.timeout_sec:
+        parts.append(f"timeout {limits.timeout_sec:g}s")
+    parts.append(f"tasks {limits.max_tasks}")
     return ", ".join(parts)
 
 
