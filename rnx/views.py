@@ -1,15 +1,25 @@
-"""How rnx shows things: rich tables and coloured states for people, JSON for programs."""
+"""How rnx shows things: rich tables and coloured states for people, JSON for programs.
+
+Text that comes from the agent (job names and arguments, reasons, descriptions, output) is
+never read as rich markup or emoji codes: it goes into a table as a Text, or into markup through
+escape(). `args: ["[/bold]"]` once made `rnx job list` fail for everyone (review L1), and
+`[green]COMPLETED[/]` could fake a state. Job output printed to a terminal loses its control
+characters unless --raw: escape sequences could set the title, move the cursor or write the
+clipboard (OSC 52) of whoever reads the log.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
     from rnx.client.job import Limits
 
@@ -22,6 +32,14 @@ STATE_STYLE = {
     "TIMEOUT": "magenta",
     "CANCELED": "dim",
 }
+
+# C0 (but tab) and DEL, and C1: what a terminal may act on rather than show.
+_CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """text without the control characters a terminal acts on (tab is kept)."""
+    return _CONTROLS.sub("", text)
 
 
 def to_json(data: Any) -> Any:
@@ -40,8 +58,15 @@ def emit_json(data: Any) -> None:
     sys.stdout.write("\n")
 
 
-def state_text(state: str) -> str:
-    return f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+def plain(text: str, style: str = "") -> Text:
+    """Untrusted text as rich shows it: literally, without markup, emoji codes or controls."""
+    from rich.text import Text
+
+    return Text(without_controls(text), style=style)
+
+
+def state_text(state: str) -> Text:
+    return plain(state, STATE_STYLE.get(state, "white"))
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -50,10 +75,11 @@ def console(*, stderr: bool = False) -> Console:
     return Console(stderr=stderr, highlight=False)
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+def table(columns: Sequence[str], rows: Sequence[Sequence[str | Text]]) -> None:
+    """Rows of cells: a str is shown as it is (plain), a Text with its style."""
     from rich.table import Table
-    from rich.text import Text
 
+    cells = [[plain(cell) if isinstance(cell, str) else cell for cell in row] for row in rows]
     # Two spaces right of each column, none left: rich before the fix of Textualize/rich#3871
     # (Debian 12 has 13.3.1) counts the first column's left padding although pad_edge=False drops
     # it, which made that column one cell wider than min_width asks for.
@@ -63,18 +89,21 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         if index == len(columns) - 1:
             view.add_column(column, no_wrap=True, overflow="ellipsis", ratio=1)
         else:
-            widest = max([len(column), *(Text.from_markup(row[index]).cell_len for row in rows)])
+            widest = max([len(column), *(row[index].cell_len for row in cells)])
             view.add_column(column, no_wrap=True, min_width=widest)
-    for row in rows:
+    for row in cells:
         view.add_row(*row)
     console().print(view)
 
 
-def key_values(lines: Sequence[tuple[str, str]]) -> None:
-    """`Key:` in bold, then the value."""
+def key_values(lines: Sequence[tuple[str, str | Text]]) -> None:
+    """`Key:` in bold, then the value (a str shown as it is, a Text with its style)."""
+    from rich.text import Text
+
     view = console()
     for key, value in lines:
-        view.print(f"[bold]{key + ':':<16}[/]{value}")
+        shown = plain(value) if isinstance(value, str) else value
+        view.print(Text.assemble((f"{key + ':':<16}", "bold"), shown))
 
 
 def human_bytes(value: int | None) -> str:
@@ -125,6 +154,7 @@ def upload_progress(*, quiet: bool, label: str = "upload") -> Iterator[Callable[
         if bar is None:
             if quiet or total < _PROGRESS_FROM_BYTES or not sys.stderr.isatty():
                 return
+            from rich.markup import escape
             from rich.progress import (
                 BarColumn,
                 DownloadColumn,
@@ -134,7 +164,8 @@ def upload_progress(*, quiet: bool, label: str = "upload") -> Iterator[Callable[
             )
 
             bar = Progress(
-                f"[cyan]{label}",
+                # The label names a runtime and release from a registry's index: not markup.
+                f"[cyan]{escape(without_controls(label))}",
                 BarColumn(),
                 DownloadColumn(),
                 TransferSpeedColumn(),

@@ -15,13 +15,21 @@ from rnx.views import (
     emit_json,
     human_bytes,
     key_values,
+    plain,
     state_text,
     table,
     upload_progress,
 )
 
 if TYPE_CHECKING:
+    from rich.text import Text
+
     from rnx.client import Job, UnitMetrics
+
+RAW_HELP = (
+    "Print the job's output as it is, escape sequences included (on a terminal, control "
+    "characters are removed otherwise)."
+)
 
 
 @click.group("job")
@@ -111,9 +119,10 @@ def group() -> None:
     help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
 )
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
+@click.option("--raw", is_flag=True, help=RAW_HELP)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_context
-def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -> None:
+def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
 
     The command starts at `--` or at the first argument that is not an option; everything after
@@ -157,7 +166,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
         if detach:
             click.echo(job.id)
             return
-        sys.exit(attach(client, job.id, as_json=ctx.json))
+        sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
 
 
 def _limits(flags: dict[str, Any]) -> dict[str, Any]:
@@ -195,7 +204,7 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
     jobs = ctx.ask(lambda client: client.list(**params))
     if jobs is None:
         return
-    rows = [
+    rows: list[list[str | Text]] = [
         [
             j.id[:8],
             j.spec.name or "",
@@ -224,9 +233,9 @@ def status(ctx: Context, job_id: str) -> None:
     key_values(_status_lines(job, metrics.unit if metrics else None))
 
 
-def _status_lines(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str]]:
+def _status_lines(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Text]]:
     spec = job.spec
-    lines: list[tuple[str, str]] = [
+    lines: list[tuple[str, str | Text]] = [
         ("ID", job.id),
         ("Unit", job.unit),
         ("Name", spec.name or "-"),
@@ -261,7 +270,7 @@ def _status_lines(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str]]:
     if job.reason:
         lines.append(("Reason", job.reason))
     for warning in job.warnings:
-        lines.append(("Warning", f"[yellow]{warning}[/]"))
+        lines.append(("Warning", plain(warning, "yellow")))
     if unit is not None:
         cpu = unit.cpu_usage_nsec
         tasks = unit.tasks_current
@@ -276,11 +285,12 @@ def _status_lines(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str]]:
 @group.command()
 @click.argument("job_id")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
+@click.option("--raw", is_flag=True, help=RAW_HELP)
 @pass_context
-def log(ctx: Context, job_id: str, follow: bool) -> None:
+def log(ctx: Context, job_id: str, follow: bool, raw: bool) -> None:
     """Print a job's output (from the journal)."""
     with ctx.client() as client:
-        code = follow_log(client, job_id, follow=follow, as_json=ctx.json)
+        code = follow_log(client, job_id, follow=follow, as_json=ctx.json, raw=raw)
     if code:
         sys.exit(code)
 
