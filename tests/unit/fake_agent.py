@@ -71,6 +71,129 @@ def job(**changes: Any) -> dict[str, Any]:
     return record
 
 
+def metrics(**unit: Any) -> dict[str, Any]:
+    """GET /v1/jobs/{id}/metrics of a running job; unit replaces systemd's properties."""
+    properties = {
+        "CPUUsageNSec": 1234567890,
+        "MemoryCurrent": 10485760,
+        "TasksCurrent": 3,
+        "ActiveState": "active",
+        "SubState": "running",
+    }
+    return {"id": JOB_ID, "state": "RUNNING", "unit": {**properties, **unit}}
+
+
+def volume(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "data",
+        "type": "filesystem",
+        "size_bytes": 1073741824,
+        "slot": 1,
+        "created_at": "2026-12-01T09:08:07.654321+00:00",
+        "created_by": "root",
+        "used_bytes": 4096,
+        "jobs": [JOB_ID],
+        "mounted": True,
+        "persistent": True,
+        **changes,
+    }
+
+
+def network(**changes: Any) -> dict[str, Any]:
+    attached = {
+        "id": JOB_ID,
+        "name": "answer",
+        "network": "backend",
+        "address": "10.42.0.2",
+        "hostname": "answer",
+        "link": "jv0b5c3b0e",
+    }
+    return {
+        "name": "backend",
+        "cidr": "10.42.0.0/24",
+        "internal": False,
+        "bridge": "jb-backend",
+        "gateway": "10.42.0.1",
+        "created_by": "root",
+        "created_at": "2026-12-01T09:00:00+00:00",
+        "jobs": [attached],
+        **changes,
+    }
+
+
+def runtime_summary(**changes: Any) -> dict[str, Any]:
+    return {
+        "name": "python-3.11",
+        "language": "python",
+        "version": "3.11",
+        "release": "1.0.0",
+        "description": "Python 3.11",
+        "architectures": ["amd64"],
+        "relax": [],
+        "sha256": "a" * 64,
+        **changes,
+    }
+
+
+def runtime(**changes: Any) -> dict[str, Any]:
+    """GET /v1/runtimes/{name}: a runtime.yml as the agent reads it, where it is, who uses it."""
+    mounts = [
+        {"source": "usr", "target": "/usr", "readonly": True, "selective": None},
+        {"source": "lib", "target": "/lib", "readonly": True, "selective": ["x86_64-linux-gnu"]},
+    ]
+    source = {
+        "registry": "https://r.example/registry.json",
+        "archive": "https://r.example/p.tar.gz",
+        "insecure": False,
+        "installed_by": "root",
+        "installed_at": "2026-12-01T09:00:00+00:00",
+    }
+    return {
+        **runtime_summary(),
+        "type": "system",
+        "mounts": mounts,
+        "environment": {"PYTHONHOME": "/usr"},
+        "path_prepend": ["/usr/bin"],
+        "requirements": {"min_memory": 268435456, "recommended_memory": None},
+        "packages": ["pypi:numpy 1.26"],
+        "smoke_test": ["python3", "-c", "pass"],
+        "directory": "/var/lib/joblet/runtimes/python/python-3.11",
+        "jobs": [JOB_ID],
+        "source": source,
+        **changes,
+    }
+
+
+def health(**changes: Any) -> dict[str, Any]:
+    host = {
+        "cpus": 2,
+        "memory_bytes": 2 << 30,
+        "systemd_version": 252,
+        "cgroup_mode": "unified",
+        "controllers": ["cpu", "memory", "io", "pids"],
+        "io_device": "8:0",
+    }
+    minimums = {
+        "cpu_percent": 1,
+        "memory_bytes": 4194304,
+        "io_bps": 1024,
+        "max_tasks": 8,
+        "work_bytes": 16777216,
+    }
+    return {
+        "status": "ok",
+        "version": "0.1.0",
+        "host": host,
+        "unenforceable_limits": [],
+        "limits": {"minimums": minimums},
+        **changes,
+    }
+
+
+def error(code: str, message: str, hint: str | None = None) -> dict[str, Any]:
+    return {"code": code, "message": message, "hint": hint}
+
+
 def log_stream(lines: list[str], end: dict[str, Any] | None = None) -> bytes:
     """The text/event-stream of a job's log: its lines, then the `end` event."""
     events = [
@@ -107,7 +230,7 @@ def _handler(agent: FakeAgent) -> type[BaseHTTPRequestHandler]:
             agent.requests.append((self.command, self.path, sent))
             status, body = agent.answers.get(
                 f"{self.command} {path}",
-                (404, {"code": "not-found", "message": f"no {path} here", "hint": None}),
+                (404, error("not-found", f"no {path} here")),
             )
             data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
@@ -136,7 +259,7 @@ class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 def fake_agent(directory: Path) -> Iterator[FakeAgent]:
     agent = FakeAgent(socket=str(directory / "agent.sock"))
     server = _Server(agent.socket, _handler(agent))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield agent
