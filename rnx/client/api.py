@@ -4,7 +4,7 @@ models, with `raw` for what they do not model yet). Errors are RnxError, with th
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -199,7 +199,7 @@ class Client(Transport):
     def install_runtime(
         self,
         name: str,
-        chunks: Iterator[bytes] | Sequence[bytes],
+        chunks: Iterable[bytes],
         *,
         size: int,
         sha256: str,
