@@ -1,24 +1,30 @@
 """Client: one method per call of the Joblet API, each returning a typed answer (rnx.client's
-models, with `raw` for what they do not model yet). Errors are RnxError, with the agent's code."""
+models, with `raw` for what they do not model yet). Errors are RnxError, with the agent's code.
+
+The models of jobs are imported with the Client; the others by the methods that return them:
+making a frozen dataclass costs most of a millisecond, and `rnx job run` (its start-up is
+measured: bench/rnx_cold_start.py) needs the dozen of jobs, not all three dozen."""
 
 from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from rnx.client.fields import Fields
-from rnx.client.health import Health
 from rnx.client.job import Job, JobDeleted, JobsDeleted, Metrics
-from rnx.client.log import LogEvent
-from rnx.client.network import Network, NetworkRemoved
-from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
 from rnx.client.transport import Transport
-from rnx.client.upload import Upload
-from rnx.client.volume import Volume, VolumeRemoved
 from rnx.config import resolve_target
 from rnx.errors import RnxError
+
+if TYPE_CHECKING:
+    from rnx.client.health import Health
+    from rnx.client.log import LogEvent
+    from rnx.client.network import Network, NetworkRemoved
+    from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
+    from rnx.client.upload import Upload
+    from rnx.client.volume import Volume, VolumeRemoved
 
 
 class Client(Transport):
@@ -143,6 +149,7 @@ class Client(Transport):
         """Announce, then stream files and directories for a job; give the upload's id to run()
         (which does all this itself when given uploads or upload_dirs)."""
         from rnx import uploads  # tarfile and all: only when there is something to send
+        from rnx.client.upload import Upload
 
         plan = uploads.plan(files, directories)
         total = plan.bytes
@@ -157,32 +164,46 @@ class Client(Transport):
 
     def create_volume(self, name: str, *, size: str, type: str = "filesystem") -> Volume:
         """size: 512M, 1G, 10GB ...; type: filesystem (kept across reboots) or memory."""
+        from rnx.client.volume import Volume
+
         body = {"name": name, "size": size, "type": type}
         return Volume.from_dict(self._call("POST", "/v1/volumes", body=body), "volume")
 
     def volumes(self) -> builtins.list[Volume]:
+        from rnx.client.volume import Volume
+
         listing = Fields(self._call("GET", "/v1/volumes"), "")
         return [Volume.read(volume) for volume in listing.objs("volumes")]
 
     def remove_volume(self, name: str) -> VolumeRemoved:
+        from rnx.client.volume import VolumeRemoved
+
         answer = self._call("DELETE", f"/v1/volumes/{name}")
         return VolumeRemoved.from_dict(answer, "removed volume")
 
     # -- networks ---------------------------------------------------------------------------
 
     def create_network(self, name: str, cidr: str, *, internal: bool = False) -> Network:
+        from rnx.client.network import Network
+
         body = {"name": name, "cidr": cidr, "internal": internal}
         return Network.from_dict(self._call("POST", "/v1/networks", body=body), "network")
 
     def networks(self) -> builtins.list[Network]:
         """Every network with its CIDR and the live jobs on it."""
+        from rnx.client.network import Network
+
         listing = Fields(self._call("GET", "/v1/networks"), "")
         return [Network.read(network) for network in listing.objs("networks")]
 
     def network(self, name: str) -> Network:
+        from rnx.client.network import Network
+
         return Network.from_dict(self._call("GET", f"/v1/networks/{name}"), "network")
 
     def remove_network(self, name: str) -> NetworkRemoved:
+        from rnx.client.network import NetworkRemoved
+
         answer = self._call("DELETE", f"/v1/networks/{name}")
         return NetworkRemoved.from_dict(answer, "removed network")
 
@@ -190,10 +211,14 @@ class Client(Transport):
 
     def runtimes(self) -> RuntimeList:
         """What the agent has installed, and its host's architecture."""
+        from rnx.client.runtime import RuntimeList
+
         return RuntimeList.from_dict(self._call("GET", "/v1/runtimes"), "runtimes")
 
     def runtime(self, name: str) -> Runtime:
         """One installed runtime in detail: where it is, who uses it, where it came from."""
+        from rnx.client.runtime import Runtime
+
         return Runtime.from_dict(self._call("GET", f"/v1/runtimes/{name}"), "runtime")
 
     def install_runtime(
@@ -211,6 +236,8 @@ class Client(Transport):
         the agent, which checks it again, unpacks it safely and moves it into place. registry
         and archive (URLs or paths) are recorded with the runtime; insecure says they may be
         plain http://, which the agent allows admins only."""
+        from rnx.client.runtime import Runtime
+
         query = {"size": str(size), "sha256": sha256}
         query |= {k: v for k, v in (("registry", registry), ("archive", archive)) if v}
         if insecure:
@@ -220,6 +247,8 @@ class Client(Transport):
         return Runtime.from_dict(answer, "runtime")
 
     def remove_runtime(self, name: str) -> RuntimeRemoved:
+        from rnx.client.runtime import RuntimeRemoved
+
         answer = self._call("DELETE", f"/v1/runtimes/{name}")
         return RuntimeRemoved.from_dict(answer, "removed runtime")
 
@@ -230,12 +259,16 @@ class Client(Transport):
 
     def validate_runtime(self, text: str) -> RuntimeValidation:
         """Check a runtime.yml's text; an invalid one is an RnxError("invalid") naming the field."""
+        from rnx.client.runtime import RuntimeValidation
+
         answer = self._call("POST", "/v1/runtimes/validate", body={"text": text})
         return RuntimeValidation.from_dict(answer, "validation")
 
     # -- the agent --------------------------------------------------------------------------
 
     def health(self) -> Health:
+        from rnx.client.health import Health
+
         return Health.from_dict(self._call("GET", "/v1/health"), "health")
 
 

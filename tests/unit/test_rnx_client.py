@@ -319,6 +319,12 @@ def test_the_models_are_frozen_and_compare_by_their_fields() -> None:
 
 
 def test_rnx_exports_the_client_and_its_models_lazily() -> None:
+    from rnx import client as package
+
+    for name in package.__all__:
+        assert getattr(package, name).__name__ == name
+        assert getattr(rnx, name) is getattr(package, name)
+    assert set(package.__all__) == set(package._HOMES)
     assert rnx.Client is Client
     assert rnx.Job is Job
     assert rnx.RnxError is RnxError
