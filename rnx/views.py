@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
 
-    from rnx.client.job import Limits
+    from rnx.client.job import Job, Limits, UnitMetrics
 
 STATE_STYLE = {
     "SCHEDULED": "cyan",
@@ -136,6 +136,56 @@ def describe_limits(limits: Limits) -> str:
         parts.append(f"timeout {limits.timeout_sec:g}s")
     parts.append(f"tasks {limits.max_tasks}")
     return ", ".join(parts)
+
+
+def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Text]]:
+    """`rnx job status`: the job's record, and its unit's accounting while it runs."""
+    spec = job.spec
+    lines: list[tuple[str, str | Text]] = [
+        ("ID", job.id),
+        ("Unit", job.unit),
+        ("Name", spec.name or "-"),
+        ("State", state_text(job.state)),
+        ("Owner", job.owner),
+        ("Command", " ".join(spec.argv)),
+        ("Limits", describe_limits(spec.limits)),
+    ]
+    if spec.volumes:
+        mounts = [v.name + (":ro" if v.read_only else "") for v in spec.volumes]
+        lines.append(("Volumes", ", ".join(mounts)))
+    if spec.upload:
+        lines.append(("Upload", spec.upload))
+    if spec.runtime:
+        lines.append(("Runtime", spec.runtime))
+    lines += [
+        ("Created", job.created_at.isoformat()),
+        ("Started", job.started_at.isoformat() if job.started_at else "-"),
+        ("Ended", job.ended_at.isoformat() if job.ended_at else "-"),
+        ("Exit code", "-" if job.exit_code is None else str(job.exit_code)),
+    ]
+    if spec.network != "none":
+        endpoint = job.endpoint
+        where = f" {endpoint.address} ({endpoint.hostname})" if endpoint else ""
+        lines.append(("Network", spec.network + where))
+    for rule in spec.allow_egress:
+        lines.append(("Egress allowed", f"{rule.target} -> {', '.join(rule.addresses)}"))
+    if job.signal:
+        lines.append(("Signal", job.signal))
+    if job.result:
+        lines.append(("systemd result", job.result))
+    if job.reason:
+        lines.append(("Reason", job.reason))
+    for warning in job.warnings:
+        lines.append(("Warning", plain(warning, "yellow")))
+    if unit is not None:
+        cpu = unit.cpu_usage_nsec
+        tasks = unit.tasks_current
+        lines += [
+            ("CPU time", f"{cpu / 1e9:.2f}s" if cpu is not None else "-"),
+            ("Memory", human_bytes(unit.memory_current)),
+            ("Tasks", "-" if tasks is None else str(tasks)),
+        ]
+    return lines
 
 
 _PROGRESS_FROM_BYTES = 8 * 1024 * 1024  # smaller uploads take a moment: no bar for them

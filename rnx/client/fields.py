@@ -3,7 +3,7 @@ about the ones it does not (a newer agent may send more; `raw` keeps them).
 
 A field of the wrong type, or a required one missing, is an RnxError("bad-answer") whose
 message names the field's path in the answer: `job.spec.limits.cpu_percent: expected an
-integer or null, got 'x'`.
+integer, got 'x'`.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from rnx.errors import RnxError
 M = TypeVar("M", bound="Model")
 _MISSING: Any = object()  # a key the answer does not have (older agents leave some out)
 _EXCERPT = 60
+_HINT = "rnx and the agent may be of different versions (rnx --version)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +49,7 @@ def bad_answer(where: str, expected: str, value: Any) -> RnxError:
     return RnxError(
         "bad-answer",
         f"the agent's answer: {where}: expected {expected}, got {shown}",
-        "rnx and the agent may be of different versions (rnx --version, rnx health)",
+        _HINT,
     )
 
 
@@ -71,11 +72,8 @@ class Fields:
         if key in self.data:
             return self.data[key]
         if default is _MISSING:
-            raise RnxError(
-                "bad-answer",
-                f"the agent's answer: {self.where or 'the answer'}: {key} is missing",
-                "rnx and the agent may be of different versions (rnx --version)",
-            )
+            where = self.where or "the answer"
+            raise RnxError("bad-answer", f"the agent's answer: {where}: {key} is missing", _HINT)
         return default
 
     def _typed(self, key: str, kinds: tuple[type, ...], expected: str, default: Any) -> Any:
@@ -84,7 +82,7 @@ class Fields:
         value = self.data[key]
         # bool is an int to Python, never to JSON.
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise bad_answer(f"{self.path(key)}", expected, value)
+            raise bad_answer(self.path(key), expected, value)
         return value
 
     def text(self, key: str, default: Any = _MISSING) -> str:
@@ -150,7 +148,7 @@ class Fields:
         try:
             value = datetime.fromisoformat(text)
         except ValueError:
-            raise bad_answer(f"{self.path(key)}", "an ISO 8601 time", text) from None
+            raise bad_answer(self.path(key), "an ISO 8601 time", text) from None
         return value if value.tzinfo else value.replace(tzinfo=UTC)
 
     def opt_moment(self, key: str, default: Any = _MISSING) -> datetime | None:
@@ -159,11 +157,11 @@ class Fields:
         return self.moment(key, default)
 
     def obj(self, key: str) -> Fields:
-        return Fields(self._get(key, _MISSING), f"{self.path(key)}")
+        return Fields(self._get(key, _MISSING), self.path(key))
 
-    def opt_obj(self, key: str, *, missing_ok: bool = False) -> Fields | None:
-        value = self._get(key, None if missing_ok else _MISSING)
-        return None if value is None else Fields(value, f"{self.path(key)}")
+    def opt_obj(self, key: str, default: Any = _MISSING) -> Fields | None:
+        value = self._get(key, default)
+        return None if value is None else Fields(value, self.path(key))
 
     def objs(self, key: str, default: Any = _MISSING) -> list[Fields]:
         items = self._typed(key, (list,), "a list of objects", default)

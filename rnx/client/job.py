@@ -178,7 +178,7 @@ class Job(Model):
 
     @classmethod
     def read(cls, fields: Fields) -> Job:
-        endpoint = fields.opt_obj("endpoint", missing_ok=True)
+        endpoint = fields.opt_obj("endpoint", None)
         return cls(
             id=fields.text("id"),
             unit=fields.text("unit"),

@@ -130,7 +130,7 @@ class Runtime(Model):
 
     @classmethod
     def read(cls, fields: Fields) -> Runtime:
-        source = fields.opt_obj("source", missing_ok=True)
+        source = fields.opt_obj("source", None)
         return cls(
             name=fields.text("name"),
             language=fields.text("language"),

@@ -1,4 +1,4 @@
-"""rnx job run|list|status|log|stop|delete|delete-all."""
+"""rnx job run|list|status|log|stop|cancel|delete|delete-all."""
 
 from __future__ import annotations
 
@@ -13,9 +13,8 @@ from rnx.context import Context, pass_context
 from rnx.views import (
     describe_limits,
     emit_json,
-    human_bytes,
+    job_details,
     key_values,
-    plain,
     state_text,
     table,
     upload_progress,
@@ -24,7 +23,7 @@ from rnx.views import (
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from rnx.client import Job, UnitMetrics
+    from rnx.client import Job
 
 RAW_HELP = (
     "Print the job's output as it is, escape sequences included (on a terminal, control "
@@ -230,56 +229,7 @@ def status(ctx: Context, job_id: str) -> None:
     if ctx.json:
         emit_json({**job.to_dict(), "metrics": metrics.unit.to_dict() if metrics else None})
         return
-    key_values(_status_lines(job, metrics.unit if metrics else None))
-
-
-def _status_lines(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Text]]:
-    spec = job.spec
-    lines: list[tuple[str, str | Text]] = [
-        ("ID", job.id),
-        ("Unit", job.unit),
-        ("Name", spec.name or "-"),
-        ("State", state_text(job.state)),
-        ("Owner", job.owner),
-        ("Command", " ".join(spec.argv)),
-        ("Limits", describe_limits(spec.limits)),
-    ]
-    if spec.volumes:
-        mounts = [v.name + (":ro" if v.read_only else "") for v in spec.volumes]
-        lines.append(("Volumes", ", ".join(mounts)))
-    if spec.upload:
-        lines.append(("Upload", spec.upload))
-    if spec.runtime:
-        lines.append(("Runtime", spec.runtime))
-    lines += [
-        ("Created", job.created_at.isoformat()),
-        ("Started", job.started_at.isoformat() if job.started_at else "-"),
-        ("Ended", job.ended_at.isoformat() if job.ended_at else "-"),
-        ("Exit code", "-" if job.exit_code is None else str(job.exit_code)),
-    ]
-    if spec.network != "none":
-        endpoint = job.endpoint
-        where = f" {endpoint.address} ({endpoint.hostname})" if endpoint else ""
-        lines.append(("Network", spec.network + where))
-    for rule in spec.allow_egress:
-        lines.append(("Egress allowed", f"{rule.target} -> {', '.join(rule.addresses)}"))
-    if job.signal:
-        lines.append(("Signal", job.signal))
-    if job.result:
-        lines.append(("systemd result", job.result))
-    if job.reason:
-        lines.append(("Reason", job.reason))
-    for warning in job.warnings:
-        lines.append(("Warning", plain(warning, "yellow")))
-    if unit is not None:
-        cpu = unit.cpu_usage_nsec
-        tasks = unit.tasks_current
-        lines += [
-            ("CPU time", f"{cpu / 1e9:.2f}s" if cpu is not None else "-"),
-            ("Memory", human_bytes(unit.memory_current)),
-            ("Tasks", "-" if tasks is None else str(tasks)),
-        ]
-    return lines
+    key_values(job_details(job, metrics.unit if metrics else None))
 
 
 @group.command()
