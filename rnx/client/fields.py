@@ -59,7 +59,8 @@ class Fields:
     __slots__ = ("data", "where")
 
     def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, Mapping):
+        # (type() first: the ABC check costs half a microsecond, and log lines come by the 10,000)
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise bad_answer(where or "the answer", "an object", data)
         self.data: Mapping[str, Any] = data
         self.where = where

@@ -19,6 +19,18 @@ class LogLine(Model):
 
     @classmethod
     def read(cls, fields: Fields) -> LogLine:
+        data = fields.data
+        message, pid = data.get("message"), data.get("pid")
+        priority, stamp = data.get("priority"), data.get("timestamp_us")
+        # A chatty job sends tens of thousands of lines a second: the usual line is checked at
+        # once, anything else field by field, for a message naming the field.
+        if (
+            type(message) is str
+            and type(priority) is int
+            and type(stamp) is int
+            and (pid is None or type(pid) is int)
+        ):
+            return cls(message=message, pid=pid, priority=priority, timestamp_us=stamp, raw=data)
         return cls(
             message=fields.text("message"),
             pid=fields.opt_whole("pid"),

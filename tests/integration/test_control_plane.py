@@ -256,7 +256,7 @@ def test_mutations_leave_one_audit_entry_each(certs: dict[str, str]) -> None:
     )
     entries = [json.loads(line) for line in out.splitlines()]
     refused = [e for e in entries if e.get("AUDIT_CALLER", "").startswith("reader-")]
-    allowed_ = [e for e in entries if job.id == e.JOB_ID]
+    allowed_ = [e for e in entries if e.get("JOB_ID") == job.id]
     assert [e["AUDIT_DECISION"] for e in refused] == ["refused"]
     assert [(e["AUDIT_DECISION"], e["AUDIT_ACTION"]) for e in allowed_] == [
         ("allowed", "POST /v1/jobs")
