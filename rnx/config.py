@@ -35,10 +35,6 @@ class Target:
     key: Path | None = None
     ca: Path | None = None
 
-    @property
-    def url(self) -> str:
-        return f"https://{self.address}" if self.address else "http://joblet"
-
     def describe(self) -> str:
         return self.address or f"unix:{self.socket}"
 

@@ -66,7 +66,7 @@ def test_the_default_node_of_the_home_config_with_paths_relative_to_the_file(hom
         key=home / ".rnx" / "client.key",
         ca=home / ".rnx" / "ca.crt",
     )
-    assert (target.url, target.describe()) == ("https://web1.example.com:50051", target.address)
+    assert target.describe() == "web1.example.com:50051"
 
 
 def test_node_picks_another_and_socket_wins_over_everything(home: Path) -> None:
@@ -74,7 +74,7 @@ def test_node_picks_another_and_socket_wins_over_everything(home: Path) -> None:
     write(home / ".rnx" / "rnx-config.yml", TWO_NODES)
     local = resolve_target(config_path=None, node="local", socket_path=None)
     assert local == Target(name="local", socket="/run/joblet/joblet.sock")
-    assert (local.url, local.describe()) == ("http://joblet", "unix:/run/joblet/joblet.sock")
+    assert local.describe() == "unix:/run/joblet/joblet.sock"
     chosen = resolve_target(config_path=None, node="web1", socket_path="/tmp/a.sock")
     assert chosen == Target(name="local", socket="/tmp/a.sock")
 
