@@ -53,7 +53,7 @@ def main() -> None:
     count = parser.parse_args().lines
     with Client(socket=SOCKET) as client:
         job = client.run(["seq", "1", str(count)])
-    unit = job["unit"]
+    unit = job.unit
     timings: dict[str, float] = {}
 
     def follow_journalctl() -> None:
@@ -64,9 +64,9 @@ def main() -> None:
 
     reader = threading.Thread(target=follow_journalctl)
     reader.start()
-    live_sse = sse_lines(job["id"], count, follow=True)
+    live_sse = sse_lines(job.id, count, follow=True)
     reader.join()
-    hist_sse = sse_lines(job["id"], count, follow=False)
+    hist_sse = sse_lines(job.id, count, follow=False)
     hist_cat = journalctl_lines(["-o", "cat", f"_SYSTEMD_UNIT={unit}"], count)
     hist_json = journalctl_lines(["-o", "json", f"_SYSTEMD_UNIT={unit}"], count)
     print(f"{count} lines of one job; lines per second (higher is better)")

@@ -94,7 +94,7 @@ def main() -> None:
         with Client() as unix, Client(config=client_config()) as tls:
 
             def upload(client: Client) -> None:
-                upload_id = client.upload([str(source)])
+                upload_id = client.upload([str(source)]).id
                 client._call("DELETE", f"/v1/uploads/{upload_id}")
 
             copy = work / "copy.bin"
@@ -121,8 +121,8 @@ def main() -> None:
 
                 def run() -> None:
                     job = unix.run(["true"], uploads=[str(source)])
-                    unix.wait(str(job["id"]))
-                    unix.delete(str(job["id"]))
+                    unix.wait(str(job.id))
+                    unix.delete(str(job.id))
 
                 results.setdefault("rnx job run --upload (whole job)", []).append(timed(run))
     finally:

@@ -1,64 +1,34 @@
-"""The rnx command group: global options, error-to-exit-code mapping, sub-command registry."""
+"""The rnx command group: global options, the one error-to-exit-code ladder, and the registry of
+sub-commands (one line each)."""
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from rnx import __version__
+from rnx.commands import job, network, runtime, volume
+from rnx.context import Context
+from rnx.errors import RnxError
 from rnx.exit_codes import exit_code_for
 
-F = TypeVar("F", bound=Callable[..., Any])
 
+class RnxGroup(click.Group):
+    """The root group: an RnxError from any command is shown (Error:, Hint:) on stderr and
+    becomes its code's exit code (rnx.exit_codes). Bad flags are click's (exit 2)."""
 
-@dataclass
-class Context:
-    socket_path: str | None
-    config: str | None
-    node: str | None
-    json: bool
-
-    def client(self) -> Any:
-        from rnx.client import Client
-
-        return Client(socket=self.socket_path, config=self.config, node=self.node)
-
-    def ask(self, call: Callable[[Any], Any]) -> Any:
-        """One request's answer for people to read; None once printed as JSON (--json)."""
-        with self.client() as client:
-            answer = call(client)
-        if self.json:
-            from rnx.output import emit_json
-
-            emit_json(answer)
-            return None
-        return answer
-
-
-def handle_errors(func: F) -> F:
-    """Turn RnxError into a readable message and the documented exit code."""
-    import functools
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from rnx.errors import RnxError
-
+    def invoke(self, ctx: click.Context) -> Any:
         try:
-            return func(*args, **kwargs)
+            return super().invoke(ctx)
         except RnxError as exc:
             click.secho(f"Error: {exc.message}", fg="red", err=True)
             if exc.hint:
                 click.echo(f"Hint: {exc.hint}", err=True)
-            sys.exit(exit_code_for(exc.code))
-
-    return wrapper  # type: ignore[return-value]
+            ctx.exit(exit_code_for(exc.code))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=RnxGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -101,13 +71,7 @@ def cli(
     ctx.obj = Context(socket_path=socket_path, config=config_path, node=node, json=as_json)
 
 
-def _register() -> None:
-    from rnx.commands import job, network, runtime, volume
-
-    cli.add_command(job.group)
-    cli.add_command(volume.group)
-    cli.add_command(network.group)
-    cli.add_command(runtime.group)
-
-
-_register()
+cli.add_command(job.group)
+cli.add_command(volume.group)
+cli.add_command(network.group)
+cli.add_command(runtime.group)

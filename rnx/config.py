@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rnx.errors import RnxError
+
 DEFAULT_CONFIG = Path("~/.rnx/rnx-config.yml")
 DEFAULT_SOCKET = "/run/joblet/joblet.sock"
-
-
-class ConfigError(Exception):
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +34,6 @@ class Target:
     cert: Path | None = None
     key: Path | None = None
     ca: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.address}" if self.address else "http://joblet"
 
     def describe(self) -> str:
         return self.address or f"unix:{self.socket}"
@@ -55,12 +49,12 @@ def resolve_target(*, config_path: str | None, node: str | None, socket_path: st
         nodes, default = load_nodes(path)
         return _node(nodes, node or default, path)
     if explicit:
-        raise ConfigError(f"{path}: no such file")
+        raise _bad(f"{path}: no such file")
     if node:
-        raise ConfigError(f"--node {node}: there is no {path} to find it in")
+        raise _bad(f"--node {node}: there is no {path} to find it in")
     if Path(DEFAULT_SOCKET).exists():
         return Target(name="local", socket=DEFAULT_SOCKET)
-    raise ConfigError(
+    raise _bad(
         f"no {DEFAULT_CONFIG} and no local agent at {DEFAULT_SOCKET}; "
         "ask an admin for a client certificate (joblet-agent pki client) and its rnx-config.yml"
     )
@@ -69,13 +63,13 @@ def resolve_target(*, config_path: str | None, node: str | None, socket_path: st
 def _node(nodes: dict[str, Target], chosen: str | None, path: Path) -> Target:
     if chosen is None:
         if len(nodes) != 1:
-            raise ConfigError(
+            raise _bad(
                 f"{path}: several nodes and no default; pick one with --node "
                 f"({', '.join(sorted(nodes))})"
             )
         chosen = next(iter(nodes))
     if chosen not in nodes:
-        raise ConfigError(f"node {chosen!r} is not in {path}; known: {', '.join(sorted(nodes))}")
+        raise _bad(f"node {chosen!r} is not in {path}; known: {', '.join(sorted(nodes))}")
     return nodes[chosen]
 
 
@@ -86,16 +80,16 @@ def load_nodes(path: Path) -> tuple[dict[str, Target], str | None]:
     try:
         data = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot be read: {exc}") from exc
+        raise _bad(f"{path}: cannot be read: {exc}") from exc
     top = _mapping(data, f"{path}")
     _only(top, {"default", "nodes"}, f"{path}")
     nodes_data = _mapping(top.get("nodes"), f"{path}: nodes")
     if not nodes_data:
-        raise ConfigError(f"{path}: nodes: at least one node is required")
+        raise _bad(f"{path}: nodes: at least one node is required")
     nodes = {str(n): _target(str(n), v, path) for n, v in nodes_data.items()}
     default = top.get("default")
     if default is not None and default not in nodes:
-        raise ConfigError(
+        raise _bad(
             f"{path}: default: {default!r} is not one of the nodes ({', '.join(sorted(nodes))})"
         )
     return nodes, default
@@ -107,22 +101,22 @@ def _target(name: str, data: Any, path: Path) -> Target:
     _only(fields, {"address", "cert", "key", "ca", "socket"}, where)
     if "socket" in fields:
         if set(fields) != {"socket"}:
-            raise ConfigError(f"{where}: a socket node takes no address, cert, key or ca")
+            raise _bad(f"{where}: a socket node takes no address, cert, key or ca")
         return Target(name=name, socket=str(fields["socket"]))
     missing = [k for k in ("address", "cert", "key", "ca") if not fields.get(k)]
     if missing:
-        raise ConfigError(
+        raise _bad(
             f"{where}: missing {', '.join(missing)} (a TLS node needs address, cert, key and ca)"
         )
     address = str(fields["address"])
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ConfigError(f"{where}.address: {address!r} is not HOST:PORT")
+        raise _bad(f"{where}.address: {address!r} is not HOST:PORT")
 
     def file(key: str) -> Path:
         value = (path.parent / str(fields[key])).resolve()
         if not value.is_file():
-            raise ConfigError(f"{where}.{key}: {value} does not exist")
+            raise _bad(f"{where}.{key}: {value} does not exist")
         return value
 
     return Target(name=name, address=address, cert=file("cert"), key=file("key"), ca=file("ca"))
@@ -132,13 +126,15 @@ def _mapping(data: Any, where: str) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise _bad(f"{where}: expected a mapping, got {type(data).__name__}")
     return data
 
 
 def _only(data: dict[str, Any], allowed: set[str], where: str) -> None:
     unknown = sorted(set(data) - allowed)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}"
-        )
+        raise _bad(f"{where}: unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+
+
+def _bad(message: str) -> RnxError:
+    return RnxError("config", message)

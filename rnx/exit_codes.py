@@ -1,11 +1,9 @@
-"""The one table from error codes to rnx exit codes (documented in README and `rnx --help`).
-
-`rnx job run` without --detach exits with the job's own exit code instead.
+"""The one table from error codes to rnx exit codes (documented in README and `rnx --help`;
+rnx.cli applies it). `rnx job run` without --detach exits with the job's own exit code instead.
 """
 
 from __future__ import annotations
 
-USAGE = 2  # bad flags or values (click's own convention)
 EXIT_CODES: dict[str, int] = {
     "invalid": 2,
     "not-found": 3,
@@ -19,9 +17,8 @@ EXIT_CODES: dict[str, int] = {
     "systemd": 8,
     "config": 9,
 }
-OTHER = 1
-DETACHED = 0
-INTERRUPTED = 130
+OTHER = 1  # any other code: the agent's internal, busy, too-many; an answer rnx cannot read
+INTERRUPTED = 130  # Ctrl-C while following a job (128 + SIGINT, as shells say)
 
 
 def exit_code_for(code: str) -> int:

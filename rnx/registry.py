@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import tempfile
 import urllib.parse
@@ -239,7 +238,3 @@ def _copy_checked(
             f"archive {archive.url}: sha256 {digest.hexdigest()} does not match the registry's "
             f"{archive.sha256}: tampered with or damaged; nothing was installed",
         )
-
-
-def file_size(stream: BinaryIO) -> int:
-    return os.fstat(stream.fileno()).st_size

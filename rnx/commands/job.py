@@ -1,24 +1,34 @@
-"""rnx job run|list|status|log|stop|delete|delete-all."""
+"""rnx job run|list|status|log|stop|cancel|delete|delete-all."""
 
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from rnx import exit_codes, values
-from rnx.cli import Context, handle_errors
-from rnx.output import (
+from rnx import values
+from rnx.attach import attach, follow_log
+from rnx.context import Context, pass_context
+from rnx.views import (
     describe_limits,
     emit_json,
-    human_bytes,
+    job_details,
+    key_values,
     state_text,
     table,
     upload_progress,
 )
 
-pass_ctx = click.make_pass_decorator(Context)
+if TYPE_CHECKING:
+    from rich.text import Text
+
+    from rnx.client import Job
+
+RAW_HELP = (
+    "Print the job's output as it is, escape sequences included (on a terminal, control "
+    "characters are removed otherwise)."
+)
 
 
 @click.group("job")
@@ -108,10 +118,10 @@ def group() -> None:
     help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
 )
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
+@click.option("--raw", is_flag=True, help=RAW_HELP)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@pass_ctx
-@handle_errors
-def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -> None:
+@pass_context
+def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
 
     The command starts at `--` or at the first argument that is not an option; everything after
@@ -146,16 +156,16 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, **flags: Any) -
             return
         if not ctx.json:
             click.secho(
-                f"Job {job['id']} {job['state']}: {describe_limits(job['spec']['limits'])}",
+                f"Job {job.id} {job.state}: {describe_limits(job.spec.limits)}",
                 fg="cyan",
                 err=True,
             )
-            for warning in job.get("warnings", []):
+            for warning in job.warnings:
                 click.secho(f"Warning: {warning}", fg="yellow", err=True)
         if detach:
-            click.echo(job["id"])
+            click.echo(job.id)
             return
-        sys.exit(attach(client, job["id"], as_json=ctx.json))
+        sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
 
 
 def _limits(flags: dict[str, Any]) -> dict[str, Any]:
@@ -181,42 +191,10 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
     return limits
 
 
-def attach(client: Any, job_id: str, *, as_json: bool) -> int:
-    """Stream the job's output; Ctrl-C detaches (the job keeps running)."""
-    try:
-        for event in client.events(job_id, follow=True):
-            if event.kind == "log":
-                _print_line(event, as_json=as_json)
-            elif event.kind == "end":
-                final = event.data
-                break
-        else:
-            final = client.get(job_id)
-    except KeyboardInterrupt:
-        click.secho(
-            f"\nDetached; job {job_id} keeps running.\n"
-            f"  follow it: rnx job log -f {job_id}\n  stop it:   rnx job stop {job_id}",
-            fg="yellow",
-            err=True,
-        )
-        return exit_codes.INTERRUPTED
-    if as_json:
-        emit_json(final)
-    elif final["state"] != "COMPLETED":
-        click.secho(
-            f"Job {job_id} {final['state']}: {final.get('reason') or ''}".rstrip(": "),
-            fg="red",
-            err=True,
-        )
-    code = final.get("exit_code")
-    return int(code) if code is not None else 1
-
-
 @group.command("list")
 @click.option("--state", help="Only jobs in these states (comma-separated).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
-@pass_ctx
-@handle_errors
+@pass_context
 def list_(ctx: Context, state: str | None, limit: int) -> None:
     """List jobs, newest first."""
     params = {"limit": str(limit)}
@@ -225,15 +203,15 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
     jobs = ctx.ask(lambda client: client.list(**params))
     if jobs is None:
         return
-    rows = [
+    rows: list[list[str | Text]] = [
         [
-            j["id"][:8],
-            j["spec"]["name"] or "",
-            state_text(j["state"]),
-            "" if j["exit_code"] is None else str(j["exit_code"]),
-            j["owner"],
-            j["created_at"][5:19].replace("T", " "),
-            " ".join([j["spec"]["command"], *j["spec"]["args"]])[:50],
+            j.id[:8],
+            j.spec.name or "",
+            state_text(j.state),
+            "" if j.exit_code is None else str(j.exit_code),
+            j.owner,
+            j.created_at.strftime("%m-%d %H:%M:%S"),
+            " ".join(j.spec.argv)[:50],
         ]
         for j in jobs
     ]
@@ -241,139 +219,83 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
 
 
 @group.command()
-@click.argument("job_id")
-@pass_ctx
-@handle_errors
+@click.argument("job_id", metavar="JOB")
+@pass_context
 def status(ctx: Context, job_id: str) -> None:
-    """Show one job in detail (any unique id prefix of 4+ characters)."""
+    """Show one job in detail.
+
+    JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:
         job = client.get(job_id)
-        metrics = client.metrics(job_id) if job["state"] == "RUNNING" else None
+        metrics = client.metrics(job_id) if job.state == "RUNNING" else None
     if ctx.json:
-        emit_json({**job, "metrics": metrics["unit"] if metrics else None})
+        emit_json({**job.to_dict(), "metrics": metrics.unit.to_dict() if metrics else None})
         return
-    from rnx.output import console
-
-    view = console()
-    spec = job["spec"]
-    lines = [
-        ("ID", job["id"]),
-        ("Unit", job["unit"]),
-        ("Name", spec["name"] or "-"),
-        ("State", state_text(job["state"])),
-        ("Owner", job["owner"]),
-        ("Command", " ".join([spec["command"], *spec["args"]])),
-        ("Limits", describe_limits(spec["limits"])),
-    ]
-    if spec.get("volumes"):
-        mounts = [v["name"] + (":ro" if v["read_only"] else "") for v in spec["volumes"]]
-        lines.append(("Volumes", ", ".join(mounts)))
-    if spec.get("upload"):
-        lines.append(("Upload", spec["upload"]))
-    if spec.get("runtime"):
-        lines.append(("Runtime", spec["runtime"]))
-    lines += [
-        ("Created", job["created_at"]),
-        ("Started", job["started_at"] or "-"),
-        ("Ended", job["ended_at"] or "-"),
-        ("Exit code", "-" if job["exit_code"] is None else str(job["exit_code"])),
-    ]
-    if spec.get("network", "none") != "none":
-        endpoint = job.get("endpoint")
-        where = f" {endpoint['address']} ({endpoint['hostname']})" if endpoint else ""
-        lines.append(("Network", spec["network"] + where))
-    for rule in spec.get("allow_egress", []):
-        lines.append(("Egress allowed", f"{rule['target']} -> {', '.join(rule['addresses'])}"))
-    if job["signal"]:
-        lines.append(("Signal", job["signal"]))
-    if job["result"]:
-        lines.append(("systemd result", job["result"]))
-    if job["reason"]:
-        lines.append(("Reason", job["reason"]))
-    for warning in job["warnings"]:
-        lines.append(("Warning", f"[yellow]{warning}[/]"))
-    if metrics:
-        unit = metrics["unit"]
-        cpu = unit.get("CPUUsageNSec")
-        lines += [
-            ("CPU time", f"{cpu / 1e9:.2f}s" if cpu is not None else "-"),
-            ("Memory", human_bytes(unit.get("MemoryCurrent"))),
-            ("Tasks", str(unit.get("TasksCurrent", "-"))),
-        ]
-    for key, value in lines:
-        view.print(f"[bold]{key + ':':<16}[/]{value}")
+    key_values(job_details(job, metrics.unit if metrics else None))
 
 
 @group.command()
-@click.argument("job_id")
+@click.argument("job_id", metavar="JOB")
 @click.option("-f", "--follow", is_flag=True, help="Keep streaming until the job ends.")
-@pass_ctx
-@handle_errors
-def log(ctx: Context, job_id: str, follow: bool) -> None:
-    """Print a job's output (from the journal)."""
+@click.option("--raw", is_flag=True, help=RAW_HELP)
+@pass_context
+def log(ctx: Context, job_id: str, follow: bool, raw: bool) -> None:
+    """Print a job's output (from the journal).
+
+    JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:
-        try:
-            for event in client.events(job_id, follow=follow):
-                if event.kind == "log":
-                    _print_line(event, as_json=ctx.json)
-        except KeyboardInterrupt:
-            sys.exit(exit_codes.INTERRUPTED)
+        code = follow_log(client, job_id, follow=follow, as_json=ctx.json, raw=raw)
+    if code:
+        sys.exit(code)
 
 
 @group.command()
-@click.argument("job_id")
-@pass_ctx
-@handle_errors
+@click.argument("job_id", metavar="JOB")
+@pass_context
 def stop(ctx: Context, job_id: str) -> None:
-    """Stop a running job: SIGTERM to all its processes, then SIGKILL after the grace period."""
+    """Stop a running job: SIGTERM to all its processes, then SIGKILL after the grace period.
+
+    JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:
         _show_state(ctx, client.stop(job_id))
 
 
 @group.command()
-@click.argument("job_id")
-@pass_ctx
-@handle_errors
+@click.argument("job_id", metavar="JOB")
+@pass_context
 def cancel(ctx: Context, job_id: str) -> None:
-    """Cancel a job that has not started running yet (SCHEDULED)."""
+    """Cancel a job that has not started running yet (SCHEDULED).
+
+    JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:
         _show_state(ctx, client.cancel(job_id))
 
 
 @group.command()
-@click.argument("job_id")
-@pass_ctx
-@handle_errors
+@click.argument("job_id", metavar="JOB")
+@pass_context
 def delete(ctx: Context, job_id: str) -> None:
-    """Delete an ended job's record and files (running jobs are refused)."""
+    """Delete an ended job's record and files (running jobs are refused).
+
+    JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     result = ctx.ask(lambda client: client.delete(job_id))
     if result is not None:
-        click.echo(f"Deleted job {result['deleted']}")
+        click.echo(f"Deleted job {result.deleted}")
 
 
 @group.command("delete-all")
-@pass_ctx
-@handle_errors
+@pass_context
 def delete_all(ctx: Context) -> None:
     """Delete every ended job; running jobs are skipped and counted."""
     result = ctx.ask(lambda client: client.delete_all())
     if result is not None:
         click.echo(
-            f"Deleted {result['deleted']} job(s); skipped {result['skipped_running']} still running"
+            f"Deleted {result.deleted} job(s); skipped {result.skipped_running} still running"
         )
 
 
-def _show_state(ctx: Context, job: dict[str, Any]) -> None:
+def _show_state(ctx: Context, job: Job) -> None:
     if ctx.json:
         emit_json(job)
     else:
-        click.echo(f"Job {job['id']} {job['state']}")
-
-
-def _print_line(event: Any, *, as_json: bool) -> None:
-    """One log event: the line itself for people, the whole event for programs."""
-    if as_json:
-        emit_json({"cursor": event.cursor, **event.data})
-    else:
-        sys.stdout.write(event.data["message"] + "\n")
-        sys.stdout.flush()
+        click.echo(f"Job {job.id} {job.state}")

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from rnx.cli import Context, handle_errors
-from rnx.output import table
+from rnx.context import Context, pass_context
+from rnx.views import table
 
-pass_ctx = click.make_pass_decorator(Context)
+if TYPE_CHECKING:
+    from rnx.client import Network
 
 
 @click.group("network")
@@ -27,23 +28,21 @@ def group() -> None:
 @click.argument("name")
 @click.option("--cidr", required=True, metavar="CIDR", help="Private IPv4 range, /16 to /28.")
 @click.option("--internal", is_flag=True, help="No way out: jobs reach only each other (no NAT).")
-@pass_ctx
-@handle_errors
+@pass_context
 def create(ctx: Context, name: str, cidr: str, internal: bool) -> None:
     """Create a network (maintainer or admin)."""
     network = ctx.ask(lambda client: client.create_network(name, cidr, internal=internal))
     if network is not None:
-        kind = "internal" if network["internal"] else f"NAT via {network['gateway']}"
-        click.echo(f"Created network {network['name']} {network['cidr']} ({kind})")
+        kind = "internal" if network.internal else f"NAT via {network.gateway}"
+        click.echo(f"Created network {network.name} {network.cidr} ({kind})")
 
 
-def _jobs(network: dict[str, Any]) -> str:
-    return ", ".join(j["hostname"] for j in network["jobs"]) or "-"
+def _jobs(network: Network) -> str:
+    return ", ".join(j.hostname for j in network.jobs) or "-"
 
 
 @group.command("list")
-@pass_ctx
-@handle_errors
+@pass_context
 def list_(ctx: Context) -> None:
     """List networks with their CIDR and the jobs attached now."""
     networks = ctx.ask(lambda client: client.networks())
@@ -51,10 +50,10 @@ def list_(ctx: Context) -> None:
         return
     rows = [
         [
-            n["name"],
-            n["cidr"],
-            "internal" if n["internal"] else "nat",
-            str(len(n["jobs"])),
+            n.name,
+            n.cidr,
+            "internal" if n.internal else "nat",
+            str(len(n.jobs)),
             _jobs(n),
         ]
         for n in networks
@@ -65,25 +64,23 @@ def list_(ctx: Context) -> None:
 
 @group.command()
 @click.argument("name")
-@pass_ctx
-@handle_errors
+@pass_context
 def show(ctx: Context, name: str) -> None:
     """Show one network and the jobs attached to it."""
     network = ctx.ask(lambda client: client.network(name))
     if network is None:
         return
-    click.echo(f"{network['name']}: {network['cidr']}, bridge {network['bridge']}, ", nl=False)
-    click.echo("internal" if network["internal"] else f"NAT via {network['gateway']}")
-    for job in network["jobs"]:
-        click.echo(f"  {job['address']:<16}{job['hostname']:<24}{job['id']}")
+    click.echo(f"{network.name}: {network.cidr}, bridge {network.bridge}, ", nl=False)
+    click.echo("internal" if network.internal else f"NAT via {network.gateway}")
+    for job in network.jobs:
+        click.echo(f"  {job.address:<16}{job.hostname:<24}{job.id}")
 
 
 @group.command()
 @click.argument("name")
-@pass_ctx
-@handle_errors
+@pass_context
 def remove(ctx: Context, name: str) -> None:
     """Remove a network (maintainer or admin); refused while jobs use it."""
     result = ctx.ask(lambda client: client.remove_network(name))
     if result is not None:
-        click.echo(f"Removed network {result['removed']}")
+        click.echo(f"Removed network {result.removed}")

@@ -6,14 +6,17 @@ import contextlib
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 
-from rnx.cli import Context, handle_errors
-from rnx.output import emit_json, human_bytes, table, upload_progress
+from rnx.attach import attach
+from rnx.context import Context, pass_context
+from rnx.errors import RnxError
+from rnx.views import emit_json, human_bytes, table, upload_progress
 
-pass_ctx = click.make_pass_decorator(Context)
+if TYPE_CHECKING:
+    from rnx.client import Runtime
 
 
 @click.group("runtime")
@@ -22,78 +25,74 @@ def group() -> None:
 
 
 @group.command("list")
-@pass_ctx
-@handle_errors
+@pass_context
 def list_(ctx: Context) -> None:
     """The runtimes installed on the agent's host."""
     answer = ctx.ask(lambda client: client.runtimes())
     if answer is None:
         return
     rows = [
-        [
-            r["name"],
-            r["language"],
-            r["version"],
-            r["release"],
-            ",".join(r["relax"]) or "-",
-            r["description"],
-        ]
-        for r in answer["runtimes"]
+        [r.name, r.language, r.version, r.release, ",".join(r.relax) or "-", r.description]
+        for r in answer.runtimes
     ]
     if not rows:
-        click.echo(f"No runtimes installed ({answer['architecture']}).", err=True)
+        click.echo(f"No runtimes installed ({answer.architecture}).", err=True)
         return
     table(["NAME", "LANGUAGE", "VERSION", "RELEASE", "RELAX", "DESCRIPTION"], rows)
 
 
 @group.command()
 @click.argument("name")
-@pass_ctx
-@handle_errors
+@pass_context
 def info(ctx: Context, name: str) -> None:
     """A runtime in detail: mounts, environment, requirements, packages."""
     runtime = ctx.ask(lambda client: client.runtime(_canonical(name)))
     if runtime is None:
         return
-    needs = runtime["requirements"]
+    needs = runtime.requirements
     lines = [
-        ("Name", f"{runtime['name']} ({runtime['language']} {runtime['version']})"),
-        ("Release", runtime["release"]),
-        ("Description", runtime["description"] or "-"),
-        ("Architectures", ", ".join(runtime["architectures"]) or "any"),
-        ("Directory", runtime["directory"]),
-        ("Min memory", human_bytes(needs["min_memory"])),
-        ("Recommended", human_bytes(needs["recommended_memory"])),
-        ("Relaxes", ", ".join(runtime["relax"]) or "nothing"),
-        ("PATH prepend", ":".join(runtime["path_prepend"]) or "-"),
-        ("Smoke test", " ".join(runtime["smoke_test"]) or "-"),
-        ("Jobs using it", ", ".join(j[:8] for j in runtime["jobs"]) or "none"),
+        ("Name", f"{runtime.name} ({runtime.language} {runtime.version})"),
+        ("Release", runtime.release),
+        ("Description", runtime.description or "-"),
+        ("Architectures", ", ".join(runtime.architectures) or "any"),
+        ("Directory", runtime.directory or "-"),
+        ("Min memory", human_bytes(needs.min_memory)),
+        ("Recommended", human_bytes(needs.recommended_memory)),
+        ("Relaxes", ", ".join(runtime.relax) or "nothing"),
+        ("PATH prepend", ":".join(runtime.path_prepend) or "-"),
+        ("Smoke test", " ".join(runtime.smoke_test) or "-"),
+        ("Jobs using it", ", ".join(j[:8] for j in runtime.jobs) or "none"),
         *_provenance(runtime),
     ]
     for key, value in lines:
         click.echo(f"{key + ':':<16}{value}")
     click.echo("Mounts:")
-    for mount in runtime["mounts"]:
-        only = f" only {', '.join(mount['selective'])}" if mount["selective"] else ""
-        mode = "ro" if mount["readonly"] else "rw"
-        click.echo(f"  {mount['source']} -> {mount['target']} ({mode}){only}")
-    if runtime["environment"]:
+    for mount in runtime.mounts:
+        only = f" only {', '.join(mount.selective)}" if mount.selective else ""
+        mode = "ro" if mount.readonly else "rw"
+        click.echo(f"  {mount.source} -> {mount.target} ({mode}){only}")
+    if runtime.environment:
         click.echo("Environment:")
-        for key, value in runtime["environment"].items():
+        for key, value in runtime.environment.items():
             click.echo(f"  {key}={value}")
-    click.echo(f"Packages ({len(runtime['packages'])}):")
-    for package in runtime["packages"]:
+    click.echo(f"Packages ({len(runtime.packages)}):")
+    for package in runtime.packages:
         click.echo(f"  {package}")
 
 
-def _provenance(runtime: dict[str, Any]) -> list[tuple[str, str]]:
-    source = runtime.get("source") or {}
-    insecure = " (plain http://, --insecure-http)" if source.get("insecure") else ""
-    installed = " ".join(filter(None, (source.get("installed_by"), source.get("installed_at"))))
+def _provenance(runtime: Runtime) -> list[tuple[str, str]]:
+    source = runtime.source
+    registry = archive = installed = ""
+    if source is not None:
+        insecure = " (plain http://, --insecure-http)" if source.insecure else ""
+        registry = (source.registry or "-") + insecure
+        archive = source.archive or ""
+        when = source.installed_at.isoformat() if source.installed_at else None
+        installed = " ".join(filter(None, (source.installed_by, when)))
     return [
-        ("Registry", (source.get("registry") or "-") + insecure),
-        ("Archive", source.get("archive") or "-"),
-        ("SHA256", runtime.get("sha256") or "-"),
+        ("Registry", registry or "-"),
+        ("Archive", archive or "-"),
+        ("SHA256", runtime.sha256 or "-"),
         ("Installed by", installed or "-"),
     ]
 
@@ -114,8 +113,7 @@ def _provenance(runtime: dict[str, Any]) -> list[tuple[str, str]]:
     is_flag=True,
     help="Accept a plain http:// registry or archive (admin only; recorded with the runtime).",
 )
-@pass_ctx
-@handle_errors
+@pass_context
 def install(ctx: Context, name: str, registry: str, force: bool, insecure_http: bool) -> None:
     """Install NAME[@VERSION] from a registry (maintainer or admin).
 
@@ -139,16 +137,13 @@ def install(ctx: Context, name: str, registry: str, force: bool, insecure_http: 
             location,
             base,
             version or None,
-            f"linux/{agent['architecture']}",
+            f"linux/{agent.architecture}",
             insecure=insecure,
         )
-        current = next((r for r in agent["runtimes"] if r["name"] == base), None)
-        same = current and (current["release"], current["sha256"]) == (
-            archive.version,
-            archive.sha256,
-        )
+        current = next((r for r in agent.runtimes if r.name == base), None)
+        same = current and (current.release, current.sha256) == (archive.version, archive.sha256)
         if same and not force:
-            _say(ctx, f"{base} {archive.version} is already installed (--force reinstalls)")
+            ctx.say(f"{base} {archive.version} is already installed (--force reinstalls)")
             if ctx.json:
                 emit_json(current)
             return
@@ -172,36 +167,31 @@ def install(ctx: Context, name: str, registry: str, force: bool, insecure_http: 
     if ctx.json:
         emit_json(result)
     else:
-        relax = f"; relaxes {', '.join(result['relax'])}" if result["relax"] else ""
+        relax = f"; relaxes {', '.join(result.relax)}" if result.relax else ""
         click.echo(
-            f"Installed {result['name']} {result['release']} ({result['language']} "
-            f"{result['version']}){relax}"
+            f"Installed {result.name} {result.release} ({result.language} {result.version}){relax}"
         )
 
 
 @group.command()
 @click.argument("name")
-@pass_ctx
-@handle_errors
+@pass_context
 def remove(ctx: Context, name: str) -> None:
     """Remove an installed runtime (maintainer or admin); refused while a job uses it."""
     result = ctx.ask(lambda client: client.remove_runtime(_canonical(name)))
     if result is not None:
-        click.echo(f"Removed {result['removed']} {result['release']}")
+        click.echo(f"Removed {result.removed} {result.release}")
 
 
 @group.command()
 @click.argument("name")
-@pass_ctx
-@handle_errors
+@pass_context
 def test(ctx: Context, name: str) -> None:
     """Run the runtime's smoke test as a job; exits with its exit code."""
-    from rnx.commands.job import attach
-
     with ctx.client() as client:
         job = client.test_runtime(_canonical(name))
-        _say(ctx, f"Job {job['id']} runs the smoke test of {name}: {_argv(job)}")
-        code = attach(client, job["id"], as_json=ctx.json)
+        ctx.say(f"Job {job.id} runs the smoke test of {name}: {' '.join(job.spec.argv)}")
+        code = attach(client, job.id, as_json=ctx.json)
     if not ctx.json:
         click.secho(
             f"runtime {name}: smoke test {'passed' if code == 0 else 'FAILED'}",
@@ -218,26 +208,23 @@ def test(ctx: Context, name: str) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A built runtime's directory: also check that every mount source is in it.",
 )
-@pass_ctx
-@handle_errors
+@pass_context
 def validate(ctx: Context, file: Path, tree: Path | None) -> None:
     """Check a runtime.yml against the schema (docs/runtimes.md); exit 2 with the first error."""
-    from rnx.errors import RnxError
-
     with ctx.client() as client:
         answer = client.validate_runtime(file.read_text())
-    runtime = answer["runtime"]
+    runtime = answer.runtime
     if tree is not None:
-        for index, mount in enumerate(runtime["mounts"]):
-            source = tree / mount["source"]
-            entries = [source / e for e in mount["selective"] or ()]
+        for index, mount in enumerate(runtime.mounts):
+            source = tree / mount.source
+            entries = [source / e for e in mount.selective or ()]
             for path in [source, *entries]:
                 if not path.exists():
                     raise RnxError("invalid", f"{file}: mounts[{index}]: {path} is not in {tree}")
     if ctx.json:
         emit_json(answer)
     else:
-        click.echo(f"{file}: valid runtime {runtime['name']} ({len(runtime['mounts'])} mounts)")
+        click.echo(f"{file}: valid runtime {runtime.name} ({len(runtime.mounts)} mounts)")
 
 
 def _canonical(name: str) -> str:
@@ -245,16 +232,7 @@ def _canonical(name: str) -> str:
     return name.replace(":", "-", 1) if ":" in name.split("@", 1)[0] else name
 
 
-def _argv(job: dict[str, Any]) -> str:
-    return " ".join([job["spec"]["command"], *job["spec"]["args"]])
-
-
-def _say(ctx: Context, text: str) -> None:
-    if not ctx.json:
-        click.secho(text, fg="cyan", err=True)
-
-
-def _counted(stream: Any, advance: Callable[[int], None]) -> Iterator[bytes]:
+def _counted(stream: BinaryIO, advance: Callable[[int], None]) -> Iterator[bytes]:
     """The file in 1 MiB chunks, each reported to a progress callback as it goes."""
     sent = 0
     while chunk := stream.read(1024 * 1024):

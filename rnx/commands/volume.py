@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import click
 
-from rnx.cli import Context, handle_errors
-from rnx.output import human_bytes, table
-
-pass_ctx = click.make_pass_decorator(Context)
+from rnx.context import Context, pass_context
+from rnx.views import human_bytes, table
 
 
 @click.group("volume")
@@ -26,24 +24,21 @@ def group() -> None:
     show_default=True,
     help="filesystem: a disk image, kept across reboots. memory: tmpfs, emptied by a reboot.",
 )
-@pass_ctx
-@handle_errors
+@pass_context
 def create(ctx: Context, name: str, size: str, kind: str) -> None:
     """Create volume NAME (maintainer or admin)."""
     volume = ctx.ask(lambda client: client.create_volume(name, size=size, type=kind))
     if volume is None:
         return
-    note = "" if volume["persistent"] else " (memory: its contents do not survive a reboot)"
+    note = "" if volume.persistent else " (memory: its contents do not survive a reboot)"
     click.secho(
-        f"Volume {volume['name']} created: {volume['type']}, "
-        f"{human_bytes(volume['size_bytes'])}{note}",
+        f"Volume {volume.name} created: {volume.type}, {human_bytes(volume.size_bytes)}{note}",
         fg="green",
     )
 
 
 @group.command("list")
-@pass_ctx
-@handle_errors
+@pass_context
 def list_(ctx: Context) -> None:
     """List volumes with their type, size, use and the jobs using them."""
     volumes = ctx.ask(lambda client: client.volumes())
@@ -51,12 +46,12 @@ def list_(ctx: Context) -> None:
         return
     rows = [
         [
-            v["name"],
-            v["type"] + ("" if v["persistent"] else " (not kept at reboot)"),
-            human_bytes(v["size_bytes"]),
-            human_bytes(v["used_bytes"]),
-            v["created_at"][:19].replace("T", " "),
-            ", ".join(j[:8] for j in v["jobs"]) or "-",
+            v.name,
+            v.type + ("" if v.persistent else " (not kept at reboot)"),
+            human_bytes(v.size_bytes),
+            human_bytes(v.used_bytes),
+            v.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+            ", ".join(j[:8] for j in v.jobs) or "-",
         ]
         for v in volumes
     ]
@@ -65,10 +60,9 @@ def list_(ctx: Context) -> None:
 
 @group.command()
 @click.argument("name")
-@pass_ctx
-@handle_errors
+@pass_context
 def remove(ctx: Context, name: str) -> None:
     """Remove volume NAME and its data (refused while a job uses it; maintainer or admin)."""
     result = ctx.ask(lambda client: client.remove_volume(name))
     if result is not None:
-        click.secho(f"Volume {result['deleted']} removed", fg="green")
+        click.secho(f"Volume {result.deleted} removed", fg="green")

@@ -53,8 +53,8 @@ def test_agent_reports_the_limits_it_cannot_enforce(debian13: Host) -> None:
     # /v1/health says the same; asked from outside over mTLS, with this tree's rnx library.
     with Client(config=str(checks.client_config(debian13))) as client:
         health = client.health()
-    assert sorted(health["unenforceable_limits"]) == ["cpu", "io", "memory", "pids"]
-    assert health["host"]["systemd_version"] >= 257
+    assert sorted(health.unenforceable_limits) == ["cpu", "io", "memory", "pids"]
+    assert health.host.systemd_version >= 257
     # A job asking for one is refused with the reason, and exit code 5.
     refused = m.run("rnx", "job", "run", "--max-memory", "64M", "--", "true", check=False)
     assert refused.returncode == 5, refused.stdout + refused.stderr

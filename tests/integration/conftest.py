@@ -11,11 +11,10 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from rnx.client import Client
+from rnx.client import Client, Job
 
 JOBS_DIR = Path("/var/lib/joblet/jobs")
 
@@ -77,14 +76,14 @@ def unit_property(unit: str, name: str) -> str:
     return sh("systemctl", "show", "-P", name, unit).strip()
 
 
-def wait_state(client: Client, job_id: str, *states: str, timeout: float = 30) -> dict[str, Any]:
+def wait_state(client: Client, job_id: str, *states: str, timeout: float = 30) -> Job:
     deadline = time.monotonic() + timeout
     while True:
         job = client.get(job_id)
-        if job["state"] in states:
+        if job.state in states:
             return job
         if time.monotonic() > deadline:
-            raise AssertionError(f"job {job_id} is {job['state']}, expected one of {states}")
+            raise AssertionError(f"job {job_id} is {job.state}, expected one of {states}")
         time.sleep(0.05)
 
 

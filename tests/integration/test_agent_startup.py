@@ -45,13 +45,13 @@ def test_broken_config_stops_startup_with_one_clear_message(broken_config: Path)
 
 def test_health_reports_host_and_enforceable_limits(client: Client) -> None:
     health = client.health()
-    assert health["status"] == "ok"
-    host = health["host"]
-    assert host["systemd_version"] >= 250
-    assert host["cgroup_mode"] in ("hybrid", "unified", "legacy", "none")
+    assert health.status == "ok"
+    host = health.host
+    assert host.systemd_version >= 250
+    assert host.cgroup_mode in ("hybrid", "unified", "legacy", "none")
     # In this sandbox (and on Debian 12 hosts) systemd drives the cpu, memory, io and pids limits.
-    assert {"cpu", "memory", "io", "pids"} <= set(host["controllers"])
-    assert health["unenforceable_limits"] == []
+    assert {"cpu", "memory", "io", "pids"} <= set(host.controllers)
+    assert health.unenforceable_limits == ()
 
 
 def test_agent_is_notify_type_with_watchdog() -> None:
@@ -59,5 +59,5 @@ def test_agent_is_notify_type_with_watchdog() -> None:
     assert sh("systemctl", "show", "-P", "WatchdogUSec", "joblet.service").strip() == "30s"
     # READY=1 was sent after reconciliation, or systemctl would not report it active.
     with Client() as client:
-        assert client.health()["status"] == "ok"
+        assert client.health().status == "ok"
     assert sh("systemctl", "is-active", "joblet.service").strip() == "active"

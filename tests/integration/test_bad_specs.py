@@ -86,7 +86,7 @@ def test_bad_resume_cursor_and_wrong_method_are_clear(client: Client) -> None:
         out = []
         async with aiohttp.ClientSession(connector=connector) as session:
             for method, path, headers in (
-                ("GET", f"/v1/jobs/{job['id']}/logs?follow=TRUE", {"Last-Event-ID": "bogus"}),
+                ("GET", f"/v1/jobs/{job.id}/logs?follow=TRUE", {"Last-Event-ID": "bogus"}),
                 ("PUT", "/v1/jobs", {}),
             ):
                 async with session.request(method, "http://joblet" + path, headers=headers) as r:

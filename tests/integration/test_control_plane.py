@@ -77,7 +77,7 @@ def test_developer_runs_a_job_over_tcp(certs: dict[str, str]) -> None:
 def test_owner_is_the_certificate_cn(certs: dict[str, str]) -> None:
     with Client(config=certs["developer"]) as client:
         job = client.run(["true"])
-        assert job["owner"].startswith("developer-")
+        assert job.owner.startswith("developer-")
 
 
 # -- the TLS matrix ---------------------------------------------------------------------------
@@ -210,17 +210,17 @@ def test_rbac_matrix(
         with Client(config=config) as client:
             try:
                 if path.endswith("/logs"):
-                    list(client.events(job["id"], follow=False))
+                    list(client.events(job.id, follow=False))
                 else:
-                    client._call(method, path.replace("{id}", job["id"]), body=body, params=params)
+                    client._call(method, path.replace("{id}", job.id), body=body, params=params)
                 status = 200
             except RnxError as exc:
                 status = exc.status
         expected = allowed(acting_role, least, on_job, owns=role == "owner")
         assert (status != 403) == expected, (role, method, path, status)
     finally:
-        if admin_local.get(job["id"])["state"] == "RUNNING":
-            admin_local.stop(job["id"])
+        if admin_local.get(job.id).state == "RUNNING":
+            admin_local.stop(job.id)
 
 
 def test_developers_cannot_touch_others_jobs(certs: dict[str, str], admin_local: Client) -> None:
@@ -230,11 +230,11 @@ def test_developers_cannot_touch_others_jobs(certs: dict[str, str], admin_local:
         with Client(config=certs["developer"]) as other:
             for action in (other.stop, other.delete):
                 with pytest.raises(RnxError) as info:
-                    action(job["id"])
+                    action(job.id)
                 assert info.value.status == 403
                 assert "only its owner" in info.value.message
     finally:
-        admin_local.stop(job["id"])
+        admin_local.stop(job.id)
 
 
 def test_mutations_leave_one_audit_entry_each(certs: dict[str, str]) -> None:
@@ -256,7 +256,7 @@ def test_mutations_leave_one_audit_entry_each(certs: dict[str, str]) -> None:
     )
     entries = [json.loads(line) for line in out.splitlines()]
     refused = [e for e in entries if e.get("AUDIT_CALLER", "").startswith("reader-")]
-    allowed_ = [e for e in entries if e.get("JOB_ID") == job["id"]]
+    allowed_ = [e for e in entries if e.get("JOB_ID") == job.id]
     assert [e["AUDIT_DECISION"] for e in refused] == ["refused"]
     assert [(e["AUDIT_DECISION"], e["AUDIT_ACTION"]) for e in allowed_] == [
         ("allowed", "POST /v1/jobs")
@@ -269,7 +269,7 @@ def test_mutations_leave_one_audit_entry_each(certs: dict[str, str]) -> None:
 def test_hundred_thousand_lines_over_tls_complete_and_in_order(certs: dict[str, str]) -> None:
     with Client(config=certs["developer"]) as client:
         job = client.run(["seq", "1", "100000"])
-        lines = list(client.logs(job["id"], follow=True))
+        lines = list(client.logs(job.id, follow=True))
     assert lines == [str(n) for n in range(1, 100001)]
 
 
@@ -278,16 +278,14 @@ def test_resume_with_last_event_id_loses_and_repeats_nothing(certs: dict[str, st
         job = client.run(["seq", "1", "20000"])
         got: list[str] = []
         cursor = None
-        stream = client._events_once(job["id"], follow=True, after=None)
+        stream = client._events_once(job.id, follow=True, after=None)
         for event in stream:
-            got.append(event.data["message"])
+            got.append(event.message)
             cursor = event.cursor
             if len(got) == 7777:
                 break  # the client goes away mid-stream
         stream.close()
-        got += [
-            e.data["message"] for e in client.events(job["id"], after=cursor) if e.kind == "log"
-        ]
+        got += [e.message for e in client.events(job.id, after=cursor) if e.kind == "log"]
     assert got == [str(n) for n in range(1, 20001)]
 
 
@@ -295,7 +293,7 @@ def test_follow_survives_an_agent_restart(certs: dict[str, str]) -> None:
     with Client(config=certs["developer"]) as client:
         job = client.run(["sh", "-c", "for i in $(seq 1 60); do echo $i; sleep 0.05; done"])
         lines: list[str] = []
-        follower = threading.Thread(target=lambda: lines.extend(client.logs(job["id"])))
+        follower = threading.Thread(target=lambda: lines.extend(client.logs(job.id)))
         follower.start()
         time.sleep(1)
         sh("systemctl", "restart", "joblet.service")
@@ -311,8 +309,8 @@ def test_fifty_concurrent_clients_submit_and_follow(certs: dict[str, str]) -> No
     def one(n: int) -> tuple[list[str], str]:
         with Client(config=certs["developer"]) as client:
             job = client.run(["echo", f"client {n}"])
-            lines = list(client.logs(job["id"], follow=True))
-            return lines, client.get(job["id"])["state"]
+            lines = list(client.logs(job.id, follow=True))
+            return lines, client.get(job.id).state
 
     with ThreadPoolExecutor(max_workers=50) as pool:
         results = list(pool.map(one, range(50)))
@@ -323,7 +321,7 @@ def test_agent_killed_then_next_tls_request_is_served(certs: dict[str, str]) -> 
     old = unit_property("joblet.service", "MainPID")
     sh("systemctl", "kill", "--signal=KILL", "--kill-who=main", "joblet.service")
     with Client(config=certs["reader"]) as client:
-        assert client.health()["status"] == "ok"
+        assert client.health().status == "ok"
     assert unit_property("joblet.service", "MainPID") != old
 
 
@@ -342,7 +340,7 @@ def test_only_admins_may_relax_isolation(certs: dict[str, str]) -> None:
         assert "job.relax-isolation" in info.value.message
     with Client(config=certs["admin"]) as admin:
         job = admin.run(["true"], relax=["wx-memory"])
-        assert job["spec"]["relax"] == ["wx-memory"]
+        assert job.spec.relax == ("wx-memory",)
 
 
 def test_volume_roles_and_auto_creation(certs: dict[str, str], admin_local: Client) -> None:
@@ -366,12 +364,12 @@ def test_volume_roles_and_auto_creation(certs: dict[str, str], admin_local: Clie
             dev.run(["true"], network=name)
         assert missing.value.status == 404
         assert f"network {name!r} does not exist" in missing.value.message
-    assert name not in {v["name"] for v in admin_local.volumes()}
+    assert name not in {v.name for v in admin_local.volumes()}
     with Client(config=certs["maintainer"]) as maintainer:
         job = maintainer.run(["sh", "-c", f"echo made > /volumes/{name}/f"], volumes=[name])
-        assert job["warnings"] == [f"volume {name!r} did not exist: created (filesystem, 1024 MiB)"]
-        assert maintainer.wait(job["id"])["exit_code"] == 0
+        assert job.warnings == (f"volume {name!r} did not exist: created (filesystem, 1024 MiB)",)
+        assert maintainer.wait(job.id).exit_code == 0
         with Client(config=certs["developer"]) as dev:  # now it exists: developers may use it
-            lines = list(dev.logs(dev.run(["cat", f"/volumes/{name}/f"], volumes=[name])["id"]))
+            lines = list(dev.logs(dev.run(["cat", f"/volumes/{name}/f"], volumes=[name]).id))
         assert lines == ["made"]
         maintainer.remove_volume(name)

@@ -11,18 +11,18 @@ from tests.integration.conftest import JOBS_DIR, sh, wait_state
 
 def output_of(client: Client, *argv: str) -> list[str]:
     job = client.run(list(argv))
-    final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=30)
-    assert final["state"] == "COMPLETED", final
-    return list(client.logs(job["id"], follow=False))
+    final = wait_state(client, job.id, "COMPLETED", "FAILED", timeout=30)
+    assert final.state == "COMPLETED", final
+    return list(client.logs(job.id, follow=False))
 
 
 def test_default_profile_scores_safe(client: Client) -> None:
     job = client.run(["sleep", "30"])
     try:
-        wait_state(client, job["id"], "RUNNING")
-        report = sh("systemd-analyze", "security", "--no-pager", job["unit"])
+        wait_state(client, job.id, "RUNNING")
+        report = sh("systemd-analyze", "security", "--no-pager", job.unit)
     finally:
-        client.stop(job["id"])
+        client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
     assert score <= 1.0, report
 
@@ -31,13 +31,13 @@ def test_job_runs_as_its_own_unprivileged_user(client: Client) -> None:
     a = client.run(["sleep", "5"])
     b = client.run(["sleep", "5"])
     try:
-        wait_state(client, a["id"], "RUNNING")
-        wait_state(client, b["id"], "RUNNING")
-        users = {client.get(j["id"])["user"] for j in (a, b)}
-        assert len(users) == 2 and all(u.startswith("joblet-u") for u in users)
+        wait_state(client, a.id, "RUNNING")
+        wait_state(client, b.id, "RUNNING")
+        users = {client.get(j.id).user for j in (a, b)}
+        assert len(users) == 2 and all(str(u).startswith("joblet-u") for u in users)
     finally:
-        client.stop(a["id"])
-        client.stop(b["id"])
+        client.stop(a.id)
+        client.stop(b.id)
     ids = output_of(client, "id")
     assert re.match(
         r"uid=\d+\(joblet-u\d+\) gid=\d+\(joblet-u\d+\) groups=\d+\(joblet-u\d+\)$", ids[0]
@@ -108,13 +108,13 @@ def test_tmp_is_private_and_capped(client: Client) -> None:
 
 def test_work_belongs_to_the_job_and_nobody_else(client: Client) -> None:
     job = client.run(["sh", "-c", "echo data > /work/out; stat -c '%a %U' /work /work/out"])
-    wait_state(client, job["id"], "COMPLETED")
-    work, out = [line.split() for line in client.logs(job["id"], follow=False)]
+    wait_state(client, job.id, "COMPLETED")
+    work, out = [line.split() for line in client.logs(job.id, follow=False)]
     # /work is the job's own filesystem, mounted in its namespace alone: its root directory is
     # the job user's (mkfs gives it 0755; no one else can reach it). Files it makes are 0600.
     assert work[1].startswith("joblet-u") and out == ["600", work[1]]
-    assert (JOBS_DIR / job["id"]).stat().st_mode & 0o777 == 0o700
-    assert (JOBS_DIR / job["id"] / "work.img").stat().st_mode & 0o777 == 0o600
+    assert (JOBS_DIR / job.id).stat().st_mode & 0o777 == 0o700
+    assert (JOBS_DIR / job.id / "work.img").stat().st_mode & 0o777 == 0o600
 
 
 def test_environment_is_the_documented_minimum(client: Client) -> None:
@@ -147,14 +147,14 @@ def test_work_is_a_capped_filesystem_that_goes_away_with_the_job(client: Client)
         ],
         work_bytes=32 * 1024 * 1024,
     )
-    final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=30)
-    size, *dd = list(client.logs(job["id"], follow=False))
+    final = wait_state(client, job.id, "COMPLETED", "FAILED", timeout=30)
+    size, *dd = list(client.logs(job.id, follow=False))
     assert 28 * 1024 * 1024 < int(size) <= 32 * 1024 * 1024
     assert any("No space left on device" in line for line in dd), dd
-    assert final["state"] == "COMPLETED"
+    assert final.state == "COMPLETED"
     # Mounted in the job's namespace only, and its loop device freed once the job ended.
     deadline = time.monotonic() + 10
-    image = str(JOBS_DIR / job["id"] / "work.img")
+    image = str(JOBS_DIR / job.id / "work.img")
     assert image not in sh("findmnt", "-rn", "-o", "SOURCE,TARGET")
     while image in sh("losetup", "-a") and time.monotonic() < deadline:
         time.sleep(0.1)  # the kernel detaches an autoclear loop device shortly after unmount
@@ -175,8 +175,8 @@ def test_refused_work_size_leaves_nothing(client: Client) -> None:
 
 def test_workdir_exists_inside_work_and_belongs_to_the_job(client: Client) -> None:
     job = client.run(["sh", "-c", "pwd; stat -c %U ."], workdir="out/deep")
-    wait_state(client, job["id"], "COMPLETED")
-    lines = list(client.logs(job["id"], follow=False))
+    wait_state(client, job.id, "COMPLETED")
+    lines = list(client.logs(job.id, follow=False))
     assert lines[0] == "/work/out/deep" and lines[1].startswith("joblet-u")
 
 
@@ -193,9 +193,9 @@ WX_MAP = (
 def test_wx_memory_is_refused_unless_an_admin_relaxes_it(client: Client) -> None:
     assert output_of(client, "python3", "-c", WX_MAP) == ["wx refused 1"]  # EPERM (seccomp)
     job = client.run(["python3", "-c", WX_MAP], relax=["wx-memory"])  # root: admin
-    final = wait_state(client, job["id"], "COMPLETED")
-    assert final["spec"]["relax"] == ["wx-memory"]  # recorded on the job
-    assert list(client.logs(job["id"], follow=False)) == ["wx allowed"]
+    final = wait_state(client, job.id, "COMPLETED")
+    assert final.spec.relax == ("wx-memory",)  # recorded on the job
+    assert list(client.logs(job.id, follow=False)) == ["wx allowed"]
 
 
 def test_unknown_relaxations_are_refused(client: Client) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import datetime
 from pathlib import Path
 
-from rnx.client import Client
+from rnx.client import Client, Job
 from tests.integration.conftest import sh, unit_property, wait_state
 
 BUSY_LOOP = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
@@ -18,21 +17,21 @@ def test_memory_bomb_is_oom_killed(client: Client) -> None:
         ["python3", "-c", "b = bytearray(200 * 1024 * 1024); print('survived')"],
         memory_bytes=64 * 1024 * 1024,
     )
-    final = wait_state(client, job["id"], "COMPLETED", "FAILED")
-    assert final["state"] == "FAILED"
-    assert final["result"] == "oom-kill", final
-    assert final["reason"].startswith("oom-kill")
-    assert "survived" not in list(client.logs(job["id"], follow=False))
+    final = wait_state(client, job.id, "COMPLETED", "FAILED")
+    assert final.state == "FAILED"
+    assert final.result == "oom-kill", final
+    assert str(final.reason).startswith("oom-kill")
+    assert "survived" not in list(client.logs(job.id, follow=False))
 
 
-def cpu_seconds(job: dict[str, object]) -> float:
+def cpu_seconds(job: Job) -> float:
     """CPU time of the job's busy process: CPUUsageNSec where systemd has it, else /proc.
 
     This machine mounts cpu and cpuacct as separate cgroup v1 hierarchies; systemd 252 assumes
     them joined and never creates the cpuacct group, so CPUUsageNSec stays unset here. The single
     busy process's utime+stime (it has no children) measures the same thing.
     """
-    unit = str(job["unit"])
+    unit = str(job.unit)
     usage = unit_property(unit, "CPUUsageNSec")
     if usage.isdigit():
         return int(usage) / 1e9
@@ -44,13 +43,13 @@ def cpu_seconds(job: dict[str, object]) -> float:
 def test_cpu_quota_holds_a_busy_loop_at_20_percent(client: Client) -> None:
     job = client.run(["python3", "-c", BUSY_LOOP], cpu_percent=20)
     try:
-        wait_state(client, job["id"], "RUNNING")
+        wait_state(client, job.id, "RUNNING")
         time.sleep(0.5)  # let the interpreter start
         start_cpu, start = cpu_seconds(job), time.monotonic()
         time.sleep(3)
         share = (cpu_seconds(job) - start_cpu) / (time.monotonic() - start) * 100
     finally:
-        client.stop(job["id"])
+        client.stop(job.id)
     assert 15 <= share <= 25, f"busy loop used {share:.1f}% of one core under a 20% quota"
 
 
@@ -75,39 +74,41 @@ def test_fork_bomb_stops_at_tasks_limit_and_agent_answers(client: Client) -> Non
         while not any("blocked after" in line for line in lines):
             assert time.monotonic() < deadline, "the fork bomb was never stopped"
             time.sleep(0.2)
-            lines = list(client.logs(job["id"], follow=False))
+            lines = list(client.logs(job.id, follow=False))
         line = next(line for line in lines if "blocked after" in line)
         forks = int(line.split()[2])
         assert 30 <= forks < 40, line  # the python process itself is one of the 40 tasks
         assert "Resource temporarily unavailable" in line
         # The agent keeps answering and the sandbox's PID 1 too.
-        assert client.health()["status"] == "ok"
+        assert client.health().status == "ok"
         assert sh("systemctl", "is-system-running", check=False).strip() in ("running", "degraded")
-        assert client.metrics(job["id"])["unit"]["TasksCurrent"] <= 40
+        tasks = client.metrics(job.id).unit.tasks_current
+        assert tasks is not None and tasks <= 40
     finally:
-        client.stop(job["id"])
+        client.stop(job.id)
 
 
 def test_shell_fork_bomb_is_contained(client: Client) -> None:
     job = client.run(["bash", "-c", ":(){ :|:& };:; sleep 5"], max_tasks=64, timeout_sec=5)
     try:
         time.sleep(2)
-        tasks = client.metrics(job["id"])["unit"].get("TasksCurrent")
+        tasks = client.metrics(job.id).unit.tasks_current
         assert tasks is not None and tasks <= 64
-        assert client.health()["status"] == "ok"
+        assert client.health().status == "ok"
     finally:
-        wait_state(client, job["id"], "TIMEOUT", "COMPLETED", "FAILED", timeout=30)
+        wait_state(client, job.id, "TIMEOUT", "COMPLETED", "FAILED", timeout=30)
 
 
 def test_io_write_bandwidth_is_throttled(client: Client) -> None:
     # Direct IO: cgroup v1's blkio throttles only writes that reach the device synchronously.
     cmd = "dd if=/dev/zero of=blob bs=1M count=12 oflag=direct 2>&1 | tail -1"
     job = client.run(["sh", "-c", cmd], io_write_bps=4 * 1024 * 1024)
-    final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=60)
-    assert final["state"] == "COMPLETED"
-    started = final["started_at"]
-    ended = final["ended_at"]
-    took = (datetime.fromisoformat(ended) - datetime.fromisoformat(started)).total_seconds()
+    final = wait_state(client, job.id, "COMPLETED", "FAILED", timeout=60)
+    assert final.state == "COMPLETED"
+    started = final.started_at
+    ended = final.ended_at
+    assert started is not None and ended is not None
+    took = (ended - started).total_seconds()
     # 12 MiB at 4 MiB/s needs about 3 s (the first second's burst is allowed by the throttle).
     assert took >= 1.8, f"12 MiB written in {took:.2f}s despite a 4 MiB/s limit"
 
@@ -116,5 +117,5 @@ def test_cpu_pinning_applies(client: Client) -> None:
     job = client.run(
         ["python3", "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], cpu_cores="1"
     )
-    wait_state(client, job["id"], "COMPLETED")
-    assert list(client.logs(job["id"], follow=False)) == ["[1]"]
+    wait_state(client, job.id, "COMPLETED")
+    assert list(client.logs(job.id, follow=False)) == ["[1]"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from rnx.client import Client
+from rnx.client import Client, Endpoint, Job
 from rnx.errors import RnxError
 from tests.integration.conftest import rnx, sh, wait_state
 
@@ -68,28 +68,34 @@ def job_output(client: Client, job_id: str, *, timeout: float = 60) -> list[str]
 
 def run_job(client: Client, argv: list[str], **options: Any) -> list[str]:
     job = client.run(argv, **options)
-    return job_output(client, job["id"])
+    return job_output(client, job.id)
 
 
 def wait_ready(client: Client, job_id: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while "ready" not in list(client.logs(job_id, follow=False)):
         assert time.monotonic() < deadline, f"job {job_id} never said ready: {client.get(job_id)}"
-        assert client.get(job_id)["state"] in ("SCHEDULED", "RUNNING"), client.get(job_id)
+        assert client.get(job_id).state in ("SCHEDULED", "RUNNING"), client.get(job_id)
         time.sleep(0.1)
 
 
-def server(client: Client, network: str, name: str, **options: Any) -> dict[str, Any]:
+def server(client: Client, network: str, name: str, **options: Any) -> Job:
     job = client.run(["python3", "-c", SERVER, name], network=network, name=name, **options)
-    wait_ready(client, job["id"])
-    return client.get(job["id"])
+    wait_ready(client, job.id)
+    return client.get(job.id)
 
 
-def stop_all(client: Client, jobs: list[dict[str, Any]]) -> None:
-    def stop(job: dict[str, Any]) -> None:
+def endpoint(job: Job) -> Endpoint:
+    """A job's endpoint; it must have one (subscripting a None failed the same way before)."""
+    assert job.endpoint is not None, job
+    return job.endpoint
+
+
+def stop_all(client: Client, jobs: list[Job]) -> None:
+    def stop(job: Job) -> None:
         with Client() as own:
-            if own.get(job["id"])["state"] in ("SCHEDULED", "RUNNING"):
-                own.stop(job["id"])
+            if own.get(job.id).state in ("SCHEDULED", "RUNNING"):
+                own.stop(job.id)
 
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(stop, jobs))
@@ -184,9 +190,9 @@ def test_two_jobs_by_name_other_network_cannot_reach_and_nothing_remains(
     a = make_network("10.62.0.0/24")
     b = make_network("10.63.0.0/24")
     srv = server(client, a, "srv")
-    address = srv["endpoint"]["address"]
+    address = endpoint(srv).address
     try:
-        assert client.network(a)["jobs"][0]["hostname"] == "srv"
+        assert client.network(a).jobs[0].hostname == "srv"
         out = run_job(client, ["python3", "-c", CLIENT, "srv:8080"], network=a)
         assert out[0].startswith("ok srv 10.62.0."), out  # by name, straight (no NAT)
         out = run_job(client, ["python3", "-c", CLIENT, f"{address}:8080"], network=b)
@@ -195,18 +201,18 @@ def test_two_jobs_by_name_other_network_cannot_reach_and_nothing_remains(
         assert out[0].startswith("error gaierror"), out  # its name is unknown there
     finally:
         stop_all(client, [srv])
-    link = srv["endpoint"]["link"]
+    link = endpoint(srv).link
     assert link not in links()
     assert address not in ip("-4", "addr") and address not in sh("nft", "list", "ruleset")
     assert "srv" not in (NETWORKS / a / "hosts").read_text()
-    assert client.network(a)["jobs"] == []
+    assert client.network(a).jobs == ()
     assert not any(n.startswith("jv") for n in links()), links()
 
 
 def test_isolated_reaches_out_but_no_other_job(client: Client, world: str) -> None:
     srv = server(client, "isolated", "iso-srv")
     try:
-        address = srv["endpoint"]["address"]
+        address = endpoint(srv).address
         out = run_job(
             client,
             ["python3", "-c", CLIENT, f"{address}:8080", "198.51.100.2:8080"],
@@ -227,7 +233,7 @@ def test_named_networks_go_out_through_nat_unless_internal(
     assert out == ["ok world 198.51.100.1"], out
     out = run_job(client, ["python3", "-c", CLIENT, "198.51.100.3:8080"], network=internal)
     assert out[0].startswith("error"), out
-    assert client.network(internal)["gateway"] is None
+    assert client.network(internal).gateway is None
 
 
 def test_jobs_never_reach_the_host(client: Client, make_network: Any, world: str) -> None:
@@ -239,7 +245,7 @@ def test_jobs_never_reach_the_host(client: Client, make_network: Any, world: str
         assert (
             host_service.stdout is not None and host_service.stdout.readline().strip() == b"ready"
         )
-        gateway = client.network(net)["gateway"]
+        gateway = client.network(net).gateway
         out = run_job(
             client,
             ["python3", "-c", CLIENT, f"{gateway}:18080", "198.51.100.1:18080", "127.0.0.1:18080"],
@@ -264,12 +270,12 @@ def test_allow_egress_to_one_address_and_port(client: Client, world: str) -> Non
         network="isolated",
         allow_egress=["198.51.100.2:8080"],
     )
-    out = job_output(client, job["id"])
+    out = job_output(client, job.id)
     assert out[0] == "ok world 198.51.100.1", out
     # Refused at once (no timeout): nftables in its namespace rejects, and IPAddressAllow stands
     # behind it for the addresses.
     assert out[1:] == ["error OSError 113"] * 2, out  # EHOSTUNREACH
-    recorded = client.get(job["id"])["spec"]["allow_egress"]
+    recorded = client.get(job.id).spec.to_dict()["allow_egress"]
     assert recorded == [
         {"target": "198.51.100.2:8080", "host": "198.51.100.2", "port": 8080,
          "addresses": ["198.51.100.2"]}
@@ -278,8 +284,8 @@ def test_allow_egress_to_one_address_and_port(client: Client, world: str) -> Non
 
 def test_allow_egress_names_are_resolved_and_recorded(client: Client) -> None:
     job = client.run(["true"], network="isolated", allow_egress=["localhost:80"])
-    job_output(client, job["id"])
-    assert client.get(job["id"])["spec"]["allow_egress"][0]["addresses"] == ["127.0.0.1"]
+    job_output(client, job.id)
+    assert client.get(job.id).spec.allow_egress[0].addresses == ("127.0.0.1",)
     with pytest.raises(RnxError) as refused:
         client.run(["true"], network="isolated", allow_egress=["no-such-host.invalid"])
     assert refused.value.code == "invalid" and "does not resolve" in refused.value.message
@@ -290,11 +296,11 @@ def test_allow_egress_names_are_resolved_and_recorded(client: Client) -> None:
 
 def test_fifty_jobs_on_one_network(client: Client, make_network: Any) -> None:
     net = make_network("10.65.0.0/24")
-    jobs: list[dict[str, Any]] = []
+    jobs: list[Job] = []
     started = time.monotonic()
     try:
         # Eight at a time, as several clients would: the agent serves them concurrently.
-        def start(index: int) -> dict[str, Any]:
+        def start(index: int) -> Job:
             with Client() as own:
                 return own.run(
                     ["python3", "-c", SERVER, f"n{index}"], network=net, name=f"n{index}"
@@ -303,16 +309,16 @@ def test_fifty_jobs_on_one_network(client: Client, make_network: Any) -> None:
         with ThreadPoolExecutor(8) as pool:
             jobs.extend(pool.map(start, range(50)))
         for job in jobs:
-            wait_ready(client, job["id"], timeout=60)
+            wait_ready(client, job.id, timeout=60)
         setup = time.monotonic() - started
-        addresses = [client.get(j["id"])["endpoint"]["address"] for j in jobs]
+        addresses = [endpoint(client.get(j.id)).address for j in jobs]
         assert len(set(addresses)) == 50
         targets = [f"n{index}:8080" for index in range(50)]
         out = run_job(client, ["python3", "-c", CLIENT, *targets], network=net)
         assert out == [f"ok n{i} " + out[i].split()[-1] for i in range(50)], out
         callers = {line.split()[-1] for line in out}
         assert len(callers) == 1 and callers.pop() not in addresses
-        listed = client.network(net)["jobs"]
+        listed = client.network(net).jobs
         assert len(listed) == 50
         print(f"50 jobs on one network up and serving in {setup:.1f}s", file=sys.stderr)
     finally:
@@ -351,9 +357,9 @@ print("sent 100")
 def test_message_queue_shape(client: Client, make_network: Any) -> None:
     net = make_network("10.66.0.0/24")
     consumer = client.run(["python3", "-c", CONSUMER], network=net, name="queue")
-    wait_ready(client, consumer["id"])
+    wait_ready(client, consumer.id)
     assert run_job(client, ["python3", "-c", PRODUCER], network=net) == ["sent 100"]
-    out = job_output(client, consumer["id"])
+    out = job_output(client, consumer.id)
     assert out[-1] == "received 100 distinct 100 in order True", out
 
 
@@ -363,7 +369,7 @@ def test_remove_refused_while_in_use_and_names_unique(client: Client, make_netwo
     try:
         with pytest.raises(RnxError) as refused:
             client.remove_network(net)
-        assert refused.value.code == "conflict" and srv["id"][:8] in refused.value.message
+        assert refused.value.code == "conflict" and srv.id[:8] in refused.value.message
         with pytest.raises(RnxError) as taken:
             client.run(["true"], network=net, name="one")
         assert taken.value.code == "conflict"
@@ -388,19 +394,19 @@ def test_bad_network_requests_are_refused_clearly(client: Client, make_network: 
     # A network a job names that does not exist: made for admins and maintainers (as the design
     # document's examples need), refused for developers (test_control_plane).
     made = client.run(["true"], network="auto-made-net")
-    assert made["warnings"] == [
-        "network 'auto-made-net' did not exist: created (10.88.0.0/24, outbound NAT)"
-    ]
-    client.wait(made["id"])
+    assert made.warnings == (
+        "network 'auto-made-net' did not exist: created (10.88.0.0/24, outbound NAT)",
+    )
+    client.wait(made.id)
     client.remove_network("auto-made-net")
 
 
 def test_host_network_is_recorded_and_cli_lists_networks(client: Client, make_network: Any) -> None:
     net = make_network("10.71.0.0/24")
     out = run_job(client, ["python3", "-c", _INTERFACES], network="host")
-    assert f"'{client.network(net)['bridge']}'" in out[0], out  # the sandbox's own interfaces
+    assert f"'{client.network(net).bridge}'" in out[0], out  # the sandbox's own interfaces
     jobs = client.list(limit="1")
-    assert jobs[0]["spec"]["network"] == "host"
+    assert jobs[0].spec.network == "host"
     listed = rnx("network", "list")
     assert listed.returncode == 0 and net in listed.stdout and "10.71.0.0/24" in listed.stdout
     ran = rnx(
@@ -423,21 +429,21 @@ def test_agent_restart_reconciles(client: Client, make_network: Any) -> None:
     try:
         ip("link", "add", "jv0000deadbeef", "type", "veth", "peer", "name", "jt-stale0")
         sh("systemctl", "stop", "joblet.service")
-        sh("systemctl", "kill", "--signal=KILL", srv["unit"])
+        sh("systemctl", "kill", "--signal=KILL", srv.unit)
         time.sleep(0.5)
-        assert wait_state(client, srv["id"], "FAILED")  # the request starts the agent again
+        assert wait_state(client, srv.id, "FAILED")  # the request starts the agent again
         assert "jv0000deadbeef" not in links()
         hosts = (NETWORKS / net / "hosts").read_text()
         assert "gone" not in hosts and "stays" in hosts, hosts
-        assert srv["endpoint"]["link"] not in links()
-        assert stays["endpoint"]["link"] in links()
+        assert endpoint(srv).link not in links()
+        assert endpoint(stays).link in links()
         # Addresses survive the restart: a new job never gets the one a live job has.
-        taken = {stays["endpoint"]["address"]}
+        taken = {endpoint(stays).address}
         for _ in range(3):
             job = client.run(["true"], network=net)
-            assert job["endpoint"]["address"] not in taken
-            taken.add(job["endpoint"]["address"])
-            job_output(client, job["id"])
+            assert endpoint(job).address not in taken
+            taken.add(endpoint(job).address)
+            job_output(client, job.id)
         out = run_job(client, ["python3", "-c", CLIENT, "stays:8080"], network=net)
         assert out[0].startswith("ok stays"), out
     finally:
@@ -477,12 +483,12 @@ while True:
 def test_a_job_cannot_send_with_another_address(client: Client, make_network: Any) -> None:
     net = make_network("10.73.0.0/24")
     sink = client.run(["python3", "-c", SINK], network=net, name="sink")
-    wait_ready(client, sink["id"])
+    wait_ready(client, sink.id)
     spoofer = client.run(["python3", "-c", SPOOFER, "sink", "spoofer"], network=net, name="spoofer")
-    out = job_output(client, spoofer["id"])
-    address = client.get(spoofer["id"])["endpoint"]["address"]
+    out = job_output(client, spoofer.id)
+    address = endpoint(client.get(spoofer.id)).address
     assert out[0] == "sent real" and out[2] == "sent real-again", out
-    received = job_output(client, sink["id"])[1:]
+    received = job_output(client, sink.id)[1:]
     assert received == [f"real {address}", f"real-again {address}"], received
 
 
@@ -490,8 +496,8 @@ def test_a_network_job_still_scores_safe(client: Client, make_network: Any) -> N
     net = make_network("10.74.0.0/24")
     job = client.run(["sleep", "30"], network=net)
     try:
-        report = sh("systemd-analyze", "security", "--no-pager", job["unit"])
+        report = sh("systemd-analyze", "security", "--no-pager", job.unit)
     finally:
-        client.stop(job["id"])
+        client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
     assert score <= 1.0, report  # 0.8 measured: IP sockets and no IPAddressDeny=any

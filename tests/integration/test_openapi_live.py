@@ -226,23 +226,23 @@ def read_logs(
 
 def test_log_stream_events(client: Client, jobs: list[str]) -> None:
     job = client.run(["sh", "-c", "echo one; echo two >&2; echo three"])
-    jobs.append(job["id"])
-    wait_state(client, job["id"], "COMPLETED")
+    jobs.append(job.id)
+    wait_state(client, job.id, "COMPLETED")
 
-    history = read_logs(job["id"], params={}, headers={})
+    history = read_logs(job.id, params={}, headers={})
     assert [e.get("message") for e in history[:-1]] == ["one", "two", "three"]
     assert history[-1] == {
         "event": "end",
-        "id": job["id"],
+        "id": job.id,
         "state": "COMPLETED",
         "exit_code": 0,
         "signal": None,
         "reason": None,
     }
-    followed = read_logs(job["id"], params={"follow": "1"}, headers={})
+    followed = read_logs(job.id, params={"follow": "1"}, headers={})
     assert followed == history
 
     first = str(history[0]["id"])
-    by_header = read_logs(job["id"], params={}, headers={"Last-Event-ID": first})
-    by_query = read_logs(job["id"], params={"after": first}, headers={})
+    by_header = read_logs(job.id, params={}, headers={"Last-Event-ID": first})
+    by_query = read_logs(job.id, params={"after": first}, headers={})
     assert by_header == by_query == history[1:]

@@ -138,14 +138,14 @@ def test_remove_is_refused_while_a_job_uses_the_runtime(tmp_path: Path) -> None:
     assert rnx("runtime", "install", name, "--registry", str(index)).returncode == 0
     with Client() as client:
         job = client.run(["python3", "-c", "import time; time.sleep(60)"], runtime=name)
-        wait_state(client, job["id"], "RUNNING")
+        wait_state(client, job.id, "RUNNING")
         result = rnx("runtime", "remove", name)
         assert result.returncode == 4
         assert f"runtime {name} cannot be removed: 1 job(s) still use it" in result.stderr
         replaced = rnx("runtime", "install", name, "--force", "--registry", str(index))
         assert replaced.returncode == 4
         assert "cannot be replaced" in replaced.stderr
-        client.stop(job["id"])
+        client.stop(job.id)
     result = rnx("runtime", "remove", name)
     assert result.returncode == 0, result.stderr
     assert not (RUNTIMES_DIR / "tinypy" / name).exists()
@@ -245,10 +245,10 @@ def test_install_needs_maintainer_and_relaxing_runtimes_need_admin(
     # Jobs of it get the relaxation without asking, and it is recorded on them.
     with Client(config=certs["developer"]) as client:
         job = client.run(["python3", "-c", "pass"], runtime=name)
-        assert job["spec"]["relax"] == ["wx-memory"]
-        assert job["spec"]["runtime"] == f"{name}@1.0.0"
-        assert any("relaxes isolation" in w for w in job["warnings"])
-        client.wait(job["id"])
+        assert job.spec.relax == ("wx-memory",)
+        assert job.spec.runtime == f"{name}@1.0.0"
+        assert any("relaxes isolation" in w for w in job.warnings)
+        client.wait(job.id)
     assert rnx_as(certs["developer"], "runtime", "remove", name).returncode == 6
     assert rnx_as(certs["maintainer"], "runtime", "remove", name).returncode == 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from rnx import uploads
-from rnx.client import Client
+from rnx.client import Client, Job
 from rnx.errors import RnxError
 from tests.integration.conftest import rnx, unit_property
 
@@ -27,8 +27,8 @@ STAGED = STATE / "uploads"
 JOBS = STATE / "jobs"
 
 
-def _output(client: Client, job: dict[str, object]) -> tuple[list[str], dict[str, object]]:
-    job_id = str(job["id"])
+def _output(client: Client, job: Job) -> tuple[list[str], Job]:
+    job_id = str(job.id)
     lines = list(client.logs(job_id))
     return lines, client.wait(job_id)
 
@@ -61,7 +61,7 @@ def test_files_modes_links_and_directories_arrive(client: Client, tmp_path: Path
         upload_dirs=[str(package)],
     )
     lines, end = _output(client, job)
-    user = str(end["user"])
+    user = str(end.user)
     assert lines == [
         f"empty 644 0 {user}",
         f"private.sh 700 {len(private.read_text())} {user}",
@@ -71,8 +71,8 @@ def test_files_modes_links_and_directories_arrive(client: Client, tmp_path: Path
         "/nonexistent/elsewhere",
         "symbolic link",
     ]
-    assert end["exit_code"] == 0
-    client.delete(str(job["id"]))
+    assert end.exit_code == 0
+    client.delete(str(job.id))
 
 
 def test_design_document_upload_dir_then_cd(tmp_path: Path) -> None:
@@ -103,11 +103,11 @@ def test_the_staging_tree_goes_once_the_image_holds_it(client: Client, tmp_path:
     script.chmod(0o755)
     job = client.run(["/work/run.sh"], uploads=[str(script)])
     lines, end = _output(client, job)
-    assert lines == ["ran-from-work"] and end["exit_code"] == 0
-    job_dir = JOBS / str(job["id"])
+    assert lines == ["ran-from-work"] and end.exit_code == 0
+    job_dir = JOBS / str(job.id)
     assert (job_dir / "work.img").is_file()
     assert not (job_dir / "work").exists()
-    client.delete(str(job["id"]))
+    client.delete(str(job.id))
 
 
 def test_large_upload_keeps_agent_memory_bounded(client: Client, tmp_path: Path) -> None:
@@ -136,11 +136,11 @@ def test_large_upload_keeps_agent_memory_bounded(client: Client, tmp_path: Path)
         sampler.join()
     lines, end = _output(client, job)
     assert lines == [str(size)]
-    assert end["spec"]["limits"]["work_bytes"] >= size  # type: ignore[index]
+    assert (work := end.spec.limits.work_bytes) is not None and work >= size
     growth = peak - baseline
     print(f"agent RSS: {baseline >> 20} MiB before, {peak >> 20} MiB at peak, 200 MiB sent")
     assert growth < 48 * 1024 * 1024, f"the agent grew by {growth >> 20} MiB"
-    client.delete(str(job["id"]))
+    client.delete(str(job.id))
 
 
 def _rss(pid: int) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from rnx.client import Client
+from rnx.client import Client, Job
 from rnx.errors import RnxError
 from tests.integration.conftest import rnx, wait_state
 
@@ -30,10 +30,10 @@ def volume(client: Client) -> Iterator[str]:
     assert not (VOLUMES / name).exists()
 
 
-def _run(client: Client, script: str, **kwargs: object) -> tuple[list[str], dict[str, object]]:
+def _run(client: Client, script: str, **kwargs: object) -> tuple[list[str], Job]:
     job = client.run(["sh", "-c", script], **kwargs)  # type: ignore[arg-type]
-    lines = list(client.logs(str(job["id"])))
-    return lines, client.wait(str(job["id"]))
+    lines = list(client.logs(str(job.id)))
+    return lines, client.wait(str(job.id))
 
 
 def test_design_document_three_stage_pipeline(tmp_path: Path) -> None:
@@ -111,11 +111,11 @@ def test_jobs_of_different_users_share_a_volume(client: Client, volume: str) -> 
             f"echo more >> /volumes/{volume}/dir/file && rm /volumes/{volume}/written && echo ok",
             volumes=[volume],
         )
-        assert reader["user"] != client.get(str(writer["id"]))["user"]
+        assert reader.user != client.get(str(writer.id)).user
         assert lines == ["first", "second", "ok"]
-        assert reader["exit_code"] == 0
+        assert reader.exit_code == 0
     finally:
-        client.stop(str(writer["id"]))
+        client.stop(str(writer.id))
 
 
 def test_writing_past_the_size_is_enospc_and_the_volume_still_works(
@@ -134,13 +134,13 @@ def test_writing_past_the_size_is_enospc_and_the_volume_still_works(
         volumes=[volume],
     )
     assert lines == ["fine"]
-    assert end["exit_code"] == 0
+    assert end.exit_code == 0
 
 
 def test_memory_volume_is_capped_too(client: Client) -> None:
     name = f"m-{os.urandom(3).hex()}"
     created = client.create_volume(name, size="16M", type="memory")
-    assert created["persistent"] is False
+    assert created.persistent is False
     try:
         lines, _ = _run(
             client,
@@ -175,13 +175,13 @@ def test_remove_is_refused_while_a_job_uses_it(client: Client) -> None:
     try:
         result = rnx("volume", "remove", name)
         assert result.returncode == 4
-        assert "in use by 1 live job" in result.stderr and str(job["id"]) in result.stderr
-        listed = {v["name"]: v for v in client.volumes()}
-        assert listed[name]["jobs"] == [job["id"]]
+        assert "in use by 1 live job" in result.stderr and str(job.id) in result.stderr
+        listed = {v.name: v for v in client.volumes()}
+        assert listed[name].jobs == (job.id,)
     finally:
-        client.stop(str(job["id"]))
+        client.stop(str(job.id))
     client.remove_volume(name)
-    assert name not in {v["name"] for v in client.volumes()}
+    assert name not in {v.name for v in client.volumes()}
     units = subprocess.run(
         ["systemctl", "list-units", "--all", "--plain", "--no-legend", "*.mount"],
         capture_output=True,
@@ -195,7 +195,7 @@ def test_volume_data_survives_an_agent_restart(client: Client, volume: str) -> N
     _run(client, f"echo kept > /volumes/{volume}/kept", volumes=[volume])
     subprocess.run(["systemctl", "restart", "joblet.service"], check=True)
     with Client() as fresh:
-        assert volume in {v["name"] for v in fresh.volumes()}
+        assert volume in {v.name for v in fresh.volumes()}
         lines, _ = _run(fresh, f"cat /volumes/{volume}/kept", volumes=[volume])
     assert lines == ["kept"]
 
@@ -231,5 +231,5 @@ def test_a_job_naming_a_bad_volume_is_refused_cleanly(client: Client) -> None:
 
 def test_job_waits_for_nothing_when_volume_is_mounted(client: Client, volume: str) -> None:
     job = client.run(["sh", "-c", f"stat -c %a /volumes/{volume}"], volumes=[volume])
-    assert wait_state(client, str(job["id"]), "COMPLETED")["exit_code"] == 0
-    assert list(client.logs(str(job["id"]), follow=False)) == ["770"]
+    assert wait_state(client, str(job.id), "COMPLETED").exit_code == 0
+    assert list(client.logs(str(job.id), follow=False)) == ["770"]

@@ -16,8 +16,8 @@ DISK, MEMORY = "reboot-disk", "reboot-memory"
 
 def _output(client: Client, script: str, volumes: list[str]) -> list[str]:
     job = client.run(["sh", "-c", script], volumes=volumes)
-    lines = list(client.logs(str(job["id"])))
-    assert client.wait(str(job["id"]))["exit_code"] == 0, lines
+    lines = list(client.logs(str(job.id)))
+    assert client.wait(str(job.id)).exit_code == 0, lines
     return lines
 
 
@@ -37,7 +37,7 @@ def test_before_reboot(client: Client) -> None:
 
 @pytest.mark.after_reboot
 def test_after_reboot(client: Client) -> None:
-    listed = {v["name"]: v for v in client.volumes()}
+    listed = {v.name: v for v in client.volumes()}
     assert {DISK, MEMORY} <= set(listed)
     lines = _output(
         client,

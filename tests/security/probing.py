@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from rnx.client import Client
+from rnx.client import Client, Job
 from rnx.errors import RnxError
 from tests.integration.conftest import sh, wait_state
 
@@ -18,7 +18,7 @@ PROBES_DIR = Path(__file__).parent / "probes"
 ENDED = ("COMPLETED", "FAILED", "STOPPED", "TIMEOUT")
 
 
-def start_probe(client: Client, program: str, *args: str, **limits: Any) -> dict[str, Any]:
+def start_probe(client: Client, program: str, *args: str, **limits: Any) -> Job:
     """The program text goes in with `python3 -c`, so the job needs no file of ours."""
     source = (PROBES_DIR / f"{program}.py").read_text()
     return client.run(["python3", "-c", source, *args], **limits)
@@ -40,8 +40,8 @@ def verdict(lines: list[str]) -> dict[str, Any] | None:
 def missing_verdict(client: Client, job_id: str, lines: list[str]) -> str:
     job = client.get(job_id)
     return (
-        f"job {job_id} printed no verdict: it is {job['state']} "
-        f"(result {job['result']}, reason {job['reason']}); last output: {lines[-10:]}"
+        f"job {job_id} printed no verdict: it is {job.state} "
+        f"(result {job.result}, reason {job.reason}); last output: {lines[-10:]}"
     )
 
 
@@ -49,11 +49,11 @@ def run_probe(client: Client, program: str, *args: str, **limits: Any) -> dict[s
     """Runs one probe job to its end; a job that printed no verdict fails the test: a probe that
     could not even start (no python3, say) proves nothing."""
     job = start_probe(client, program, *args, **limits)
-    wait_state(client, job["id"], *ENDED, timeout=60)
-    lines = list(client.logs(job["id"], follow=True))  # follow: until the journal has it all
+    wait_state(client, job.id, *ENDED, timeout=60)
+    lines = list(client.logs(job.id, follow=True))  # follow: until the journal has it all
     report = verdict(lines)
     if report is None:
-        pytest.fail(missing_verdict(client, job["id"], lines), pytrace=False)
+        pytest.fail(missing_verdict(client, job.id, lines), pytrace=False)
     return report
 
 
@@ -65,7 +65,7 @@ def await_verdict(client: Client, job_id: str, *, timeout: float = 60) -> dict[s
         report = verdict(lines)
         if report is not None:
             return report
-        if client.get(job_id)["state"] in ENDED or time.monotonic() > deadline:
+        if client.get(job_id).state in ENDED or time.monotonic() > deadline:
             pytest.fail(missing_verdict(client, job_id, lines), pytrace=False)
         time.sleep(0.2)
 
@@ -78,18 +78,18 @@ def assert_host_responsive(client: Client) -> None:
     RESPONSIVE_SEC: a liveness bound (2 cores, a flood or bomb next door), not a speed target."""
     state = sh("systemctl", "is-system-running", check=False).strip()
     assert state in ("running", "degraded"), f"systemctl is-system-running: {state!r}"
-    assert client.health()["status"] == "ok"
+    assert client.health().status == "ok"
     started = time.monotonic()
     job = client.run(["echo", "still-answering"])
-    final = wait_state(client, job["id"], *ENDED, timeout=RESPONSIVE_SEC)
+    final = wait_state(client, job.id, *ENDED, timeout=RESPONSIVE_SEC)
     took = time.monotonic() - started
-    assert final["state"] == "COMPLETED", final
-    assert list(client.logs(job["id"], follow=True)) == ["still-answering"]
+    assert final.state == "COMPLETED", final
+    assert list(client.logs(job.id, follow=True)) == ["still-answering"]
     assert took < RESPONSIVE_SEC, f"an echo job took {took:.1f}s"
 
 
-def stop_and_wait(client: Client, job_id: str) -> dict[str, Any]:
-    if client.get(job_id)["state"] not in ENDED:
+def stop_and_wait(client: Client, job_id: str) -> Job:
+    if client.get(job_id).state not in ENDED:
         with contextlib.suppress(RnxError):  # it may end on its own meanwhile
             client.stop(job_id)
     return wait_state(client, job_id, *ENDED, "CANCELED", timeout=30)

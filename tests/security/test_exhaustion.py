@@ -54,11 +54,11 @@ def recorded_cap(record: Mapping[str, Any], word: str) -> int | None:
 def fill_until_full(client: Client, directory: str, word: str, **limits: Any) -> None:
     job = start_probe(client, "exhaust", "fill", directory, str(FILL_LIMIT), HOLD_SEC, **limits)
     try:
-        report = await_verdict(client, job["id"])
+        report = await_verdict(client, job.id)
         assert_host_responsive(client)  # while the directory is full
     finally:
-        stop_and_wait(client, job["id"])
-    cap = recorded_cap(client.get(job["id"]), word) or DEFAULT_SIZE_CAP
+        stop_and_wait(client, job.id)
+    cap = recorded_cap(client.get(job.id).to_dict(), word) or DEFAULT_SIZE_CAP
     assert report["errno"] in ("ENOSPC", "EDQUOT"), (
         f"{directory} took {report['count']} bytes without running out of space: {report}"
     )
@@ -78,24 +78,24 @@ def test_filling_work_stops_at_its_cap(client: Client) -> None:
 def test_fork_bomb_stops_at_the_tasks_limit(client: Client) -> None:
     job = start_probe(client, "exhaust", "fork-bomb", HOLD_SEC, max_tasks=64, timeout_sec=120)
     try:
-        report = await_verdict(client, job["id"])
+        report = await_verdict(client, job.id)
         assert report["errno"] == "EAGAIN", report
         # The bomb's other processes keep trying while we look.
-        tasks = client.metrics(job["id"])["unit"]["TasksCurrent"]
+        tasks = client.metrics(job.id).unit.tasks_current
         assert tasks is not None and tasks <= 64, f"{tasks} tasks under TasksMax=64"
         assert_host_responsive(client)
     finally:
-        stop_and_wait(client, job["id"])
+        stop_and_wait(client, job.id)
 
 
 def test_memory_bomb_is_oom_killed_and_its_neighbour_lives(client: Client) -> None:
     neighbour = client.run(["python3", "-c", QUIET])
     bomb = start_probe(client, "exhaust", "memory-bomb", str(1024 * MIB), memory_bytes=64 * MIB)
-    final = wait_state(client, bomb["id"], *ENDED, timeout=60)
-    assert (final["state"], final["result"]) == ("FAILED", "oom-kill"), final
+    final = wait_state(client, bomb.id, *ENDED, timeout=60)
+    assert (final.state, final.result) == ("FAILED", "oom-kill"), final
     assert_host_responsive(client)
-    assert wait_state(client, neighbour["id"], *ENDED, timeout=30)["state"] == "COMPLETED"
-    assert list(client.logs(neighbour["id"], follow=True)) == QUIET_LINES
+    assert wait_state(client, neighbour.id, *ENDED, timeout=30).state == "COMPLETED"
+    assert list(client.logs(neighbour.id, follow=True)) == QUIET_LINES
 
 
 def test_log_flood_arrives_whole_and_so_does_a_quiet_neighbour(client: Client) -> None:
@@ -103,22 +103,22 @@ def test_log_flood_arrives_whole_and_so_does_a_quiet_neighbour(client: Client) -
     quiet = client.run(["python3", "-c", QUIET])
     assert_host_responsive(client)  # while the flood is on
     for job in (flood, quiet):
-        assert wait_state(client, job["id"], *ENDED, timeout=120)["state"] == "COMPLETED"
-    lines = list(client.logs(flood["id"], follow=True))
+        assert wait_state(client, job.id, *ENDED, timeout=120).state == "COMPLETED"
+    lines = list(client.logs(flood.id, follow=True))
     expected = [f"flood {n}" for n in range(1, FLOOD_LINES + 1)]
     if lines != expected:  # not a 200,000-element diff
         first = next((i for i, pair in enumerate(zip(lines, expected)) if pair[0] != pair[1]), None)
         pytest.fail(
             f"{len(lines)} of {FLOOD_LINES} flood lines arrived; first difference at {first}"
         )
-    assert list(client.logs(quiet["id"], follow=True)) == QUIET_LINES
+    assert list(client.logs(quiet.id, follow=True)) == QUIET_LINES
 
 
 def test_a_thousand_files_and_sockets(client: Client) -> None:
     job = start_probe(client, "exhaust", "fds", "1000", "1000", HOLD_SEC)
     try:
-        report = await_verdict(client, job["id"])
+        report = await_verdict(client, job.id)
         assert report["outcome"] == "unlimited" or report["errno"] == "EMFILE", report
         assert_host_responsive(client)  # while they are held open
     finally:
-        stop_and_wait(client, job["id"])
+        stop_and_wait(client, job.id)

@@ -128,15 +128,15 @@ def other_job() -> Iterator[OtherJob]:
     with Client() as client:
         job = client.run(["python3", "-c", VICTIM], name="probe-victim")
         try:
-            await_verdict(client, job["id"], timeout=30)
-            pid = sh("systemctl", "show", "-P", "MainPID", job["unit"]).strip()
+            await_verdict(client, job.id, timeout=30)
+            pid = sh("systemctl", "show", "-P", "MainPID", job.unit).strip()
             # The secret is there (root sees the job's /work through its /proc entry), so a
             # probe that cannot read it was truly blocked.
             assert Path(f"/proc/{pid}/root/work/secret").read_text() == SECRET
-            assert (JOBS_DIR / job["id"] / "work.img").is_file()
-            yield OtherJob(job["id"], pid)
+            assert (JOBS_DIR / job.id / "work.img").is_file()
+            yield OtherJob(job.id, pid)
         finally:
-            stop_and_wait(client, job["id"])
+            stop_and_wait(client, job.id)
 
 
 def process_identity(pid: str) -> str:
@@ -163,7 +163,7 @@ def test_probe_is_blocked(client: Client, other_job: OtherJob, probe: Case) -> N
     report = run_probe(client, "attempt", probe.action, *args)
     for pid, identity in watched.items():
         assert process_identity(pid) == identity, f"target pid {pid} changed during the probe"
-    victim = client.get(other_job.id)["state"]
+    victim = client.get(other_job.id).state
     assert victim == "RUNNING", f"the target job is {victim}: verdicts about it mean nothing"
     if report["outcome"] != "blocked":
         pytest.fail(

@@ -258,7 +258,7 @@ def test_message_queue_across_runtimes(
             uploads=[str(tmp_path / "Consumer.java")],
         )
         try:
-            for line in client.logs(consumer["id"]):
+            for line in client.logs(consumer.id):
                 if line == "listening":
                     break
             code, out, err = job(
@@ -273,11 +273,11 @@ def test_message_queue_across_runtimes(
                 "print('sent')",
             )
             assert code == 0, out + err
-            end = client.wait(consumer["id"])
-            lines = list(client.logs(consumer["id"], follow=False))
+            end = client.wait(consumer.id)
+            lines = list(client.logs(consumer.id, follow=False))
             assert lines[-1] == 'all 100 arrived, the last: {"id": 99, "data": "message 99"}'
-            assert end["exit_code"] == 0
+            assert end.exit_code == 0
         finally:
-            if client.get(consumer["id"])["state"] == "RUNNING":
-                client.stop(consumer["id"])
+            if client.get(consumer.id).state == "RUNNING":
+                client.stop(consumer.id)
             client.remove_network("message-queue")

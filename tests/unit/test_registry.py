@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 import pytest
 
+from rnx.client import Runtime, RuntimeList
 from rnx.errors import RnxError
 from rnx.registry import Archive, _NoDowngrade, choose, fetched, index_location, load_index
 
@@ -256,13 +257,21 @@ class _FakeAgent:
     def __exit__(self, *exc: object) -> None:
         pass
 
-    def runtimes(self) -> dict[str, Any]:
-        return {"architecture": "amd64", "runtimes": []}
+    def runtimes(self) -> RuntimeList:
+        return RuntimeList.from_dict({"architecture": "amd64", "runtimes": []})
 
-    def install_runtime(self, name: str, chunks: Iterator[bytes], **query: Any) -> dict[str, Any]:
+    def install_runtime(self, name: str, chunks: Iterator[bytes], **query: Any) -> Runtime:
         body = b"".join(chunks)
         self.installs.append({"name": name, "body": body, **query})
-        return {"name": name, "release": "1.0.0", "language": "tool", "version": "1", "relax": []}
+        return Runtime.from_dict(
+            {
+                **{"name": name, "release": "1.0.0", "language": "tool", "version": "1"},
+                **{"relax": [], "type": "system", "description": "", "architectures": []},
+                **{"mounts": [], "environment": {}, "path_prepend": [], "packages": []},
+                **{"requirements": {"min_memory": None, "recommended_memory": None}},
+                "smoke_test": [],
+            }
+        )
 
 
 def _install(monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:

@@ -40,18 +40,18 @@ def as_nobody(method: str, path: str, body: str | None = None) -> dict[str, obje
 def test_a_local_user_without_a_role_gets_nothing(client: Client) -> None:
     job = client.run(["sleep", "30"])
     try:
-        wait_state(client, job["id"], "RUNNING")
+        wait_state(client, job.id, "RUNNING")
         answers = {
             "run": as_nobody("POST", "/v1/jobs", json.dumps({"command": "true"})),
             "list": as_nobody("GET", "/v1/jobs"),
-            "get by prefix": as_nobody("GET", f"/v1/jobs/{job['id'][:4]}"),
+            "get by prefix": as_nobody("GET", f"/v1/jobs/{job.id[:4]}"),
             "get unknown": as_nobody("GET", "/v1/jobs/ffff"),
-            "stop": as_nobody("POST", f"/v1/jobs/{job['id']}/stop"),
-            "logs": as_nobody("GET", f"/v1/jobs/{job['id']}/logs?follow=0"),
+            "stop": as_nobody("POST", f"/v1/jobs/{job.id}/stop"),
+            "logs": as_nobody("GET", f"/v1/jobs/{job.id}/logs?follow=0"),
         }
         # The same answer whether or not a job has that prefix: a role is checked first.
         assert all(a == {"status": 403, "code": "forbidden"} for a in answers.values()), answers
-        assert client.get(job["id"])["state"] == "RUNNING"
+        assert client.get(job.id).state == "RUNNING"
         another_user_runs_a_job()
     finally:
-        client.stop(job["id"])
+        client.stop(job.id)

@@ -177,8 +177,8 @@ def test_no_privileged_step_runs_job_bait(
         volumes=[bait_volume],
         network=named_network if network == "named" else network,
     )
-    final = wait_state(developer, job["id"], "COMPLETED", "FAILED", timeout=60)
-    lines = list(developer.logs(job["id"], follow=False))
+    final = wait_state(developer, job.id, "COMPLETED", "FAILED", timeout=60)
+    lines = list(developer.logs(job.id, follow=False))
     seen_by_job = [line for line in lines if "PWNED" in line]
     on_host = markers_on_host(tag)
     for marker in on_host:
@@ -193,7 +193,7 @@ def test_no_privileged_step_runs_job_bait(
         "bait-in-volume",
         "script-ran",
     ], lines
-    assert final["state"] == "COMPLETED", final
+    assert final.state == "COMPLETED", final
 
 
 def test_no_privileged_step_runs_a_runtimes_tree(
@@ -229,8 +229,8 @@ def test_no_privileged_step_runs_a_runtimes_tree(
                     runtime=name,
                     network=network,
                 )
-                final = wait_state(admin, job["id"], "COMPLETED", "FAILED", timeout=60)
-                lines = list(admin.logs(job["id"], follow=False))
+                final = wait_state(admin, job.id, "COMPLETED", "FAILED", timeout=60)
+                lines = list(admin.logs(job.id, follow=False))
                 seen = [line for line in lines if "PWNED" in line]
                 on_host = markers_on_host(tag)
                 for marker in on_host:
@@ -240,6 +240,6 @@ def test_no_privileged_step_runs_a_runtimes_tree(
                     f"job saw {seen}, host has {on_host}"
                 )
                 assert "bait-in-tmp" in lines and "script-ran" in lines, lines
-                assert final["state"] == "COMPLETED", final
+                assert final.state == "COMPLETED", final
     finally:
         subprocess.run(["rnx", "runtime", "remove", name], capture_output=True, check=False)

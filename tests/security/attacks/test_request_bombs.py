@@ -311,16 +311,16 @@ def test_one_owner_cannot_hold_every_log_stream(
         held: list[http.client.HTTPSConnection] = []
         try:
             for _ in range(STREAMS_PER_CALLER):
-                conn, status, answer = open_stream(certs["developer"], job["id"])
+                conn, status, answer = open_stream(certs["developer"], job.id)
                 held.append(conn)
                 assert status == 200, answer[:300]
-            conn, status, answer = open_stream(certs["developer"], job["id"])
+            conn, status, answer = open_stream(certs["developer"], job.id)
             held.append(conn)
             assert status == 429, f"stream {STREAMS_PER_CALLER + 1}: HTTP {status}"
             message = message_of(status, answer)
             assert f"{STREAMS_PER_CALLER} log streams" in message, message
             # Another user still gets a stream of the same job, and runs a job.
-            conn, status, answer = open_stream(second_developer, job["id"])
+            conn, status, answer = open_stream(second_developer, job.id)
             held.append(conn)
             assert status == 200, answer[:300]
             another_user_runs_a_job(second_developer)
@@ -328,6 +328,6 @@ def test_one_owner_cannot_hold_every_log_stream(
             for conn in held:
                 conn.close()
             with contextlib.suppress(RnxError):
-                attacker.stop(job["id"])
+                attacker.stop(job.id)
     restart_agent()
     another_user_runs_a_job(second_developer)

@@ -61,18 +61,18 @@ def test_a_running_job_keeps_its_whole_world(
         volumes=[keep_volume],
         timeout_sec=120,
     )
-    wait_state(client, job["id"], "RUNNING")
+    wait_state(client, job.id, "RUNNING")
     assert callable(go_away)
     go_away()
     try:
         another_user_runs_a_job(second_developer)
         # The job learns it may go on through its volume, written on the host.
         (VOLUMES / keep_volume / "data" / "go").write_text("")
-        final = wait_state(client, job["id"], "COMPLETED", "FAILED", timeout=60)
+        final = wait_state(client, job.id, "COMPLETED", "FAILED", timeout=60)
     finally:
-        if client.get(job["id"])["state"] not in ("COMPLETED", "FAILED"):
-            client.stop(job["id"])
-    lines = list(client.logs(job["id"], follow=False))
+        if client.get(job.id).state not in ("COMPLETED", "FAILED"):
+            client.stop(job.id)
+    lines = list(client.logs(job.id, follow=False))
     assert lines[0] == f"start-{marker}"
     assert lines[1:] == [f"ok-{what}" for what in CHECKS], lines
-    assert final["state"] == "COMPLETED"
+    assert final.state == "COMPLETED"

@@ -62,28 +62,28 @@ def test_the_smallest_limits_of_every_kind_delay_no_one(
     """A job at the floor of every limit, writing its /work as fast as it may, while another
     user's jobs start; then the agent restarts and they still do."""
     health = developer.health()
-    floors = health["limits"]["minimums"]
+    floors = health.limits.minimums
     jobs = []
     try:
         for _ in range(3):
             jobs.append(
                 developer.run(
                     ["sh", "-c", WRITE_WORK],
-                    cpu_percent=floors["cpu_percent"],
-                    memory_bytes=floors["memory_bytes"],
-                    io_read_bps=floors["io_bps"],
-                    io_write_bps=floors["io_bps"],
-                    max_tasks=floors["max_tasks"],
+                    cpu_percent=floors.cpu_percent,
+                    memory_bytes=floors.memory_bytes,
+                    io_read_bps=floors.io_bps,
+                    io_write_bps=floors.io_bps,
+                    max_tasks=floors.max_tasks,
                     timeout_sec=60,
                 )
             )
         for job in jobs:
-            wait_state(developer, job["id"], "RUNNING")
+            wait_state(developer, job.id, "RUNNING")
         for _ in range(3):
             another_user_runs_a_job(second_developer)
         restart_agent()
         another_user_runs_a_job(second_developer)
     finally:
         for job in jobs:
-            subprocess.run(["rnx", "job", "stop", job["id"]], capture_output=True, check=False)
+            subprocess.run(["rnx", "job", "stop", job.id], capture_output=True, check=False)
         _unwedge()

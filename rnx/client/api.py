@@ -1,0 +1,280 @@
+"""Client: one method per call of the Joblet API, each returning a typed answer (rnx.client's
+models, with `raw` for what they do not model yet). Errors are RnxError, with the agent's code.
+
+The models of jobs are imported with the Client; the others by the methods that return them:
+making a frozen dataclass costs most of a millisecond, and `rnx job run` (its start-up is
+measured: bench/rnx_cold_start.py) needs the dozen of jobs, not all three dozen."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from rnx.client.fields import Fields
+from rnx.client.job import Job, JobDeleted, JobsDeleted, Metrics
+from rnx.client.transport import Transport
+from rnx.config import resolve_target
+from rnx.errors import RnxError
+
+if TYPE_CHECKING:
+    from rnx.client.health import Health
+    from rnx.client.log import LogEvent
+    from rnx.client.network import Network, NetworkRemoved
+    from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
+    from rnx.client.upload import Upload
+    from rnx.client.volume import Volume, VolumeRemoved
+
+
+class Client(Transport):
+    """Synchronous client on the standard library's http.client. `Client()` uses
+    ~/.rnx/rnx-config.yml's default node if there is one, else the local agent's socket;
+    `Client(node="web1")`, `Client(config="path")` or `Client(socket="/run/joblet/joblet.sock")`
+    choose."""
+
+    def __init__(
+        self, *, socket: str | None = None, config: str | None = None, node: str | None = None
+    ) -> None:
+        super().__init__(resolve_target(config_path=config, node=node, socket_path=socket))
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        secret_env: dict[str, str] | None = None,
+        name: str | None = None,
+        workdir: str | None = None,
+        relax: Sequence[str] = (),
+        uploads: Sequence[str] = (),
+        upload_dirs: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+        volumes: Sequence[str] = (),
+        network: str | None = None,
+        allow_egress: Sequence[str] = (),
+        runtime: str | None = None,
+        **limits: Any,
+    ) -> Job:
+        """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
+
+        uploads (files, to /work/<name>) and upload_dirs (to /work/<dirname>/...) are sent
+        first; progress(sent, total) is called as their bytes go. volumes: NAME or NAME:ro.
+        network: none (default), isolated, host (admin only) or a network's name."""
+        body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
+        mounts = [_volume_mount(v) for v in volumes]
+        upload = self.upload(uploads, upload_dirs, progress).id if uploads or upload_dirs else None
+        for key, value in (
+            ("env", env),
+            ("secret_env", secret_env),
+            ("name", name),
+            ("workdir", workdir),
+            ("relax", list(relax)),
+            ("upload", upload),
+            ("volumes", mounts),
+            ("network", network),
+            ("allow_egress", list(allow_egress)),
+            ("runtime", runtime),
+        ):
+            if value:
+                body[key] = value
+        if limits:
+            body["limits"] = limits
+        return Job.from_dict(self._call("POST", "/v1/jobs", body=body), "job")
+
+    def get(self, job_id: str) -> Job:
+        """A job by id or unique id prefix."""
+        return Job.from_dict(self._call("GET", f"/v1/jobs/{job_id}"), "job")
+
+    def list(self, **filters: str) -> builtins.list[Job]:
+        """Jobs, newest first; filters are the API's (state, owner, limit, offset)."""
+        listing = Fields(self._call("GET", "/v1/jobs", params=filters), "")
+        return [Job.read(job) for job in listing.objs("jobs")]
+
+    def stop(self, job_id: str) -> Job:
+        return Job.from_dict(self._call("POST", f"/v1/jobs/{job_id}/stop"), "job")
+
+    def cancel(self, job_id: str) -> Job:
+        return Job.from_dict(self._call("POST", f"/v1/jobs/{job_id}/cancel"), "job")
+
+    def delete(self, job_id: str) -> JobDeleted:
+        """Delete an ended job's record and files."""
+        answer = self._call("DELETE", f"/v1/jobs/{job_id}")
+        return JobDeleted.from_dict(answer, "deleted job")
+
+    def delete_all(self) -> JobsDeleted:
+        """Delete every ended job of the caller's; running ones are counted, not deleted."""
+        return JobsDeleted.from_dict(self._call("DELETE", "/v1/jobs"), "deleted jobs")
+
+    def metrics(self, job_id: str) -> Metrics:
+        answer = self._call("GET", f"/v1/jobs/{job_id}/metrics")
+        return Metrics.from_dict(answer, "metrics")
+
+    def events(
+        self, job_id: str, *, follow: bool = True, after: str | None = None
+    ) -> Iterator[LogEvent]:
+        """A job's log events, then an `end` event. While following, a dropped connection (the
+        agent restarting) is resumed after the last event received: nothing lost or repeated."""
+        return self._log_events(job_id, follow=follow, after=after)
+
+    def logs(self, job_id: str, *, follow: bool = True) -> Iterator[str]:
+        """The job's output lines; with follow, until the job ends."""
+        for event in self.events(job_id, follow=follow):
+            if event.line is not None:
+                yield event.line.message
+
+    def wait(self, job_id: str) -> Job:
+        """Block until the job ends; returns its record."""
+        for event in self.events(job_id, follow=True):
+            if event.end is not None:
+                break
+        return self.get(job_id)
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    def upload(
+        self,
+        files: Sequence[str],
+        directories: Sequence[str] = (),
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Upload:
+        """Announce, then stream files and directories for a job; give the upload's id to run()
+        (which does all this itself when given uploads or upload_dirs)."""
+        from rnx import uploads  # tarfile and all: only when there is something to send
+        from rnx.client.upload import Upload
+
+        plan = uploads.plan(files, directories)
+        total = plan.bytes
+        body = {"bytes": total, "entries": len(plan.entries)}
+        announced = Upload.from_dict(self._call("POST", "/v1/uploads", body=body), "upload")
+        chunks = uploads.stream(plan, None if progress is None else lambda n: progress(n, total))
+        path = f"/v1/uploads/{announced.id}"
+        sent = self._put_stream(path, chunks, content_type="application/x-tar")
+        return Upload.from_dict(sent, "upload")
+
+    # -- volumes ----------------------------------------------------------------------------
+
+    def create_volume(self, name: str, *, size: str, type: str = "filesystem") -> Volume:
+        """size: 512M, 1G, 10GB ...; type: filesystem (kept across reboots) or memory."""
+        from rnx.client.volume import Volume
+
+        body = {"name": name, "size": size, "type": type}
+        return Volume.from_dict(self._call("POST", "/v1/volumes", body=body), "volume")
+
+    def volumes(self) -> builtins.list[Volume]:
+        from rnx.client.volume import Volume
+
+        listing = Fields(self._call("GET", "/v1/volumes"), "")
+        return [Volume.read(volume) for volume in listing.objs("volumes")]
+
+    def remove_volume(self, name: str) -> VolumeRemoved:
+        from rnx.client.volume import VolumeRemoved
+
+        answer = self._call("DELETE", f"/v1/volumes/{name}")
+        return VolumeRemoved.from_dict(answer, "removed volume")
+
+    # -- networks ---------------------------------------------------------------------------
+
+    def create_network(self, name: str, cidr: str, *, internal: bool = False) -> Network:
+        from rnx.client.network import Network
+
+        body = {"name": name, "cidr": cidr, "internal": internal}
+        return Network.from_dict(self._call("POST", "/v1/networks", body=body), "network")
+
+    def networks(self) -> builtins.list[Network]:
+        """Every network with its CIDR and the live jobs on it."""
+        from rnx.client.network import Network
+
+        listing = Fields(self._call("GET", "/v1/networks"), "")
+        return [Network.read(network) for network in listing.objs("networks")]
+
+    def network(self, name: str) -> Network:
+        from rnx.client.network import Network
+
+        return Network.from_dict(self._call("GET", f"/v1/networks/{name}"), "network")
+
+    def remove_network(self, name: str) -> NetworkRemoved:
+        from rnx.client.network import NetworkRemoved
+
+        answer = self._call("DELETE", f"/v1/networks/{name}")
+        return NetworkRemoved.from_dict(answer, "removed network")
+
+    # -- runtimes ---------------------------------------------------------------------------
+
+    def runtimes(self) -> RuntimeList:
+        """What the agent has installed, and its host's architecture."""
+        from rnx.client.runtime import RuntimeList
+
+        return RuntimeList.from_dict(self._call("GET", "/v1/runtimes"), "runtimes")
+
+    def runtime(self, name: str) -> Runtime:
+        """One installed runtime in detail: where it is, who uses it, where it came from."""
+        from rnx.client.runtime import Runtime
+
+        return Runtime.from_dict(self._call("GET", f"/v1/runtimes/{name}"), "runtime")
+
+    def install_runtime(
+        self,
+        name: str,
+        chunks: Iterable[bytes],
+        *,
+        size: int,
+        sha256: str,
+        registry: str | None = None,
+        archive: str | None = None,
+        insecure: bool = False,
+    ) -> Runtime:
+        """Stream an archive (already checked against size and the registry index's sha256) to
+        the agent, which checks it again, unpacks it safely and moves it into place. registry
+        and archive (URLs or paths) are recorded with the runtime; insecure says they may be
+        plain http://, which the agent allows admins only."""
+        from rnx.client.runtime import Runtime
+
+        query = {"size": str(size), "sha256": sha256}
+        query |= {k: v for k, v in (("registry", registry), ("archive", archive)) if v}
+        if insecure:
+            query["insecure"] = "1"
+        path = f"/v1/runtimes/{name}?" + urlencode(query)
+        answer = self._put_stream(path, chunks, content_type="application/octet-stream")
+        return Runtime.from_dict(answer, "runtime")
+
+    def remove_runtime(self, name: str) -> RuntimeRemoved:
+        from rnx.client.runtime import RuntimeRemoved
+
+        answer = self._call("DELETE", f"/v1/runtimes/{name}")
+        return RuntimeRemoved.from_dict(answer, "removed runtime")
+
+    def test_runtime(self, name: str) -> Job:
+        """Starts the runtime's smoke test as a job; returns the job (follow it with events)."""
+        answer = self._call("POST", f"/v1/runtimes/{name}/test")
+        return Job.from_dict(answer, "job")
+
+    def validate_runtime(self, text: str) -> RuntimeValidation:
+        """Check a runtime.yml's text; an invalid one is an RnxError("invalid") naming the field."""
+        from rnx.client.runtime import RuntimeValidation
+
+        answer = self._call("POST", "/v1/runtimes/validate", body={"text": text})
+        return RuntimeValidation.from_dict(answer, "validation")
+
+    # -- the agent --------------------------------------------------------------------------
+
+    def health(self) -> Health:
+        from rnx.client.health import Health
+
+        return Health.from_dict(self._call("GET", "/v1/health"), "health")
+
+
+def _volume_mount(text: str) -> dict[str, Any]:
+    """NAME or NAME:ro (NAME:rw also), as --volume takes it."""
+    name, sep, mode = text.partition(":")
+    if sep and mode not in ("ro", "rw"):
+        raise RnxError("invalid", f"--volume: {text!r} is not valid; NAME, NAME:ro or NAME:rw")
+    return {"name": name, "read_only": mode == "ro"}
