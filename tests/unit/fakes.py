@@ -8,7 +8,7 @@ import asyncio
 import io
 import shutil
 import tarfile
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path, PurePosixPath
@@ -370,6 +370,48 @@ class FakeNetworkFiles:
         return self.root / ".host-state.json" in self.files
 
 
+class FakeNetworkStore:
+    """The NetworkStore port in memory."""
+
+    def __init__(self) -> None:
+        self.networks: dict[str, Network] = {}
+        self.cursors: dict[str, int] = {}
+
+    def add(self, network: Network) -> None:
+        if network.name in self.networks:
+            raise JobletError(ErrorCode.CONFLICT, f"network {network.name!r} exists")
+        self.networks[network.name] = network
+
+    def get(self, name: str) -> Network | None:
+        return self.networks.get(name)
+
+    def list(self) -> list[Network]:
+        return [self.networks[name] for name in sorted(self.networks)]
+
+    def remove(self, name: str) -> None:
+        self.networks.pop(name, None)
+        self.cursors.pop(name, None)
+
+    def cursor(self, name: str) -> int:
+        return self.cursors.get(name, 0)
+
+    def set_cursor(self, name: str, cursor: int) -> None:
+        self.cursors[name] = cursor
+
+
+def fake_resolver(
+    answers: dict[str, tuple[str, ...]],
+) -> Callable[[str], Awaitable[tuple[str, ...]]]:
+    """A Resolver port answering from a table; an unknown name is the resolver's own error."""
+
+    async def resolve(host: str) -> tuple[str, ...]:
+        if host not in answers:
+            raise OSError(f"[Errno -2] Name or service not known: {host}")
+        return answers[host]
+
+    return resolve
+
+
 class FakeRuntimeStore:
     """The RuntimeStore port in memory: runtimes given by the test; installs refused."""
 
@@ -410,10 +452,13 @@ if TYPE_CHECKING:
         ports.JobFiles,
         ports.Clock,
         ports.RuntimeStore,
+        ports.RuntimeCatalog,
         ports.VolumeStorage,
         ports.GroupRecords,
         ports.UploadStaging,
         ports.NetworkFiles,
+        ports.NetworkStore,
+        ports.Resolver,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -421,8 +466,11 @@ if TYPE_CHECKING:
         FakeJobFiles(),
         FakeClock(),
         FakeRuntimeStore(),
+        FakeRuntimeStore(),
         FakeVolumeStorage(),
         FakeGroups(),
         FakeUploadStaging(),
         FakeNetworkFiles(),
+        FakeNetworkStore(),
+        fake_resolver({}),
     )

@@ -98,3 +98,32 @@ def test_each_place_named_still_uses_its_binding(binding: str) -> None:
             sorted((PACKAGE / place).rglob("*.py")) if place.endswith("/") else [PACKAGE / place]
         )
         assert any(binding in used_bindings(p.read_text()) for p in paths), (binding, place)
+
+
+def test_every_port_has_a_fake_that_mypy_fits_to_it() -> None:
+    """fakes.py's TYPE_CHECKING tuple pairs each port with its fake, and mypy checks the fit;
+    this checks that no port of ports.py is missing from that tuple."""
+    ports_source = (PACKAGE / "ports.py").read_text()
+    protocols = {
+        node.name
+        for node in ast.parse(ports_source).body
+        if isinstance(node, ast.ClassDef)
+        and any(isinstance(b, ast.Name) and b.id == "Protocol" for b in node.bases)
+    }
+    aliases = {
+        node.targets[0].id
+        for node in ast.parse(ports_source).body
+        if isinstance(node, ast.Assign)
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id[0].isupper()
+    }
+    fakes_source = (Path(__file__).parent / "fakes.py").read_text()
+    fitted = {
+        node.attr
+        for node in ast.walk(ast.parse(fakes_source))
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "ports"
+    }
+    assert protocols, "no Protocol found in ports.py"
+    assert not (protocols | aliases) - fitted, "ports without a fake checked in fakes.py"
