@@ -17,6 +17,8 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import click
+
 if TYPE_CHECKING:
     from rich.console import Console
     from rich.text import Text
@@ -40,6 +42,12 @@ _CONTROLS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 def without_controls(text: str) -> str:
     """text without the control characters a terminal acts on (tab is kept)."""
     return _CONTROLS.sub("", text)
+
+
+def say(text: str, *, nl: bool = True, err: bool = False) -> None:
+    """A line of plain output that may hold others' text (a runtime.yml's description, a job's
+    hostname): without the control characters a terminal would act on."""
+    click.echo(without_controls(text), nl=nl, err=err)
 
 
 def to_json(data: Any) -> Any:

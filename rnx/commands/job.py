@@ -15,6 +15,7 @@ from rnx.views import (
     emit_json,
     job_details,
     key_values,
+    say,
     state_text,
     table,
     upload_progress,
@@ -163,7 +164,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             for warning in job.warnings:
                 click.secho(f"Warning: {warning}", fg="yellow", err=True)
         if detach:
-            click.echo(job.id)
+            say(job.id)
             return
         sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
 
@@ -280,7 +281,7 @@ def delete(ctx: Context, job_id: str) -> None:
     JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     result = ctx.ask(lambda client: client.delete(job_id))
     if result is not None:
-        click.echo(f"Deleted job {result.deleted}")
+        say(f"Deleted job {result.deleted}")
 
 
 @group.command("delete-all")
@@ -289,13 +290,11 @@ def delete_all(ctx: Context) -> None:
     """Delete every ended job; running jobs are skipped and counted."""
     result = ctx.ask(lambda client: client.delete_all())
     if result is not None:
-        click.echo(
-            f"Deleted {result.deleted} job(s); skipped {result.skipped_running} still running"
-        )
+        say(f"Deleted {result.deleted} job(s); skipped {result.skipped_running} still running")
 
 
 def _show_state(ctx: Context, job: Job) -> None:
     if ctx.json:
         emit_json(job)
     else:
-        click.echo(f"Job {job.id} {job.state}")
+        say(f"Job {job.id} {job.state}")

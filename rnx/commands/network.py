@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from rnx.context import Context, pass_context
-from rnx.views import table
+from rnx.views import say, table
 
 if TYPE_CHECKING:
     from rnx.client import Network
@@ -34,7 +34,7 @@ def create(ctx: Context, name: str, cidr: str, internal: bool) -> None:
     network = ctx.ask(lambda client: client.create_network(name, cidr, internal=internal))
     if network is not None:
         kind = "internal" if network.internal else f"NAT via {network.gateway}"
-        click.echo(f"Created network {network.name} {network.cidr} ({kind})")
+        say(f"Created network {network.name} {network.cidr} ({kind})")
 
 
 def _jobs(network: Network) -> str:
@@ -70,10 +70,10 @@ def show(ctx: Context, name: str) -> None:
     network = ctx.ask(lambda client: client.network(name))
     if network is None:
         return
-    click.echo(f"{network.name}: {network.cidr}, bridge {network.bridge}, ", nl=False)
-    click.echo("internal" if network.internal else f"NAT via {network.gateway}")
+    say(f"{network.name}: {network.cidr}, bridge {network.bridge}, ", nl=False)
+    say("internal" if network.internal else f"NAT via {network.gateway}")
     for job in network.jobs:
-        click.echo(f"  {job.address:<16}{job.hostname:<24}{job.id}")
+        say(f"  {job.address:<16}{job.hostname:<24}{job.id}")
 
 
 @group.command()
@@ -83,4 +83,4 @@ def remove(ctx: Context, name: str) -> None:
     """Remove a network (maintainer or admin); refused while jobs use it."""
     result = ctx.ask(lambda client: client.remove_network(name))
     if result is not None:
-        click.echo(f"Removed network {result.removed}")
+        say(f"Removed network {result.removed}")

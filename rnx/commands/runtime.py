@@ -13,7 +13,7 @@ import click
 from rnx.attach import attach
 from rnx.context import Context, pass_context
 from rnx.errors import RnxError
-from rnx.views import emit_json, human_bytes, table, upload_progress
+from rnx.views import emit_json, human_bytes, say, table, upload_progress
 
 if TYPE_CHECKING:
     from rnx.client import Runtime
@@ -36,7 +36,7 @@ def list_(ctx: Context) -> None:
         for r in answer.runtimes
     ]
     if not rows:
-        click.echo(f"No runtimes installed ({answer.architecture}).", err=True)
+        say(f"No runtimes installed ({answer.architecture}).", err=True)
         return
     table(["NAME", "LANGUAGE", "VERSION", "RELEASE", "RELAX", "DESCRIPTION"], rows)
 
@@ -65,19 +65,19 @@ def info(ctx: Context, name: str) -> None:
         *_provenance(runtime),
     ]
     for key, value in lines:
-        click.echo(f"{key + ':':<16}{value}")
-    click.echo("Mounts:")
+        say(f"{key + ':':<16}{value}")
+    say("Mounts:")
     for mount in runtime.mounts:
         only = f" only {', '.join(mount.selective)}" if mount.selective else ""
         mode = "ro" if mount.readonly else "rw"
-        click.echo(f"  {mount.source} -> {mount.target} ({mode}){only}")
+        say(f"  {mount.source} -> {mount.target} ({mode}){only}")
     if runtime.environment:
-        click.echo("Environment:")
+        say("Environment:")
         for key, value in runtime.environment.items():
-            click.echo(f"  {key}={value}")
-    click.echo(f"Packages ({len(runtime.packages)}):")
+            say(f"  {key}={value}")
+    say(f"Packages ({len(runtime.packages)}):")
     for package in runtime.packages:
-        click.echo(f"  {package}")
+        say(f"  {package}")
 
 
 def _provenance(runtime: Runtime) -> list[tuple[str, str]]:
@@ -168,9 +168,7 @@ def install(ctx: Context, name: str, registry: str, force: bool, insecure_http: 
         emit_json(result)
     else:
         relax = f"; relaxes {', '.join(result.relax)}" if result.relax else ""
-        click.echo(
-            f"Installed {result.name} {result.release} ({result.language} {result.version}){relax}"
-        )
+        say(f"Installed {result.name} {result.release} ({result.language} {result.version}){relax}")
 
 
 @group.command()
@@ -180,7 +178,7 @@ def remove(ctx: Context, name: str) -> None:
     """Remove an installed runtime (maintainer or admin); refused while a job uses it."""
     result = ctx.ask(lambda client: client.remove_runtime(_canonical(name)))
     if result is not None:
-        click.echo(f"Removed {result.removed} {result.release}")
+        say(f"Removed {result.removed} {result.release}")
 
 
 @group.command()
@@ -224,7 +222,7 @@ def validate(ctx: Context, file: Path, tree: Path | None) -> None:
     if ctx.json:
         emit_json(answer)
     else:
-        click.echo(f"{file}: valid runtime {runtime.name} ({len(runtime.mounts)} mounts)")
+        say(f"{file}: valid runtime {runtime.name} ({len(runtime.mounts)} mounts)")
 
 
 def _canonical(name: str) -> str:

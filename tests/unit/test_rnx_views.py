@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from rnx.cli import cli
-from tests.unit.fake_agent import JOB_ID, FakeAgent, fake_agent, job, log_stream
+from tests.unit.fake_agent import JOB_ID, FakeAgent, fake_agent, job, log_stream, network, runtime
 
 REPO = Path(__file__).parents[2]
 MARKUP = ["[/bold]", "[green]COMPLETED[/]", ":thumbs_up:"]
@@ -131,3 +131,21 @@ def test_attached_run_strips_on_a_terminal_unless_raw(agent: FakeAgent) -> None:
     agent.answer(f"GET /v1/jobs/{JOB_ID}/logs", log_stream([HOSTILE]))
     assert "\x1b" not in on_a_terminal(agent, "job", "run", "--", "cat", "evil")
     assert HOSTILE in on_a_terminal(agent, "job", "run", "--raw", "--", "cat", "evil")
+
+
+def test_runtime_info_and_network_show_lose_control_characters(agent: FakeAgent) -> None:
+    # A registry writes a runtime.yml's description and environment; a developer a hostname.
+    agent.answer(
+        "GET /v1/runtimes/python-3.11",
+        runtime(description=HOSTILE, environment={"GREETING": HOSTILE}),
+    )
+    code, out = rnx(agent, "runtime", "info", "python-3.11")
+    assert code == 0, out
+    shown = "a]52;c;ZXZpbA==b]0;ownedc[2Jd31mef\tg"
+    assert f"Description:    {shown}" in out and f"GREETING={shown}" in out
+    assert "\x1b" not in out and "\x9b" not in out and "\x07" not in out
+    attached = network()["jobs"][0]
+    agent.answer("GET /v1/networks/backend", network(jobs=[{**attached, "hostname": HOSTILE}]))
+    code, out = rnx(agent, "network", "show", "backend")
+    assert code == 0, out
+    assert shown in out and "\x1b" not in out and "\x9b" not in out
