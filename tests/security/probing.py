@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,21 @@ def await_verdict(client: Client, job_id: str, *, timeout: float = 60) -> dict[s
         if client.get(job_id).state in ENDED or time.monotonic() > deadline:
             pytest.fail(missing_verdict(client, job_id, lines), pytrace=False)
         time.sleep(0.2)
+
+
+def outside_a_job(action: str, *args: str, cpus: str | None = None) -> dict[str, Any]:
+    """attempt.py as nobody with no capability and no seccomp filter, outside any job (what an
+    unhardened unprivileged job would be), optionally pinned to `cpus`."""
+    pinned = ["taskset", "-c", cpus] if cpus else []
+    argv = [
+        *pinned, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all",
+        "/usr/bin/python3", "-c", probe_source("attempt"), action, *args,
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    report = verdict(result.stdout.splitlines())
+    assert report is not None, (result.returncode, result.stdout, result.stderr)
+    return report
 
 
 RESPONSIVE_SEC = 15.0

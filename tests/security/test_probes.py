@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import stat
-import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import pytest
 
 from rnx.client import Client
 from tests.integration.conftest import JOBS_DIR, sh
-from tests.security.probing import await_verdict, probe_source, run_probe, stop_and_wait, verdict
+from tests.security.probing import await_verdict, outside_a_job, run_probe, stop_and_wait
 
 pytestmark = pytest.mark.integration
 
@@ -249,21 +248,6 @@ def test_probe_is_blocked(client: Client, other_job: OtherJob, probe: Case) -> N
     victim = client.get(other_job.id).state
     assert victim == "RUNNING", f"the target job is {victim}: verdicts about it mean nothing"
     assert_blocked(probe, report)
-
-
-def outside_a_job(action: str, *args: str, cpus: str | None = None) -> dict[str, Any]:
-    """attempt.py as nobody with no capability and no seccomp filter, outside any job (what an
-    unhardened unprivileged job would be), optionally pinned to `cpus`."""
-    pinned = ["taskset", "-c", cpus] if cpus else []
-    argv = [
-        *pinned, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-        "--inh-caps=-all", "--bounding-set=-all",
-        "/usr/bin/python3", "-c", probe_source("attempt"), action, *args,
-    ]  # fmt: skip
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
-    report = verdict(result.stdout.splitlines())
-    assert report is not None, (result.returncode, result.stdout, result.stderr)
-    return report
 
 
 @pytest.mark.parametrize("probe", FILTERED, ids=str)
