@@ -500,4 +500,4 @@ def test_a_network_job_still_scores_safe(client: Client, make_network: Any) -> N
     finally:
         client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
-    assert score <= 1.0, report  # 0.8 measured: IP sockets and no IPAddressDeny=any
+    assert score <= 0.8, report  # docs/security.md: 0.8 (IP sockets, no IPAddressDeny=any)
