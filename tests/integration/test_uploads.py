@@ -75,13 +75,15 @@ def test_files_modes_links_and_directories_arrive(client: Client, tmp_path: Path
     client.delete(str(job.id))
 
 
-def test_design_document_upload_dir_then_cd(tmp_path: Path) -> None:
+def test_design_document_upload_dir_then_cd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """As written there: --upload-dir=my-package, then `cd my-package` inside bash -c."""
     package = tmp_path / "my-package"
     package.mkdir()
     (package / "setup.py").write_text("print('installed my-package')\n")
     (tmp_path / "data.csv").write_text("a,b\n1,2\n")
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test
     result = rnx(
         "job",
         "run",
