@@ -40,7 +40,7 @@ from joblet_agent.pki.store import Pki
 from rnx.client import Client
 from tests.integration.conftest import sh, wait_state
 from tests.integration.test_control_plane import ADDRESS, pki  # noqa: F401 (fixture)
-from tests.runtime_kit import pack
+from tests.runtime_kit import runtime_archive
 from tests.unit.test_openapi import METHODS, document
 
 ROLES = ("reader", "developer", "maintainer", "admin")
@@ -286,20 +286,6 @@ def undo_runtime(world: World, undo: contextlib.ExitStack, name: str) -> None:
 
 def network_body(world: World) -> dict[str, Any]:
     return {"name": unique("mx"), "cidr": f"10.79.{next(world.subnets)}.0/24"}
-
-
-def runtime_archive(tmp: Path, name: str) -> tuple[bytes, str, int]:
-    """A runtime of one file, whose smoke test is the host's `true`."""
-    tree = tmp / unique("tree")
-    (tree / "bin").mkdir(parents=True)
-    (tree / "bin" / "hello").write_text("hello\n")
-    (tree / "runtime.yml").write_text(
-        f"name: {name}\nversion: '1'\nmounts: [{{source: bin, target: /opt/{name}/bin}}]\n"
-        "smoke_test: ['true']\n"
-    )
-    archive = tmp / f"{name}.tar.gz"
-    sha, size = pack(tree, archive)
-    return archive.read_bytes(), sha, size
 
 
 def fresh_runtime(world: World) -> str:

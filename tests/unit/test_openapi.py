@@ -214,6 +214,23 @@ def test_every_object_refuses_unknown_keys() -> None:
         assert schema.get("additionalProperties") is False, where
 
 
+def test_runtime_info_is_a_runtime_and_where_it_is() -> None:
+    """RuntimeInfo repeats Runtime's properties (a closed Runtime cannot be extended in 3.0)."""
+    runtime, info = (
+        resolve("#/components/schemas/Runtime"),
+        resolve("#/components/schemas/RuntimeInfo"),
+    )
+    assert set(info["properties"]) == set(runtime["properties"]) | {"directory", "jobs"}
+    for name, schema in runtime["properties"].items():
+        assert info["properties"][name] == schema, name
+    assert set(info["required"]) == set(runtime["required"]) | {
+        "sha256",
+        "source",
+        "directory",
+        "jobs",
+    }
+
+
 def test_request_schemas_name_the_fields_the_validator_reads() -> None:
     spec = JobSpec(command="true").to_dict(with_secrets=False)
     assert set(schema_of("JobRequest")["properties"]) == set(spec)
