@@ -419,6 +419,7 @@ async def _exercise_runtimes(call: Any) -> None:
     one = "/v1/runtimes/{name}"
     await call("GET", "/v1/runtimes/demo", one, 404)
     await call("GET", "/v1/runtimes/Demo", one, 400)
+    await call("GET", "/v1/runtimes/validate", one, 400)  # not a runtime's name (api-fuzz D2)
     await call("DELETE", "/v1/runtimes/demo", one, 404)
     await call("POST", "/v1/runtimes/demo/test", "/v1/runtimes/{name}/test", 404)
     await call("POST", "/v1/jobs", "/v1/jobs", 404, json={"command": "true", "runtime": "demo"})
