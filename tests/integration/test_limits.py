@@ -89,6 +89,33 @@ def test_fork_bomb_stops_at_tasks_limit_and_agent_answers(client: Client) -> Non
         client.stop(job.id)
 
 
+def test_a_fork_bomb_stops_at_the_default_tasks_max(client: Client) -> None:
+    """README: `default_max_tasks: 512 # always applied: fork bombs are contained`, for a job
+    that asked for no limit: its forks are refused (EAGAIN) at the cap, and reach it."""
+    bomb = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    while n < 5000:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60); os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print(n, e.strerror, flush=True)\n"
+    )
+    job = client.run(["python3", "-c", bomb])
+    try:
+        assert job.spec.limits.max_tasks == 512
+        final = wait_state(client, job.id, *ENDED, timeout=60)
+        (line,) = list(client.logs(job.id, follow=True))
+        forks, error = int(line.split()[0]), line.split(maxsplit=1)[1]
+        assert (error, final.exit_code) == ("Resource temporarily unavailable", 0)
+        assert 500 <= forks < 512, line  # the python process itself is one of the 512
+    finally:
+        if not client.get(job.id).state.ended:
+            client.stop(job.id)
+
+
 def test_shell_fork_bomb_is_contained(client: Client) -> None:
     """The bomb reaches the cap (it forks as fast as it can) and never passes it."""
     job = client.run(["bash", "-c", ":(){ :|:& };:; sleep 5"], max_tasks=64, timeout_sec=5)
