@@ -163,6 +163,8 @@ FILTERED = [
     case("userfaultfd-user-mode", "userfaultfd-user-mode"),
     case("perf-event-self", "perf-event-self"),
     case("perf-event-open", "perf-event-open"),
+    # LockPersonality=yes (systemd enforces it with the same filter)
+    case("personality", "personality"),
 ]
 
 

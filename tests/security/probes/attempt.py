@@ -623,6 +623,21 @@ def sched_setscheduler() -> Result:
     )
 
 
+@action("personality")
+def personality() -> Result:
+    # READ_IMPLIES_EXEC (0x0400000) for itself, which any process may set: LockPersonality= allows
+    # only the persona the job started with.
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def change() -> int:
+        if libc.personality(ctypes.c_ulong(0x0400000)) == -1:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number))
+        return 0
+
+    return succeeds("personality(READ_IMPLIES_EXEC)", change)
+
+
 @action("set-mempolicy")
 def set_mempolicy() -> Result:
     # MPOL_DEFAULT (0) for itself.
