@@ -195,6 +195,30 @@ def test_developers_cannot_touch_others_jobs(certs: dict[str, str], admin_local:
         admin_local.stop(job.id)
 
 
+def test_someone_elses_upload_is_not_found(
+    certs: dict[str, str], admin_local: Client, tmp_path: Path
+) -> None:
+    """An upload is its announcer's: another developer and an admin can neither run a job on it
+    nor send it again (its id is not theirs: not-found, not 403, so ids cannot be probed); its
+    owner then runs a job on the same id."""
+    (tmp_path / "mine.txt").write_text("mine\n")
+    with Client(config=certs["developer2"]) as owner, Client(config=certs["developer"]) as other:
+        upload_id = str(owner.upload([str(tmp_path / "mine.txt")]).id)
+        job = {"command": "cat", "args": ["mine.txt"], "upload": upload_id}
+        for caller in (other, admin_local):
+            with pytest.raises(RnxError) as info:
+                caller._call("POST", "/v1/jobs", body=job)
+            assert (info.value.status, info.value.code) == (404, "not-found"), info.value
+            assert upload_id in info.value.message
+            with pytest.raises(RnxError) as info:
+                caller._put_stream(
+                    f"/v1/uploads/{upload_id}", [b""], content_type="application/x-tar"
+                )
+            assert (info.value.status, info.value.code) == (404, "not-found"), info.value
+        ran = owner.wait(str(owner._call("POST", "/v1/jobs", body=job)["id"]))
+        assert (ran.state, list(owner.logs(str(ran.id), follow=False))) == ("COMPLETED", ["mine"])
+
+
 def journal_cursor() -> str:
     """Where the journal ends now: entries after it are what happens from here on."""
     out = sh("journalctl", "--no-pager", "-n", "0", "--show-cursor")

@@ -303,7 +303,7 @@ def test_upload_larger_than_named_work_size_is_refused(
     assert "/work needs at least" in caught.value.message
 
 
-def test_someone_elses_or_unknown_upload_is_not_found(client: Client, nothing_left: None) -> None:
+def test_an_unknown_upload_is_not_found(client: Client, nothing_left: None) -> None:
     with pytest.raises(RnxError) as caught:
         client._call(
             "POST",
