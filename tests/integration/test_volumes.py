@@ -231,7 +231,8 @@ def test_a_job_naming_a_bad_volume_is_refused_cleanly(client: Client) -> None:
     assert set(os.listdir(VOLUMES)) == volumes
 
 
-def test_job_waits_for_nothing_when_volume_is_mounted(client: Client, volume: str) -> None:
+def test_a_job_finds_its_volume_mounted_at_mode_770(client: Client, volume: str) -> None:
+    """(Named for what it checks: it once claimed the job "waits for nothing".)"""
     job = client.run(["sh", "-c", f"stat -c %a /volumes/{volume}"], volumes=[volume])
     assert wait_state(client, str(job.id), "COMPLETED").exit_code == 0
     assert list(client.logs(str(job.id), follow=False)) == ["770"]
