@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,14 +26,21 @@ def joblet_yml(text: str) -> Iterator[None]:
     CONFIG.parent.mkdir(parents=True, exist_ok=True)
     CONFIG.write_text(text)
     try:
-        sh("systemctl", "restart", "joblet.service")
+        restart_agent()
         yield
     finally:
         if saved is None:
             CONFIG.unlink()
         else:
             CONFIG.write_text(saved)
-        sh("systemctl", "restart", "joblet.service")
+        restart_agent()
+
+
+def restart_agent() -> None:
+    """This module restarts the agent twice a test: past PID 1's start limit (5 starts in 10 s)
+    the unit would fail with start-limit-hit, which reset-failed forgets."""
+    sh("systemctl", "reset-failed", "joblet.service", "joblet.socket", check=False)
+    sh("systemctl", "restart", "joblet.service")
 
 
 def refused(call: object) -> RnxError:
@@ -102,3 +110,22 @@ def test_work_and_volume_and_upload_maximums_from_joblet_yml(
         error = refused(lambda: client.upload(files))
         assert (error.status, error.code) == (413, "too-large"), error
         assert "entries: 3 is over this agent's limit of 2" in error.message
+
+
+ADDRESS_AND_UID = (
+    "import os, socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+    "s.connect(('192.0.2.1', 9)); print(os.getuid(), s.getsockname()[0])"
+)
+
+
+def test_uid_base_and_isolated_cidr_from_joblet_yml(client: Client) -> None:
+    """jobs.uid_base: the job runs as a user of the pool that starts there (not the default's
+    0x7A000000); networks.isolated_cidr: an isolated job's address is in it (not 10.213.0.0/20)."""
+    base = 0x7B000000
+    config = f"jobs:\n  uid_base: {base}\nnetworks:\n  isolated_cidr: 10.214.16.0/24\n"
+    with joblet_yml(config):
+        job = client.run(["python3", "-c", ADDRESS_AND_UID], network="isolated")
+        assert wait_state(client, job.id, "COMPLETED").exit_code == 0
+        uid, address = next(iter(client.logs(job.id, follow=False))).split()
+    assert base <= int(uid) < base + 1024, uid  # the pool: max_running users from its base
+    assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network("10.214.16.0/24"), address
