@@ -501,3 +501,14 @@ def test_a_network_job_still_scores_safe(client: Client, make_network: Any) -> N
         client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
     assert score <= 0.8, report  # docs/security.md: 0.8 (IP sockets, no IPAddressDeny=any)
+
+
+def test_a_host_network_job_scores_as_documented(client: Client) -> None:
+    """An admin's --network=host job keeps every other property: 1.2 (docs/security.md)."""
+    job = client.run(["sleep", "30"], network="host")
+    try:
+        report = sh("systemd-analyze", "security", "--no-pager", job.unit)
+    finally:
+        client.stop(job.id)
+    score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
+    assert score <= 1.2, report
