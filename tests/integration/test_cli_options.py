@@ -1,9 +1,14 @@
 """rnx options README documents that no other test used: -e, --cpus, --max-runtime,
-`job delete-all`, --node and --socket, each by what it does to the job or the agent."""
+`job delete-all`, --node and --socket, each by what it does to the job or the agent; the upload
+progress bar on a terminal."""
 
 from __future__ import annotations
 
 import json
+import os
+import pty
+import re
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -80,3 +85,44 @@ def test_node_chooses_among_the_configs_nodes_and_socket_overrides_it(
         "--config", str(config), "--socket", "/run/joblet/joblet.sock", "--json", "job", "list"
     )
     assert local.returncode == 0, local.stderr  # the local socket: root, admin
+
+
+# rich's DownloadColumn: "4.2/9.4 MB"; ANSI sequences are taken out first.
+BAR = re.compile(r"[0-9.]+/[0-9.]+ MB")
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def rnx_on_a_terminal(*args: str) -> tuple[int, str]:
+    """rnx with its stderr on a pseudo-terminal: (exit code, what the terminal was sent)."""
+    master, slave = pty.openpty()
+    with subprocess.Popen(
+        ["rnx", *args],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=slave,
+        env={**os.environ, "TERM": "xterm", "COLUMNS": "120"},
+    ) as proc:  # fmt: skip
+        os.close(slave)
+        shown = bytearray()
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: rnx, the last holder of the terminal, is gone
+                break
+            if not chunk:
+                break
+            shown += chunk
+        os.close(master)
+        code = proc.wait(timeout=120)
+    return code, ANSI.sub("", shown.decode(errors="replace"))
+
+
+def test_an_upload_over_8_mib_draws_a_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    big, small = tmp_path / "big.bin", tmp_path / "small.bin"
+    big.write_bytes(b"x" * (9 * 1024 * 1024))
+    small.write_bytes(b"x" * (1024 * 1024))
+    code, shown = rnx_on_a_terminal("job", "run", "--upload", str(big), "--", "true")
+    assert code == 0, shown
+    assert BAR.search(shown), shown
+    code, shown = rnx_on_a_terminal("job", "run", "--upload", str(small), "--", "true")
+    assert (code, BAR.search(shown)) == (0, None), shown
+    piped = rnx("job", "run", "--upload", str(big), "--", "true")
+    assert (piped.returncode, BAR.search(piped.stderr)) == (0, None), piped.stderr
