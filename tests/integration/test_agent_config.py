@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +14,9 @@ import pytest
 
 from rnx.client import Client
 from rnx.errors import RnxError
-from tests.integration.conftest import sh, wait_state
+from tests.integration.conftest import rnx, sh, wait_state
 from tests.integration.test_lifecycle import TERM_IGNORER
+from tests.runtime_kit import pack, registry, tiny_python, unique
 
 CONFIG = Path("/etc/joblet/joblet.yml")
 
@@ -129,3 +131,39 @@ def test_uid_base_and_isolated_cidr_from_joblet_yml(client: Client) -> None:
         uid, address = next(iter(client.logs(job.id, follow=False))).split()
     assert base <= int(uid) < base + 1024, uid  # the pool: max_running users from its base
     assert ipaddress.IPv4Address(address) in ipaddress.IPv4Network("10.214.16.0/24"), address
+
+
+OTHER_RUNTIMES = Path("/opt/joblet/other-runtimes")
+# In /run: the sandbox's own (its /etc/systemd is the host's), and gone at a reboot anyway.
+DROP_IN = Path("/run/systemd/system/joblet.service.d/zz-test-runtimes-dir.conf")
+
+
+def test_runtimes_dir_from_joblet_yml(tmp_path: Path) -> None:
+    """runtimes_dir (with the drop-in docs/runtimes.md asks for): a runtime is installed there,
+    not in /opt/joblet/runtimes, and a job runs in it from there."""
+    name = unique("tinypy")
+    archive = tmp_path / f"{name}.tar.gz"
+    sha, size = pack(tiny_python(tmp_path / "tree", name), archive)
+    index = registry(tmp_path / "registry.json", {name: (archive, sha, size)})
+    DROP_IN.parent.mkdir(parents=True, exist_ok=True)
+    DROP_IN.write_text(
+        f"[Service]\nExecStartPre=+/bin/mkdir -p {OTHER_RUNTIMES}\n"
+        f"ReadWritePaths=-{OTHER_RUNTIMES}\n"
+    )
+    try:
+        sh("systemctl", "daemon-reload")
+        with joblet_yml(f"runtimes_dir: {OTHER_RUNTIMES}\n"):
+            try:
+                installed = rnx("runtime", "install", name, "--registry", str(index))
+                assert installed.returncode == 0, installed.stderr
+                assert [p.name for p in OTHER_RUNTIMES.glob(f"*/{name}")] == [name]
+                assert not list(Path("/opt/joblet/runtimes").glob(f"*/{name}"))
+                ran = rnx("job", "run", f"--runtime={name}", "--", "python3", "-c", "print('ran')")
+                assert (ran.returncode, ran.stdout) == (0, "ran\n"), ran.stderr
+            finally:
+                rnx("runtime", "remove", name)
+                DROP_IN.unlink()
+                sh("systemctl", "daemon-reload")
+    finally:
+        DROP_IN.unlink(missing_ok=True)
+        shutil.rmtree(OTHER_RUNTIMES, ignore_errors=True)
