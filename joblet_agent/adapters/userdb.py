@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 from joblet_agent.domain.config import JobPolicy
-from joblet_agent.domain.user import pool
+from joblet_agent.domain.user import NAME_PREFIX, pool
 from joblet_agent.files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -23,9 +24,11 @@ USERDB_DIR = Path("/run/userdb")
 
 
 def publish_pool(policy: JobPolicy, directory: Path = USERDB_DIR) -> None:
-    """Write the pool's user and group records (idempotent; only missing ones are written)."""
+    """Write the pool's user and group records (idempotent: a record is rewritten only when it
+    differs, so a changed jobs.uid_base reaches PID 1; the UID links of an earlier base go)."""
     directory.mkdir(mode=0o755, exist_ok=True)
     written = 0
+    links: dict[str, str] = {}
     for user in pool(policy):
         records = {
             f"{user.name}.user": {
@@ -45,17 +48,21 @@ def publish_pool(policy: JobPolicy, directory: Path = USERDB_DIR) -> None:
             },
         }
         for filename, record in records.items():
-            path = directory / filename
-            if not path.exists():
-                write_atomic(path, json.dumps(record) + "\n", mode=0o644)
+            path, text = directory / filename, json.dumps(record) + "\n"
+            if not path.exists() or path.read_text() != text:
+                write_atomic(path, text, mode=0o644)
                 written += 1
         # nss-systemd looks UIDs and GIDs up by these links.
-        for link, target in (
-            (f"{user.uid}.user", f"{user.name}.user"),
-            (f"{user.uid}.group", f"{user.name}.group"),
-        ):
-            if not (directory / link).is_symlink():
-                (directory / link).symlink_to(target)
+        links[f"{user.uid}.user"] = f"{user.name}.user"
+        links[f"{user.uid}.group"] = f"{user.name}.group"
+    for path in directory.iterdir():
+        if not path.is_symlink() or path.name in links:
+            continue
+        if os.readlink(path).startswith(NAME_PREFIX):  # a pool user's, from another uid_base
+            path.unlink()
+    for link, target in links.items():
+        if not (directory / link).is_symlink():
+            (directory / link).symlink_to(target)
     logger.info(
         "userdb: %d job users (UIDs %d-%d), %d records written",
         policy.max_running,

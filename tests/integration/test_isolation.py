@@ -24,7 +24,7 @@ def test_default_profile_scores_safe(client: Client) -> None:
     finally:
         client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
-    assert score <= 1.0, report
+    assert score <= 0.3, report  # docs/security.md: 0.3 SAFE (a job with IP sockets is 0.8)
 
 
 def test_job_runs_as_its_own_unprivileged_user(client: Client) -> None:
@@ -101,7 +101,9 @@ def test_the_job_sees_only_its_world(client: Client) -> None:
     assert set(output_of(client, "ls", "-A", "/run")) <= {".network", "systemd"}
 
 
-def test_tmp_is_private_and_capped(client: Client) -> None:
+def test_tmp_is_a_64_mib_filesystem(client: Client) -> None:
+    """Its size only: the cap's effect is test_exhaustion's test_filling_tmp_stops_at_its_cap,
+    its privacy test_probes' test_private_tmp_write_stays_private."""
     line = output_of(client, "df", "--output=size", "-B1", "/tmp")[1]
     assert int(line) == 64 * 1024 * 1024
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,6 +129,33 @@ def test_installing_the_same_release_again_is_a_no_op(tiny: tuple[str, Path]) ->
     result = rnx("runtime", "install", tiny[0], "--registry", str(tiny[1]))
     assert result.returncode == 0
     assert "already installed" in result.stderr
+
+
+def test_rnx_registry_names_the_registry_and_a_github_shorthand_is_refused(
+    tiny: tuple[str, Path], tmp_path: Path
+) -> None:
+    """RNX_REGISTRY stands for --registry (the release it names is the one installed); the design
+    document's `--registry=myorg/runtimes` (a GitHub repository) is refused naming the forms
+    allowed, before the agent is asked."""
+    env = {**os.environ, "RNX_REGISTRY": str(tiny[1])}
+    installed = subprocess.run(
+        ["rnx", "runtime", "install", tiny[0]],
+        check=False, capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert installed.returncode == 0, installed.stderr
+    assert "already installed" in installed.stderr
+    # In tmp_path, where no directory myorg/runtimes makes it a local path.
+    refused = subprocess.run(
+        ["rnx", "runtime", "install", "python-3.11", "--registry", "myorg/runtimes"],
+        check=False,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=60,
+    )
+    assert refused.returncode == 3, refused
+    assert "'myorg/runtimes': no registry index there" in refused.stderr
+    assert "https:// URL, a file:// URL or a local path" in refused.stderr
 
 
 def test_remove_is_refused_while_a_job_uses_the_runtime(tmp_path: Path) -> None:

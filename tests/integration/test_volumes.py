@@ -36,10 +36,12 @@ def _run(client: Client, script: str, **kwargs: object) -> tuple[list[str], Job]
     return lines, client.wait(str(job.id))
 
 
-def test_design_document_three_stage_pipeline(tmp_path: Path) -> None:
+def test_design_document_three_stage_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The design document's pipeline, with plain python3 for pandas: stage 1 cleans an uploaded
     CSV into the volume, stage 2 computes from it, stage 3 reports; all through rnx as written."""
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test
     Path("raw_data.csv").write_text("id,value\n1,10\n2,\n3,30\n")
     assert rnx("volume", "create", "pipeline-data", "--size=64M").returncode == 0
     try:
@@ -229,7 +231,8 @@ def test_a_job_naming_a_bad_volume_is_refused_cleanly(client: Client) -> None:
     assert set(os.listdir(VOLUMES)) == volumes
 
 
-def test_job_waits_for_nothing_when_volume_is_mounted(client: Client, volume: str) -> None:
+def test_a_job_finds_its_volume_mounted_at_mode_770(client: Client, volume: str) -> None:
+    """(Named for what it checks: it once claimed the job "waits for nothing".)"""
     job = client.run(["sh", "-c", f"stat -c %a /volumes/{volume}"], volumes=[volume])
     assert wait_state(client, str(job.id), "COMPLETED").exit_code == 0
     assert list(client.logs(str(job.id), follow=False)) == ["770"]

@@ -3,7 +3,6 @@ systemd, the agent and other jobs keep working (probing.assert_host_responsive).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -39,26 +38,14 @@ QUIET = (
 FLOOD_LINES = 200_000
 
 
-def recorded_cap(record: Mapping[str, Any], word: str) -> int | None:
-    """A byte count anywhere in the job record under a key naming `word` (tmp_bytes, ...)."""
-    for key, value in record.items():
-        if isinstance(value, Mapping):
-            found = recorded_cap(value, word)
-            if found is not None:
-                return found
-        elif word in key and isinstance(value, int) and not isinstance(value, bool):
-            return value
-    return None
-
-
-def fill_until_full(client: Client, directory: str, word: str, **limits: Any) -> None:
+def fill_until_full(client: Client, directory: str, cap: int, **limits: Any) -> None:
+    """The probe fills `directory` until the kernel says it is full, within 5 % of `cap`."""
     job = start_probe(client, "exhaust", "fill", directory, str(FILL_LIMIT), HOLD_SEC, **limits)
     try:
         report = await_verdict(client, job.id)
         assert_host_responsive(client)  # while the directory is full
     finally:
         stop_and_wait(client, job.id)
-    cap = recorded_cap(client.get(job.id).to_dict(), word) or DEFAULT_SIZE_CAP
     assert report["errno"] in ("ENOSPC", "EDQUOT"), (
         f"{directory} took {report['count']} bytes without running out of space: {report}"
     )
@@ -67,12 +54,12 @@ def fill_until_full(client: Client, directory: str, word: str, **limits: Any) ->
 
 
 def test_filling_tmp_stops_at_its_cap(client: Client) -> None:
-    fill_until_full(client, "/tmp", "tmp")
+    fill_until_full(client, "/tmp", DEFAULT_SIZE_CAP)  # joblet.yml's tmp_size: 64M, documented
 
 
 def test_filling_work_stops_at_its_cap(client: Client) -> None:
     # The job's working directory is its /work, here a 64 MiB filesystem of its own.
-    fill_until_full(client, ".", "work", work_bytes=DEFAULT_SIZE_CAP)
+    fill_until_full(client, ".", DEFAULT_SIZE_CAP, work_bytes=DEFAULT_SIZE_CAP)
 
 
 def test_fork_bomb_stops_at_the_tasks_limit(client: Client) -> None:
@@ -118,7 +105,9 @@ def test_a_thousand_files_and_sockets(client: Client) -> None:
     job = start_probe(client, "exhaust", "fds", "1000", "1000", HOLD_SEC)
     try:
         report = await_verdict(client, job.id)
-        assert report["outcome"] == "unlimited" or report["errno"] == "EMFILE", report
+        # A job may raise its soft RLIMIT_NOFILE to its hard one (prlimit64 is allowed:
+        # docs/security.md) and then hold all 2,000: a lower limit would be a regression.
+        assert (report["outcome"], report["count"]) == ("unlimited", 2000), report
         assert_host_responsive(client)  # while they are held open
     finally:
         stop_and_wait(client, job.id)
