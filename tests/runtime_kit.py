@@ -92,3 +92,17 @@ def registry(path: Path, entries: dict[str, tuple[Path, str, int]]) -> Path:
     }
     path.write_text(json.dumps(index))
     return path
+
+
+def runtime_archive(tmp: Path, name: str) -> tuple[bytes, str, int]:
+    """A runtime of one file, whose smoke test is the host's `true`."""
+    tree = tmp / unique("tree")
+    (tree / "bin").mkdir(parents=True)
+    (tree / "bin" / "hello").write_text("hello\n")
+    (tree / "runtime.yml").write_text(
+        f"name: {name}\nversion: '1'\nmounts: [{{source: bin, target: /opt/{name}/bin}}]\n"
+        "smoke_test: ['true']\n"
+    )
+    archive = tmp / f"{name}.tar.gz"
+    sha, size = pack(tree, archive)
+    return archive.read_bytes(), sha, size

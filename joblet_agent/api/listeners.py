@@ -29,6 +29,7 @@ from joblet_agent.api.connections import (
     Ticket,
     tcp_peer,
 )
+from joblet_agent.api.malformed import answer_in_json
 from joblet_agent.api.tls import start_tls
 from joblet_agent.domain.config import Connections
 
@@ -86,8 +87,12 @@ class GuardedSite(web.BaseSite):
         await super().start()
         http: Any = self._runner.server
         assert http is not None
+
+        def json_errors() -> asyncio.Protocol:
+            return answer_in_json(http())
+
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: self._connection(http), sock=self._sock, backlog=self._backlog
+            lambda: self._connection(json_errors), sock=self._sock, backlog=self._backlog
         )
 
 

@@ -20,7 +20,10 @@ from joblet_agent.units.runtime import TMPFS_OPTIONS, RuntimeMounts
 NO_NAMESPACES = 0
 SECCOMP_ALLOW = ["@system-service"]
 # @system-service (systemd 252) still holds the keyring calls and io_uring, whose own bugs and
-# reach around seccomp make it a favourite of kernel exploits; the probe suite caught both.
+# reach around seccomp make it a favourite of kernel exploits; the probe suite caught both. It
+# holds userfaultfd too: vm.unprivileged_userfaultfd=0 refuses only kernel-mode handling, and
+# user-mode handling (UFFD_USER_MODE_ONLY) still lets a job stall its own page faults at will,
+# the race-widening tool of many kernel exploits (the probe `userfaultfd-user-mode` found it).
 SECCOMP_DENY = [
     "@privileged",
     "@resources",
@@ -28,6 +31,7 @@ SECCOMP_DENY = [
     "io_uring_setup",
     "io_uring_enter",
     "io_uring_register",
+    "userfaultfd",
 ]
 
 

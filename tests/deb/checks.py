@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import tls_request
 from tests.deb.machine import Machine
 from tests.security.attacks.test_privileged_steps import JOB_SCRIPT as BAIT_JOB_SCRIPT
 from tests.security.attacks.test_privileged_steps import build_bait, hostile_env
@@ -131,17 +132,27 @@ def check_job_over_mtls(host: Host) -> None:
     assert len(mine) == 1 and mine[0]["owner"] == "ci", mine
     journal = m.run("journalctl", "--no-pager", "-o", "cat", "-u", "joblet-job-*").stdout
     assert "over mtls" in journal.splitlines()
-    # Without a certificate the TCP API turns the client away.
+    # Without a certificate the agent turns the client away: its own TLS alert, on the same
+    # connection that serves the certificate (review: rnx's config check used to be all it met).
+    ca, crt, key = (host.client_dir / n for n in ("ca.crt", "client.crt", "client.key"))
+    agent = ("127.0.0.1", host.port)
+    served = tls_request.get(*agent, tls_request.context(ca, crt, key), sni="127.0.0.1")
+    assert served.status_line == "HTTP/1.1 200 OK", served
+    for tls13, alert in tls_request.NO_CERTIFICATE_ALERTS.items():
+        refused = tls_request.get(*agent, tls_request.context(ca, tls13=tls13), sni="127.0.0.1")
+        assert (refused.status_line, refused.alert) == (None, alert), refused
+    # rnx itself refuses such a configuration before connecting: exit 9, naming what is missing.
     text = Path(config).read_text()
     no_cert = host.client_dir / "no-cert.yml"
     no_cert.write_text(
         "\n".join(line for line in text.splitlines() if "cert:" not in line and "key:" not in line)
     )
-    refused = subprocess.run(
+    bad = subprocess.run(
         [str(HOST_RNX), "--config", str(no_cert), "job", "list"],
         capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
-    assert refused.returncode != 0
+    assert bad.returncode == 9, (bad.returncode, bad.stderr)
+    assert "a TLS node needs address, cert, key and ca" in bad.stderr, bad.stderr
 
 
 def start_sleeper(host: Host) -> dict[str, Any]:

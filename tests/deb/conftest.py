@@ -27,6 +27,14 @@ PACKAGING = REPO / "packaging/debian"
 CACHE = Path(os.environ.get("JOBLET_DEB_CACHE", "/var/cache/joblet-deb-test"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A machine's first test also pays for its boot and install (debootstrap without the cache:
+    minutes): a longer bound than pyproject.toml's 300 s."""
+    for item in items:
+        if Path(item.path).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.timeout(1200))
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """On a failure, the report carries the container's journal."""

@@ -126,7 +126,6 @@ def test_secret_values_stay_out_of_unit_properties_and_reach_the_job_verbatim() 
 def test_ctrl_c_detaches_and_says_how_to_reattach_and_stop() -> None:
     import signal
     import subprocess
-    import time
 
     from tests.integration.conftest import sh
 
@@ -143,7 +142,6 @@ def test_ctrl_c_detaches_and_says_how_to_reattach_and_stop() -> None:
     assert proc.returncode == 130
     job_id = err.split("Detached; job ")[1].split()[0]
     assert f"rnx job log -f {job_id}" in err and f"rnx job stop {job_id}" in err
-    time.sleep(0.5)
     assert sh("systemctl", "is-active", f"joblet-job-{job_id}.service").strip() == "active"
     assert rnx("job", "stop", job_id).returncode == 0
 
@@ -158,3 +156,36 @@ def test_cancel_of_a_running_job_is_a_conflict_that_says_to_stop() -> None:
         assert f"rnx job stop {job_id[:8]}" in result.stderr
     finally:
         rnx("job", "stop", job_id)
+
+
+def test_an_attached_run_and_a_following_log_survive_an_agent_restart() -> None:
+    """README: `rnx job log -f` and attached runs reconnect with the last event's id and lose or
+    repeat nothing. The agent is restarted once both have printed their first line."""
+    import subprocess
+
+    from tests.integration.conftest import sh
+
+    script = "for i in $(seq 1 30); do echo $i; sleep 0.1; done; exit 3"
+    attached = subprocess.Popen(
+        ["rnx", "job", "run", "--", "sh", "-c", script],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert attached.stdout is not None and attached.stderr is not None
+    header = attached.stderr.readline()  # "Job <id> RUNNING: ..."
+    assert header.startswith("Job "), header
+    job_id = header.split()[1]
+    assert attached.stdout.readline() == "1\n"
+    follower = subprocess.Popen(
+        ["rnx", "job", "log", "-f", job_id], stdout=subprocess.PIPE, text=True
+    )
+    assert follower.stdout is not None and follower.stdout.readline() == "1\n"
+    sh("systemctl", "restart", "joblet.service")
+    # Read through the same buffered files that gave the first lines (communicate() would
+    # bypass what they had buffered).
+    rest, err = attached.stdout.read(), attached.stderr.read()
+    followed = follower.stdout.read()
+    attached.wait(timeout=120)
+    follower.wait(timeout=120)
+    expected = "".join(f"{n}\n" for n in range(2, 31))
+    assert (attached.returncode, rest) == (3, expected), err
+    assert (follower.returncode, followed) == (0, expected)

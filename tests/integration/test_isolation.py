@@ -24,7 +24,7 @@ def test_default_profile_scores_safe(client: Client) -> None:
     finally:
         client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
-    assert score <= 1.0, report
+    assert score <= 0.3, report  # docs/security.md: 0.3 SAFE (a job with IP sockets is 0.8)
 
 
 def test_job_runs_as_its_own_unprivileged_user(client: Client) -> None:

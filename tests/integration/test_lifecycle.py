@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from joblet_agent.adapters.config_file import load_config
 from rnx.client import Client
 from tests.integration.conftest import journal_messages, unit_property, wait_state
 
@@ -35,20 +36,58 @@ def test_timeout_gives_timeout_and_124(client: Client) -> None:
     assert (final.state, final.exit_code, final.result) == ("TIMEOUT", 124, "timeout")
 
 
-def test_stop_within_grace(client: Client) -> None:
+def test_stop_sends_sigterm_and_a_job_that_obeys_ends_by_it(client: Client) -> None:
     job = client.run(["sleep", "300"])
     wait_state(client, job.id, "RUNNING")
-    start = time.monotonic()
     stopped = client.stop(job.id)
-    assert stopped.state == "STOPPED"
-    assert time.monotonic() - start < 10  # sleep dies on SIGTERM; the grace is 10 s
+    assert (stopped.state, stopped.signal, stopped.stop_requested) == ("STOPPED", "SIGTERM", True)
 
 
-def test_stop_escalates_to_sigkill_for_a_term_ignoring_job(client: Client) -> None:
-    job = client.run(["sh", "-c", "trap '' TERM; while :; do sleep 0.1; done"])
-    wait_state(client, job.id, "RUNNING")
-    stopped = client.stop(job.id)
-    assert stopped.state == "STOPPED"
+def seconds(span: str) -> float:
+    """systemd's time span as `systemctl show` prints it: "10s", "1min 30s", "500ms"."""
+    units = {"min": 60.0, "s": 1.0, "ms": 0.001}
+    total = 0.0
+    for token in span.split():
+        number = token.rstrip("mins")
+        total += float(number) * units[token[len(number) :]]
+    return total
+
+
+# Says when it got SIGTERM and, twice a second, that it lives, on its own clock.
+TERM_IGNORER = """
+import signal, time
+start = time.monotonic()
+signal.signal(signal.SIGTERM, lambda *_: print("TERM", time.monotonic() - start, flush=True))
+print("ready", flush=True)
+while True:
+    print("alive", time.monotonic() - start, flush=True)
+    time.sleep(0.5)
+"""
+
+
+def test_stop_sends_sigterm_then_sigkill_after_the_grace(client: Client) -> None:
+    """SIGTERM first (the job says it got it), then nothing for the unit's stop grace (it keeps
+    saying it lives), then SIGKILL (its end), `jobs.stop_grace` after the SIGTERM."""
+    job = client.run(["python3", "-c", TERM_IGNORER])
+    try:
+        wait_state(client, job.id, "RUNNING")
+        grace = load_config().jobs.stop_grace_sec  # /etc/joblet/joblet.yml's, as the agent has it
+        assert seconds(unit_property(job.unit, "TimeoutStopUSec")) == grace
+        deadline = time.monotonic() + 30
+        while "ready" not in list(client.logs(job.id, follow=False)):
+            assert time.monotonic() < deadline, "the job never said it was ready"
+            time.sleep(0.1)
+    finally:
+        stopped = client.stop(job.id)
+    assert (stopped.state, stopped.signal, stopped.exit_code) == ("STOPPED", "SIGKILL", 137)
+    lines = list(client.logs(job.id, follow=True))
+    terms = [float(line.split()[1]) for line in lines if line.startswith("TERM ")]
+    alive = [float(line.split()[1]) for line in lines if line.startswith("alive ")]
+    assert len(terms) == 1, lines[-5:]
+    lived_on = alive[-1] - terms[0]  # what the grace gave it, by its own clock
+    assert grace - 1 <= lived_on < grace + 5, (
+        f"killed {lived_on:.1f}s after SIGTERM, grace {grace}s"
+    )
 
 
 def test_output_lands_in_the_journal_under_the_unit(client: Client) -> None:

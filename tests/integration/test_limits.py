@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 
 from rnx.client import Client, Job
-from tests.integration.conftest import sh, unit_property, wait_state
+from tests.integration.conftest import rnx, sh, unit_property, wait_state
+from tests.security.probing import ENDED, outside_a_job, run_probe
 
 BUSY_LOOP = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 
@@ -88,34 +89,100 @@ def test_fork_bomb_stops_at_tasks_limit_and_agent_answers(client: Client) -> Non
         client.stop(job.id)
 
 
+def test_a_fork_bomb_stops_at_the_default_tasks_max(client: Client) -> None:
+    """README: `default_max_tasks: 512 # always applied: fork bombs are contained`, for a job
+    that asked for no limit: its forks are refused (EAGAIN) at the cap, and reach it."""
+    bomb = (
+        "import os, time\n"
+        "n = 0\n"
+        "try:\n"
+        "    while n < 5000:\n"
+        "        if os.fork() == 0:\n"
+        "            time.sleep(60); os._exit(0)\n"
+        "        n += 1\n"
+        "except OSError as e:\n"
+        "    print(n, e.strerror, flush=True)\n"
+    )
+    job = client.run(["python3", "-c", bomb])
+    try:
+        assert job.spec.limits.max_tasks == 512
+        final = wait_state(client, job.id, *ENDED, timeout=60)
+        (line,) = list(client.logs(job.id, follow=True))
+        forks, error = int(line.split()[0]), line.split(maxsplit=1)[1]
+        assert (error, final.exit_code) == ("Resource temporarily unavailable", 0)
+        assert 500 <= forks < 512, line  # the python process itself is one of the 512
+    finally:
+        if not client.get(job.id).state.ended:
+            client.stop(job.id)
+
+
 def test_shell_fork_bomb_is_contained(client: Client) -> None:
+    """The bomb reaches the cap (it forks as fast as it can) and never passes it."""
     job = client.run(["bash", "-c", ":(){ :|:& };:; sleep 5"], max_tasks=64, timeout_sec=5)
     try:
-        time.sleep(2)
-        tasks = client.metrics(job.id).unit.tasks_current
-        assert tasks is not None and tasks <= 64
+        most, deadline = 0, time.monotonic() + 4
+        while most < 60 and time.monotonic() < deadline:
+            most = max(most, client.metrics(job.id).unit.tasks_current or 0)
+        assert 60 <= most <= 64, f"the bomb reached {most} tasks under a cap of 64"
         assert client.health().status == "ok"
     finally:
         wait_state(client, job.id, "TIMEOUT", "COMPLETED", "FAILED", timeout=30)
 
 
-def test_io_write_bandwidth_is_throttled(client: Client) -> None:
-    # Direct IO: cgroup v1's blkio throttles only writes that reach the device synchronously.
-    cmd = "dd if=/dev/zero of=blob bs=1M count=12 oflag=direct 2>&1 | tail -1"
-    job = client.run(["sh", "-c", cmd], io_write_bps=4 * 1024 * 1024)
-    final = wait_state(client, job.id, "COMPLETED", "FAILED", timeout=60)
-    assert final.state == "COMPLETED"
-    started = final.started_at
-    ended = final.ended_at
-    assert started is not None and ended is not None
-    took = (ended - started).total_seconds()
-    # 12 MiB at 4 MiB/s needs about 3 s (the first second's burst is allowed by the throttle).
-    assert took >= 1.8, f"12 MiB written in {took:.2f}s despite a 4 MiB/s limit"
+# Direct IO: cgroup v1's blkio throttles only IO that reaches the device synchronously. The job's
+# /work is a loop-mounted image whose loop device issues its IO from the job's own cgroup. dd's
+# own summary (stderr, in the job's log) gives each copy's rate; the exit status is dd's.
+DD_WRITE_THEN_READ = (
+    "dd if=/dev/zero of=blob bs=1M count=12 oflag=direct"
+    " && dd if=blob of=/dev/null bs=1M iflag=direct"
+)
+MIB = 1024 * 1024
+LIMIT = 4 * MIB
 
 
-def test_cpu_pinning_applies(client: Client) -> None:
-    job = client.run(
-        ["python3", "-c", "import os; print(sorted(os.sched_getaffinity(0)))"], cpu_cores="1"
+def dd_rates(lines: list[str]) -> list[float]:
+    """Bytes/s of each dd summary: '12582912 bytes (13 MB, 12 MiB) copied, 2.9 s, 4.3 MB/s'."""
+    rates = []
+    for line in lines:
+        if " bytes " in line and " copied, " in line:
+            copied = int(line.split()[0])
+            seconds = float(line.split(" copied, ")[1].split(" s")[0])
+            rates.append(copied / seconds)
+    return rates
+
+
+def test_io_bandwidth_limits_writes_and_reads_by_effect(client: Client) -> None:
+    """`rnx job run --max-iobps=4M` (both directions) against the same dd without a limit: each
+    throttled copy runs at the limit (a throttle slice's burst allowed), the control at least
+    twice as fast, so the limit is what slowed it."""
+    control = client.run(["sh", "-c", DD_WRITE_THEN_READ])
+    assert wait_state(client, control.id, *ENDED, timeout=60).state == "COMPLETED"
+    free = dd_rates(list(client.logs(control.id, follow=True)))
+    result = rnx("job", "run", f"--max-iobps={LIMIT // MIB}M", "--", "sh", "-c", DD_WRITE_THEN_READ)
+    assert result.returncode == 0, result.stderr
+    throttled = dd_rates(result.stdout.splitlines() + result.stderr.splitlines())
+    assert len(free) == len(throttled) == 2, (free, throttled)
+    figures = [f"{r / MIB:.1f} MiB/s" for r in (*free, *throttled)]
+    for unlimited, limited in zip(free, throttled, strict=True):
+        assert unlimited >= 2 * LIMIT, f"the control ran at {figures}: too slow to show a limit"
+        assert limited <= 1.25 * LIMIT, f"write, read under a 4 MiB/s limit: {figures[2:]}"
+
+
+def test_cpu_pinning_holds_by_effect(client: Client) -> None:
+    """Pinned to CPU 1: a busy loop runs only there (the `processor` field of /proc/self/stat),
+    and widening its own mask fails (EPERM: the seccomp filter's @resources; on cgroup v1 hosts
+    AllowedCPUs= is not enforced, so nothing else would hold it). The control: the same probe
+    pinned with taskset, outside a job as nobody, does widen its mask."""
+    loop = (
+        "import os, time\n"
+        "seen, end = set(), time.monotonic() + 1\n"
+        "while time.monotonic() < end:\n"
+        "    seen.add(int(open('/proc/self/stat').read().rsplit(')', 1)[1].split()[36]))\n"
+        "print(sorted(os.sched_getaffinity(0)), sorted(seen))\n"
     )
-    wait_state(client, job.id, "COMPLETED")
-    assert list(client.logs(job.id, follow=False)) == ["[1]"]
+    job = client.run(["python3", "-c", loop], cpu_cores="1")
+    assert wait_state(client, job.id, *ENDED).state == "COMPLETED"
+    assert list(client.logs(job.id, follow=True)) == ["[1] [1]"]
+    assert outside_a_job("widen-affinity", cpus="1")["outcome"] == "escaped"
+    widen = run_probe(client, "attempt", "widen-affinity", cpu_cores="1")
+    assert (widen["outcome"], widen["errno"]) == ("blocked", "EPERM"), widen

@@ -403,10 +403,10 @@ def test_bad_network_requests_are_refused_clearly(client: Client, make_network: 
 
 def test_host_network_is_recorded_and_cli_lists_networks(client: Client, make_network: Any) -> None:
     net = make_network("10.71.0.0/24")
-    out = run_job(client, ["python3", "-c", _INTERFACES], network="host")
+    job = client.run(["python3", "-c", _INTERFACES], network="host")
+    out = job_output(client, job.id)
     assert f"'{client.network(net).bridge}'" in out[0], out  # the sandbox's own interfaces
-    jobs = client.list(limit="1")
-    assert jobs[0].spec.network == "host"
+    assert client.get(job.id).spec.network == "host"
     listed = rnx("network", "list")
     assert listed.returncode == 0 and net in listed.stdout and "10.71.0.0/24" in listed.stdout
     ran = rnx(
@@ -500,4 +500,4 @@ def test_a_network_job_still_scores_safe(client: Client, make_network: Any) -> N
     finally:
         client.stop(job.id)
     score = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report)[1])  # type: ignore[index]
-    assert score <= 1.0, report  # 0.8 measured: IP sockets and no IPAddressDeny=any
+    assert score <= 0.8, report  # docs/security.md: 0.8 (IP sockets, no IPAddressDeny=any)

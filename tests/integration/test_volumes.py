@@ -36,10 +36,12 @@ def _run(client: Client, script: str, **kwargs: object) -> tuple[list[str], Job]
     return lines, client.wait(str(job.id))
 
 
-def test_design_document_three_stage_pipeline(tmp_path: Path) -> None:
+def test_design_document_three_stage_pipeline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The design document's pipeline, with plain python3 for pandas: stage 1 cleans an uploaded
     CSV into the volume, stage 2 computes from it, stage 3 reports; all through rnx as written."""
-    os.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # restored after the test
     Path("raw_data.csv").write_text("id,value\n1,10\n2,\n3,30\n")
     assert rnx("volume", "create", "pipeline-data", "--size=64M").returncode == 0
     try:

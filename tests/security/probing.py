@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import json
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -18,10 +20,24 @@ PROBES_DIR = Path(__file__).parent / "probes"
 ENDED = ("COMPLETED", "FAILED", "STOPPED", "TIMEOUT")
 
 
+def compact(source: str) -> str:
+    """The program without comments and docstrings: an argument of a job is at most 32 KiB."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.ClassDef) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+def probe_source(program: str) -> str:
+    return compact((PROBES_DIR / f"{program}.py").read_text())
+
+
 def start_probe(client: Client, program: str, *args: str, **limits: Any) -> Job:
     """The program text goes in with `python3 -c`, so the job needs no file of ours."""
-    source = (PROBES_DIR / f"{program}.py").read_text()
-    return client.run(["python3", "-c", source, *args], **limits)
+    return client.run(["python3", "-c", probe_source(program), *args], **limits)
 
 
 def verdict(lines: list[str]) -> dict[str, Any] | None:
@@ -68,6 +84,21 @@ def await_verdict(client: Client, job_id: str, *, timeout: float = 60) -> dict[s
         if client.get(job_id).state in ENDED or time.monotonic() > deadline:
             pytest.fail(missing_verdict(client, job_id, lines), pytrace=False)
         time.sleep(0.2)
+
+
+def outside_a_job(action: str, *args: str, cpus: str | None = None) -> dict[str, Any]:
+    """attempt.py as nobody with no capability and no seccomp filter, outside any job (what an
+    unhardened unprivileged job would be), optionally pinned to `cpus`."""
+    pinned = ["taskset", "-c", cpus] if cpus else []
+    argv = [
+        *pinned, "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+        "--inh-caps=-all", "--bounding-set=-all",
+        "/usr/bin/python3", "-c", probe_source("attempt"), action, *args,
+    ]  # fmt: skip
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    report = verdict(result.stdout.splitlines())
+    assert report is not None, (result.returncode, result.stdout, result.stderr)
+    return report
 
 
 RESPONSIVE_SEC = 15.0

@@ -118,7 +118,9 @@ def test_a_thousand_files_and_sockets(client: Client) -> None:
     job = start_probe(client, "exhaust", "fds", "1000", "1000", HOLD_SEC)
     try:
         report = await_verdict(client, job.id)
-        assert report["outcome"] == "unlimited" or report["errno"] == "EMFILE", report
+        # A job may raise its soft RLIMIT_NOFILE to its hard one (prlimit64 is allowed:
+        # docs/security.md) and then hold all 2,000: a lower limit would be a regression.
+        assert (report["outcome"], report["count"]) == ("unlimited", 2000), report
         assert_host_responsive(client)  # while they are held open
     finally:
         stop_and_wait(client, job.id)

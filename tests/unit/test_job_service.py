@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from joblet_agent.domain.job import JobRecord, JobSpec, JobState
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import UnitGone
 from joblet_agent.services.job.service import JobService
-from tests.unit.fakes import FakeJournal, FakeSystemd
+from tests.unit.fakes import FakeJobFiles, FakeJournal, FakeSystemd
 from tests.unit.wiring import job_service, submit
 
 
@@ -101,7 +102,9 @@ def test_daemon_reload_does_not_end_running_jobs(
     async def scenario() -> None:
         record = await submit(service, {"command": "sleep", "args": ["100"]}, owner="a")
         systemd.reload()
-        await asyncio.sleep(0.05)  # let the engine handle the UnitRemoved signals
+        # A barrier, not a pause: another job's start is answered only after its JobRemoved,
+        # which PID 1 sends after the reload's UnitRemoved signals: those were handled first.
+        await submit(service, {"command": "true"}, owner="b")
         assert service.resolve(record.id).state is JobState.RUNNING
         systemd.end(record.unit, result="success", code="exited", status="0")
         final = await service.wait(record.id, within=1)
@@ -233,5 +236,43 @@ def test_the_end_of_a_job_deleted_meanwhile_is_dropped(
         assert [task.exception() for task in finishing] == [None, None]
         assert service.records.store.get(with_record.id) is None
         assert service.records.store.get(without.id) is None
+
+    run(scenario())
+
+
+class GatedFiles(FakeJobFiles):
+    """Makes a job's files only once the test opens the gate: its record is SCHEDULED and PID 1
+    has no unit for it yet (the real one runs mkfs.ext4 there)."""
+
+    def __init__(self) -> None:
+        self.making = asyncio.Event()
+        self.gate = asyncio.Event()
+
+    async def create(self, *args: Any, **kwargs: Any) -> None:
+        self.making.set()
+        await self.gate.wait()
+        await super().create(*args, **kwargs)
+
+
+def test_a_job_canceled_before_its_unit_exists_never_starts(tmp_path: Path) -> None:
+    """Cancel is allowed while a job is SCHEDULED, which begins before PID 1 has its unit (no
+    unit to stop then): the start must see the cancel and not ask PID 1 for the unit at all."""
+    config = AgentConfig(state_dir=tmp_path / "state")
+    files = GatedFiles()
+    service = job_service(config, store=SqliteJobStore(config.database), files=files)
+    systemd = FakeSystemd(service.on_systemd_event)
+    service.attach(systemd)
+
+    async def scenario() -> None:
+        submitted = asyncio.create_task(submit(service, {"command": "true"}, owner="a"))
+        await files.making.wait()
+        (scheduled,) = service.records.live()
+        canceled = await service.cancel(scheduled.id)
+        assert canceled.state is JobState.CANCELED
+        files.gate.set()
+        answer = await submitted
+        assert (answer.id, answer.state) == (scheduled.id, JobState.CANCELED)
+        assert [unit for unit, _ in systemd.started if unit == scheduled.unit] == []
+        assert not (Path(config.jobs_dir) / scheduled.id).exists()  # nothing left but the record
 
     run(scenario())

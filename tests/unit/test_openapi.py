@@ -214,6 +214,23 @@ def test_every_object_refuses_unknown_keys() -> None:
         assert schema.get("additionalProperties") is False, where
 
 
+def test_runtime_info_is_a_runtime_and_where_it_is() -> None:
+    """RuntimeInfo repeats Runtime's properties (a closed Runtime cannot be extended in 3.0)."""
+    runtime, info = (
+        resolve("#/components/schemas/Runtime"),
+        resolve("#/components/schemas/RuntimeInfo"),
+    )
+    assert set(info["properties"]) == set(runtime["properties"]) | {"directory", "jobs"}
+    for name, schema in runtime["properties"].items():
+        assert info["properties"][name] == schema, name
+    assert set(info["required"]) == set(runtime["required"]) | {
+        "sha256",
+        "source",
+        "directory",
+        "jobs",
+    }
+
+
 def test_request_schemas_name_the_fields_the_validator_reads() -> None:
     spec = JobSpec(command="true").to_dict(with_secrets=False)
     assert set(schema_of("JobRequest")["properties"]) == set(spec)
@@ -402,6 +419,7 @@ async def _exercise_runtimes(call: Any) -> None:
     one = "/v1/runtimes/{name}"
     await call("GET", "/v1/runtimes/demo", one, 404)
     await call("GET", "/v1/runtimes/Demo", one, 400)
+    await call("GET", "/v1/runtimes/validate", one, 400)  # not a runtime's name (api-fuzz D2)
     await call("DELETE", "/v1/runtimes/demo", one, 404)
     await call("POST", "/v1/runtimes/demo/test", "/v1/runtimes/{name}/test", 404)
     await call("POST", "/v1/jobs", "/v1/jobs", 404, json={"command": "true", "runtime": "demo"})

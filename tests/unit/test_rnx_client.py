@@ -56,7 +56,7 @@ def test_the_canned_answers_fit_the_documented_schemas() -> None:
             200,
             {"architecture": "amd64", "runtimes": [canned.runtime_summary()]},
         ),
-        # (GET /v1/runtimes/{name}'s RuntimeInfo cannot validate: allOf a closed Runtime.)
+        ("GET", "/v1/runtimes/{name}", 200, canned.runtime()),
         ("POST", "/v1/runtimes/validate", 200, {"valid": True, "runtime": installed}),
         ("GET", "/v1/health", 200, canned.health()),
         ("GET", "/v1/jobs/{id}", 404, canned.error("not-found", "no such job")),

@@ -50,6 +50,12 @@ def _name(request: web.Request) -> str:
             ErrorCode.INVALID,
             f"name: {excerpt(name)} is not valid; 1-63 of a-z, 0-9, '.', '_', '-'",
         )
+    if name == VALIDATE:  # the route /v1/runtimes/{name} matches it too (api-fuzz D2)
+        raise JobletError(
+            ErrorCode.INVALID,
+            "name: 'validate' is not a runtime's name; POST /v1/runtimes/validate checks a "
+            "runtime.yml",
+        )
     return name
 
 
@@ -164,9 +170,10 @@ async def validate_yml(request: web.Request) -> web.Response:
     return web.json_response({"valid": True, "runtime": spec.to_dict()})
 
 
+VALIDATE = "validate"
 ROUTES = [
     web.get("/v1/runtimes", list_runtimes),
-    web.post("/v1/runtimes/validate", validate_yml),
+    web.post(f"/v1/runtimes/{VALIDATE}", validate_yml),
     web.get("/v1/runtimes/{name}", get),
     web.put("/v1/runtimes/{name}", install),
     web.delete("/v1/runtimes/{name}", remove),

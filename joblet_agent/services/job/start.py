@@ -96,6 +96,14 @@ class JobStarter:
             aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
+            if self.records.current(job_id).state is JobState.CANCELED:
+                # Canceled while its files were made, when PID 1 had no unit to stop: it never
+                # starts; its record stays (CANCELED), the rest goes. No await from this check to
+                # StartTransientUnit's send, so a later cancel finds the unit (found by
+                # tests/integration/test_job_starts.py).
+                self.files.remove(paths)
+                self._release_network(job_id)
+                return self.records.current(job_id)
             if record.spec.secret_env:
                 self.files.write_secrets(paths, environment_file(record.spec.secret_env))
             started = self.lifecycle.expect(unit)

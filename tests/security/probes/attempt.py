@@ -76,6 +76,24 @@ SYSCALLS = {
         "mount": 165,
         "umount2": 166,
         "sethostname": 170,
+        "setdomainname": 171,
+        "setrlimit": 160,
+        "prlimit64": 302,
+        "capget": 125,
+        "capset": 126,
+        "keyctl": 250,
+        "request_key": 249,
+        "adjtimex": 159,
+        "iopl": 172,
+        "ioperm": 173,
+        "delete_module": 176,
+        "swapoff": 168,
+        "acct": 163,
+        "quotactl": 179,
+        "kexec_file_load": 320,
+        "setns": 308,
+        "set_mempolicy": 238,
+        "mbind": 237,
     },
     "aarch64": {  # the generic table (asm-generic/unistd.h)
         "reboot": 142,
@@ -96,6 +114,22 @@ SYSCALLS = {
         "mount": 40,
         "umount2": 39,
         "sethostname": 161,
+        "setdomainname": 162,
+        "setrlimit": 164,
+        "prlimit64": 261,
+        "capget": 90,
+        "capset": 91,
+        "keyctl": 219,
+        "request_key": 218,
+        "adjtimex": 171,
+        "delete_module": 106,
+        "swapoff": 225,
+        "acct": 89,
+        "quotactl": 60,
+        "kexec_file_load": 294,
+        "setns": 268,
+        "set_mempolicy": 237,
+        "mbind": 235,
     },
 }
 
@@ -542,6 +576,280 @@ def tiocsti() -> Result:
     return blocked("no terminal accepts TIOCSTI: " + "; ".join(tried))
 
 
+# --- Calls an unprivileged process may make: only a seccomp filter refuses them ---
+#
+# Each does something harmless to the probe itself (its own nice value, affinity, scheduler,
+# memory policy, rlimit, UID, capabilities, keyring, a read of the clock's state), which needs
+# no privilege: "blocked" in a job (EPERM) is the job's SystemCallFilter, and the same action
+# outside a job, as nobody, must report "escaped" (tests/security/test_probes.py runs both).
+
+
+@action("setpriority")
+def set_priority() -> Result:
+    # Lowering one's own priority (nice 19) needs no privilege.
+    return succeeds("setpriority(PRIO_PROCESS, self, 19)", lambda: os.setpriority(0, 0, 19))
+
+
+@action("sched-setaffinity")
+def sched_setaffinity() -> Result:
+    # To the mask it already has.
+    return succeeds(
+        "sched_setaffinity(self, its own mask)",
+        lambda: os.sched_setaffinity(0, os.sched_getaffinity(0)),
+    )
+
+
+@action("widen-affinity")
+def widen_affinity() -> Result:
+    """Every CPU of the host for itself: escaped if its mask is then wider than it was."""
+    before = os.sched_getaffinity(0)
+    wanted = set(range(os.cpu_count() or 1))
+    try:
+        os.sched_setaffinity(0, wanted)
+    except OSError as exc:
+        return refused(exc, f"sched_setaffinity(self, {sorted(wanted)}) from {sorted(before)}")
+    after = os.sched_getaffinity(0)
+    if after - before:
+        return escaped(f"its CPUs went from {sorted(before)} to {sorted(after)}")
+    return blocked(f"the call returned but its CPUs stayed {sorted(after)}")
+
+
+@action("sched-setscheduler")
+def sched_setscheduler() -> Result:
+    # SCHED_IDLE for itself: a lower class, allowed without privilege.
+    return succeeds(
+        "sched_setscheduler(self, SCHED_IDLE)",
+        lambda: os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0)),
+    )
+
+
+@action("set-mempolicy")
+def set_mempolicy() -> Result:
+    # MPOL_DEFAULT (0) for itself.
+    return succeeds("set_mempolicy(MPOL_DEFAULT)", lambda: syscall("set_mempolicy", 0, None, 0))
+
+
+@action("mbind")
+def mbind() -> Result:
+    # MPOL_DEFAULT (0) on a page of its own.
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]  # fmt: skip
+    page = 4096
+    address = libc.mmap(None, page, 3, 0x22, -1, 0)  # PROT_READ|WRITE, MAP_PRIVATE|ANONYMOUS
+    if address in (None, ctypes.c_void_p(-1).value):
+        return error("mmap of one page failed")
+    return succeeds(
+        "mbind(one page, MPOL_DEFAULT)", lambda: syscall("mbind", address, page, 0, None, 0, 0)
+    )
+
+
+class Rlimit(ctypes.Structure):
+    _fields_ = [("cur", ctypes.c_uint64), ("max", ctypes.c_uint64)]
+
+
+RLIMIT_NOFILE = 7
+
+
+@action("setrlimit")
+def set_rlimit() -> Result:
+    # The legacy call, to the limits it has (glibc's setrlimit() uses prlimit64 instead).
+    import resource
+
+    current = Rlimit(*resource.getrlimit(resource.RLIMIT_NOFILE))
+    return succeeds(
+        "setrlimit(RLIMIT_NOFILE, unchanged)",
+        lambda: syscall("setrlimit", RLIMIT_NOFILE, ctypes.byref(current)),
+    )
+
+
+@action("prlimit-raise-hard")
+def prlimit_raise_hard() -> Result:
+    """prlimit64 on itself, raising RLIMIT_NOFILE's hard limit by one: needs CAP_SYS_RESOURCE."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        return escaped("RLIMIT_NOFILE's hard limit is already unlimited")
+    wanted = Rlimit(soft, hard + 1)
+    return succeeds(
+        f"prlimit64(self, RLIMIT_NOFILE, hard {hard} -> {hard + 1})",
+        lambda: syscall("prlimit64", 0, RLIMIT_NOFILE, ctypes.byref(wanted), None),
+    )
+
+
+@action("setuid-self")
+def setuid_self() -> Result:
+    # To the UID it has.
+    return succeeds(f"setuid({os.getuid()}) (its own)", lambda: os.setuid(os.getuid()))
+
+
+@action("chown-self")
+def chown_self() -> Result:
+    # A file of its own, to its own UID and GID.
+    def chown() -> str:
+        with tempfile.NamedTemporaryFile(dir="/tmp") as f:
+            os.fchown(f.fileno(), os.getuid(), os.getgid())
+        return "fchown of its own file to itself"
+
+    return succeeds("fchown(own file, own uid, own gid)", chown)
+
+
+@action("capset-self")
+def capset_self() -> Result:
+    # The capabilities it has (capget, then capset of the same sets).
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3, this process
+    data = (ctypes.c_uint32 * 6)()
+
+    def capset() -> str:
+        syscall("capget", ctypes.byref(header), ctypes.byref(data))
+        syscall("capset", ctypes.byref(header), ctypes.byref(data))
+        return "capset of its own sets"
+
+    return succeeds("capset(unchanged)", capset)
+
+
+@action("keyctl")
+def keyctl() -> Result:
+    # KEYCTL_GET_KEYRING_ID (0) of its process keyring, made if missing: it dies with the probe.
+    return succeeds(
+        "keyctl(KEYCTL_GET_KEYRING_ID, process keyring)",
+        lambda: f"keyring {syscall('keyctl', 0, KEY_SPEC_PROCESS_KEYRING, 1)}",
+    )
+
+
+@action("request-key")
+def request_key() -> Result:
+    # A key nobody has: ENOKEY once the call was allowed.
+    return past_permission_check(
+        "request_key",
+        lambda: syscall("request_key", b"user", b"joblet-probe-no-such-key", None, 0),
+        errno.ENOKEY,
+    )
+
+
+@action("adjtimex-read")
+def adjtimex_read() -> Result:
+    # modes 0: only reads the clock's state, which needs no privilege.
+    timex = (ctypes.c_uint8 * 512)()
+    return succeeds(
+        "adjtimex(modes=0)", lambda: f"clock state {syscall('adjtimex', ctypes.byref(timex))}"
+    )
+
+
+@action("ioperm-off")
+def ioperm_off() -> Result:
+    # Turning I/O port access OFF needs no privilege (x86 only).
+    if platform.machine() != "x86_64":
+        return error("ioperm exists on x86 only")
+    return succeeds("ioperm(0, 1, off)", lambda: syscall("ioperm", 0, 1, 0))
+
+
+@action("quotactl-sync")
+def quotactl_sync() -> Result:
+    # Q_SYNC of every filesystem's quotas: no privilege needed.
+    q_sync_user = (0x800001 << 8) | 0
+    return succeeds("quotactl(Q_SYNC)", lambda: syscall("quotactl", q_sync_user, None, 0, None))
+
+
+@action("userfaultfd-user-mode")
+def userfaultfd_user_mode() -> Result:
+    # UFFD_USER_MODE_ONLY (1): allowed without privilege whatever vm.unprivileged_userfaultfd says.
+    return succeeds(
+        "userfaultfd(UFFD_USER_MODE_ONLY)",
+        lambda: close_fd(syscall("userfaultfd", 1 | os.O_CLOEXEC | os.O_NONBLOCK)),
+    )
+
+
+@action("perf-event-self")
+def perf_event_self() -> Result:
+    # A software event counting itself (pid 0, any CPU): no privilege at perf_event_paranoid <= 2.
+    attr = (ctypes.c_uint32 * 16)()
+    attr[0], attr[1] = PERF_TYPE_SOFTWARE, ctypes.sizeof(attr)
+    attr[10] = 1 | (1 << 5)  # disabled, exclude_kernel
+    return succeeds(
+        "perf_event_open(self)",
+        lambda: close_fd(
+            syscall("perf_event_open", ctypes.byref(attr), 0, -1, -1, PERF_FLAG_FD_CLOEXEC)
+        ),
+    )
+
+
+@action("seccomp-filter")
+def seccomp_filter() -> Result:
+    """Blocked when the process runs under a seccomp filter (Seccomp: 2) with no_new_privs."""
+    status = dict(line.split(":\t", 1) for line in read_text("/proc/self/status") if ":\t" in line)
+    mode, nnp = status.get("Seccomp", "?").strip(), status.get("NoNewPrivs", "?").strip()
+    if mode == "2" and nnp == "1":
+        return blocked("Seccomp: 2 (filter), NoNewPrivs: 1")
+    return escaped(f"Seccomp: {mode}, NoNewPrivs: {nnp}: no filter on this process")
+
+
+# --- Calls refused for lack of a capability (a filter may refuse them first) ---
+
+
+@action("delete-module")
+def delete_module() -> Result:
+    # CAP_SYS_MODULE is checked before the name is looked up: ENOENT means it passed.
+    return past_permission_check(
+        "delete_module", lambda: syscall("delete_module", b"joblet_probe_none", 0), errno.ENOENT
+    )
+
+
+@action("swapoff")
+def swapoff() -> Result:
+    return past_permission_check("swapoff", lambda: syscall("swapoff", MISSING), errno.ENOENT)
+
+
+@action("setdomainname")
+def setdomainname() -> Result:
+    # To the name it already has: harmless if it works.
+    buffer = ctypes.create_string_buffer(65)
+    if ctypes.CDLL(None, use_errno=True).getdomainname(buffer, 64) != 0:
+        return error("getdomainname failed")
+    name = buffer.value
+    return succeeds(
+        f"setdomainname({name.decode()!r})", lambda: syscall("setdomainname", name, len(name))
+    )
+
+
+@action("acct")
+def acct() -> Result:
+    # CAP_SYS_PACCT is checked before the file is opened: ENOENT means it passed.
+    return past_permission_check("acct", lambda: syscall("acct", MISSING), errno.ENOENT)
+
+
+@action("kexec-file-load")
+def kexec_file_load() -> Result:
+    # CAP_SYS_BOOT is checked before the descriptors: EBADF means it passed; nothing is loaded.
+    return past_permission_check(
+        "kexec_file_load", lambda: syscall("kexec_file_load", -1, -1, 0, None, 0), errno.EBADF
+    )
+
+
+@action("setns")
+def setns() -> Result:
+    # Into its own UTS namespace: needs CAP_SYS_ADMIN (and RestrictNamespaces= filters it).
+    def join() -> str:
+        fd = os.open("/proc/self/ns/uts", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            syscall("setns", fd, 0x04000000)  # CLONE_NEWUTS
+        finally:
+            os.close(fd)
+        return "joined its own UTS namespace again"
+
+    return succeeds("setns(own UTS namespace)", join)
+
+
+@action("iopl")
+def iopl() -> Result:
+    # Level 3 needs CAP_SYS_RAWIO (x86 only).
+    if platform.machine() != "x86_64":
+        return error("iopl exists on x86 only")
+    return succeeds("iopl(3)", lambda: syscall("iopl", 3))
+
+
 # --- Devices and sockets ---
 
 
@@ -593,6 +901,23 @@ def raw_socket() -> Result:
     return succeeds(
         "socket(AF_INET, SOCK_RAW, IPPROTO_ICMP)",
         lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close(),
+    )
+
+
+@action("netlink-socket")
+def netlink_socket() -> Result:
+    return succeeds(
+        "socket(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE)",
+        lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, 0).close(),
+    )
+
+
+@action("inet-socket")
+def inet_socket() -> Result:
+    """Not forbidden on a network: the control that a job of one may use IP sockets at all."""
+    return succeeds(
+        "socket(AF_INET, SOCK_STREAM)",
+        lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM).close(),
     )
 
 
