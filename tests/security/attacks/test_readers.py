@@ -56,7 +56,7 @@ def test_others_see_a_jobs_state_and_resources_but_not_its_arguments_environment
             assert list(maintainer.logs(job.id, follow=False)) == [SECRET_OUT]
     finally:
         client.stop(job.id)
-    logs = f"GET /v1/jobs/{{id}}/logs"
+    logs = "GET /v1/jobs/{id}/logs"
     for role, decision in (
         ("reader", "refused"),
         ("developer", "refused"),
@@ -65,6 +65,7 @@ def test_others_see_a_jobs_state_and_resources_but_not_its_arguments_environment
     ):
         caller = f"cert:{certificate_name(certs[role])}"
         entries = audit_entries(since, AUDIT_CALLER=caller, AUDIT_ACTION=logs)
-        assert [(e["AUDIT_DECISION"], e.get("JOB_ID")) for e in entries] == [
-            (decision, job.id)
-        ], (role, entries)
+        assert [(e["AUDIT_DECISION"], e.get("JOB_ID")) for e in entries] == [(decision, job.id)], (
+            role,
+            entries,
+        )

@@ -43,7 +43,9 @@ def maintainers_volume(certs: dict[str, str]) -> Iterator[str]:
     with Client(config=certs["maintainer"]) as owner:
         owner.create_volume(name, size="16M")
         try:
-            state, _ = output(owner, ["sh", "-c", f"echo s3cret > /volumes/{name}/s"], volumes=[name])
+            state, _ = output(
+                owner, ["sh", "-c", f"echo s3cret > /volumes/{name}/s"], volumes=[name]
+            )
             assert state == "COMPLETED"
             yield name
         finally:
