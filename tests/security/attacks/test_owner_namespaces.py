@@ -57,6 +57,7 @@ def test_a_certificate_named_root_owns_none_of_roots_local_jobs(
 def test_pki_refuses_names_reserved_for_local_accounts_and_roles(
     pki: Pki, tmp_path: Path, name: str
 ) -> None:
+    issued = [c.serial for c in pki.list() if c.name == name]
     with pytest.raises(JobletError) as refused:
         pki.issue_client(name, "developer", out_dir=tmp_path / "api")
     assert "reserved" in refused.value.message, refused.value.message
@@ -68,4 +69,4 @@ def test_pki_refuses_names_reserved_for_local_accounts_and_roles(
     assert cli.returncode == 2, (cli.returncode, cli.stderr)
     assert "reserved" in cli.stderr
     assert not (tmp_path / "cli").exists()
-    assert name not in {c.name for c in pki.list()}
+    assert [c.serial for c in pki.list() if c.name == name] == issued  # none issued
