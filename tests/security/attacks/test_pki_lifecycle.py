@@ -93,6 +93,8 @@ def test_a_revoked_client_loses_its_open_stream_and_its_keep_alive_connection(
                     pytest.fail(f"the revoked client's log stream still ran {WAIT_SEC} s later")
         except TimeoutError:
             pytest.fail(f"the revoked client's log stream was still open {WAIT_SEC} s later")
+        except OSError:
+            pass  # reset: the agent aborts the connection
         cut_after = time.monotonic() - revoked_at
         asker.join()
         assert isinstance(kept[-1], Exception), f"still answered {WAIT_SEC} s later: {kept[-5:]}"
@@ -108,6 +110,7 @@ def test_a_revoked_client_loses_its_open_stream_and_its_keep_alive_connection(
 
 def sign_expired_crl(pki: Pki) -> None:
     """A CRL with the same entries whose next update has passed, as one left 30 days alone."""
+    pki.renew_crl()  # a CA key of an older layout moves to where pki.ca_key says
     key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), password=None)
     ca = x509.load_pem_x509_certificate(pki.ca_crt.read_bytes())
     old = x509.load_pem_x509_crl(pki.crl.read_bytes())
