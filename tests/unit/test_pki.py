@@ -503,7 +503,7 @@ def test_cli_init_client_revoke_list(tmp_path: Path) -> None:
     revoked = run("revoke", "--dir", pki_dir, "alice")
     assert revoked.exit_code == 0
     assert "revoked alice" in revoked.stdout
-    assert "next connection" in revoked.stderr
+    assert "closes their open connections within 2 s" in revoked.stderr
 
     table = run("list", "--dir", pki_dir)
     assert table.exit_code == 0
