@@ -401,6 +401,8 @@ def check_no_privileged_step_runs_job_bait(host: Host) -> None:
     build_bait(m.path("/root/bait"), tag)  # compiled with the host's gcc
     m.run("rnx", "volume", "create", "bait", "--size", "32M")
     m.run("rnx", "network", "create", "atk", "--cidr", "10.77.0.0/24")
+    m.run("rnx", "volume", "share", "bait", "--with", "cert:ci")  # root's, for the developer
+    m.run("rnx", "network", "share", "atk", "--with", "cert:ci")
     env = [f"--env={name}={value}" for name, value in hostile_env("/work/bait").items()]
     try:
         for network in ("none", "isolated", "atk"):
