@@ -25,6 +25,7 @@ import fcntl
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -130,6 +131,7 @@ class Pki:
             raise invalid("not_after", end.isoformat(), f"must be later than {start.isoformat()}")
         out = out_dir if out_dir is not None else Path.cwd() / name
         with _disk_errors(self.directory):
+            _check_bundle_directory(out)
             if (out / "client.key").exists():
                 raise JobletError(
                     ErrorCode.CONFLICT,
@@ -147,7 +149,10 @@ class Pki:
                 self.issued_dir.mkdir(mode=0o700, exist_ok=True)
                 record = self.issued_dir / f"{serial_of(cert)}.pem"
                 write_atomic(record, cert_pem(cert), mode=0o644, durable=True)
-            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                out.mkdir(mode=0o700, parents=True)
+            except FileExistsError:
+                _check_bundle_directory(out)  # made meanwhile: by whom?
             write_atomic(out / "client.key", key_pem(key), mode=0o600, durable=True)
             write_atomic(out / "client.crt", cert_pem(cert), mode=0o644, durable=True)
             write_atomic(out / "ca.crt", cert_pem(ca.cert), mode=0o644, durable=True)
@@ -267,6 +272,32 @@ class Pki:
             self.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644, durable=True
         )
         return crl_next_update(crl) or datetime.now(UTC)
+
+
+def _check_bundle_directory(out: Path) -> None:
+    """A client bundle goes into a directory of the caller's own that no one else may write
+    (security-audit L8: run as root in a world-writable directory, `./NAME` could be another
+    user's directory or link, and its ca.crt or rnx-config.yml swapped before they are handed
+    out). One that does not exist yet is made, 0700."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = "is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "is not a directory"
+    elif st.st_uid != os.geteuid():
+        why = f"belongs to uid {st.st_uid}, not to you"
+    elif st.st_mode & 0o022:
+        why = f"may be written by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if why is not None:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"out: {out} {why}; a client's key and CA go into a directory of your own",
+            hint="give --out a new directory, or one of yours with mode 0700",
+        )
 
 
 def _sync_directory(directory: Path) -> None:

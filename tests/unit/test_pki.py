@@ -532,3 +532,30 @@ def test_cli_errors_go_to_stderr_with_exit_codes(
     assert result.exit_code == code
     assert text in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["symlink", "writable by others", "a file"])
+def test_a_bundle_goes_only_into_a_directory_of_ones_own(
+    ca: Pki, tmp_path: Path, kind: str
+) -> None:
+    """Security-audit L8: `pki client` as root in a world-writable directory."""
+    out = tmp_path / "alice"
+    if kind == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        out.symlink_to(tmp_path / "elsewhere")
+    elif kind == "writable by others":
+        out.mkdir()
+        out.chmod(0o777)
+    else:
+        out.write_text("")
+    with pytest.raises(JobletError, match="a directory of your own") as refused:
+        ca.issue_client("alice", "reader", out_dir=out)
+    assert refused.value.code is ErrorCode.INVALID
+    assert ca.list() == []  # refused before anything was issued
+    assert not (tmp_path / "elsewhere" / "client.key").exists()
+
+
+def test_a_bundle_may_go_into_an_existing_private_directory(ca: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "alice"
+    out.mkdir(mode=0o700)
+    assert ca.issue_client("alice", "reader", out_dir=out) == out / "rnx-config.yml"
