@@ -12,7 +12,6 @@ import logging
 import os
 import signal
 import socket
-import ssl
 import sys
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -35,7 +34,8 @@ from joblet_agent.adapters.volume_files import VolumeFiles
 from joblet_agent.api.app import make_app
 from joblet_agent.api.listeners import PassedSocket, fit_to_descriptors, local_site, tcp_site
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
-from joblet_agent.api.tls import report_handshake_failures, server_context
+from joblet_agent.api.revocation import OpenSessions, cut_revoked
+from joblet_agent.api.tls import ServerContexts, report_handshake_failures
 from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
@@ -168,8 +168,12 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
     limits = fit_to_descriptors(config.connections)
+    # TLS from the PKI as it is now and as it will be: one made after the start is used from
+    # the next connection on, and connections of certificates revoked meanwhile are cut.
+    contexts, sessions = ServerContexts(config.pki_dir), OpenSessions()
     for sock in sockets:
-        await _serve_socket(runner, sock, config.pki_dir, limits)
+        await _serve_socket(runner, sock, limits, contexts, sessions)
+    revocations = asyncio.create_task(cut_revoked(contexts, sessions))
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -180,9 +184,10 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     logger.info("joblet-agent ready on %d socket(s)", len(sockets))
     await stop.wait()
     notify(stopping=1)
-    watchdog.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watchdog
+    for task in (watchdog, revocations):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await runner.cleanup()
     # Jobs being finished get their records written; one not done in time is read again at the
     # next start (reconcile), so a stop never waits long for them.
@@ -228,26 +233,23 @@ def _bind_unix(path: Path) -> socket.socket:
 
 
 async def _serve_socket(
-    runner: web.AppRunner, sock: socket.socket, pki_dir: Path, limits: Connections
+    runner: web.AppRunner,
+    sock: socket.socket,
+    limits: Connections,
+    contexts: ServerContexts,
+    sessions: OpenSessions,
 ) -> None:
-    """Unix sockets speak plain HTTP (identity from SO_PEERCRED); TCP speaks HTTPS with mTLS."""
+    """Unix sockets speak plain HTTP (identity from SO_PEERCRED); TCP speaks HTTPS with mTLS,
+    once there is a PKI (until then each connection is closed at once, not left queued)."""
     if sock.family == socket.AF_UNIX:
         await local_site(runner, sock, limits).start()
         return
-    try:
-        context = server_context(pki_dir)
-    except (OSError, ssl.SSLError, JobletError) as exc:
-        # Without a PKI the TCP API cannot authenticate anyone: turn connections away at once
-        # (rather than leave them queued in the socket), and keep serving the local socket.
-        logger.error(
-            "TCP API disabled: no usable PKI in %s (%s); run `joblet-agent pki init`", pki_dir, exc
+    if contexts.current() is None:
+        logger.warning(
+            "no usable PKI in %s (%s): TCP connections are closed until `joblet-agent pki "
+            "init` makes one, which is used at once (no restart)",
+            contexts.pki_dir,
+            contexts.problem,
         )
-        await asyncio.get_running_loop().create_server(_TurnAway, sock=sock)
-        return
     report_handshake_failures()  # refused clients learn why; the journal records it
-    await tcp_site(runner, sock, limits, context).start()
-
-
-class _TurnAway(asyncio.Protocol):
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.close()
+    await tcp_site(runner, sock, limits, contexts.current, sessions).start()

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from rnx.client.job import Job, Limits, UnitMetrics
+    from rnx.client.share import Share
 
 STATE_STYLE = {
     "SCHEDULED": "cyan",
@@ -146,6 +147,19 @@ def describe_limits(limits: Limits) -> str:
     return ", ".join(parts)
 
 
+def owner_text(owner: str) -> str:
+    """An owner as people know it: a certificate's name as it is (`cert:alice` is alice), a
+    local user's marked (`unix:root` is "root (local)"), so the two never look alike."""
+    kind, colon, name = owner.partition(":")
+    if not colon:
+        return owner
+    return name if kind == "cert" else f"{name} (local)" if kind == "unix" else owner
+
+
+def shares_text(shares: Sequence[Share]) -> str:
+    return ", ".join(owner_text(s.owner) + (" (ro)" if s.read_only else "") for s in shares) or "-"
+
+
 def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Text]]:
     """`rnx job status`: the job's record, and its unit's accounting while it runs."""
     spec = job.spec
@@ -154,8 +168,8 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
         ("Unit", job.unit),
         ("Name", spec.name or "-"),
         ("State", state_text(job.state)),
-        ("Owner", job.owner),
-        ("Command", " ".join(spec.argv)),
+        ("Owner", owner_text(job.owner)),
+        ("Command", " ".join(spec.argv) + (" (arguments hidden)" if job.redacted else "")),
         ("Limits", describe_limits(spec.limits)),
     ]
     if spec.volumes:

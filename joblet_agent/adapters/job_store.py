@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.owner import legacy_owner
 from joblet_agent.errors import ErrorCode, JobletError
 
 logger = logging.getLogger(__name__)
@@ -43,7 +44,21 @@ class SqliteJobStore:
         if "name" not in columns:
             self._db.executescript(_NAMES)
         self._db.execute(_NAME_INDEX)
+        self._qualify_owners()
         path.chmod(0o600)
+
+    def _qualify_owners(self) -> None:
+        """Records of agents before owners had a namespace (cert:, unix:) name a bare owner:
+        qualified once, as domain/owner.py's legacy_owner says."""
+        rows = self._db.execute("SELECT DISTINCT owner FROM jobs WHERE instr(owner, ':') = 0")
+        for (bare,) in rows.fetchall():
+            owner = legacy_owner(bare)
+            changed = self._db.execute(
+                "UPDATE jobs SET owner = ?, record = json_set(record, '$.owner', ?) "
+                "WHERE owner = ?",
+                (owner, owner, bare),
+            ).rowcount
+            logger.info("the owner of %d job(s) recorded as %r is now %s", changed, bare, owner)
 
     def close(self) -> None:
         self._db.close()

@@ -10,6 +10,7 @@ from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import health, job, network, runtime, upload, volume
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
+from joblet_agent.api.roles import authorize_route
 from joblet_agent.domain.config import Access
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.runtime import RuntimeService
@@ -24,9 +25,10 @@ def make_app(
     service: JobService, access: Access, runtime_service: RuntimeService
 ) -> web.Application:
     # track_requests, outermost, tells the connection's deadlines when a request is being handled;
-    # audit_middleware records the response errors_middleware made of an error.
+    # audit_middleware records the response errors_middleware made of an error; authorize_route,
+    # innermost, checks the caller's role before any handler runs (api/roles.py).
     app = web.Application(
-        middlewares=[track_requests, audit_middleware, errors_middleware],
+        middlewares=[track_requests, audit_middleware, errors_middleware, authorize_route],
         client_max_size=MAX_REQUEST_BYTES,
     )
     app[job.SERVICE] = service

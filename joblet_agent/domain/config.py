@@ -51,9 +51,10 @@ class JobPolicy:
     upload_timeout_sec: float = 3600.0
     upload_min_bytes_per_sec: int = 16 * 1024
     max_volume_bytes: int = 1024**4  # a filesystem volume's largest size (memory: the host's)
-    # A volume a job names that does not exist is created with this size when the caller may
-    # manage volumes (None: refused instead).
+    # A volume a job names that does not exist is created with this size, for its caller
+    # (None: refused instead).
     auto_volume_bytes: int | None = 1024**3
+    max_volumes_per_owner: int = 32  # below maintainer; the agent holds 4096 in all
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
 
 
@@ -274,6 +275,10 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         auto_volume_bytes=section.parsed("auto_volume_size", parse_size)
         if section.present("auto_volume_size")
         else base.auto_volume_bytes,
+        max_volumes_per_owner=section.integer(
+            "max_volumes_per_owner", base.max_volumes_per_owner, minimum=0, maximum=4096
+        )
+        or 0,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
     )

@@ -90,12 +90,14 @@ class JobSpec:
     def argv(self) -> tuple[str, ...]:
         return (self.command, *self.args)
 
-    def to_dict(self, *, with_secrets: bool) -> dict[str, Any]:
-        """Secrets are stored (the job needs them after an agent restart) but never shown."""
+    def to_dict(self, *, with_secrets: bool, inspect: bool = True) -> dict[str, Any]:
+        """Secrets are stored (the job needs them after an agent restart) but never shown.
+        Without `inspect` (another owner's job, for a role below maintainer: domain/rbac.py
+        JOB_INSPECT), arguments and environment values are shown as *** too."""
         return {
             "command": self.command,
-            "args": list(self.args),
-            "env": dict(self.env),
+            "args": list(self.args) if inspect else ["***"] * len(self.args),
+            "env": dict(self.env) if inspect else dict.fromkeys(self.env, "***"),
             "secret_env": dict(self.secret_env)
             if with_secrets
             else dict.fromkeys(self.secret_env, "***"),
@@ -159,14 +161,14 @@ class JobRecord:
     def evolve(self, **changes: Any) -> JobRecord:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self, *, with_secrets: bool = False) -> dict[str, Any]:
+    def to_dict(self, *, with_secrets: bool = False, inspect: bool = True) -> dict[str, Any]:
         def iso(moment: datetime | None) -> str | None:
             return moment.isoformat() if moment else None
 
         return {
             "id": self.id,
             "unit": self.unit,
-            "spec": self.spec.to_dict(with_secrets=with_secrets),
+            "spec": self.spec.to_dict(with_secrets=with_secrets, inspect=inspect),
             "state": str(self.state),
             "owner": self.owner,
             "created_at": iso(self.created_at),
@@ -180,6 +182,7 @@ class JobRecord:
             "warnings": list(self.warnings),
             "user": self.user,
             "endpoint": self.endpoint.to_dict() if self.endpoint else None,
+            "redacted": not inspect,
         }
 
     @classmethod

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.share import Share
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
     from rnx.errors import RnxError
@@ -75,6 +76,7 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Share",
     "UnitMetrics",
     "Upload",
     "Volume",
@@ -99,6 +101,7 @@ _HOMES = {
         "runtime",
     ),
     **dict.fromkeys(("RuntimeSource", "RuntimeSummary", "RuntimeValidation"), "runtime"),
+    "Share": "share",
     "Upload": "upload",
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),
 }

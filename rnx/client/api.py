@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from rnx.client.fields import Fields
 from rnx.client.job import Job, JobDeleted, JobsDeleted, Metrics
@@ -175,6 +175,26 @@ class Client(Transport):
         listing = Fields(self._call("GET", "/v1/volumes"), "")
         return [Volume.read(volume) for volume in listing.objs("volumes")]
 
+    def volume(self, name: str) -> Volume:
+        from rnx.client.volume import Volume
+
+        return Volume.from_dict(self._call("GET", f"/v1/volumes/{name}"), "volume")
+
+    def share_volume(self, name: str, *, with_: str, read_only: bool = False) -> Volume:
+        """with_: NAME (of the caller's own kind), cert:NAME or unix:NAME; read_only: it may
+        then be mounted only as NAME:ro."""
+        from rnx.client.volume import Volume
+
+        path = f"/v1/volumes/{name}/shares/{quote(with_, safe=':')}"
+        answer = self._call("PUT", path, body={"read_only": read_only})
+        return Volume.from_dict(answer, "volume")
+
+    def unshare_volume(self, name: str, *, with_: str) -> Volume:
+        from rnx.client.volume import Volume
+
+        answer = self._call("DELETE", f"/v1/volumes/{name}/shares/{quote(with_, safe=':')}")
+        return Volume.from_dict(answer, "volume")
+
     def remove_volume(self, name: str) -> VolumeRemoved:
         from rnx.client.volume import VolumeRemoved
 
@@ -200,6 +220,21 @@ class Client(Transport):
         from rnx.client.network import Network
 
         return Network.from_dict(self._call("GET", f"/v1/networks/{name}"), "network")
+
+    def share_network(self, name: str, *, with_: str, read_only: bool = False) -> Network:
+        """with_: NAME (of the caller's own kind), cert:NAME or unix:NAME; read_only: its jobs
+        there keep their default hostnames (no --name on it)."""
+        from rnx.client.network import Network
+
+        path = f"/v1/networks/{name}/shares/{quote(with_, safe=':')}"
+        answer = self._call("PUT", path, body={"read_only": read_only})
+        return Network.from_dict(answer, "network")
+
+    def unshare_network(self, name: str, *, with_: str) -> Network:
+        from rnx.client.network import Network
+
+        answer = self._call("DELETE", f"/v1/networks/{name}/shares/{quote(with_, safe=':')}")
+        return Network.from_dict(answer, "network")
 
     def remove_network(self, name: str) -> NetworkRemoved:
         from rnx.client.network import NetworkRemoved

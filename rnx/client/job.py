@@ -163,7 +163,7 @@ class Job(Model):
     unit: str  # joblet-job-<id>.service
     spec: JobSpec
     state: JobState
-    owner: str  # certificate CN or local user name
+    owner: str  # cert:NAME (a certificate's) or unix:NAME (a local user's)
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -175,6 +175,7 @@ class Job(Model):
     warnings: tuple[str, ...]
     user: str | None = None  # the pool user it runs as
     endpoint: Endpoint | None = None  # on a network (isolated or named)
+    redacted: bool = False  # another owner's: spec.args and spec.env's values are ***
 
     @classmethod
     def read(cls, fields: Fields) -> Job:
@@ -196,6 +197,7 @@ class Job(Model):
             warnings=fields.texts("warnings"),
             user=fields.opt_text("user", None),
             endpoint=None if endpoint is None else Endpoint.read(endpoint),
+            redacted=fields.flag("redacted", False),
             raw=fields.data,
         )
 

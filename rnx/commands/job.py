@@ -15,6 +15,7 @@ from rnx.views import (
     emit_json,
     job_details,
     key_values,
+    owner_text,
     say,
     state_text,
     table,
@@ -194,13 +195,21 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
 
 @group.command("list")
 @click.option("--state", help="Only jobs in these states (comma-separated).")
+@click.option(
+    "--owner",
+    metavar="OWNER",
+    help="Only this owner's jobs: NAME (of your own kind), cert:NAME or unix:NAME.",
+)
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @pass_context
-def list_(ctx: Context, state: str | None, limit: int) -> None:
-    """List jobs, newest first."""
+def list_(ctx: Context, state: str | None, owner: str | None, limit: int) -> None:
+    """List jobs, newest first: every job's state; another owner's arguments show as ***
+    below the maintainer role."""
     params = {"limit": str(limit)}
     if state:
         params["state"] = state
+    if owner:
+        params["owner"] = owner
     jobs = ctx.ask(lambda client: client.list(**params))
     if jobs is None:
         return
@@ -210,7 +219,7 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
             j.spec.name or "",
             state_text(j.state),
             "" if j.exit_code is None else str(j.exit_code),
-            j.owner,
+            owner_text(j.owner),
             j.created_at.strftime("%m-%d %H:%M:%S"),
             " ".join(j.spec.argv)[:50],
         ]

@@ -273,6 +273,10 @@ class FakeVolumeStorage:
     async def create(self, volume: Volume, gid: int) -> None:
         self.volumes[volume.name] = volume
 
+    def save(self, volume: Volume) -> None:
+        assert volume.name in self.volumes
+        self.volumes[volume.name] = volume
+
     def remove(self, name: str) -> None:
         self.volumes.pop(name, None)
 
@@ -380,6 +384,10 @@ class FakeNetworkStore:
     def add(self, network: Network) -> None:
         if network.name in self.networks:
             raise JobletError(ErrorCode.CONFLICT, f"network {network.name!r} exists")
+        self.networks[network.name] = network
+
+    def save(self, network: Network) -> None:
+        assert network.name in self.networks
         self.networks[network.name] = network
 
     def get(self, name: str) -> Network | None:

@@ -32,6 +32,7 @@ from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.api.errors import HTTP_STATUS
+from joblet_agent.api.roles import ROUTE_ACTIONS
 from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState, Limits
 from joblet_agent.domain.jobspec import parse_job_request
@@ -45,35 +46,10 @@ from tests.unit.wiring import api_app, job_service
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-# Which rbac action each operation is authorized as: the document's x-joblet-role must be its role.
+# Which rbac action each operation is authorized as (api/roles.py, the table the agent checks):
+# the document's x-joblet-role must be its role.
 OPERATIONS: dict[tuple[str, str], Action] = {
-    ("POST", "/v1/jobs"): Action.JOB_RUN,
-    ("GET", "/v1/jobs"): Action.JOB_READ,
-    ("DELETE", "/v1/jobs"): Action.JOB_DELETE_ALL,
-    ("GET", "/v1/jobs/{id}"): Action.JOB_READ,
-    ("DELETE", "/v1/jobs/{id}"): Action.JOB_DELETE,
-    ("POST", "/v1/jobs/{id}/stop"): Action.JOB_STOP,
-    ("POST", "/v1/jobs/{id}/cancel"): Action.JOB_CANCEL,
-    ("GET", "/v1/jobs/{id}/logs"): Action.JOB_READ,
-    ("GET", "/v1/jobs/{id}/metrics"): Action.JOB_READ,
-    ("POST", "/v1/uploads"): Action.UPLOAD,
-    ("PUT", "/v1/uploads/{id}"): Action.UPLOAD,
-    ("DELETE", "/v1/uploads/{id}"): Action.UPLOAD,
-    ("POST", "/v1/volumes"): Action.VOLUME_MANAGE,
-    ("GET", "/v1/volumes"): Action.VOLUME_READ,
-    ("GET", "/v1/volumes/{name}"): Action.VOLUME_READ,
-    ("DELETE", "/v1/volumes/{name}"): Action.VOLUME_MANAGE,
-    ("GET", "/v1/health"): Action.HEALTH,
-    ("POST", "/v1/networks"): Action.NETWORK_CREATE,
-    ("GET", "/v1/networks"): Action.NETWORK_READ,
-    ("GET", "/v1/networks/{name}"): Action.NETWORK_READ,
-    ("DELETE", "/v1/networks/{name}"): Action.NETWORK_REMOVE,
-    ("GET", "/v1/runtimes"): Action.RUNTIME_READ,
-    ("POST", "/v1/runtimes/validate"): Action.RUNTIME_READ,
-    ("GET", "/v1/runtimes/{name}"): Action.RUNTIME_READ,
-    ("PUT", "/v1/runtimes/{name}"): Action.RUNTIME_INSTALL,
-    ("DELETE", "/v1/runtimes/{name}"): Action.RUNTIME_REMOVE,
-    ("POST", "/v1/runtimes/{name}/test"): Action.JOB_RUN,
+    route: actions[0] for route, actions in ROUTE_ACTIONS.items()
 }
 
 
@@ -277,7 +253,7 @@ def test_job_record_and_error_fit_their_schemas() -> None:
         id="0b9e1d8c-6f55-4f3c-9a43-3f7d2b0d7a11",
         spec=spec,
         state=JobState.FAILED,
-        owner="alice",
+        owner="cert:alice",
         created_at=now,
         started_at=now,
         ended_at=now,

@@ -247,5 +247,5 @@ def test_where_a_runtime_came_from_is_recorded_with_it(
     assert found.provenance is not None
     assert found.provenance.registry == "https://r.example/registry.json"
     assert found.provenance.archive == "https://r.example/tool-2.tar.gz"
-    assert (found.provenance.insecure, found.provenance.installed_by) == (False, "mia")
+    assert (found.provenance.insecure, found.provenance.installed_by) == (False, "cert:mia")
     assert found.provenance.installed_at is not None

@@ -19,7 +19,8 @@ from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.query import query_int, query_text
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.jobspec import parse_job_request
-from joblet_agent.domain.rbac import REQUIRED, Action, Caller, authorize
+from joblet_agent.domain.owner import parse_owner, split_owner
+from joblet_agent.domain.rbac import Action, Caller, authorize, permits
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.services.job.service import JobService
 
@@ -52,8 +53,17 @@ def _service(request: web.Request) -> JobService:
     return service
 
 
-def _job_json(record: JobRecord) -> dict[str, Any]:
-    return record.to_dict(with_secrets=False)
+def _job_json(record: JobRecord, caller: Caller) -> dict[str, Any]:
+    """Another owner's arguments and environment values only for those who may inspect it."""
+    inspect = permits(caller, Action.JOB_INSPECT, owner=record.owner)
+    return record.to_dict(with_secrets=False, inspect=inspect)
+
+
+def _owner_query(request: web.Request, caller: Caller) -> str | None:
+    """?owner=NAME (in the caller's own namespace), cert:NAME or unix:NAME."""
+    given = query_text(request.query, "owner", MAX_OWNER_CHARS)
+    namespace, _ = split_owner(caller.owner)
+    return None if given is None else parse_owner("owner", given, namespace=namespace)
 
 
 def _allowed(request: web.Request, action: Action) -> Caller:
@@ -75,8 +85,8 @@ def _job_for(request: web.Request, action: Action) -> JobRecord:
     caller = caller_of(request)
     authorize(caller, Action.JOB_READ)
     record = _service(request).resolve(given)
-    authorize(caller, action, owner=None if action is Action.JOB_READ else record.owner)
     request[JOB_ID] = record.id
+    authorize(caller, action, owner=None if action is Action.JOB_READ else record.owner)
     return record
 
 
@@ -91,16 +101,17 @@ async def create(request: web.Request) -> web.Response:
         authorize(caller, Action.JOB_HOST_NETWORK)
     record = await service.submit(
         parsed,
-        owner=caller.name,
-        may_create_volumes=caller.role.at_least(REQUIRED[Action.VOLUME_MANAGE]),
-        may_create_networks=caller.role.at_least(REQUIRED[Action.NETWORK_CREATE]),
+        owner=caller.owner,
+        may_create_volumes=caller.may(Action.VOLUME_CREATE),
+        may_create_networks=caller.may(Action.NETWORK_CREATE),
+        manages_all=caller.acts_on_anyones_jobs,
     )
     request[JOB_ID] = record.id
-    return web.json_response(_job_json(record), status=201)
+    return web.json_response(_job_json(record, caller), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    _allowed(request, Action.JOB_READ)
+    caller = _allowed(request, Action.JOB_READ)
     query = request.query
     states: frozenset[JobState] | None = None
     if "state" in query:
@@ -114,26 +125,28 @@ async def list_jobs(request: web.Request) -> web.Response:
             ) from None
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
-    jobs = _service(request).list(
-        states=states, owner=query_text(query, "owner", MAX_OWNER_CHARS), limit=limit, offset=offset
-    )
+    owner = _owner_query(request, caller)
+    jobs = _service(request).list(states=states, owner=owner, limit=limit, offset=offset)
     return web.json_response(
-        {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
+        {"jobs": [_job_json(j, caller) for j in jobs], "limit": limit, "offset": offset}
     )
 
 
 async def get(request: web.Request) -> web.Response:
-    return web.json_response(_job_json(_job_for(request, Action.JOB_READ)))
+    record = _job_for(request, Action.JOB_READ)
+    return web.json_response(_job_json(record, caller_of(request)))
 
 
 async def stop(request: web.Request) -> web.Response:
     record = _job_for(request, Action.JOB_STOP)
-    return web.json_response(_job_json(await _service(request).stop(record.id)))
+    stopped = await _service(request).stop(record.id)
+    return web.json_response(_job_json(stopped, caller_of(request)))
 
 
 async def cancel(request: web.Request) -> web.Response:
     record = _job_for(request, Action.JOB_CANCEL)
-    return web.json_response(_job_json(await _service(request).cancel(record.id)))
+    canceled = await _service(request).cancel(record.id)
+    return web.json_response(_job_json(canceled, caller_of(request)))
 
 
 async def delete(request: web.Request) -> web.Response:
@@ -145,11 +158,11 @@ async def delete(request: web.Request) -> web.Response:
 async def delete_all(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_DELETE_ALL)
     # Developers clear their own jobs; maintainers and admins anyone's (or one owner's).
-    owner = query_text(request.query, "owner", MAX_OWNER_CHARS)
+    owner = _owner_query(request, caller)
     if not caller.acts_on_anyones_jobs:
-        if owner not in (None, caller.name):
+        if owner not in (None, caller.owner):
             authorize(caller, Action.JOB_DELETE_ALL, owner=owner)  # refuses, saying why
-        owner = caller.name
+        owner = caller.owner
     deleted, skipped = await _service(request).delete_all(owner=owner)
     return web.json_response({"deleted": deleted, "skipped_running": skipped})
 
@@ -171,7 +184,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     client that takes no data for write_timeout is dropped, so one that never reads cannot
     keep its slot, its journalctl and the agent's buffers forever."""
     service = _service(request)
-    record = _job_for(request, Action.JOB_READ)
+    record = _job_for(request, Action.JOB_INSPECT)  # audited, allowed or not (api/audit.py)
     slots: LogStreamSlots = request.app[LOG_STREAMS]
     follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
@@ -181,7 +194,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
             f"Last-Event-ID: {excerpt(cursor)} is not a journal cursor; use the id of an event "
             "this stream sent",
         )
-    with slots.admit(caller_of(request).name):
+    with slots.admit(caller_of(request).owner):
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",

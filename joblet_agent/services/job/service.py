@@ -16,6 +16,7 @@ from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.jobspec import ValidatedRequest
+from joblet_agent.domain.sharing import Principal
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import (
     Clock,
@@ -126,14 +127,23 @@ class JobService:
         *,
         may_create_volumes: bool = False,
         may_create_networks: bool = False,
+        manages_all: bool = False,
     ) -> JobRecord:
-        """`may_create_*`: the caller may manage volumes (networks), so those the job names that
-        do not exist yet are created (volumes of jobs.auto_volume_size; networks a free /24), as
-        the design document's examples expect; a warning on the job says so."""
+        """`may_create_*`: the caller may make volumes (networks), so those the job names that
+        do not exist yet are made, the owner's (volumes of jobs.auto_volume_size; networks a
+        free /24), as the design document's examples expect; a warning on the job says so.
+        `manages_all`: the owner's role uses everyone's volumes and networks (maintainer,
+        admin); else only their own and those shared with them (domain/sharing.py)."""
+        by = Principal(owner, manages_all=manages_all)
         spec, runtime, runtime_warnings = with_runtime(request.spec, self.runtimes)
         warnings = request.warnings + runtime_warnings
+        # Refused before anything is made or taken (the upload): bindings() and plan() check
+        # again, when the job's volumes are mounted and its place on its network is taken.
+        self.volumes.check_use(spec.volumes, by)
+        if self.networks is not None:
+            self.networks.check_join(spec, by)
         if may_create_volumes:
-            warnings += await self.volumes.create_missing(spec.volumes, owner)
+            warnings += await self.volumes.create_missing(spec.volumes, by)
         if may_create_networks and self.networks is not None:
             warnings += await self.networks.create_missing(spec, owner)
         upload = None
@@ -147,7 +157,8 @@ class JobService:
                     work_bytes_given=request.work_bytes_given,
                     most=self.config.jobs.max_work_bytes,
                 )
-            return await self.starter.start(Admitted(spec, owner, warnings, runtime, upload))
+            admitted = Admitted(spec, owner, warnings, runtime, upload, manages_all=manages_all)
+            return await self.starter.start(admitted)
         finally:
             if spec.upload:
                 # Its tree is the job's /work now, or went with the refused job: the rest goes.

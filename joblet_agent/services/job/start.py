@@ -14,6 +14,7 @@ from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobRecord, JobSpec, JobState
 from joblet_agent.domain.runtime_binding import InstalledRuntime
+from joblet_agent.domain.sharing import Principal
 from joblet_agent.domain.user import JobUser
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import Clock, JobFiles
@@ -43,6 +44,11 @@ class Admitted:
     warnings: tuple[str, ...]
     runtime: InstalledRuntime | None
     upload: Path | None
+    manages_all: bool = False  # its owner uses everyone's volumes and networks
+
+    @property
+    def by(self) -> Principal:
+        return Principal(self.owner, manages_all=self.manages_all)
 
 
 class JobStarter:
@@ -138,7 +144,7 @@ class JobStarter:
         """Its place on its network and its user, both reserved, and its record (SCHEDULED)."""
         user = self.users.claim({r.user for r in self.records.live()})
         try:
-            spec, network = await self._plan_network(job_id, job.spec)
+            spec, network = await self._plan_network(job_id, job)
             record = JobRecord(
                 id=job_id,
                 spec=spec,
@@ -185,17 +191,17 @@ class JobStarter:
             root=self.root,
             user=user,
             executable=command,
-            volumes=await self.volumes.bindings(spec.volumes),
+            volumes=await self.volumes.bindings(spec.volumes, job.by),
             network=network,
             runtime=job.runtime,
         )
 
-    async def _plan_network(self, job_id: str, spec: JobSpec) -> tuple[JobSpec, JobNetwork]:
+    async def _plan_network(self, job_id: str, job: Admitted) -> tuple[JobSpec, JobNetwork]:
         if self.networks is None:
-            if spec.network != "none":
+            if job.spec.network != "none":
                 raise JobletError(ErrorCode.UNSUPPORTED, "this agent has no networks")
-            return spec, NO_NETWORK
-        return await self.networks.plan(job_id, spec)
+            return job.spec, NO_NETWORK
+        return await self.networks.plan(job_id, job.spec, job.by)
 
     def _release_network(self, job_id: str) -> None:
         if self.networks is not None:
