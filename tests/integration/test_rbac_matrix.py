@@ -6,8 +6,10 @@ document; a cell is allowed only when the agent answers that success status (201
 counts as neither. What each operation acts on is made fresh for its cell (`RECIPES`, one per
 operationId): a route the document gains without a recipe fails `test_every_route_has_a_recipe`.
 
-Scopes: a job's stop, cancel and delete need its owner or a maintainer (`owner` is developer2 on
-its own job); an upload is its announcer's alone (anyone else, admins included, gets 404, as if it
+Scopes: a job's logs, stop, cancel and delete, and a volume's or a network's reading, removal and
+shares need its owner (or, for reading a volume or a network, a share with the caller) or a
+maintainer (`owner` is developer2 on its own job and volume, and on a network shared with it); an
+upload is its announcer's alone (anyone else, admins included, gets 404, as if it
 did not exist). A refused cell leaves its target as it was (`intact`). Every mutating request sent
 here, the recipes' own included, leaves exactly one audit entry with its caller, role, action and
 the status answered (`test_every_mutating_request_left_one_audit_entry`, last in the module).
@@ -353,10 +355,57 @@ def _create_volume(world: World, caller: Https, undo: contextlib.ExitStack) -> C
     )
 
 
-def _remove_volume(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
+def owners_volume(world: World, undo: contextlib.ExitStack) -> str:
     name = unique("mxv")
-    world.admin.create_volume(name, size="16M", type="memory")
+    body = {"name": name, "size": "16M", "type": "memory"}
+    world.owner.ok(Request.json("POST", "/v1/volumes", body), "/v1/volumes", 201)
     undo_volume(world, undo, name)
+    return name
+
+
+def shared_with(world: World, kind: str, name: str) -> Callable[[], None]:
+    """Checks that the reader's certificate is (still) not among `name`'s shares."""
+
+    def check() -> None:
+        found = world.admin.volume(name) if kind == "volumes" else world.admin.network(name)
+        assert world.callers["reader"].name not in {s.owner.split(":", 1)[1] for s in found.shares}
+
+    return check
+
+
+def _share(kind: str, method: str) -> Recipe:
+    """PUT or DELETE /v1/{kind}/{name}/shares/{the reader's certificate}: on the owner's own
+    volume, or on a network of root's (a share needs a maintainer there anyway)."""
+
+    def recipe(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
+        if kind == "volumes":
+            name = owners_volume(world, undo)
+        else:
+            body = network_body(world)
+            name = body["name"]
+            world.admin.create_network(name, body["cidr"])
+            undo_network(world, undo, name)
+        who = f"cert:{world.callers['reader'].name}"
+        path = f"/v1/{kind}/{name}/shares/{who}"
+        if method == "PUT":
+            return Cell(
+                Request.json("PUT", path, {"read_only": True}),
+                intact=shared_with(world, kind, name),
+            )
+        share = world.admin.share_volume if kind == "volumes" else world.admin.share_network
+        share(name, with_=who, read_only=True)
+
+        def still_shared() -> None:
+            with pytest.raises(AssertionError):
+                shared_with(world, kind, name)()
+
+        return Cell(Request.json("DELETE", path), intact=still_shared)
+
+    return recipe
+
+
+def _remove_volume(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
+    name = owners_volume(world, undo)
 
     def intact() -> None:
         assert name in {v.name for v in world.admin.volumes()}
@@ -433,10 +482,14 @@ RECIPES: dict[str, Recipe] = {
     "listVolumes": _read("/v1/volumes"),
     "getVolume": _read("/v1/volumes/{volume}"),
     "removeVolume": _remove_volume,
+    "shareVolume": _share("volumes", "PUT"),
+    "unshareVolume": _share("volumes", "DELETE"),
     "createNetwork": _create_network,
     "listNetworks": _read("/v1/networks"),
     "getNetwork": _read("/v1/networks/{network}"),
     "removeNetwork": _remove_network,
+    "shareNetwork": _share("networks", "PUT"),
+    "unshareNetwork": _share("networks", "DELETE"),
     "health": _read("/v1/health"),
     "listRuntimes": _read("/v1/runtimes"),
     "validateRuntime": _validate_runtime,
@@ -445,9 +498,16 @@ RECIPES: dict[str, Recipe] = {
     "removeRuntime": _remove_runtime,
     "testRuntime": _test_runtime,
 }
-# Acting on one owner's thing: "job" needs the owner or a maintainer; "private" is the owner's
-# alone (anyone else: 404, as for an id that does not exist).
+# Acting on one owner's thing: "job" needs the owner (or, for a volume or a network to read, a
+# share) or a maintainer; "private" is the owner's alone (anyone else: 404, as for an id that
+# does not exist).
 SCOPES = {
+    "jobLogs": "job",
+    "getVolume": "job",
+    "removeVolume": "job",
+    "shareVolume": "job",
+    "unshareVolume": "job",
+    "getNetwork": "job",
     "stopJob": "job",
     "cancelJob": "job",
     "deleteJob": "job",
@@ -489,11 +549,10 @@ def world(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]
     }
     with Client(socket=SOCKET) as admin, contextlib.ExitStack() as undo:
         world = World(callers, admin, tmp, sent)
-        world.volume, world.network = unique("mxv"), unique("mxn")
-        admin.create_volume(world.volume, size="16M", type="memory")
-        undo_volume(world, undo, world.volume)
+        world.volume, world.network = owners_volume(world, undo), unique("mxn")
         admin.create_network(world.network, "10.79.0.0/24")
         undo_network(world, undo, world.network)
+        admin.share_network(world.network, with_=f"cert:{world.owner.name}", read_only=True)
         world.runtime = fresh_runtime(world)
         undo_runtime(world, undo, world.runtime)
         world.job = owners_job(world, ["sleep", "600"])
