@@ -10,9 +10,10 @@ Scopes: a job's logs, stop, cancel and delete, and a volume's or a network's rea
 shares need its owner (or, for reading a volume or a network, a share with the caller) or a
 maintainer (`owner` is developer2 on its own job and volume, and on a network shared with it); an
 upload is its announcer's alone (anyone else, admins included, gets 404, as if it
-did not exist). A refused cell leaves its target as it was (`intact`). Every mutating request sent
-here, the recipes' own included, leaves exactly one audit entry with its caller, role, action and
-the status answered (`test_every_mutating_request_left_one_audit_entry`, last in the module).
+did not exist). A refused cell leaves its target as it was (`intact`). Every mutating request
+and every log read sent here, the recipes' own included, leaves exactly one audit entry with its
+caller, role, action and the status answered (`test_every_mutating_request_left_one_audit_entry`,
+last in the module).
 """
 
 from __future__ import annotations
@@ -86,7 +87,7 @@ class Request:
 
 @dataclass(frozen=True)
 class Sent:
-    caller: str
+    caller: str  # as the audit names it: cert:NAME
     role: str
     action: str  # as the audit names it: "POST /v1/jobs/{id}/stop"
     status: int
@@ -114,9 +115,9 @@ class Https:
             raw = response.read()
         finally:
             conn.close()
-        if request.method in MUTATING:
+        if request.method in MUTATING or template.endswith("/logs"):  # log reads audited too
             action = f"{request.method} {template}"
-            self.log.append(Sent(self.name, self.role, action, response.status))
+            self.log.append(Sent(f"cert:{self.name}", self.role, action, response.status))
         if response.headers.get("Content-Type", "").startswith("application/json"):
             return response.status, json.loads(raw)
         return response.status, raw.decode(errors="replace")
@@ -186,7 +187,7 @@ def jobs_of_end(world: World, owner: str) -> Callable[[], None]:
     """Waits for the jobs `owner` started (`true`, smoke tests) to end."""
 
     def wait() -> None:
-        for job in world.admin.list(owner=owner):
+        for job in world.admin.list(owner=f"cert:{owner}"):
             wait_state(world.admin, job.id, *ENDED)
 
     return wait
@@ -216,7 +217,9 @@ def scheduled_job(world: World) -> Iterator[str]:
     with starts_held():
         submit.start()
         deadline = time.monotonic() + 30
-        while not (waiting := world.admin.list(owner=world.owner.name, state="scheduled")):
+        while not (
+            waiting := world.admin.list(owner=f"cert:{world.owner.name}", state="scheduled")
+        ):
             assert time.monotonic() < deadline, "no job of the owner's became SCHEDULED"
             time.sleep(0.05)
         yield waiting[0].id
