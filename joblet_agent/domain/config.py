@@ -55,6 +55,11 @@ class JobPolicy:
     # manage volumes (None: refused instead).
     auto_volume_bytes: int | None = 1024**3
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
+    # journald keeps at least this many of a job's lines per interval and drops the rest of
+    # the interval's (it raises the burst 1x-6x with its free space): one job cannot fill the
+    # journal alone. LogRateLimitBurst= and LogRateLimitIntervalSec= of each job's unit.
+    log_lines: int = 100_000
+    log_interval_sec: float = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +247,10 @@ def _parse_jobs(section: Fields) -> JobPolicy:
     upload_rate = section.parsed("upload_min_rate", parse_size, base.upload_min_bytes_per_sec)
     assert upload_rate is not None
     section.check_range("upload_min_rate", upload_rate, 1, None)
+    log_interval = section.parsed("log_interval", parse_duration, base.log_interval_sec)
+    assert log_interval is not None
+    if not 1 <= log_interval <= _WEEK_SEC:
+        raise section.error("log_interval", log_interval, "from 1s to 7d")
     unenforceable = section.string("unenforceable_limits", str(base.unenforceable_limits))
     if unenforceable not in {e.value for e in Enforcement}:
         raise section.error("unenforceable_limits", unenforceable, "allowed: refuse, warn")
@@ -276,6 +285,9 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         else base.auto_volume_bytes,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
+        log_lines=section.integer("log_lines", base.log_lines, minimum=1, maximum=2**32 - 1)
+        or base.log_lines,
+        log_interval_sec=log_interval,
     )
     section.reject_unknown()
     return policy

@@ -101,6 +101,8 @@ connections:
         ("jobs:\n  upload_min_rate: 0", ["jobs.upload_min_rate", "minimum is 1"]),
         ("jobs:\n  upload_min_rate: fast", ["jobs.upload_min_rate", "'fast'"]),
         ("state_dir: relative/dir", ["state_dir", "absolute"]),
+        ("jobs:\n  log_lines: 0", ["jobs.log_lines", "minimum is 1"]),
+        ("jobs:\n  log_interval: 0.5s", ["jobs.log_interval", "from 1s to 7d"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
         ("connections:\n  max_tcp: 0", ["connections.max_tcp", "minimum is 1"]),
@@ -133,3 +135,10 @@ def test_log_stream_caps_are_read(tmp_path: Path) -> None:
     )
     assert (config.log_streams.max, config.log_streams.max_per_caller) == (10, 2)
     assert config.log_streams.write_timeout_sec == 120
+
+
+def test_the_log_rate_limit_is_read(tmp_path: Path) -> None:
+    defaults = load_config(tmp_path / "absent.yml").jobs
+    assert (defaults.log_lines, defaults.log_interval_sec) == (100_000, 60)
+    jobs = load_config(write(tmp_path, "jobs:\n  log_lines: 500\n  log_interval: 10s\n")).jobs
+    assert (jobs.log_lines, jobs.log_interval_sec) == (500, 10)
