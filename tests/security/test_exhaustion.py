@@ -101,6 +101,16 @@ def test_memory_bomb_is_oom_killed_and_its_neighbour_lives(client: Client) -> No
     assert list(client.logs(neighbour.id, follow=True)) == QUIET_LINES
 
 
+def test_a_memory_bomb_without_limits_is_oom_killed_at_the_default(client: Client) -> None:
+    default = JobPolicy().default_memory_bytes  # joblet.yml's jobs.default_memory
+    assert default is not None
+    bomb = start_probe(client, "exhaust", "memory-bomb", str(default + 256 * MIB))
+    final = wait_state(client, bomb.id, *ENDED, timeout=60)
+    assert (final.state, final.result) == ("FAILED", "oom-kill"), final
+    assert final.spec.limits.memory_bytes == default  # recorded: rnx job run and status show it
+    assert_host_responsive(client)
+
+
 def test_log_flood_arrives_whole_and_so_does_a_quiet_neighbour(client: Client) -> None:
     flood = start_probe(client, "exhaust", "flood", str(FLOOD_LINES))
     quiet = client.run(["python3", "-c", QUIET])
