@@ -182,12 +182,14 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     notify(ready=1, status=f"serving; {len(sockets)} socket(s)")
     watchdog = asyncio.create_task(_watchdog())
+    retention = asyncio.create_task(service.retention.run())  # ended jobs' files, uploads
     logger.info("joblet-agent ready on %d socket(s)", len(sockets))
     await stop.wait()
     notify(stopping=1)
-    watchdog.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await watchdog
+    for task in (watchdog, retention):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await runner.cleanup()
     # Jobs being finished get their records written; one not done in time is read again at the
     # next start (reconcile), so a stop never waits long for them.

@@ -66,6 +66,11 @@ class JobPolicy:
     # journal alone. LogRateLimitBurst= and LogRateLimitIntervalSec= of each job's unit.
     log_lines: int = 100_000
     log_interval_sec: float = 60.0
+    # An ended job's files (its /work image, its directory) go this long after its end; its
+    # record stays until deleted (None: the files stay too). An upload no job took goes after
+    # upload_retention.
+    work_retention_sec: float | None = 24 * 3600.0
+    upload_retention_sec: float = 15 * 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +265,16 @@ def _parse_jobs(section: Fields) -> JobPolicy:
     assert log_interval is not None
     if not 1 <= log_interval <= _WEEK_SEC:
         raise section.error("log_interval", log_interval, "from 1s to 7d")
+    work_retention = (
+        section.parsed("work_retention", parse_duration)
+        if section.present("work_retention")
+        else base.work_retention_sec
+    )
+    if work_retention is not None:
+        section.check_range("work_retention", work_retention, 1, None)
+    upload_retention = section.parsed("upload_retention", parse_duration, base.upload_retention_sec)
+    assert upload_retention is not None
+    section.check_range("upload_retention", upload_retention, 1, _WEEK_SEC)
     max_memory = section.parsed("max_memory", parse_size)
     default_memory = _default_memory(section, base, max_memory)
     unenforceable = section.string("unenforceable_limits", str(base.unenforceable_limits))
@@ -302,6 +317,8 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         log_lines=section.integer("log_lines", base.log_lines, minimum=1, maximum=2**32 - 1)
         or base.log_lines,
         log_interval_sec=log_interval,
+        work_retention_sec=work_retention,
+        upload_retention_sec=upload_retention,
     )
     default_timeout, max_timeout = policy.default_timeout_sec, policy.max_timeout_sec
     if default_timeout is not None and max_timeout is not None and default_timeout > max_timeout:

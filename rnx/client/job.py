@@ -175,6 +175,7 @@ class Job(Model):
     warnings: tuple[str, ...]
     user: str | None = None  # the pool user it runs as
     endpoint: Endpoint | None = None  # on a network (isolated or named)
+    files_reclaimed_at: datetime | None = None  # its /work and files removed (jobs.work_retention)
 
     @classmethod
     def read(cls, fields: Fields) -> Job:
@@ -196,6 +197,7 @@ class Job(Model):
             warnings=fields.texts("warnings"),
             user=fields.opt_text("user", None),
             endpoint=None if endpoint is None else Endpoint.read(endpoint),
+            files_reclaimed_at=fields.opt_moment("files_reclaimed_at", None),
             raw=fields.data,
         )
 

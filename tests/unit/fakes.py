@@ -238,6 +238,11 @@ class FakeJobStore:
         named = [r for r in self.records.values() if r.spec.name == name]
         return [r.id for r in sorted(named, key=lambda r: r.created_at, reverse=True)][:11]
 
+    def with_files(self, states: frozenset[JobState]) -> list[JobRecord]:
+        return [
+            r for r in self.records.values() if r.state in states and r.files_reclaimed_at is None
+        ]
+
     def list(
         self,
         *,

@@ -105,6 +105,8 @@ connections:
         ("jobs:\n  default_memory: 1M", ["jobs.default_memory", "at least"]),
         ("jobs:\n  default_timeout: 2h\n  max_timeout: 1h", ["default_timeout", "max_timeout"]),
         ("jobs:\n  log_lines: 0", ["jobs.log_lines", "minimum is 1"]),
+        ("jobs:\n  work_retention: 0s", ["jobs.work_retention", "minimum is 1"]),
+        ("jobs:\n  upload_retention: 30d", ["jobs.upload_retention", "maximum is 604800"]),
         ("jobs:\n  log_interval: 0.5s", ["jobs.log_interval", "from 1s to 7d"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
@@ -158,3 +160,11 @@ def test_job_defaults_are_read(tmp_path: Path) -> None:
     # A smaller maximum lowers the built-in defaults instead of refusing them.
     small = load_config(write(tmp_path, "jobs:\n  max_memory: 512M\n  max_timeout: 10m\n")).jobs
     assert (small.default_memory_bytes, small.default_timeout_sec) == (512 * 1024**2, 600)
+
+
+def test_retention_times_are_read(tmp_path: Path) -> None:
+    defaults = load_config(tmp_path / "absent.yml").jobs
+    assert (defaults.work_retention_sec, defaults.upload_retention_sec) == (86400, 900)
+    text = "jobs:\n  work_retention: null\n  upload_retention: 2m\n"
+    jobs = load_config(write(tmp_path, text)).jobs
+    assert (jobs.work_retention_sec, jobs.upload_retention_sec) == (None, 120)
