@@ -154,9 +154,11 @@ class FakeJobFiles:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
         _make_dirs(paths, upload)
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """Nothing to move or flush without an image: the tree stays as the job's /work."""
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
