@@ -41,6 +41,7 @@ from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService
+from joblet_agent.services.job.slice_caps import cap_jobs_slice
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
 from joblet_agent.services.upload import UploadService
@@ -157,6 +158,10 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     bus = await SystemdBus.connect(UNIT_PREFIXES, service.on_systemd_event)
     service.attach(bus)
     networks.attach(bus)
+    try:
+        await cap_jobs_slice(bus, config, agent.host)
+    except JobletError as exc:  # each job keeps its own limits; say loudly that these are off
+        logger.error("could not cap %s (all jobs together): %s", config.slice, exc.message)
     await service.reconcile()
     await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
     # Old skeletons go once no unit names them; those running jobs use are never touched.
@@ -181,10 +186,11 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         loop.add_signal_handler(signum, stop.set)
     notify(ready=1, status=f"serving; {len(sockets)} socket(s)")
     watchdog = asyncio.create_task(_watchdog())
+    retention = asyncio.create_task(service.retention.run())  # ended jobs' files, uploads
     logger.info("joblet-agent ready on %d socket(s)", len(sockets))
     await stop.wait()
     notify(stopping=1)
-    for task in (watchdog, revocations):
+    for task in (watchdog, revocations, retention):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

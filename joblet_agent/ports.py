@@ -64,6 +64,10 @@ class JobStore(Protocol):
     def get(self, job_id: str) -> JobRecord | None: ...
     def find_prefix(self, prefix: str) -> list[str]: ...
     def find_name(self, name: str) -> list[str]: ...
+    def with_files(self, states: frozenset[JobState]) -> list[JobRecord]:
+        """The jobs in `states` whose files were not reclaimed yet."""
+        ...
+
     def list(
         self,
         *,
@@ -97,12 +101,16 @@ class JobFiles(Protocol):
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
-        """The job's directories and its /work filesystem image, holding the upload's tree
-        (moved, not copied) and the working directory, all owned by the job's user. `flush`:
-        the image is on disk before this returns (the job's IO limits must not throttle PID 1
-        writing it back while it holds the lock of every loop device's set-up)."""
+        """The job's directories and its /work filesystem image, holding the working directory
+        (owned by the job's user). With an upload, its tree (moved, not copied) waits beside an
+        empty image for the upload's helper unit to move it in (units/upload.py)."""
+        ...
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """What is left of /work's staging tree goes. `flush`: the image is on disk before this
+        returns (the job's IO limits must not throttle PID 1 writing it back while it holds the
+        lock of every loop device's set-up)."""
         ...
 
     def remove(self, paths: JobPaths) -> None: ...

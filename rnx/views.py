@@ -185,6 +185,9 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
         ("Ended", job.ended_at.isoformat() if job.ended_at else "-"),
         ("Exit code", "-" if job.exit_code is None else str(job.exit_code)),
     ]
+    if job.files_reclaimed_at is not None:
+        # Its /work image and files went after the agent's retention time; the record stays.
+        lines.append(("Files", f"reclaimed {job.files_reclaimed_at.isoformat()} (/work is gone)"))
     if spec.network != "none":
         endpoint = job.endpoint
         where = f" {endpoint.address} ({endpoint.hostname})" if endpoint else ""

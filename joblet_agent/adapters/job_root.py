@@ -141,21 +141,27 @@ class JobDirectories:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
-        """<id>/ (root only); work/, the staging directory whose tree becomes the root of
-        work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d. Once the image holds
-        it, the staging tree goes: the job uses the image, and a tree it sent must not stay
-        under the state directory for the agent to walk again."""
+        """<id>/ (root only); work/, the staging tree of what /work starts with (its working
+        directory; an upload's tree, moved here and given to the job's user); work.img, a sparse
+        ext4 image of work_bytes. Without an upload mkfs.ext4 -d copies the tree in; with one
+        the image is made empty, and the upload's helper unit moves the files in (units/
+        upload.py): a copy of a large tree would take twice its size on disk."""
         # A thread: an upload's tree may have many entries to chown.
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
         )
         # No journal: the filesystem lives as long as the job. Root owner: the job's user.
-        await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=Path(paths.work))
+        content = None if upload is not None else Path(paths.work)
+        await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=content)
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """Once the image holds /work's first contents, the staging tree goes: the job uses the
+        image, and a tree it sent must not stay under the state directory for the agent to walk
+        again. `flush`: the image is on disk before this returns."""
         await asyncio.to_thread(remove_tree, Path(paths.work))
         if flush:
-            await asyncio.to_thread(_flush, image)
+            await asyncio.to_thread(_flush, Path(paths.work_image))
 
     def remove(self, paths: JobPaths) -> None:
         discard_tree(Path(paths.root), "the job's directory")

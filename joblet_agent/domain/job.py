@@ -153,6 +153,9 @@ class JobRecord:
     warnings: tuple[str, ...] = ()
     user: str | None = None  # the pool user it runs as (adapters/userdb.py)
     endpoint: Endpoint | None = None  # its address and hostname on a network (networks.py)
+    # When its files (its /work image, its directory) were removed, jobs.work_retention after
+    # its end; the record stays until deleted.
+    files_reclaimed_at: datetime | None = None
 
     @property
     def unit(self) -> str:
@@ -183,6 +186,7 @@ class JobRecord:
             "user": self.user,
             "endpoint": self.endpoint.to_dict() if self.endpoint else None,
             "redacted": not inspect,
+            "files_reclaimed_at": iso(self.files_reclaimed_at),
         }
 
     @classmethod
@@ -208,6 +212,7 @@ class JobRecord:
             warnings=tuple(data["warnings"]),
             user=data.get("user"),
             endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
+            files_reclaimed_at=moment(data.get("files_reclaimed_at")),
         )
 
 

@@ -5,6 +5,7 @@ Every refusal names the field path, the value and what is allowed; nothing is cl
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -205,8 +206,12 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
     max_memory = policy.max_memory_bytes or host.memory_bytes
     cpu = section.integer("cpu_percent", minimum=MIN_CPU_PERCENT, maximum=max_cpu)
     memory = section.parsed("memory_bytes", parse_size)
+    memory_asked = memory is not None
     if memory is not None:
         section.check_range("memory_bytes", memory, MIN_MEMORY, max_memory)
+    elif policy.default_memory_bytes is not None:
+        # Recorded on the job like a limit it asked for: `rnx job run` and `status` show it.
+        memory = min(policy.default_memory_bytes, max_memory)
     io_read = _bandwidth(section, "io_read_bps", policy)
     io_write = _bandwidth(section, "io_write_bps", policy)
     cores = section.parsed("cpu_cores", lambda value: _cpuset(value, host.cpus))
@@ -217,9 +222,11 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
     work = section.parsed("work_bytes", parse_size, policy.work_bytes)
     assert work is not None
     section.check_range("work_bytes", work, MIN_WORK, policy.max_work_bytes)
-    timeout = section.parsed("timeout_sec", parse_duration, policy.default_timeout_sec)
+    timeout = section.parsed("timeout_sec", parse_duration)
     if timeout is not None:
         section.check_range("timeout_sec", timeout, 0.001, policy.max_timeout_sec)
+    elif policy.default_timeout_sec is not None:  # joblet.yml's default, within its maximum
+        timeout = min(policy.default_timeout_sec, policy.max_timeout_sec or math.inf)
     section.reject_unknown()
     limits = Limits(
         cpu_percent=cpu,
@@ -231,7 +238,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         timeout_sec=timeout,
         work_bytes=work,
     )
-    return limits, _enforceability(section, limits, policy, host)
+    return limits, _enforceability(section, limits, policy, host, memory_asked=memory_asked)
 
 
 def _bandwidth(section: Fields, key: str, policy: JobPolicy) -> int | None:
@@ -256,12 +263,19 @@ def _cpuset(value: Any, available: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _enforceability(
-    section: Fields, limits: Limits, policy: JobPolicy, host: HostInfo
+    section: Fields, limits: Limits, policy: JobPolicy, host: HostInfo, *, memory_asked: bool
 ) -> list[str]:
     """Refuse (or, if the config says so, warn about) limits this host's systemd cannot enforce."""
     warnings: list[str] = []
     for key, controller in _REQUIRED_CONTROLLER.items():
         if getattr(limits, key) is None or controller in host.controllers:
+            continue
+        if key == "memory_bytes" and not memory_asked:
+            # joblet.yml's default, not asked for: its absence is a warning, never a refusal.
+            warnings.append(
+                f"memory_bytes: the '{controller}' cgroup controller is not available; the "
+                "default memory limit does not hold"
+            )
             continue
         why = (
             f"{section.where(key)}: this host cannot enforce it: the '{controller}' cgroup "

@@ -79,9 +79,10 @@ def decide(
     if result == "timeout":
         return Outcome(JobState.TIMEOUT, TIMEOUT_EXIT_CODE, sig, "the job ran past its timeout")
     if result == "oom-kill":
-        return Outcome(
-            JobState.FAILED, exit_code, sig, "oom-kill: the job went over its memory limit"
-        )
+        # The kernel killed it for its own limit or, as the largest, for all jobs' together
+        # (joblet.slice's, all_jobs.memory): PID 1 reports both alike.
+        why = "oom-kill: the job went over its memory limit, or all jobs together over theirs"
+        return Outcome(JobState.FAILED, exit_code, sig, why)
     if result == "success" and exit_code in (0, None):
         return Outcome(JobState.COMPLETED, 0, None, None)
     if kind is ExitKind.EXITED and status in _SETUP_FAILURES:

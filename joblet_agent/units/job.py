@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.config import AgentConfig, JobPolicy
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
 from joblet_agent.domain.user import JobUser
@@ -116,10 +116,7 @@ def translate(
         # `systemctl --failed`.
         prop("CollectMode", "inactive-or-failed"),
         *end_record.triggers(job_id),
-        # journald must not drop a chatty job's lines. Not 0: systemd 252 treats 0 as "unset" and
-        # journald then applies its default (10,000 lines per 30 s, scaled by free space; 35,000
-        # of 100,000 fast lines arrived here). A 1 us window is never exceeded.
-        prop("LogRateLimitIntervalUSec", 1),
+        *journal_properties(job_id, config.jobs),
         prop("KillMode", "control-group"),
         prop("SendSIGKILL", True),
         prop("TimeoutStopUSec", usec(config.jobs.stop_grace_sec)),
@@ -165,6 +162,21 @@ def translate(
     if limits.timeout_sec is not None:
         props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
     return props
+
+
+def journal_properties(job_id: str, policy: JobPolicy) -> list[Property]:
+    """How journald takes a job's output (security-audit M6): its own rate limit, generous
+    enough for a chatty job (100,000 lines a minute by default: journald's default for services
+    is 10,000 per 30 s), so no one job fills the journal; `<N>` at a line's start kept as text,
+    not read as a priority (`<0>` would page every logged-in terminal: journald's wall); and
+    an identifier of its own, so no job's lines pass for the agent's by naming its program
+    `joblet-agent`."""
+    return [
+        prop("LogRateLimitIntervalUSec", usec(policy.log_interval_sec)),
+        prop("LogRateLimitBurst", policy.log_lines),
+        prop("SyslogLevelPrefix", False),
+        prop("SyslogIdentifier", f"job-{job_id[:8]}"),
+    ]
 
 
 def running_limits(limits: Limits) -> list[Property]:

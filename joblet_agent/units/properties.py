@@ -26,6 +26,7 @@ SIGNATURES: dict[str, str] = {
     "StandardError": "s",
     "StandardOutputFileToTruncate": "s",  # StandardOutput=truncate:PATH (systemd 248+)
     "SyslogIdentifier": "s",
+    "SyslogLevelPrefix": "b",
     "Slice": "s",
     "CollectMode": "s",
     # dependencies (a job's network helpers, units/network.py; its end's, units/end_record.py)

@@ -176,6 +176,7 @@ class Job(Model):
     user: str | None = None  # the pool user it runs as
     endpoint: Endpoint | None = None  # on a network (isolated or named)
     redacted: bool = False  # another owner's: spec.args and spec.env's values are ***
+    files_reclaimed_at: datetime | None = None  # its /work and files removed (jobs.work_retention)
 
     @classmethod
     def read(cls, fields: Fields) -> Job:
@@ -198,6 +199,7 @@ class Job(Model):
             user=fields.opt_text("user", None),
             endpoint=None if endpoint is None else Endpoint.read(endpoint),
             redacted=fields.flag("redacted", False),
+            files_reclaimed_at=fields.opt_moment("files_reclaimed_at", None),
             raw=fields.data,
         )
 

@@ -154,9 +154,11 @@ class FakeJobFiles:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
         _make_dirs(paths, upload)
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """Nothing to move or flush without an image: the tree stays as the job's /work."""
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
@@ -237,6 +239,11 @@ class FakeJobStore:
     def find_name(self, name: str) -> list[str]:
         named = [r for r in self.records.values() if r.spec.name == name]
         return [r.id for r in sorted(named, key=lambda r: r.created_at, reverse=True)][:11]
+
+    def with_files(self, states: frozenset[JobState]) -> list[JobRecord]:
+        return [
+            r for r in self.records.values() if r.state in states and r.files_reclaimed_at is None
+        ]
 
     def list(
         self,

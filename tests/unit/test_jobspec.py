@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -37,7 +38,29 @@ def test_minimal_request_gets_defaults() -> None:
     spec = parse_job_request({"command": "true"}, POLICY, HYBRID_HOST).spec
     assert spec.argv == ("true",)
     assert spec.limits.max_tasks == 512  # fork bombs are always contained
-    assert spec.limits.memory_bytes is None
+    assert spec.limits.memory_bytes == 1024**3  # joblet.yml's jobs.default_memory
+    assert spec.limits.timeout_sec == 3600  # jobs.default_timeout (24h), within max_timeout
+
+
+def test_defaults_are_recorded_within_the_maximums_and_asked_limits_win() -> None:
+    small = JobPolicy(max_memory_bytes=256 * 1024**2, max_timeout_sec=60)
+    limits = parse_job_request({"command": "true"}, small, HYBRID_HOST).spec.limits
+    assert (limits.memory_bytes, limits.timeout_sec) == (256 * 1024**2, 60)
+    asked = {"command": "true", "limits": {"memory_bytes": "2G", "timeout_sec": "48h"}}
+    limits = parse_job_request(asked, JobPolicy(), HYBRID_HOST).spec.limits
+    assert (limits.memory_bytes, limits.timeout_sec) == (2 * 1024**3, 48 * 3600)
+    none = JobPolicy(default_memory_bytes=None, default_timeout_sec=None)
+    limits = parse_job_request({"command": "true"}, none, HYBRID_HOST).spec.limits
+    assert (limits.memory_bytes, limits.timeout_sec) == (None, None)
+
+
+def test_a_default_memory_limit_the_host_cannot_enforce_is_a_warning() -> None:
+    host = dataclasses.replace(HYBRID_HOST, controllers=HYBRID_HOST.controllers - {"memory"})
+    validated = parse_job_request({"command": "true"}, JobPolicy(), host)
+    assert any("default memory limit does not hold" in w for w in validated.warnings)
+    with pytest.raises(JobletError) as refused:  # asked for: refused, as before
+        parse_job_request({"command": "true", "limits": {"memory_bytes": "1G"}}, JobPolicy(), host)
+    assert refused.value.code is ErrorCode.UNSUPPORTED
 
 
 @pytest.mark.parametrize(

@@ -427,12 +427,9 @@ class SlowJobFiles(FakeJobFiles):
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
         await asyncio.sleep(0.01)
-        await super().create(
-            paths, user, workdir=workdir, work_bytes=work_bytes, upload=upload, flush=flush
-        )
+        await super().create(paths, user, workdir=workdir, work_bytes=work_bytes, upload=upload)
 
 
 def test_concurrent_submits_never_share_a_user_or_an_address(

@@ -31,6 +31,7 @@ from joblet_agent.ports import (
 from joblet_agent.services.job.admission import UserPool, room_for_upload, with_runtime
 from joblet_agent.services.job.lifecycle import JobLifecycle
 from joblet_agent.services.job.records import JobRecords
+from joblet_agent.services.job.retention import Retention
 from joblet_agent.services.job.start import Admitted, JobStarter
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.upload import UploadService
@@ -73,6 +74,7 @@ class JobService:
         self.lifecycle = JobLifecycle(
             config, host, self.records, files=files, journal=journal, clock=clock
         )
+        self.retention = Retention(config, self.records, files=files, clock=clock, uploads=uploads)
         self.starter = JobStarter(
             config,
             host,

@@ -23,7 +23,7 @@ from joblet_agent.services.job.lifecycle import JobLifecycle
 from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.volume import VolumeService
-from joblet_agent.units import end_record
+from joblet_agent.units import end_record, upload
 from joblet_agent.units.job import environment_file, job_environment, throttles_io, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_units
 from joblet_agent.units.paths import JobPaths
@@ -33,6 +33,8 @@ from joblet_agent.units.runtime import runtime_mounts
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SEC = 60.0
+# Moving an upload into /work: a gibibyte takes seconds; jobs.max_upload_size may be larger.
+UPLOAD_MOVE_TIMEOUT_SEC = 600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,8 +98,10 @@ class JobStarter:
                 workdir=record.spec.workdir,
                 work_bytes=record.spec.limits.work_bytes or 0,
                 upload=job.upload,
-                flush=throttles_io(record.spec.limits, self.host),
             )
+            if job.upload is not None:
+                await self._move_upload(paths, user)
+            await self.files.finish(paths, flush=throttles_io(record.spec.limits, self.host))
             aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
             aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
@@ -139,6 +143,19 @@ class JobStarter:
             if result == "done":
                 await self.lifecycle.limit_running(record)
         return self.records.current(job_id)
+
+    async def _move_upload(self, paths: JobPaths, user: JobUser) -> None:
+        """The upload's files into the job's /work image, by a helper unit as the job's user
+        (units/upload.py): one copy on disk at a time, never two."""
+        unit = upload.helper_unit(paths.root.name)
+        properties = upload.mover_properties(paths, user, self.config.slice)
+        result = await self.lifecycle.pid1.run(unit, properties, within=UPLOAD_MOVE_TIMEOUT_SEC)
+        if result != "done":
+            raise JobletError(
+                ErrorCode.SYSTEMD,
+                f"upload: its files could not be moved into the job's /work ({result})",
+                hint=f"journalctl -u {unit} says why",
+            )
 
     async def _record(self, job_id: str, job: Admitted) -> tuple[JobRecord, JobNetwork, JobUser]:
         """Its place on its network and its user, both reserved, and its record (SCHEDULED)."""
