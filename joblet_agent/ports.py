@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -71,8 +72,17 @@ class JobStore(Protocol):
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> list[JobRecord]: ...
     def delete(self, job_id: str) -> None: ...
+    def count(self, *, states: frozenset[JobState], owner: str | None = None) -> int: ...
+    def queued(self, *, step_sec: float, limit: int, offset: int = 0) -> builtins.list[JobRecord]:
+        """QUEUED jobs in the queue's order (domain/admission.py queue_key)."""
+        ...
+
+    def queue_order(self, *, step_sec: float) -> builtins.list[str]:
+        """The ids of the QUEUED jobs, in the queue's order."""
+        ...
 
 
 class Journal(Protocol):
@@ -89,6 +99,12 @@ class Journal(Protocol):
 
 
 class JobFiles(Protocol):
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        """At submit, what waits with the job until it starts, in its directory (created
+        root-only): its upload's tree (moved, not copied) and its secret environment (a file
+        in systemd's EnvironmentFile syntax)."""
+        ...
+
     async def create(
         self,
         paths: JobPaths,
@@ -99,8 +115,8 @@ class JobFiles(Protocol):
         upload: Path | None = None,
         flush: bool = False,
     ) -> None:
-        """The job's directories and its /work filesystem image, holding the upload's tree
-        (moved, not copied) and the working directory, all owned by the job's user. `flush`:
+        """The job's /work filesystem image, holding the upload's tree (moved, not copied)
+        and the working directory, all owned by the job's user. `flush`:
         the image is on disk before this returns (the job's IO limits must not throttle PID 1
         writing it back while it holds the lock of every loop device's set-up)."""
         ...

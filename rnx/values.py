@@ -71,3 +71,20 @@ def cpu_percent(max_cpu: str | None, cpus: str | None) -> int | None:
     if cpus is not None:
         return max(1, round(positive_number("--cpus", cpus, integer=False) * 100))
     return None
+
+
+PRIORITY_NAMES = {"low": 2, "normal": 5, "high": 8}
+
+
+def priority(text: str) -> int:
+    """low, normal, high (2, 5, 8) or a whole number (the agent checks it is 0-9)."""
+    name = text.strip().lower()
+    if name in PRIORITY_NAMES:
+        return PRIORITY_NAMES[name]
+    try:
+        return int(name)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a priority; use low, normal, high or 0-9 (higher runs first)",
+            param_hint="--priority",
+        ) from None

@@ -133,6 +133,15 @@ def collect_skeletons(config: AgentConfig, keep: set[str]) -> None:
 class JobDirectories:
     """Creates and removes jobs' directories and /work images (the JobFiles port)."""
 
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        """<id>/ (root only), with the upload's tree in upload/ and the secrets: what waits with
+        a job until it starts (a queued job waits across agent restarts and reboots)."""
+        Path(paths.root).mkdir(mode=0o700)
+        if upload is not None:
+            upload.rename(Path(paths.upload))  # both under the state directory: a move
+        if secrets is not None:
+            self.write_secrets(paths, secrets)
+
     async def create(
         self,
         paths: JobPaths,
@@ -143,10 +152,10 @@ class JobDirectories:
         upload: Path | None = None,
         flush: bool = False,
     ) -> None:
-        """<id>/ (root only); work/, the staging directory whose tree becomes the root of
-        work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d. Once the image holds
-        it, the staging tree goes: the job uses the image, and a tree it sent must not stay
-        under the state directory for the agent to walk again."""
+        """work/ in <id>/ (JobDirectories.stage made it), the staging directory whose tree
+        becomes the root of work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4
+        -d. Once the image holds it, the staging tree goes: the job uses the image, and a
+        tree it sent must not stay under the state directory for the agent to walk again."""
         # A thread: an upload's tree may have many entries to chown.
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
@@ -191,7 +200,7 @@ class JobDirectories:
 def _directories_and_image(
     paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int, upload: Path | None
 ) -> Path:
-    Path(paths.root).mkdir(mode=0o700)
+    Path(paths.root).mkdir(mode=0o700, exist_ok=True)
     work = Path(paths.work)
     if upload is None:
         work.mkdir(mode=0o700)

@@ -22,17 +22,18 @@ RELAXATIONS = {"wx-memory": "MemoryDenyWriteExecute=no: allow writable and execu
 
 
 class JobState(StrEnum):
-    SCHEDULED = "SCHEDULED"  # accepted, unit not running yet
+    SCHEDULED = "SCHEDULED"  # waiting for its start time (scheduled_for), or its unit starting
+    QUEUED = "QUEUED"  # waiting for room to run (domain/admission.py)
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
     TIMEOUT = "TIMEOUT"  # RuntimeMaxSec hit
-    CANCELED = "CANCELED"  # scheduled, then canceled before it ran
+    CANCELED = "CANCELED"  # scheduled or queued, then canceled before it ran
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
 
 
 # Exit code recorded for a job killed by its timeout, like timeout(1).
@@ -151,10 +152,33 @@ class JobRecord:
     warnings: tuple[str, ...] = ()
     user: str | None = None  # the pool user it runs as (adapters/userdb.py)
     endpoint: Endpoint | None = None  # its address and hostname on a network (networks.py)
+    # When it starts (domain/admission.py, domain/schedule.py): its place in the queue comes
+    # from when it joined it and its priority (0-9, higher first); scheduled_for is the start
+    # time it was given (one-shot) or its schedule's firing; schedule, the schedule that made it.
+    priority: int = 5
+    queued_at: datetime | None = None
+    scheduled_for: datetime | None = None
+    schedule: str | None = None
 
     @property
     def unit(self) -> str:
         return unit_name(self.id)
+
+    @property
+    def waiting_for_time(self) -> bool:
+        """SCHEDULED for a time that has not come yet: it joins the queue when it comes."""
+        return (
+            self.state is JobState.SCHEDULED
+            and self.scheduled_for is not None
+            and self.queued_at is None
+        )
+
+    @property
+    def holds_capacity(self) -> bool:
+        """Admitted and not ended: its unit is starting or runs (what the agent's caps count)."""
+        return not (
+            self.state.is_terminal or self.state is JobState.QUEUED or self.waiting_for_time
+        )
 
     def evolve(self, **changes: Any) -> JobRecord:
         return dataclasses.replace(self, **changes)
@@ -180,6 +204,10 @@ class JobRecord:
             "warnings": list(self.warnings),
             "user": self.user,
             "endpoint": self.endpoint.to_dict() if self.endpoint else None,
+            "priority": self.priority,
+            "queued_at": iso(self.queued_at),
+            "scheduled_for": iso(self.scheduled_for),
+            "schedule": self.schedule,
         }
 
     @classmethod
@@ -205,6 +233,10 @@ class JobRecord:
             warnings=tuple(data["warnings"]),
             user=data.get("user"),
             endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
+            priority=data.get("priority", 5),
+            queued_at=moment(data.get("queued_at")),
+            scheduled_for=moment(data.get("scheduled_for")),
+            schedule=data.get("schedule"),
         )
 
 

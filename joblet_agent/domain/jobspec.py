@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from joblet_agent.domain.admission import DEFAULT_PRIORITY, parse_priority
 from joblet_agent.domain.config import Enforcement, JobPolicy
 from joblet_agent.domain.fields import HIDDEN, Fields
 from joblet_agent.domain.host import Controller, HostInfo
@@ -103,6 +104,7 @@ class ValidatedRequest:
     spec: JobSpec
     warnings: tuple[str, ...]
     work_bytes_given: bool = False  # limits.work_bytes was asked for (else an upload may grow it)
+    priority: int = DEFAULT_PRIORITY  # its place in the admission queue (domain/admission.py)
 
 
 def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
@@ -138,6 +140,8 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
     volumes = parse_volume_mounts(top, "volumes")
     runtime = top.parsed("runtime", _runtime)
+    priority = top.parsed("priority", parse_priority, DEFAULT_PRIORITY)
+    assert priority is not None
     limits_section = top.section("limits")
     work_bytes_given = limits_section.raw("work_bytes") is not None
     limits, warnings = _limits(limits_section, policy, host)
@@ -168,7 +172,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         allow_egress=egress,
         runtime=runtime,
     )
-    return ValidatedRequest(spec, tuple(warnings), work_bytes_given)
+    return ValidatedRequest(spec, tuple(warnings), work_bytes_given, priority)
 
 
 def _runtime(value: Any) -> str:

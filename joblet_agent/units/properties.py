@@ -49,6 +49,7 @@ SIGNATURES: dict[str, str] = {
     "TasksAccounting": "b",
     "IOAccounting": "b",
     "CPUQuotaPerSecUSec": "t",
+    "CPUWeight": "t",  # an owner's slice (units/owner.py)
     "MemoryMax": "t",
     "MemorySwapMax": "t",
     "TasksMax": "t",

@@ -62,13 +62,16 @@ class Client(Transport):
         network: str | None = None,
         allow_egress: Sequence[str] = (),
         runtime: str | None = None,
+        priority: int | None = None,
         **limits: Any,
     ) -> Job:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
 
         uploads (files, to /work/<name>) and upload_dirs (to /work/<dirname>/...) are sent
         first; progress(sent, total) is called as their bytes go. volumes: NAME or NAME:ro.
-        network: none (default), isolated, host (admin only) or a network's name."""
+        network: none (default), isolated, host (admin only) or a network's name. priority:
+        0-9 (default 5), its place in the queue when the agent has no room for it now (the
+        job is then QUEUED)."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
         mounts = [_volume_mount(v) for v in volumes]
         upload = self.upload(uploads, upload_dirs, progress).id if uploads or upload_dirs else None
@@ -86,6 +89,8 @@ class Client(Transport):
         ):
             if value:
                 body[key] = value
+        if priority is not None:
+            body["priority"] = priority
         if limits:
             body["limits"] = limits
         return Job.from_dict(self._call("POST", "/v1/jobs", body=body), "job")

@@ -117,6 +117,12 @@ def group() -> None:
     metavar="NAME",
     help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
 )
+@click.option(
+    "--priority",
+    metavar="PRIORITY",
+    help="Its place in the queue when the agent has no room for it now: low, normal (default), "
+    "high, or 0-9 (higher runs first; first come, first served within one).",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.option("--raw", is_flag=True, help=RAW_HELP)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
@@ -149,14 +155,16 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             network=flags["network"],
             allow_egress=flags["allow_egress"],
             runtime=flags["runtime"],
+            priority=None if flags["priority"] is None else values.priority(flags["priority"]),
             **limits,
         )
         if ctx.json and detach:
             emit_json(job)
             return
         if not ctx.json:
+            place = f" #{job.queue_position}" if job.queue_position else ""
             click.secho(
-                f"Job {job.id} {job.state}: {describe_limits(job.spec.limits)}",
+                f"Job {job.id} {job.state}{place}: {describe_limits(job.spec.limits)}",
                 fg="cyan",
                 err=True,
             )
@@ -207,7 +215,7 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
         [
             j.id[:8],
             j.spec.name or "",
-            state_text(j.state),
+            state_text(j.state, j.queue_position),
             "" if j.exit_code is None else str(j.exit_code),
             j.owner,
             j.created_at.strftime("%m-%d %H:%M:%S"),
@@ -264,7 +272,7 @@ def stop(ctx: Context, job_id: str) -> None:
 @click.argument("job_id", metavar="JOB")
 @pass_context
 def cancel(ctx: Context, job_id: str) -> None:
-    """Cancel a job that has not started running yet (SCHEDULED).
+    """Cancel a job that has not started running yet (SCHEDULED or QUEUED).
 
     JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:

@@ -5,6 +5,7 @@ end recorder (OnSuccess=/OnFailure=) writing PID 1's account of the end, then it
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import shutil
 import tarfile
@@ -15,6 +16,7 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from joblet_agent.adapters.executables import resolve_command
+from joblet_agent.domain.admission import queue_key
 from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.network import HostState, Network
@@ -146,6 +148,13 @@ class FakeJournal:
 class FakeJobFiles:
     """Directories as the real adapter makes them, minus the image and chown (no root here)."""
 
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        Path(paths.root).mkdir(parents=True)
+        if upload is not None:
+            upload.rename(Path(paths.upload))
+        if secrets is not None:
+            self.write_secrets(paths, secrets)
+
     async def create(
         self,
         paths: JobPaths,
@@ -187,7 +196,7 @@ class FakeJobFiles:
 
 def _make_dirs(paths: JobPaths, upload: Path | None = None) -> None:
     for directory in (paths.root, paths.work):
-        Path(directory).mkdir(parents=True)
+        Path(directory).mkdir(parents=True, exist_ok=directory == paths.root)
     if upload is not None:
         Path(paths.work).rmdir()
         upload.rename(Path(paths.work))
@@ -245,14 +254,36 @@ class FakeJobStore:
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> list[JobRecord]:
         found = [
             r
             for r in self.records.values()
-            if (states is None or r.state in states) and (owner is None or r.owner == owner)
+            if (states is None or r.state in states)
+            and (owner is None or r.owner == owner)
+            and (schedule is None or r.schedule == schedule)
         ]
         found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return found[offset : None if limit is None else offset + limit]
+
+    def count(self, *, states: frozenset[JobState], owner: str | None = None) -> int:
+        return len(self.list(states=states, owner=owner))
+
+    def queued(self, *, step_sec: float, limit: int, offset: int = 0) -> builtins.list[JobRecord]:
+        order = self.queue_order(step_sec=step_sec)[offset : offset + limit]
+        return [self.records[job_id] for job_id in order]
+
+    def queue_order(self, *, step_sec: float) -> builtins.list[str]:
+        """As the SQLite store: by queue_key, then by insertion (dicts keep it)."""
+        inserted = {job_id: index for index, job_id in enumerate(self.records)}
+        queued = [r for r in self.records.values() if r.state is JobState.QUEUED]
+        queued.sort(
+            key=lambda r: (
+                queue_key(r.queued_at or r.created_at, r.priority, step_sec),
+                inserted[r.id],
+            )
+        )
+        return [r.id for r in queued]
 
     def delete(self, job_id: str) -> None:
         if self.records.pop(job_id, None) is None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
@@ -52,8 +53,16 @@ def _service(request: web.Request) -> JobService:
     return service
 
 
-def _job_json(record: JobRecord) -> dict[str, Any]:
-    return record.to_dict(with_secrets=False)
+def _job_json(record: JobRecord, positions: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """The job as the API shows it; `positions`: the queue's (JobService.queue_positions)."""
+    data = record.to_dict(with_secrets=False)
+    data["queue_position"] = positions.get(record.id) if positions else None
+    return data
+
+
+def _one_json(request: web.Request, record: JobRecord) -> dict[str, Any]:
+    queued = record.state is JobState.QUEUED
+    return _job_json(record, _service(request).queue_positions() if queued else None)
 
 
 def _allowed(request: web.Request, action: Action) -> Caller:
@@ -96,7 +105,7 @@ async def create(request: web.Request) -> web.Response:
         may_create_networks=caller.role.at_least(REQUIRED[Action.NETWORK_CREATE]),
     )
     request[JOB_ID] = record.id
-    return web.json_response(_job_json(record), status=201)
+    return web.json_response(_one_json(request, record), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -114,26 +123,28 @@ async def list_jobs(request: web.Request) -> web.Response:
             ) from None
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
-    jobs = _service(request).list(
+    service = _service(request)
+    jobs = service.list(
         states=states, owner=query_text(query, "owner", MAX_OWNER_CHARS), limit=limit, offset=offset
     )
+    positions = service.queue_positions() if any(j.state is JobState.QUEUED for j in jobs) else {}
     return web.json_response(
-        {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
+        {"jobs": [_job_json(j, positions) for j in jobs], "limit": limit, "offset": offset}
     )
 
 
 async def get(request: web.Request) -> web.Response:
-    return web.json_response(_job_json(_job_for(request, Action.JOB_READ)))
+    return web.json_response(_one_json(request, _job_for(request, Action.JOB_READ)))
 
 
 async def stop(request: web.Request) -> web.Response:
     record = _job_for(request, Action.JOB_STOP)
-    return web.json_response(_job_json(await _service(request).stop(record.id)))
+    return web.json_response(_one_json(request, await _service(request).stop(record.id)))
 
 
 async def cancel(request: web.Request) -> web.Response:
     record = _job_for(request, Action.JOB_CANCEL)
-    return web.json_response(_job_json(await _service(request).cancel(record.id)))
+    return web.json_response(_one_json(request, await _service(request).cancel(record.id)))
 
 
 async def delete(request: web.Request) -> web.Response:

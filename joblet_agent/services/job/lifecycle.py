@@ -24,7 +24,7 @@ from joblet_agent.domain.outcome import Outcome, UnitEnd, decide
 from joblet_agent.domain.user import pool
 from joblet_agent.errors import JobletError
 from joblet_agent.ports import Clock, JobDone, JobFiles, Journal, SystemdManager, UnitGone
-from joblet_agent.services.job.records import LIVE, JobRecords
+from joblet_agent.services.job.records import HOLDING, JobRecords
 from joblet_agent.units import end_record, kernel_log
 from joblet_agent.units.job import running_limits
 from joblet_agent.units.network import helper_unit
@@ -262,7 +262,9 @@ class JobLifecycle:
         """Re-attach to running units; give jobs that ended while we were away their true end."""
         live = dict(await self.pid1.list_units(f"{UNIT_PREFIX}*.service"))
         known: set[str] = set()
-        for record in self.records.list(states=LIVE):
+        for record in self.records.list(states=HOLDING):
+            if record.waiting_for_time:
+                continue  # no unit yet: its timer's (services/job/timers.py)
             known.add(record.unit)
             props = await self.pid1.unit_properties(record.unit)
             active = props.get("ActiveState") if props else None

@@ -1,20 +1,25 @@
-"""The job engine's use cases: parsed job requests become transient units (admission, start);
-PID 1's signals move their records along (lifecycle); stop, cancel, delete.
+"""The job engine's use cases: parsed job requests become records, wait in the queue for room,
+then become transient units (admission, start); PID 1's signals move their records along
+(lifecycle); stop, cancel, delete.
 
 Split by idea: records.py (the records, found by id, prefix or name), admission.py (runtime,
-upload, user), start.py (the unit and what it needs), lifecycle.py (signals, ends, reconcile).
+upload, user), queue.py (when a job starts: the agent's caps and its owner's), start.py (the
+unit and what it needs), owner_slices.py (each owner's quota), lifecycle.py (signals, ends,
+reconcile).
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
+from joblet_agent.domain.admission import check_ever_fits
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
-from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.job import JobRecord, JobSpec, JobState
 from joblet_agent.domain.jobspec import ValidatedRequest
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import (
@@ -29,11 +34,13 @@ from joblet_agent.ports import (
 )
 from joblet_agent.services.job.admission import UserPool, room_for_upload, with_runtime
 from joblet_agent.services.job.lifecycle import JobLifecycle
+from joblet_agent.services.job.queue import JobQueue
 from joblet_agent.services.job.records import JobRecords
-from joblet_agent.services.job.start import Admitted, JobStarter
+from joblet_agent.services.job.start import JobStarter
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
+from joblet_agent.units.job import environment_file
 from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
@@ -82,8 +89,11 @@ class JobService:
             users=UserPool(config.jobs),
             volumes=volumes,
             networks=networks,
+            runtimes=runtimes,
             root=root,
         )
+        self.queue = JobQueue(config, host, self.records, clock=clock)
+        self.queue.start = lambda record: self.starter.start(record, refuse=False)
 
     def attach(self, systemd: SystemdManager) -> None:
         self.lifecycle.systemd = systemd
@@ -102,8 +112,15 @@ class JobService:
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> list[JobRecord]:
-        return self.records.list(states=states, owner=owner, limit=limit, offset=offset)
+        return self.records.list(
+            states=states, owner=owner, limit=limit, offset=offset, schedule=schedule
+        )
+
+    def queue_positions(self) -> dict[str, int]:
+        """Each QUEUED job's place in the queue, from 1 (GET /v1/jobs shows it)."""
+        return self.queue.positions()
 
     async def unit_properties(self, record: JobRecord) -> dict[str, Any] | None:
         return await self.lifecycle.pid1.unit_properties(record.unit)
@@ -132,6 +149,8 @@ class JobService:
         the design document's examples expect; a warning on the job says so."""
         spec, runtime, runtime_warnings = with_runtime(request.spec, self.runtimes)
         warnings = request.warnings + runtime_warnings
+        check_ever_fits(spec.limits, owner, self.queue.capacity)
+        self.queue.check_room(owner)
         if may_create_volumes:
             warnings += await self.volumes.create_missing(spec.volumes, owner)
         if may_create_networks and self.networks is not None:
@@ -147,11 +166,48 @@ class JobService:
                     work_bytes_given=request.work_bytes_given,
                     most=self.config.jobs.max_work_bytes,
                 )
-            return await self.starter.start(Admitted(spec, owner, warnings, runtime, upload))
+            # A typo is a 400 now, for a job that waits too (its start looks again).
+            self.starter.find_program(spec, runtime, upload)
+            record = self._record(spec, owner, warnings, request.priority, upload)
         finally:
             if spec.upload:
-                # Its tree is the job's /work now, or went with the refused job: the rest goes.
+                # Its tree waits with the job now, or went with the refused job: the rest goes.
                 self.uploads.discard(spec.upload)
+        admitted = self.queue.admit(awaited=record.id)
+        if admitted is None:
+            logger.info("job %s of %s is queued", record.id, owner, extra={"JOB_ID": record.id})
+            return self.records.current(record.id)
+        return await self.starter.start(admitted, refuse=True)
+
+    def _record(
+        self,
+        spec: JobSpec,
+        owner: str,
+        warnings: tuple[str, ...],
+        priority: int,
+        upload: Path | None,
+    ) -> JobRecord:
+        """The job's record, QUEUED, and what waits with it in its directory (its upload's
+        tree, its secret values: root-only, JobFiles.stage); all or nothing."""
+        record = JobRecord(
+            id=str(uuid.uuid4()),
+            spec=spec,
+            state=JobState.QUEUED,
+            owner=owner,
+            created_at=self.clock.now(),
+            warnings=warnings,
+            priority=priority,
+        )
+        paths = self._paths(record.id)
+        secrets = environment_file(spec.secret_env) if spec.secret_env else None
+        try:
+            self.files.stage(paths, upload=upload, secrets=secrets)
+            return self.queue.join(record)
+        except BaseException:
+            self.files.remove(paths)
+            if self.records.get(record.id) is not None:
+                self.records.delete(record.id)
+            raise
 
     async def stop(self, reference: str) -> JobRecord:
         record = self.resolve(reference)
@@ -163,12 +219,14 @@ class JobService:
         return await self.wait(record.id, within=self.config.jobs.stop_grace_sec + 10)
 
     async def cancel(self, reference: str) -> JobRecord:
-        """Cancel a job that has not started running (a scheduled one)."""
+        """Cancel a job that has not started running: QUEUED, or SCHEDULED (for later, or its
+        unit starting)."""
         record = self.resolve(reference)
-        if record.state is not JobState.SCHEDULED:
+        if record.state not in (JobState.SCHEDULED, JobState.QUEUED):
             raise JobletError(
                 ErrorCode.CONFLICT,
-                f"job {record.id} is {record.state}; only SCHEDULED jobs can be canceled",
+                f"job {record.id} is {record.state}; only SCHEDULED and QUEUED jobs can be "
+                "canceled",
                 hint=None if record.state.is_terminal else "stop it: rnx job stop " + record.id[:8],
             )
         self.records.save(
@@ -176,7 +234,9 @@ class JobService:
                 state=JobState.CANCELED, ended_at=self.clock.now(), reason="canceled before it ran"
             )
         )
-        await self.lifecycle.pid1.stop(record.unit)
+        self.files.forget_secrets(self._paths(record.id))
+        if record.holds_capacity:
+            await self.lifecycle.pid1.stop(record.unit)  # its unit may be starting
         return self.records.current(record.id)
 
     async def delete(self, reference: str) -> JobRecord:
@@ -188,7 +248,7 @@ class JobService:
                 hint="stop it first: rnx job stop " + record.id[:8],
             )
         self.records.delete(record.id)
-        self.files.remove(JobPaths.for_job(PurePosixPath(self.config.jobs_dir), record.id))
+        self.files.remove(self._paths(record.id))
         logger.info("deleted job %s", record.id, extra={"JOB_ID": record.id})
         return record
 
@@ -210,9 +270,14 @@ class JobService:
 
     async def reconcile(self) -> None:
         await self.lifecycle.reconcile()
+        self.queue.admit()  # what waited while the agent was away, as far as there is room
 
     async def settle(self) -> None:
+        await self.queue.settle()
         await self.lifecycle.settle()
+
+    def _paths(self, job_id: str) -> JobPaths:
+        return JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
 
     async def roots_in_use(self) -> set[str]:
         return await self.lifecycle.roots_in_use(self.root)
