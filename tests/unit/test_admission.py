@@ -26,6 +26,7 @@ from joblet_agent.domain.config import AgentConfig, JobPolicy, parse_config
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState, Limits
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
+from joblet_agent.units.owner import owner_slice
 from tests.unit.fakes import FakeClock, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 from tests.unit.wiring import job_service, submit
@@ -359,3 +360,53 @@ def test_a_database_of_an_agent_before_migrations_is_migrated(tmp_path: Path) ->
     versions = sqlite3.connect(path).execute("SELECT owner, version FROM schema_versions")
     assert list(versions) == [("jobs", 2)]
     SqliteJobStore(path).close()  # migrated once: opening again changes nothing
+
+
+def test_an_oom_kill_at_the_owners_quota_says_so(tmp_path: Path) -> None:
+    """cgroup v1: the kernel's log names the owner's slice as the group whose limit was hit,
+    and the job's unit as the killed task's group."""
+    service, systemd = engine(tmp_path, max_running=4)
+
+    async def scenario() -> None:
+        job = await submit(service, {"command": "true"}, owner="alice")
+        slice_path = "/joblet.slice/joblet-owner.slice/joblet-owner-alice.slice"
+        systemd.kernel_log = (
+            "[   10.5] oom-kill:constraint=CONSTRAINT_MEMCG,nodemask=(null),"
+            f"oom_memcg={slice_path},task_memcg={slice_path}/{job.unit},"
+            "task=python3,pid=10534,uid=4242\n"
+        )
+        systemd.end(job.unit, result="signal", code="killed", status="KILL")
+        final = await service.wait(job.id, within=1)
+        assert (final.state, final.result) == (JobState.FAILED, "oom-kill")
+        assert final.reason == (
+            "oom-kill: its owner's jobs together went over their memory quota "
+            f"({GIB} bytes, quotas: memory_max)"
+        )
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("owner", "unit"),
+    [
+        ("alice", "joblet-owner-alice.slice"),
+        ("cert:alice", "joblet-owner-cert:alice.slice"),
+        ("bob-smith", "joblet-owner-bob\\x2dsmith.slice"),  # no '-': never bob's child slice
+        ("a/b", "joblet-owner-a\\x2fb.slice"),
+        (".hidden", "joblet-owner-\\x2ehidden.slice"),
+        ("x.y", "joblet-owner-x.y.slice"),
+        ("zoë", "joblet-owner-zo\\xc3\\xab.slice"),
+        ("a b\\c", "joblet-owner-a\\x20b\\x5cc.slice"),
+    ],
+)
+def test_owner_names_are_escaped_into_one_slice_name_component(owner: str, unit: str) -> None:
+    assert owner_slice("joblet.slice", owner) == unit
+    assert "-" not in unit.removeprefix("joblet-owner-")
+
+
+def test_an_owner_name_too_long_for_a_unit_name_is_hashed_apart_from_escaped_ones() -> None:
+    long = "é" * 100  # 800 bytes escaped
+    unit = owner_slice("joblet.slice", long)
+    assert len(unit) <= 255 and unit.startswith("joblet-owner-.")
+    assert unit != owner_slice("joblet.slice", "é" * 99)
+    assert owner_slice("batch.slice", "alice") == "batch-owner-alice.slice"

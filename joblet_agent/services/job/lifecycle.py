@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -185,7 +186,7 @@ class JobLifecycle:
                 status=end.status,
                 ran=end.ran,
             )
-            self.record_outcome(current, outcome, result=end.result)
+            self.record_outcome(current, self._owners_quota(current, outcome), result=end.result)
 
     async def _recorded_end(self, record: JobRecord, *, wait: bool) -> UnitEnd | None:
         """The end recorder's record: waited for (its run follows the unit's end) when the unit's
@@ -225,6 +226,21 @@ class JobLifecycle:
         return kernel_log.reports_oom_kill(
             text or "", record.unit, uids.get(record.user or ""), window
         )
+
+    def _owners_quota(self, record: JobRecord, outcome: Outcome) -> Outcome:
+        """An OOM kill may be its owner's memory quota's (all of their jobs together in their
+        slice, units/owner.py), not its own limit's: the reason says which can be."""
+        quota = self.config.quotas.of(record.owner).memory_bytes
+        if outcome.reason is None or not outcome.reason.startswith("oom-kill") or quota is None:
+            return outcome
+        if record.spec.limits.memory_bytes is None:
+            why = "oom-kill: its owner's jobs together went over their memory quota"
+        else:
+            why = (
+                "oom-kill: the job went over its memory limit, or its owner's jobs together "
+                "over their memory quota"
+            )
+        return dataclasses.replace(outcome, reason=f"{why} ({quota} bytes, quotas: memory_max)")
 
     async def limit_running(self, record: JobRecord) -> None:
         """Its CPU quota, once its program runs (units/job.py says why)."""
