@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from joblet_agent.adapters.calendar import SystemdCalendar
 from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.host_probe import probe_host
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
@@ -36,6 +37,7 @@ from joblet_agent.api.app import make_app
 from joblet_agent.api.listeners import PassedSocket, fit_to_descriptors, local_site, tcp_site
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
 from joblet_agent.api.tls import report_handshake_failures, server_context
+from joblet_agent.domain.capacity import check_against_host
 from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
@@ -102,6 +104,7 @@ def wire(config: AgentConfig) -> Agent:
     them: the only place objects are constructed."""
     config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = probe_host(config.jobs_dir)
+    check_against_host(config.admission, config.quotas, host)
     _report(host, config)
     publish_pool(config.jobs)
     root = prepare_skeleton(config)
@@ -139,6 +142,7 @@ def wire(config: AgentConfig) -> Agent:
         volumes=volumes,
         networks=networks,
         runtimes=runtime_store,
+        calendar=SystemdCalendar(),
         root=PurePosixPath(root),
     )
     return Agent(

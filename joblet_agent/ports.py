@@ -149,6 +149,29 @@ class Clock(Protocol):
     def now(self) -> datetime: ...
 
 
+@dataclass(frozen=True, slots=True)
+class CalendarAnswer:
+    """systemd's reading of a calendar expression: its normalized form, its next elapse."""
+
+    normalized: str
+    next_elapse: datetime | None  # None: it never elapses again
+
+
+class Calendar(Protocol):
+    """systemd's own reading of times (adapters/calendar.py): never a parser of Joblet's."""
+
+    async def next_elapse(
+        self, expression: str, *, after: datetime | None = None
+    ) -> CalendarAnswer:
+        """The expression's next elapse after `after` (default: now); a refusal is an
+        INVALID JobletError with systemd's reason."""
+        ...
+
+    async def timestamp(self, text: str) -> datetime:
+        """A date and time in the host's time zone, as systemd reads it."""
+        ...
+
+
 class RuntimeCatalog(Protocol):
     """The installed runtimes (adapters/runtime_store.py)."""
 

@@ -23,6 +23,7 @@ from joblet_agent.domain.quantities import (
     parse_size,
 )
 from joblet_agent.domain.runtime_reference import REFERENCE_RULE, parse_reference
+from joblet_agent.domain.schedule import When, parse_when
 from joblet_agent.domain.volume import parse_volume_mounts
 from joblet_agent.errors import ErrorCode, JobletError
 
@@ -105,6 +106,7 @@ class ValidatedRequest:
     warnings: tuple[str, ...]
     work_bytes_given: bool = False  # limits.work_bytes was asked for (else an upload may grow it)
     priority: int = DEFAULT_PRIORITY  # its place in the admission queue (domain/admission.py)
+    when: When | None = None  # a start time to wait for (domain/schedule.py), else now
 
 
 def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
@@ -142,6 +144,15 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
     runtime = top.parsed("runtime", _runtime)
     priority = top.parsed("priority", parse_priority, DEFAULT_PRIORITY)
     assert priority is not None
+    when = top.parsed("schedule", parse_when)
+    if when is not None and not when.one_shot:
+        raise top.error(
+            "schedule",
+            when.text,
+            "a one-shot time here (30s, in 10m, 2026-12-24T18:00:00Z, 2026-12-24 18:00); a "
+            "calendar expression is a recurring schedule: POST /v1/schedules (rnx job run "
+            "--schedule makes one)",
+        )
     limits_section = top.section("limits")
     work_bytes_given = limits_section.raw("work_bytes") is not None
     limits, warnings = _limits(limits_section, policy, host)
@@ -172,7 +183,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         allow_egress=egress,
         runtime=runtime,
     )
-    return ValidatedRequest(spec, tuple(warnings), work_bytes_given, priority)
+    return ValidatedRequest(spec, tuple(warnings), work_bytes_given, priority, when)
 
 
 def _runtime(value: Any) -> str:

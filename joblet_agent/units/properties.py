@@ -107,6 +107,13 @@ SIGNATURES: dict[str, str] = {
     "IPAddressDeny": "a(iayu)",  # (address family, address bytes, prefix length)
     "IPAddressAllow": "a(iayu)",
     "RestrictAddressFamilies": "(bas)",
+    # a schedule's timer (units/schedule.py)
+    "OnCalendar": "s",
+    "AccuracyUSec": "t",
+    "RandomizedDelayUSec": "t",
+    "Persistent": "b",
+    "WakeSystem": "b",
+    "RemainAfterElapse": "b",
     # logging
     "LogRateLimitIntervalUSec": "t",
     "LogRateLimitBurst": "u",

@@ -63,6 +63,7 @@ class Client(Transport):
         allow_egress: Sequence[str] = (),
         runtime: str | None = None,
         priority: int | None = None,
+        schedule: str | None = None,
         **limits: Any,
     ) -> Job:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
@@ -71,7 +72,9 @@ class Client(Transport):
         first; progress(sent, total) is called as their bytes go. volumes: NAME or NAME:ro.
         network: none (default), isolated, host (admin only) or a network's name. priority:
         0-9 (default 5), its place in the queue when the agent has no room for it now (the
-        job is then QUEUED)."""
+        job is then QUEUED). schedule: a start time to come (30s, in 10m,
+        2026-12-24T18:00:00Z, 2026-12-24 18:00): the job is SCHEDULED until then; a calendar
+        expression is a recurring schedule (create_schedule)."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
         mounts = [_volume_mount(v) for v in volumes]
         upload = self.upload(uploads, upload_dirs, progress).id if uploads or upload_dirs else None
@@ -86,6 +89,7 @@ class Client(Transport):
             ("network", network),
             ("allow_egress", list(allow_egress)),
             ("runtime", runtime),
+            ("schedule", schedule),
         ):
             if value:
                 body[key] = value

@@ -118,6 +118,13 @@ def group() -> None:
     help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
 )
 @click.option(
+    "--schedule",
+    metavar="WHEN",
+    help="Start it later: 30s, 5m, 1h30m, in 10m, 2026-12-24T18:00:00Z, '2026-12-24 18:00' (the "
+    "host's time zone); or every time a systemd calendar expression elapses: hourly, *:0/15, "
+    "'Mon..Fri *-*-* 02:00' (a schedule: rnx schedule).",
+)
+@click.option(
     "--priority",
     metavar="PRIORITY",
     help="Its place in the queue when the agent has no room for it now: low, normal (default), "
@@ -156,6 +163,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             allow_egress=flags["allow_egress"],
             runtime=flags["runtime"],
             priority=None if flags["priority"] is None else values.priority(flags["priority"]),
+            schedule=flags["schedule"],
             **limits,
         )
         if ctx.json and detach:
@@ -163,6 +171,8 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             return
         if not ctx.json:
             place = f" #{job.queue_position}" if job.queue_position else ""
+            if job.scheduled_for and job.state == "SCHEDULED":
+                place = f" for {job.scheduled_for.isoformat()}"
             click.secho(
                 f"Job {job.id} {job.state}{place}: {describe_limits(job.spec.limits)}",
                 fg="cyan",

@@ -12,6 +12,7 @@ import tarfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,7 @@ from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
 from joblet_agent.domain.user import JobUser
 from joblet_agent.domain.volume import Volume
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import JobDone, UnitGone
+from joblet_agent.ports import CalendarAnswer, JobDone, UnitGone
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.runtime import RuntimeMounts
@@ -55,12 +56,15 @@ class FakeSystemd:
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
+        if unit in self.units:
+            raise JobletError(ErrorCode.SYSTEMD, f"Unit {unit} already exists.")
         self.started.append((unit, list(properties)))
         self.aux += [(name, list(props)) for name, props in aux]
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
-            "RootDirectory": next(p.value for p in properties if p.name == "RootDirectory"),
+            "RootDirectory": next((p.value for p in properties if p.name == "RootDirectory"), ""),
+            **{p.name: p.value for p in properties if p.name == "OnCalendar"},
         }
         for name, props in aux:
             if name.startswith("joblet-end-"):
@@ -103,6 +107,9 @@ class FakeSystemd:
 
     async def stop(self, unit: str, *, within: float | None = None) -> None:
         self.stopped.append(unit)
+        if unit.endswith(".timer"):
+            self.units.pop(unit, None)
+            return
         if unit in self.units:
             asyncio.get_running_loop().call_soon(
                 lambda: self.end(unit, result="success", code="killed", status="TERM")
@@ -117,7 +124,17 @@ class FakeSystemd:
         return str(props["ActiveState"]) if props else None
 
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
-        return [(u, p["ActiveState"]) for u, p in self.units.items()]
+        return [(u, p["ActiveState"]) for u, p in self.units.items() if fnmatch(u, pattern)]
+
+    def fire(self, timer: str) -> None:
+        """A timer elapses: PID 1 runs its service, whose start job ends (JobRemoved)."""
+        assert timer in self.units, f"no timer {timer}"
+        self.units[timer]["LastTriggerUSec"] = 1
+        self.emit(JobDone(timer.removesuffix(".timer") + ".service", "done"))
+
+    def lose_transient_units(self) -> None:
+        """A reboot (or PID 1's end): every transient unit is gone."""
+        self.units.clear()
 
     async def reset_failed(self, unit: str) -> None:
         if self.units.get(unit, {}).get("ActiveState") == "failed":
@@ -213,6 +230,30 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.moment += delta
+
+
+class FakeCalendar:
+    """The Calendar port: answers set by the test; anything else is systemd's refusal."""
+
+    def __init__(self) -> None:
+        self.elapses: dict[str, list[datetime]] = {}  # expression -> its elapses, in order
+        self.local: dict[str, datetime] = {}  # local time text -> the instant
+
+    async def next_elapse(
+        self, expression: str, *, after: datetime | None = None
+    ) -> CalendarAnswer:
+        if expression not in self.elapses:
+            raise JobletError(
+                ErrorCode.INVALID,
+                f"Failed to parse calendar specification '{expression}': Invalid argument",
+            )
+        later = [t for t in self.elapses[expression] if after is None or t > after]
+        return CalendarAnswer(expression, later[0] if later else None)
+
+    async def timestamp(self, text: str) -> datetime:
+        if text not in self.local:
+            raise JobletError(ErrorCode.INVALID, f'Failed to parse "{text}": Invalid argument')
+        return self.local[text]
 
 
 class FakeGroups:
@@ -490,6 +531,7 @@ if TYPE_CHECKING:
         ports.NetworkFiles,
         ports.NetworkStore,
         ports.Resolver,
+        ports.Calendar,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -504,4 +546,5 @@ if TYPE_CHECKING:
         FakeNetworkFiles(),
         FakeNetworkStore(),
         fake_resolver({}),
+        FakeCalendar(),
     )

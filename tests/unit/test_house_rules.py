@@ -21,7 +21,9 @@ ONE_PLACE: dict[str, frozenset[str]] = {
     "subprocess": frozenset(
         {"adapters/host_probe.py", "adapters/netlink.py", "pki/names.py"}  # names: `ip -j addr`
     ),
-    "asyncio.create_subprocess_exec": frozenset({"adapters/ext4.py", "adapters/journal.py"}),
+    "asyncio.create_subprocess_exec": frozenset(
+        {"adapters/ext4.py", "adapters/journal.py", "adapters/calendar.py"}
+    ),
     "asyncio.create_subprocess_shell": frozenset(),
     "os.system": frozenset(),
     "tarfile": frozenset({"adapters/archive.py", "adapters/archive_stream.py"}),

@@ -216,8 +216,8 @@ def test_every_object_refuses_unknown_keys() -> None:
 
 def test_request_schemas_name_the_fields_the_validator_reads() -> None:
     spec = JobSpec(command="true").to_dict(with_secrets=False)
-    # When it starts is the request's, not the spec's: the record keeps it (priority).
-    when = {"priority"}
+    # When it starts is the request's, not the spec's: the record keeps it (priority, schedule).
+    when = {"priority", "schedule"}
     assert set(schema_of("JobRequest")["properties"]) == set(spec) | when
     assert set(schema_of("JobSpec")["properties"]) == set(spec)
     assert set(schema_of("Limits")["properties"]) == set(Limits().to_dict())

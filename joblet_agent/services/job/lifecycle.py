@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -21,12 +20,13 @@ from typing import Any
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import UNIT_PREFIX, JobRecord, JobState, job_id_of_unit
-from joblet_agent.domain.outcome import Outcome, UnitEnd, decide
+from joblet_agent.domain.outcome import Outcome, UnitEnd, decide, with_owners_quota
 from joblet_agent.domain.user import pool
 from joblet_agent.errors import JobletError
 from joblet_agent.ports import Clock, JobDone, JobFiles, Journal, SystemdManager, UnitGone
 from joblet_agent.services.job.records import HOLDING, JobRecords
 from joblet_agent.units import end_record, kernel_log
+from joblet_agent.units import schedule as schedule_units
 from joblet_agent.units.job import running_limits
 from joblet_agent.units.network import helper_unit
 from joblet_agent.units.paths import JobPaths
@@ -37,8 +37,9 @@ KERNEL_LOG_TIMEOUT_SEC = 30.0
 NETWORK_STOP_TIMEOUT_SEC = 30.0
 RECORD_WAIT_SEC = 10.0
 _RUNNING = ("active", "reloading", "deactivating")
-# The units whose signals the engine needs: jobs' own, and their end recorders'.
-UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX)
+# The units whose signals the engine needs: jobs' own, their end recorders', and the services
+# timers fire (services/job/timers.py, services/schedule.py).
+UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX, schedule_units.PREFIX)
 
 
 class JobLifecycle:
@@ -186,7 +187,9 @@ class JobLifecycle:
                 status=end.status,
                 ran=end.ran,
             )
-            self.record_outcome(current, self._owners_quota(current, outcome), result=end.result)
+            quota = self.config.quotas.of(current.owner).memory_bytes
+            outcome = with_owners_quota(outcome, current.spec.limits.memory_bytes, quota)
+            self.record_outcome(current, outcome, result=end.result)
 
     async def _recorded_end(self, record: JobRecord, *, wait: bool) -> UnitEnd | None:
         """The end recorder's record: waited for (its run follows the unit's end) when the unit's
@@ -226,21 +229,6 @@ class JobLifecycle:
         return kernel_log.reports_oom_kill(
             text or "", record.unit, uids.get(record.user or ""), window
         )
-
-    def _owners_quota(self, record: JobRecord, outcome: Outcome) -> Outcome:
-        """An OOM kill may be its owner's memory quota's (all of their jobs together in their
-        slice, units/owner.py), not its own limit's: the reason says which can be."""
-        quota = self.config.quotas.of(record.owner).memory_bytes
-        if outcome.reason is None or not outcome.reason.startswith("oom-kill") or quota is None:
-            return outcome
-        if record.spec.limits.memory_bytes is None:
-            why = "oom-kill: its owner's jobs together went over their memory quota"
-        else:
-            why = (
-                "oom-kill: the job went over its memory limit, or its owner's jobs together "
-                "over their memory quota"
-            )
-        return dataclasses.replace(outcome, reason=f"{why} ({quota} bytes, quotas: memory_max)")
 
     async def limit_running(self, record: JobRecord) -> None:
         """Its CPU quota, once its program runs (units/job.py says why)."""

@@ -11,18 +11,18 @@ reconcile).
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Callable
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from joblet_agent.domain.admission import check_ever_fits
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
-from joblet_agent.domain.job import JobRecord, JobSpec, JobState
+from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.jobspec import ValidatedRequest
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import (
+    Calendar,
     Clock,
     JobDone,
     JobFiles,
@@ -33,14 +33,16 @@ from joblet_agent.ports import (
     UnitGone,
 )
 from joblet_agent.services.job.admission import UserPool, room_for_upload, with_runtime
+from joblet_agent.services.job.intake import JobIntake
 from joblet_agent.services.job.lifecycle import JobLifecycle
 from joblet_agent.services.job.queue import JobQueue
 from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.job.start import JobStarter
+from joblet_agent.services.job.timers import JobTimers
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
-from joblet_agent.units.job import environment_file
+from joblet_agent.units import schedule as schedule_units
 from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
@@ -60,6 +62,7 @@ class JobService:
         volumes: VolumeService,
         networks: NetworkService | None = None,
         runtimes: RuntimeCatalog | None = None,
+        calendar: Calendar | None = None,
         root: PurePosixPath,
     ) -> None:
         """`root`: the job-root skeleton new jobs get (adapters/job_root.py prepares it)."""
@@ -94,9 +97,22 @@ class JobService:
         )
         self.queue = JobQueue(config, host, self.records, clock=clock)
         self.queue.start = lambda record: self.starter.start(record, refuse=False)
+        self.timers = JobTimers(config, self.records, self.queue, clock=clock)
+        self.intake = JobIntake(
+            config,
+            self.records,
+            files,
+            clock,
+            queue=self.queue,
+            timers=self.timers,
+            calendar=calendar,
+        )
+        # Firings of timers that are no job's: recurring schedules' (services/schedule.py).
+        self.on_other_firing: Callable[[JobDone | UnitGone], None] = lambda event: None
 
     def attach(self, systemd: SystemdManager) -> None:
         self.lifecycle.systemd = systemd
+        self.timers.systemd = systemd
         self.volumes.attach(systemd)
 
     # -- queries --------------------------------------------------------------------------
@@ -168,46 +184,22 @@ class JobService:
                 )
             # A typo is a 400 now, for a job that waits too (its start looks again).
             self.starter.find_program(spec, runtime, upload)
-            record = self._record(spec, owner, warnings, request.priority, upload)
+            start = await self.intake.start_time(request.when) if request.when else None
+            record = self.intake.record(
+                spec, owner, warnings, priority=request.priority, upload=upload, start=start
+            )
         finally:
             if spec.upload:
                 # Its tree waits with the job now, or went with the refused job: the rest goes.
                 self.uploads.discard(spec.upload)
+        if record.waiting_for_time:
+            await self.intake.arm(record)
+            return record
         admitted = self.queue.admit(awaited=record.id)
         if admitted is None:
             logger.info("job %s of %s is queued", record.id, owner, extra={"JOB_ID": record.id})
             return self.records.current(record.id)
         return await self.starter.start(admitted, refuse=True)
-
-    def _record(
-        self,
-        spec: JobSpec,
-        owner: str,
-        warnings: tuple[str, ...],
-        priority: int,
-        upload: Path | None,
-    ) -> JobRecord:
-        """The job's record, QUEUED, and what waits with it in its directory (its upload's
-        tree, its secret values: root-only, JobFiles.stage); all or nothing."""
-        record = JobRecord(
-            id=str(uuid.uuid4()),
-            spec=spec,
-            state=JobState.QUEUED,
-            owner=owner,
-            created_at=self.clock.now(),
-            warnings=warnings,
-            priority=priority,
-        )
-        paths = self._paths(record.id)
-        secrets = environment_file(spec.secret_env) if spec.secret_env else None
-        try:
-            self.files.stage(paths, upload=upload, secrets=secrets)
-            return self.queue.join(record)
-        except BaseException:
-            self.files.remove(paths)
-            if self.records.get(record.id) is not None:
-                self.records.delete(record.id)
-            raise
 
     async def stop(self, reference: str) -> JobRecord:
         record = self.resolve(reference)
@@ -235,7 +227,9 @@ class JobService:
             )
         )
         self.files.forget_secrets(self._paths(record.id))
-        if record.holds_capacity:
+        if record.waiting_for_time:
+            self.timers.disarm_soon(record.id)
+        elif record.holds_capacity:
             await self.lifecycle.pid1.stop(record.unit)  # its unit may be starting
         return self.records.current(record.id)
 
@@ -266,14 +260,20 @@ class JobService:
     # -- PID 1 ----------------------------------------------------------------------------
 
     def on_systemd_event(self, event: JobDone | UnitGone) -> None:
+        if schedule_units.fired(event.unit) is not None:
+            if not self.timers.on_event(event):
+                self.on_other_firing(event)
+            return
         self.lifecycle.on_systemd_event(event)
 
     async def reconcile(self) -> None:
         await self.lifecycle.reconcile()
+        await self.timers.reconcile()
         self.queue.admit()  # what waited while the agent was away, as far as there is room
 
     async def settle(self) -> None:
         await self.queue.settle()
+        await self.timers.settle()
         await self.lifecycle.settle()
 
     def _paths(self, job_id: str) -> JobPaths:
