@@ -29,6 +29,7 @@ from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
+from joblet_agent.adapters.schedule_store import SqliteScheduleStore
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.upload_staging import StagedUploads
 from joblet_agent.adapters.userdb import UserdbGroups, publish_pool
@@ -45,6 +46,7 @@ from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
+from joblet_agent.services.schedule import ScheduleService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
 
@@ -97,6 +99,8 @@ class Agent:
     jobs: JobService
     networks: NetworkService
     runtimes: RuntimeService
+    schedule_store: SqliteScheduleStore
+    schedules: ScheduleService
 
 
 def wire(config: AgentConfig) -> Agent:
@@ -131,6 +135,7 @@ def wire(config: AgentConfig) -> Agent:
         files=VolumeFiles(config.state_dir / "volumes"),
         groups=UserdbGroups(),
     )
+    calendar = SystemdCalendar()
     jobs = JobService(
         config,
         host,
@@ -142,11 +147,21 @@ def wire(config: AgentConfig) -> Agent:
         volumes=volumes,
         networks=networks,
         runtimes=runtime_store,
-        calendar=SystemdCalendar(),
+        calendar=calendar,
         root=PurePosixPath(root),
     )
+    schedule_store = SqliteScheduleStore(config.database)
+    schedules = ScheduleService(schedule_store, jobs, calendar=calendar, clock=clock)
     return Agent(
-        config, host, store, network_store, jobs, networks, RuntimeService(runtime_store, jobs)
+        config,
+        host,
+        store,
+        network_store,
+        jobs,
+        networks,
+        RuntimeService(runtime_store, jobs),
+        schedule_store,
+        schedules,
     )
 
 
@@ -161,13 +176,15 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     bus = await SystemdBus.connect(UNIT_PREFIXES, service.on_systemd_event)
     service.attach(bus)
     networks.attach(bus)
+    agent.schedules.attach(bus)
     await service.reconcile()
     await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
+    await agent.schedules.reconcile()
     # Old skeletons go once no unit names them; those running jobs use are never touched.
     collect_skeletons(config, await service.roots_in_use())
 
     sockets = _listening_sockets(listen)
-    app = make_app(service, config.access, agent.runtimes)
+    app = make_app(service, config.access, agent.runtimes, agent.schedules)
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -191,8 +208,9 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     # Jobs being finished get their records written; one not done in time is read again at the
     # next start (reconcile), so a stop never waits long for them.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(service.settle(), 5)
+        await asyncio.wait_for(asyncio.gather(agent.schedules.settle(), service.settle()), 5)
     bus.disconnect()
+    agent.schedule_store.close()
     agent.network_store.close()
     agent.store.close()
 

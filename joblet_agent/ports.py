@@ -15,6 +15,7 @@ from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
+from joblet_agent.domain.schedule import ScheduleRecord
 from joblet_agent.domain.user import JobUser
 from joblet_agent.domain.volume import Volume
 from joblet_agent.units.paths import JobPaths
@@ -58,6 +59,10 @@ class SystemdManager(Protocol):
     async def active_state(self, unit: str) -> str | None: ...
     async def list_units(self, pattern: str) -> list[tuple[str, str]]: ...
     async def reset_failed(self, unit: str) -> None: ...
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        """A timer's properties (LastTriggerUSec, NextElapseUSecRealtime, ActiveState, ...),
+        or None if it is not loaded."""
+        ...
 
 
 class JobStore(Protocol):
@@ -83,6 +88,18 @@ class JobStore(Protocol):
     def queue_order(self, *, step_sec: float) -> builtins.list[str]:
         """The ids of the QUEUED jobs, in the queue's order."""
         ...
+
+
+class ScheduleStore(Protocol):
+    def put(self, record: ScheduleRecord) -> None:
+        """Store it; a name another schedule has is a CONFLICT."""
+        ...
+
+    def get(self, schedule_id: str) -> ScheduleRecord | None: ...
+    def find_name(self, name: str) -> str | None: ...
+    def find_prefix(self, prefix: str) -> list[str]: ...
+    def list(self, *, owner: str | None = None) -> list[ScheduleRecord]: ...
+    def delete(self, schedule_id: str) -> None: ...
 
 
 class Journal(Protocol):

@@ -13,7 +13,7 @@ import logging
 import re
 from datetime import UTC, datetime
 
-from joblet_agent.domain.schedule import MAX_WHEN_CHARS
+from joblet_agent.domain.when import MAX_WHEN_CHARS
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import CalendarAnswer
 

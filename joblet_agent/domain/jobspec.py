@@ -23,8 +23,8 @@ from joblet_agent.domain.quantities import (
     parse_size,
 )
 from joblet_agent.domain.runtime_reference import REFERENCE_RULE, parse_reference
-from joblet_agent.domain.schedule import When, parse_when
 from joblet_agent.domain.volume import parse_volume_mounts
+from joblet_agent.domain.when import When, parse_when
 from joblet_agent.errors import ErrorCode, JobletError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -109,8 +109,11 @@ class ValidatedRequest:
     when: When | None = None  # a start time to wait for (domain/schedule.py), else now
 
 
-def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
-    top = Fields(data, "")
+def parse_job_request(
+    data: object, policy: JobPolicy, host: HostInfo, *, path: str = ""
+) -> ValidatedRequest:
+    """`path`: where the request is in a larger one (a schedule's `job`), for errors."""
+    top = Fields(data, path)
     command = top.required_string("command")
     top.check_length("command", command, MAX_COMMAND_CHARS)
     if not command.strip() or "\0" in command:

@@ -1,120 +1,179 @@
-"""When a job runs: `--schedule WHEN`. Pure.
+"""Recurring schedules: the resource (POST /v1/schedules). Pure.
 
-WHEN is one of:
-- relative: `30s`, `5m`, `1h30m`, `in 10m` (units ms, s, m or min, h, d; at least one);
-- absolute: RFC 3339 with its offset (`2026-12-24T18:00:00Z`, `...+01:00`), or
-  `2026-12-24 18:00[:00]` in the host's time zone, as systemd reads it (adapters/calendar.py);
-- recurring: anything else is taken for a systemd calendar expression (`hourly`, `*:0/15`,
-  `Mon..Fri *-*-* 02:00`), which only systemd judges (systemd-analyze calendar, the same parser
-  as PID 1's OnCalendar=): there is no calendar parser here.
-
-A one-shot WHEN makes a job SCHEDULED for its time (POST /v1/jobs); a recurring one makes a
-schedule (POST /v1/schedules), whose every firing makes a job.
+A schedule is a systemd calendar expression (judged by systemd: adapters/calendar.py) and a job
+spec; each firing of its timer (units/schedule.py) makes a job of that spec, linked to the
+schedule (JobRecord.schedule), whose logs and metrics are kept like any job's. While a run has
+not ended, a firing does what `overlap` says; a firing missed while no agent ran makes one run
+at the agent's start when `catch_up` (the default, like Persistent=).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from joblet_agent.domain.quantities import MAX_DURATION_SEC
+from joblet_agent.domain.config import JobPolicy
+from joblet_agent.domain.fields import HIDDEN, Fields
+from joblet_agent.domain.host import HostInfo
+from joblet_agent.domain.job import JobSpec
+from joblet_agent.domain.jobspec import ValidatedRequest, parse_job_request
+from joblet_agent.domain.when import WHEN_RULE, parse_when
 
-MAX_WHEN_CHARS = 256
-# Jobs wait SCHEDULED at most this far ahead (systemd's calendar reaches 2199).
-MAX_AHEAD = timedelta(days=10 * 366)
-WHEN_RULE = (
-    "a relative time (30s, 5m, 1h30m, in 10m), an absolute one (RFC 3339 like "
-    "2026-12-24T18:00:00Z, or 2026-12-24 18:00 in the host's time zone), or a systemd "
-    "calendar expression for a recurring schedule (hourly, *:0/15, 'Mon..Fri *-*-* 02:00'; "
-    "systemd.time(7))"
-)
-
-_PART = r"(\d{1,9}(?:\.\d{1,6})?)\s*(ms|s|sec|m|min|h|d)"
-_RELATIVE = re.compile(rf"^(?:in\s+)?(-\s*)?((?:{_PART}\s*)+)$", re.IGNORECASE)
-_PARTS = re.compile(_PART, re.IGNORECASE)
-_SECONDS = {"ms": 0.001, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})$"
-)
-_LOCAL = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2})?$")
+SCHEDULE_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")  # as jobs' names
 
 
-class WhenKind(StrEnum):
-    RELATIVE = "relative"  # seconds from now
-    ABSOLUTE = "absolute"  # an instant (its offset given)
-    LOCAL = "local"  # a date and time in the host's time zone: systemd reads it
-    CALENDAR = "calendar"  # recurring: a systemd calendar expression
+class Overlap(StrEnum):
+    """What a firing does while a run of the schedule has not ended."""
+
+    SKIP = "skip"  # nothing (counted): at most one run at a time; systemd's own timers do this
+    QUEUE = "queue"  # a run that waits QUEUED until the previous ends (at most one waits)
+    PARALLEL = "parallel"  # a run, whatever the others do
+
+
+class ScheduleState(StrEnum):
+    ACTIVE = "ACTIVE"  # its timer fires
+    PAUSED = "PAUSED"  # no timer; firings missed meanwhile never run
 
 
 @dataclass(frozen=True, slots=True)
-class When:
-    """A WHEN as given, classified; `seconds` (relative) or `at` (absolute) when known."""
+class ScheduleSpec:
+    """A validated schedule: when (a calendar expression systemd accepted, and its normal
+    form), what each run is (a job spec, unnamed), and how runs behave."""
 
-    kind: WhenKind
-    text: str
-    seconds: float | None = None
-    at: datetime | None = None
+    calendar: str
+    normalized: str
+    job: JobSpec
+    priority: int
+    overlap: Overlap = Overlap.SKIP
+    catch_up: bool = True  # a firing missed while no agent ran runs once at its start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calendar": self.calendar,
+            "normalized": self.normalized,
+            "job": self.job.to_dict(with_secrets=False),
+            "priority": self.priority,
+            "overlap": str(self.overlap),
+            "catch_up": self.catch_up,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScheduleSpec:
+        return cls(
+            calendar=data["calendar"],
+            normalized=data["normalized"],
+            job=JobSpec.from_dict(data["job"]),
+            priority=data["priority"],
+            overlap=Overlap(data["overlap"]),
+            catch_up=data["catch_up"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRecord:
+    """A schedule as the agent remembers it; replaced, never mutated."""
+
+    id: str
+    name: str | None
+    owner: str
+    spec: ScheduleSpec
+    state: ScheduleState
+    created_at: datetime
+    last_fired_at: datetime | None = None  # its timer's last trigger that counted
+    runs: int = 0  # jobs its firings made
+    skipped: int = 0  # firings that made none (overlap: skip, or the queue full)
+    warnings: tuple[str, ...] = ()
 
     @property
-    def one_shot(self) -> bool:
-        return self.kind is not WhenKind.CALENDAR
+    def timer(self) -> str:
+        return f"joblet-sched-{self.id}.timer"
 
+    def evolve(self, **changes: Any) -> ScheduleRecord:
+        return dataclasses.replace(self, **changes)
 
-def parse_when(value: object) -> When:
-    """Classify a WHEN (ValueError says what is allowed). A calendar expression is not judged
-    here: systemd does it (adapters/calendar.py)."""
-    if not isinstance(value, str):
-        raise ValueError(WHEN_RULE)
-    text = value.strip()
-    if not text or len(text) > MAX_WHEN_CHARS or not text.isprintable():
-        raise ValueError(f"at most {MAX_WHEN_CHARS} printable characters: {WHEN_RULE}")
-    relative = _RELATIVE.match(text)
-    if relative:
-        if relative.group(1):
-            raise ValueError(f"a negative duration; a schedule is in the future: {WHEN_RULE}")
-        seconds = sum(
-            float(number) * _SECONDS[unit.lower()] for number, unit in _PARTS.findall(text)
+    def to_dict(self) -> dict[str, Any]:
+        def iso(moment: datetime | None) -> str | None:
+            return moment.isoformat() if moment else None
+
+        return {
+            "id": self.id,
+            "name": self.name,
+            "owner": self.owner,
+            "spec": self.spec.to_dict(),
+            "state": str(self.state),
+            "timer": self.timer,
+            "created_at": iso(self.created_at),
+            "last_fired_at": iso(self.last_fired_at),
+            "runs": self.runs,
+            "skipped": self.skipped,
+            "warnings": list(self.warnings),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ScheduleRecord:
+        last = data.get("last_fired_at")
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            owner=data["owner"],
+            spec=ScheduleSpec.from_dict(data["spec"]),
+            state=ScheduleState(data["state"]),
+            created_at=datetime.fromisoformat(data["created_at"]),
+            last_fired_at=datetime.fromisoformat(last) if last else None,
+            runs=data.get("runs", 0),
+            skipped=data.get("skipped", 0),
+            warnings=tuple(data.get("warnings", ())),
         )
-        if not 0 < seconds <= MAX_DURATION_SEC:
-            raise ValueError(f"more than 0 and at most {MAX_DURATION_SEC} seconds ahead")
-        return When(WhenKind.RELATIVE, text, seconds=seconds)
-    if _RFC3339.match(text):
-        try:
-            at = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"no such date or time: {WHEN_RULE}") from None
-        return When(WhenKind.ABSOLUTE, text, at=at.astimezone(UTC))
-    if _LOCAL.match(text):
-        try:
-            datetime.fromisoformat(text)  # a real date and time; its zone is systemd's to add
-        except ValueError:
-            raise ValueError(f"no such date or time: {WHEN_RULE}") from None
-        return When(WhenKind.LOCAL, text)
-    return When(WhenKind.CALENDAR, text)
 
 
-def start_time(when: When, now: datetime) -> datetime:
-    """The instant a one-shot WHEN names (LOCAL ones resolved first: `at` set)."""
-    if when.kind is WhenKind.RELATIVE:
-        assert when.seconds is not None
-        return now + timedelta(seconds=when.seconds)
-    assert when.at is not None, f"{when.kind} WHEN without its instant"
-    return when.at
+@dataclass(frozen=True, slots=True)
+class ScheduleRequest:
+    """POST /v1/schedules once parsed: the calendar expression still to be judged by systemd."""
+
+    calendar: str
+    name: str | None
+    job: ValidatedRequest
+    overlap: Overlap
+    catch_up: bool
 
 
-def check_ahead(field: str, when: When, at: datetime, now: datetime) -> None:
-    """A start time must be in the future, and not absurdly far: ValueError otherwise."""
-    if at <= now:
-        raise ValueError(
-            f"{at.isoformat()} is in the past (now {now.isoformat(timespec='seconds')}); "
-            f"{field} is a time to come: {WHEN_RULE}"
+def parse_schedule_request(data: object, policy: JobPolicy, host: HostInfo) -> ScheduleRequest:
+    top = Fields(data, "")
+    when = top.parsed("calendar", parse_when)
+    if when is None:
+        raise top.error("calendar", None, f"required: {WHEN_RULE}")
+    if when.one_shot:
+        raise top.error(
+            "calendar",
+            when.text,
+            "a systemd calendar expression (hourly, *:0/15, 'Mon..Fri *-*-* 02:00'); a one-shot "
+            "time is a job's schedule: POST /v1/jobs with schedule (rnx job run --schedule)",
         )
-    if at - now > MAX_AHEAD:
-        raise ValueError(f"more than {MAX_AHEAD.days} days ahead")
-
-
-def on_calendar(at: datetime) -> str:
-    """An instant as a systemd calendar expression (OnCalendar=) that elapses exactly once."""
-    return at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+    name = top.string("name")
+    if name is not None and not SCHEDULE_NAME.match(name):
+        raise top.error("name", name, "1-63 lowercase letters, digits and '-', like a hostname")
+    overlap = top.string("overlap", str(Overlap.SKIP))
+    if overlap not in {o.value for o in Overlap}:
+        raise top.error("overlap", overlap, f"one of {', '.join(Overlap)}")
+    catch_up = top.boolean("catch_up", True)
+    job = parse_job_request(top.raw("job"), policy, host, path="job")
+    spec = job.spec
+    for key, given, why in (
+        ("name", spec.name, "a schedule's runs have no name of their own: give the schedule one"),
+        ("schedule", job.when, "the schedule says when its runs start"),
+        ("upload", spec.upload, "an upload is one job's: give every run its files on a volume"),
+        (
+            "secret_env",
+            dict(spec.secret_env) or None,
+            "a schedule keeps no secret values at rest for its runs: give them on a volume",
+        ),
+    ):
+        if given is not None:
+            raise top.error(f"job.{key}", HIDDEN if key == "secret_env" else given, why)
+    top.reject_unknown()
+    return ScheduleRequest(when.text, name, job, Overlap(overlap), catch_up)

@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.schedule import LastRun, Schedule, ScheduleDeleted, ScheduleSpec
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
     from rnx.errors import RnxError
@@ -58,6 +59,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "JobsDeleted",
+    "LastRun",
     "LimitMinimums",
     "Limits",
     "LogEvent",
@@ -75,6 +77,9 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Schedule",
+    "ScheduleDeleted",
+    "ScheduleSpec",
     "UnitMetrics",
     "Upload",
     "Volume",
@@ -99,6 +104,7 @@ _HOMES = {
         "runtime",
     ),
     **dict.fromkeys(("RuntimeSource", "RuntimeSummary", "RuntimeValidation"), "runtime"),
+    **dict.fromkeys(("LastRun", "Schedule", "ScheduleDeleted", "ScheduleSpec"), "schedule"),
     "Upload": "upload",
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),
 }

@@ -125,6 +125,18 @@ def group() -> None:
     "'Mon..Fri *-*-* 02:00' (a schedule: rnx schedule).",
 )
 @click.option(
+    "--overlap",
+    type=click.Choice(["skip", "queue", "parallel"]),
+    help="With a recurring --schedule: what a firing does while a run has not ended: skip "
+    "(default), queue (run once the previous ended), parallel.",
+)
+@click.option(
+    "--catch-up/--no-catch-up",
+    default=True,
+    help="With a recurring --schedule: a firing missed while no agent ran runs once at its "
+    "start (default), or never.",
+)
+@click.option(
     "--priority",
     metavar="PRIORITY",
     help="Its place in the queue when the agent has no room for it now: low, normal (default), "
@@ -137,6 +149,10 @@ def group() -> None:
 def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
 
+    With --schedule WHEN it starts later (30s, in 10m, 2026-12-24T18:00:00Z), or runs every
+    time a systemd calendar expression elapses (hourly, '*:0/15'): a schedule (rnx schedule),
+    whose id is printed.
+
     The command starts at `--` or at the first argument that is not an option; everything after
     it belongs to the job:
 
@@ -147,6 +163,9 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
     limits = _limits(flags)
     env = dict(values.key_value("--env", e) for e in flags["env"])
     secret_env = dict(values.key_value("--secret-env", s) for s in flags["secret_env"])
+    if flags["schedule"] and values.recurring(flags["schedule"]):
+        _create_schedule(ctx, command, env=env, secret_env=secret_env, limits=limits, flags=flags)
+        return
     with ctx.client() as client, upload_progress(quiet=ctx.json) as progress:
         job = client.run(
             list(command),
@@ -186,6 +205,55 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
         sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
 
 
+def _create_schedule(
+    ctx: Context,
+    command: tuple[str, ...],
+    *,
+    env: dict[str, str],
+    secret_env: dict[str, str],
+    limits: dict[str, Any],
+    flags: dict[str, Any],
+) -> None:
+    """--schedule with a calendar expression: a schedule, named by --name; no attaching."""
+    for flag, given, why in (
+        ("--upload", flags["upload"] or flags["upload_dir"], "an upload is one job's"),
+        ("--secret-env", secret_env, "a schedule keeps no secret values at rest for its runs"),
+    ):
+        if given:
+            raise click.UsageError(f"{flag}: {why}; give its runs their files on a volume")
+    priority = flags["priority"]
+    schedule = ctx.ask(
+        lambda client: client.create_schedule(
+            flags["schedule"],
+            list(command),
+            name=flags["name"],
+            overlap=flags["overlap"],
+            catch_up=flags["catch_up"],
+            env=env,
+            workdir=flags["workdir"],
+            relax=flags["relax"],
+            volumes=flags["volume"],
+            network=flags["network"],
+            allow_egress=flags["allow_egress"],
+            runtime=flags["runtime"],
+            priority=None if priority is None else values.priority(priority),
+            **limits,
+        )
+    )
+    if schedule is None:
+        return
+    upcoming = schedule.next_elapse.isoformat() if schedule.next_elapse else "never"
+    click.secho(
+        f"Schedule {schedule.name or schedule.id} {schedule.state}: {schedule.spec.normalized}, "
+        f"next {upcoming} ({schedule.timer})",
+        fg="cyan",
+        err=True,
+    )
+    for warning in schedule.warnings:
+        click.secho(f"Warning: {warning}", fg="yellow", err=True)
+    click.echo(schedule.id)
+
+
 def _limits(flags: dict[str, Any]) -> dict[str, Any]:
     limits: dict[str, Any] = {}
     cpu = values.cpu_percent(flags["max_cpu"], flags["cpus"])
@@ -211,13 +279,16 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
 
 @group.command("list")
 @click.option("--state", help="Only jobs in these states (comma-separated).")
+@click.option("--schedule", metavar="SCHEDULE", help="Only the runs of this schedule (its name).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @pass_context
-def list_(ctx: Context, state: str | None, limit: int) -> None:
+def list_(ctx: Context, state: str | None, schedule: str | None, limit: int) -> None:
     """List jobs, newest first."""
     params = {"limit": str(limit)}
     if state:
         params["state"] = state
+    if schedule:
+        params["schedule"] = schedule
     jobs = ctx.ask(lambda client: client.list(**params))
     if jobs is None:
         return

@@ -23,6 +23,7 @@ from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
+from joblet_agent.domain.schedule import ScheduleRecord
 from joblet_agent.domain.user import JobUser
 from joblet_agent.domain.volume import Volume
 from joblet_agent.errors import ErrorCode, JobletError
@@ -126,10 +127,13 @@ class FakeSystemd:
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
         return [(u, p["ActiveState"]) for u, p in self.units.items() if fnmatch(u, pattern)]
 
-    def fire(self, timer: str) -> None:
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        return await self.unit_properties(unit)
+
+    def fire(self, timer: str, at_usec: int = 1) -> None:
         """A timer elapses: PID 1 runs its service, whose start job ends (JobRemoved)."""
         assert timer in self.units, f"no timer {timer}"
-        self.units[timer]["LastTriggerUSec"] = 1
+        self.units[timer]["LastTriggerUSec"] = at_usec
         self.emit(JobDone(timer.removesuffix(".timer") + ".service", "done"))
 
     def lose_transient_units(self) -> None:
@@ -329,6 +333,36 @@ class FakeJobStore:
     def delete(self, job_id: str) -> None:
         if self.records.pop(job_id, None) is None:
             raise JobletError(ErrorCode.NOT_FOUND, f"job {job_id} does not exist")
+
+
+class FakeScheduleStore:
+    """The ScheduleStore port in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ScheduleRecord] = {}
+
+    def put(self, record: ScheduleRecord) -> None:
+        named = self.find_name(record.name) if record.name else None
+        if named not in (None, record.id):
+            raise JobletError(ErrorCode.CONFLICT, f"a schedule named {record.name!r} exists")
+        self.records[record.id] = record
+
+    def get(self, schedule_id: str) -> ScheduleRecord | None:
+        return self.records.get(schedule_id)
+
+    def find_name(self, name: str) -> str | None:
+        return next((r.id for r in self.records.values() if r.name == name), None)
+
+    def find_prefix(self, prefix: str) -> builtins.list[str]:
+        return sorted(i for i in self.records if i.startswith(prefix))[:11]
+
+    def list(self, *, owner: str | None = None) -> builtins.list[ScheduleRecord]:
+        found = [r for r in self.records.values() if owner is None or r.owner == owner]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def delete(self, schedule_id: str) -> None:
+        if self.records.pop(schedule_id, None) is None:
+            raise JobletError(ErrorCode.NOT_FOUND, f"schedule {schedule_id} does not exist")
 
 
 class FakeVolumeStorage:
@@ -532,6 +566,7 @@ if TYPE_CHECKING:
         ports.NetworkStore,
         ports.Resolver,
         ports.Calendar,
+        ports.ScheduleStore,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -547,4 +582,5 @@ if TYPE_CHECKING:
         FakeNetworkStore(),
         fake_resolver({}),
         FakeCalendar(),
+        FakeScheduleStore(),
     )

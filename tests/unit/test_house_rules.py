@@ -16,7 +16,12 @@ ONE_PLACE: dict[str, frozenset[str]] = {
     "dbus_next": frozenset({"adapters/systemd_dbus.py"}),
     "pystemd": frozenset({"daemon.py"}),
     "sqlite3": frozenset(
-        {"adapters/job_store.py", "adapters/network_store.py", "adapters/sqlite_schema.py"}
+        {
+            "adapters/job_store.py",
+            "adapters/network_store.py",
+            "adapters/schedule_store.py",
+            "adapters/sqlite_schema.py",
+        }
     ),
     "subprocess": frozenset(
         {"adapters/host_probe.py", "adapters/netlink.py", "pki/names.py"}  # names: `ip -j addr`

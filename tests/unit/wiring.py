@@ -21,6 +21,7 @@ from joblet_agent.ports import Calendar, Clock, JobFiles, JobStore, Journal, Run
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
+from joblet_agent.services.schedule import ScheduleService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
 from tests.unit.fakes import (
@@ -30,6 +31,7 @@ from tests.unit.fakes import (
     FakeJobFiles,
     FakeJobStore,
     FakeJournal,
+    FakeScheduleStore,
 )
 from tests.unit.hosts import HYBRID_HOST
 
@@ -94,4 +96,15 @@ async def submit(
 def api_app(service: JobService, access: Access) -> web.Application:
     """The API on the service, with the runtimes of its config's runtimes_dir (as the agent)."""
     runtimes = RuntimeDirectory(service.config.runtimes_dir)
-    return make_app(service, access, RuntimeService(runtimes, service))
+    schedules = schedule_service(service)
+    return make_app(service, access, RuntimeService(runtimes, service), schedules)
+
+
+def schedule_service(jobs: JobService) -> ScheduleService:
+    """Schedules on the jobs' service, with its calendar (a FakeCalendar) and clock."""
+    calendar = jobs.intake.calendar
+    assert calendar is not None
+    schedules = ScheduleService(FakeScheduleStore(), jobs, calendar=calendar, clock=jobs.clock)
+    if jobs.lifecycle.systemd is not None:
+        schedules.attach(jobs.lifecycle.systemd)
+    return schedules

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.body import json_body
+from joblet_agent.api.handlers.schedule import runs_of
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
@@ -29,6 +30,7 @@ SERVICE = app_key("jobs", JobService)
 LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
 MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
+MAX_SCHEDULE_CHARS = 64  # a schedule's id, a prefix of it, or its name
 _JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it (blanks around allowed)
 _MOST_ID_CHARS = 64
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
@@ -124,8 +126,13 @@ async def list_jobs(request: web.Request) -> web.Response:
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
     service = _service(request)
+    schedule = query_text(query, "schedule", MAX_SCHEDULE_CHARS)
     jobs = service.list(
-        states=states, owner=query_text(query, "owner", MAX_OWNER_CHARS), limit=limit, offset=offset
+        states=states,
+        owner=query_text(query, "owner", MAX_OWNER_CHARS),
+        limit=limit,
+        offset=offset,
+        schedule=runs_of(request, schedule) if schedule else None,
     )
     positions = service.queue_positions() if any(j.state is JobState.QUEUED for j in jobs) else {}
     return web.json_response(

@@ -5,13 +5,15 @@ refused on the way leaves no record, no directory, no timer."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import uuid
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState
-from joblet_agent.domain.schedule import WHEN_RULE, When, WhenKind, check_ahead, start_time
+from joblet_agent.domain.schedule import ScheduleRecord
+from joblet_agent.domain.when import WHEN_RULE, When, WhenKind, check_ahead, start_time
 from joblet_agent.errors import ErrorCode, JobletError, invalid
 from joblet_agent.ports import Calendar, Clock, JobFiles
 from joblet_agent.services.job.queue import JobQueue
@@ -19,6 +21,8 @@ from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.job.timers import JobTimers
 from joblet_agent.units.job import environment_file
 from joblet_agent.units.paths import JobPaths
+
+logger = logging.getLogger(__name__)
 
 
 class JobIntake:
@@ -102,6 +106,44 @@ class JobIntake:
             self.records.delete(record.id)
             self.files.remove(self._paths(record.id))
             raise
+
+    def run(self, schedule: ScheduleRecord, *, due: datetime, late: bool) -> JobRecord:
+        """A run of a recurring schedule, for its firing at `due`: a job like any (it joins
+        the queue now), linked to the schedule."""
+        self.queue.check_room(schedule.owner)
+        warnings = schedule.warnings
+        if late:
+            when = due.isoformat(timespec="seconds")
+            warnings += (
+                f"its schedule's firing at {when} passed while no agent ran: it ran when the "
+                "agent started",
+            )
+        record = JobRecord(
+            id=str(uuid.uuid4()),
+            spec=schedule.spec.job,
+            state=JobState.SCHEDULED,
+            owner=schedule.owner,
+            created_at=self.clock.now(),
+            warnings=warnings,
+            priority=schedule.spec.priority,
+            scheduled_for=due,
+            schedule=schedule.id,
+        )
+        paths = self._paths(record.id)
+        try:
+            self.files.stage(paths, upload=None, secrets=None)
+            record = self.queue.join(record)
+        except BaseException:
+            self.files.remove(paths)
+            raise
+        logger.info(
+            "schedule %s fired: job %s",
+            schedule.id,
+            record.id,
+            extra={"JOB_ID": record.id, "SCHEDULE_ID": schedule.id},
+        )
+        self.queue.admit()
+        return record
 
     def _paths(self, job_id: str) -> JobPaths:
         return JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)

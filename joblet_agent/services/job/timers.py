@@ -16,7 +16,7 @@ import logging
 
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord, JobState
-from joblet_agent.domain.schedule import on_calendar
+from joblet_agent.domain.when import on_calendar
 from joblet_agent.errors import JobletError
 from joblet_agent.ports import Clock, JobDone, SystemdManager, UnitGone
 from joblet_agent.services.job.queue import JobQueue
