@@ -120,6 +120,8 @@ class ScheduleService:
         try:
             answer = await self.calendar.next_elapse(request.calendar)
         except JobletError as exc:
+            if exc.code is not ErrorCode.INVALID:
+                raise  # systemd-analyze could not answer: not the caller's mistake
             raise invalid("calendar", request.calendar, f"systemd: {exc.message}") from exc
         if answer.next_elapse is None:
             raise invalid(

@@ -93,6 +93,8 @@ class JobIntake:
             at = start_time(when, now)
             check_ahead("schedule", when, at, now)
         except JobletError as exc:
+            if exc.code is not ErrorCode.INVALID:
+                raise  # systemd-analyze could not answer: not the caller's mistake
             raise invalid("schedule", when.text, f"systemd: {exc.message}; {WHEN_RULE}") from exc
         except ValueError as exc:
             raise invalid("schedule", when.text, str(exc)) from exc
