@@ -110,6 +110,7 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.runtime_latency
+	$(SANDBOX) run -- $(BIN)/python -m bench.admission
 
 # The .debs land in build/deb (joblet_*.deb, rnx_*.deb), checked by lintian.
 deb:

@@ -315,7 +315,7 @@ class ScheduleService:
 
 def _held_back(overlap: Overlap, live: list[JobRecord]) -> str | None:
     """Why a firing makes no run, given the schedule's runs that have not ended."""
-    waiting = [r for r in live if r.state in WAITING]
+    waiting = [r for r in live if r.state is JobState.QUEUED or r.waiting_for_time]
     if overlap is Overlap.SKIP and live:
         return f"its run {live[0].id} has not ended (overlap: skip)"
     if overlap is Overlap.QUEUE and waiting:

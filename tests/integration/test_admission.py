@@ -4,12 +4,14 @@ frees; a queued job is canceled; a kill -9 of the agent keeps the queue as it wa
 
 from __future__ import annotations
 
+import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from rnx.client import Client, Job
-from tests.integration.agent_config import agent_config
+from tests.integration.agent_config import CONFIG, agent_config, restart_agent
 from tests.integration.conftest import rnx, sh, wait_state
 
 
@@ -105,3 +107,25 @@ def test_priority_out_of_range_is_refused_naming_it(client: Client) -> None:
     result = rnx("job", "run", "--priority", "urgent", "true")
     assert result.returncode == 2
     assert "'urgent' is not a priority; use low, normal, high or 0-9" in result.stderr
+
+
+def test_quotas_beyond_the_host_stop_the_agent_with_the_key_named() -> None:
+    saved = CONFIG.read_text() if CONFIG.exists() else None
+    CONFIG.write_text("quotas:\n  owners:\n    alice:\n      memory_max: 64T\n")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(time.time() - 1))
+    try:
+        result = subprocess.run(
+            ["systemctl", "restart", "joblet.service"], capture_output=True, check=False
+        )
+        assert result.returncode != 0
+        log = sh("journalctl", "--no-pager", "-o", "cat", "-u", "joblet.service", "--since", since)
+        assert (
+            "joblet.yml: quotas.owners.alice.memory_max: 70368744177664 is not valid; at most "
+            "this host's memory" in log
+        ), log
+    finally:
+        if saved is None:
+            CONFIG.unlink()
+        else:
+            CONFIG.write_text(saved)
+        restart_agent()

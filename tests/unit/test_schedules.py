@@ -423,3 +423,14 @@ def test_systemd_judges_the_calendar(tmp_path: Path) -> None:
         assert len(service.list()) == 1
 
     asyncio.run(scenario())
+
+
+def test_a_job_waiting_for_its_time_takes_no_room(tmp_path: Path) -> None:
+    service, _systemd, _ = engine(tmp_path, max_running=1)
+
+    async def scenario() -> None:
+        later = await submit(service, {"command": "true", "schedule": "1h"})
+        now = await submit(service, {"command": "true"})
+        assert (later.state, now.state) == (JobState.SCHEDULED, JobState.RUNNING)
+
+    asyncio.run(scenario())

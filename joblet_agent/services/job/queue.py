@@ -80,9 +80,10 @@ class JobQueue:
         submitter waits for it) is not started here but returned, admitted, for the caller to
         start (a failure is then the submitter's error); None if it must wait."""
         self._soon = False
+        holding = [r for r in self.records.list(states=HOLDING) if r.holds_capacity]
         chosen = next_admissions(
             self._queue(),
-            self.records.list(states=HOLDING),
+            holding,
             self.capacity,
             serial_schedules=self.serial_schedules(),
         )
