@@ -10,6 +10,7 @@ import click
 from rnx import values
 from rnx.attach import attach, follow_log
 from rnx.context import Context, pass_context
+from rnx.scheduling import make_schedule
 from rnx.views import (
     describe_limits,
     emit_json,
@@ -164,7 +165,7 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
     env = dict(values.key_value("--env", e) for e in flags["env"])
     secret_env = dict(values.key_value("--secret-env", s) for s in flags["secret_env"])
     if flags["schedule"] and values.recurring(flags["schedule"]):
-        _create_schedule(ctx, command, env=env, secret_env=secret_env, limits=limits, flags=flags)
+        make_schedule(ctx, command, env=env, secret_env=secret_env, limits=limits, flags=flags)
         return
     with ctx.client() as client, upload_progress(quiet=ctx.json) as progress:
         job = client.run(
@@ -203,55 +204,6 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             click.echo(job.id)
             return
         sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
-
-
-def _create_schedule(
-    ctx: Context,
-    command: tuple[str, ...],
-    *,
-    env: dict[str, str],
-    secret_env: dict[str, str],
-    limits: dict[str, Any],
-    flags: dict[str, Any],
-) -> None:
-    """--schedule with a calendar expression: a schedule, named by --name; no attaching."""
-    for flag, given, why in (
-        ("--upload", flags["upload"] or flags["upload_dir"], "an upload is one job's"),
-        ("--secret-env", secret_env, "a schedule keeps no secret values at rest for its runs"),
-    ):
-        if given:
-            raise click.UsageError(f"{flag}: {why}; give its runs their files on a volume")
-    priority = flags["priority"]
-    schedule = ctx.ask(
-        lambda client: client.create_schedule(
-            flags["schedule"],
-            list(command),
-            name=flags["name"],
-            overlap=flags["overlap"],
-            catch_up=flags["catch_up"],
-            env=env,
-            workdir=flags["workdir"],
-            relax=flags["relax"],
-            volumes=flags["volume"],
-            network=flags["network"],
-            allow_egress=flags["allow_egress"],
-            runtime=flags["runtime"],
-            priority=None if priority is None else values.priority(priority),
-            **limits,
-        )
-    )
-    if schedule is None:
-        return
-    upcoming = schedule.next_elapse.isoformat() if schedule.next_elapse else "never"
-    click.secho(
-        f"Schedule {schedule.name or schedule.id} {schedule.state}: {schedule.spec.normalized}, "
-        f"next {upcoming} ({schedule.timer})",
-        fg="cyan",
-        err=True,
-    )
-    for warning in schedule.warnings:
-        click.secho(f"Warning: {warning}", fg="yellow", err=True)
-    click.echo(schedule.id)
 
 
 def _limits(flags: dict[str, Any]) -> dict[str, Any]:
