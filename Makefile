@@ -50,7 +50,7 @@ lint: deps
 	$(BIN)/lint-imports
 
 unit: deps
-	$(BIN)/pytest -m "not integration and not slow and not after_reboot" tests
+	$(BIN)/pytest -m "not integration and not slow and not before_reboot and not after_reboot" tests
 
 check: lint unit
 
@@ -62,9 +62,11 @@ sandbox-down:
 	$(SANDBOX) down
 
 # Integration tests run inside the sandbox, so their paths, /run and /tmp are the agent's.
-# Then a reboot of the sandbox (down, up: its disk state stays), and what must outlive it.
+# Then what must be set up last (before_reboot), a reboot of the sandbox (down, up: its disk
+# state stays), and what must outlive it (after_reboot).
 integration: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration tests/security
+	$(SANDBOX) run -- $(BIN)/pytest -m "before_reboot" tests/integration
 	$(SANDBOX) down
 	$(SANDBOX) up
 	$(SANDBOX) install
@@ -108,6 +110,7 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.runtime_latency
+	$(SANDBOX) run -- $(BIN)/python -m bench.admission
 
 # The .debs land in build/deb (joblet_*.deb, rnx_*.deb), checked by lintian.
 deb:

@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from joblet_agent.adapters.calendar import SystemdCalendar
 from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.host_probe import probe_host
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
@@ -27,6 +28,7 @@ from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
+from joblet_agent.adapters.schedule_store import SqliteScheduleStore
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.upload_staging import StagedUploads
 from joblet_agent.adapters.userdb import UserdbGroups, publish_pool
@@ -36,6 +38,7 @@ from joblet_agent.api.listeners import PassedSocket, fit_to_descriptors, local_s
 from joblet_agent.api.malformed import log_malformed_requests_in_one_line
 from joblet_agent.api.revocation import OpenSessions, cut_revoked
 from joblet_agent.api.tls import ServerContexts, report_handshake_failures
+from joblet_agent.domain.capacity import check_against_host
 from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
@@ -44,6 +47,7 @@ from joblet_agent.services.job.service import JobService
 from joblet_agent.services.job.slice_caps import cap_jobs_slice
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
+from joblet_agent.services.schedule import ScheduleService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
 
@@ -96,6 +100,8 @@ class Agent:
     jobs: JobService
     networks: NetworkService
     runtimes: RuntimeService
+    schedule_store: SqliteScheduleStore
+    schedules: ScheduleService
 
 
 def wire(config: AgentConfig) -> Agent:
@@ -103,6 +109,7 @@ def wire(config: AgentConfig) -> Agent:
     them: the only place objects are constructed."""
     config.jobs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     host = probe_host(config.jobs_dir)
+    check_against_host(config.admission, config.quotas, host)
     _report(host, config)
     publish_pool(config.jobs)
     root = prepare_skeleton(config)
@@ -129,6 +136,7 @@ def wire(config: AgentConfig) -> Agent:
         files=VolumeFiles(config.state_dir / "volumes"),
         groups=UserdbGroups(),
     )
+    calendar = SystemdCalendar()
     jobs = JobService(
         config,
         host,
@@ -140,10 +148,21 @@ def wire(config: AgentConfig) -> Agent:
         volumes=volumes,
         networks=networks,
         runtimes=runtime_store,
+        calendar=calendar,
         root=PurePosixPath(root),
     )
+    schedule_store = SqliteScheduleStore(config.database)
+    schedules = ScheduleService(schedule_store, jobs, calendar=calendar, clock=clock)
     return Agent(
-        config, host, store, network_store, jobs, networks, RuntimeService(runtime_store, jobs)
+        config,
+        host,
+        store,
+        network_store,
+        jobs,
+        networks,
+        RuntimeService(runtime_store, jobs),
+        schedule_store,
+        schedules,
     )
 
 
@@ -162,13 +181,15 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
         await cap_jobs_slice(bus, config, agent.host)
     except JobletError as exc:  # each job keeps its own limits; say loudly that these are off
         logger.error("could not cap %s (all jobs together): %s", config.slice, exc.message)
+    agent.schedules.attach(bus)
     await service.reconcile()
     await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
+    await agent.schedules.reconcile()
     # Old skeletons go once no unit names them; those running jobs use are never touched.
     collect_skeletons(config, await service.roots_in_use())
 
     sockets = _listening_sockets(listen)
-    app = make_app(service, config.access, agent.runtimes)
+    app = make_app(service, config.access, agent.runtimes, agent.schedules)
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()
@@ -198,8 +219,9 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     # Jobs being finished get their records written; one not done in time is read again at the
     # next start (reconcile), so a stop never waits long for them.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(service.settle(), 5)
+        await asyncio.wait_for(asyncio.gather(agent.schedules.settle(), service.settle()), 5)
     bus.disconnect()
+    agent.schedule_store.close()
     agent.network_store.close()
     agent.store.close()
 

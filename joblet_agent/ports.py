@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
+from joblet_agent.domain.schedule import ScheduleRecord
 from joblet_agent.domain.user import JobUser
 from joblet_agent.domain.volume import Volume
 from joblet_agent.units.paths import JobPaths
@@ -57,6 +59,10 @@ class SystemdManager(Protocol):
     async def active_state(self, unit: str) -> str | None: ...
     async def list_units(self, pattern: str) -> list[tuple[str, str]]: ...
     async def reset_failed(self, unit: str) -> None: ...
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        """A timer's properties (LastTriggerUSec, NextElapseUSecRealtime, ActiveState, ...),
+        or None if it is not loaded."""
+        ...
 
 
 class JobStore(Protocol):
@@ -75,8 +81,29 @@ class JobStore(Protocol):
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> list[JobRecord]: ...
     def delete(self, job_id: str) -> None: ...
+    def count(self, *, states: frozenset[JobState], owner: str | None = None) -> int: ...
+    def queued(self, *, step_sec: float, limit: int, offset: int = 0) -> builtins.list[JobRecord]:
+        """QUEUED jobs in the queue's order (domain/admission.py queue_key)."""
+        ...
+
+    def queue_order(self, *, step_sec: float) -> builtins.list[str]:
+        """The ids of the QUEUED jobs, in the queue's order."""
+        ...
+
+
+class ScheduleStore(Protocol):
+    def put(self, record: ScheduleRecord) -> None:
+        """Store it; a name another schedule has is a CONFLICT."""
+        ...
+
+    def get(self, schedule_id: str) -> ScheduleRecord | None: ...
+    def find_name(self, name: str) -> str | None: ...
+    def find_prefix(self, prefix: str) -> list[str]: ...
+    def list(self, *, owner: str | None = None) -> list[ScheduleRecord]: ...
+    def delete(self, schedule_id: str) -> None: ...
 
 
 class Journal(Protocol):
@@ -93,6 +120,12 @@ class Journal(Protocol):
 
 
 class JobFiles(Protocol):
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        """At submit, what waits with the job until it starts, in its directory (created
+        root-only): its upload's tree (moved, not copied) and its secret environment (a file
+        in systemd's EnvironmentFile syntax)."""
+        ...
+
     async def create(
         self,
         paths: JobPaths,
@@ -139,6 +172,29 @@ class JobFiles(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarAnswer:
+    """systemd's reading of a calendar expression: its normalized form, its next elapse."""
+
+    normalized: str
+    next_elapse: datetime | None  # None: it never elapses again
+
+
+class Calendar(Protocol):
+    """systemd's own reading of times (adapters/calendar.py): never a parser of Joblet's."""
+
+    async def next_elapse(
+        self, expression: str, *, after: datetime | None = None
+    ) -> CalendarAnswer:
+        """The expression's next elapse after `after` (default: now); a refusal is an
+        INVALID JobletError with systemd's reason."""
+        ...
+
+    async def timestamp(self, text: str) -> datetime:
+        """A date and time in the host's time zone, as systemd reads it."""
+        ...
 
 
 class RuntimeCatalog(Protocol):

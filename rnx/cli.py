@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from rnx import __version__
-from rnx.commands import job, network, runtime, volume
+from rnx.commands import job, network, runtime, schedule, volume
 from rnx.context import Context
 from rnx.errors import RnxError
 from rnx.exit_codes import exit_code_for
@@ -75,3 +75,4 @@ cli.add_command(job.group)
 cli.add_command(volume.group)
 cli.add_command(network.group)
 cli.add_command(runtime.group)
+cli.add_command(schedule.group)

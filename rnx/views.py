@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 STATE_STYLE = {
     "SCHEDULED": "cyan",
+    "QUEUED": "cyan",
     "RUNNING": "bold blue",
     "COMPLETED": "green",
     "FAILED": "bold red",
@@ -74,8 +75,10 @@ def plain(text: str, style: str = "") -> Text:
     return Text(without_controls(text), style=style)
 
 
-def state_text(state: str) -> Text:
-    return plain(state, STATE_STYLE.get(state, "white"))
+def state_text(state: str, position: int | None = None) -> Text:
+    """A job's state, with its place in the queue while QUEUED: `QUEUED #3`."""
+    shown = state if position is None else f"{state} #{position}"
+    return plain(shown, STATE_STYLE.get(state, "white"))
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -167,8 +170,9 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
         ("ID", job.id),
         ("Unit", job.unit),
         ("Name", spec.name or "-"),
-        ("State", state_text(job.state)),
+        ("State", state_text(job.state, job.queue_position)),
         ("Owner", owner_text(job.owner)),
+        ("Priority", str(job.priority)),
         ("Command", " ".join(spec.argv) + (" (arguments hidden)" if job.redacted else "")),
         ("Limits", describe_limits(spec.limits)),
     ]
@@ -179,8 +183,14 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
         lines.append(("Upload", spec.upload))
     if spec.runtime:
         lines.append(("Runtime", spec.runtime))
+    if job.schedule:
+        lines.append(("Schedule", job.schedule))
+    lines.append(("Created", job.created_at.isoformat()))
+    if job.scheduled_for:
+        lines.append(("Scheduled for", job.scheduled_for.isoformat()))
+    if job.queued_at:
+        lines.append(("Queued", job.queued_at.isoformat()))
     lines += [
-        ("Created", job.created_at.isoformat()),
         ("Started", job.started_at.isoformat() if job.started_at else "-"),
         ("Ended", job.ended_at.isoformat() if job.ended_at else "-"),
         ("Exit code", "-" if job.exit_code is None else str(job.exit_code)),

@@ -133,6 +133,15 @@ def collect_skeletons(config: AgentConfig, keep: set[str]) -> None:
 class JobDirectories:
     """Creates and removes jobs' directories and /work images (the JobFiles port)."""
 
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        """<id>/ (root only), with the upload's tree in upload/ and the secrets: what waits with
+        a job until it starts (a queued job waits across agent restarts and reboots)."""
+        Path(paths.root).mkdir(mode=0o700)
+        if upload is not None:
+            upload.rename(Path(paths.upload))  # both under the state directory: a move
+        if secrets is not None:
+            self.write_secrets(paths, secrets)
+
     async def create(
         self,
         paths: JobPaths,
@@ -142,11 +151,11 @@ class JobDirectories:
         work_bytes: int,
         upload: Path | None = None,
     ) -> None:
-        """<id>/ (root only); work/, the staging tree of what /work starts with (its working
-        directory; an upload's tree, moved here and given to the job's user); work.img, a sparse
-        ext4 image of work_bytes. Without an upload mkfs.ext4 -d copies the tree in; with one
-        the image is made empty, and the upload's helper unit moves the files in (units/
-        upload.py): a copy of a large tree would take twice its size on disk."""
+        """work/ in <id>/ (JobDirectories.stage made <id>/), the staging tree of what /work
+        starts with (its working directory; an upload's tree, moved here and given to the job's
+        user); work.img, a sparse ext4 image of work_bytes. Without an upload mkfs.ext4 -d copies
+        the tree in; with one the image is made empty, and the upload's helper unit moves the
+        files in (units/upload.py): a copy of a large tree would take twice its size on disk."""
         # A thread: an upload's tree may have many entries to chown.
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
@@ -197,7 +206,7 @@ class JobDirectories:
 def _directories_and_image(
     paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int, upload: Path | None
 ) -> Path:
-    Path(paths.root).mkdir(mode=0o700)
+    Path(paths.root).mkdir(mode=0o700, exist_ok=True)
     work = Path(paths.work)
     if upload is None:
         work.mkdir(mode=0o700)

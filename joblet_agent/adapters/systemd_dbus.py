@@ -25,6 +25,7 @@ MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+TIMER_IFACE = "org.freedesktop.systemd1.Timer"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 BUS = "org.freedesktop.DBus"
@@ -251,6 +252,10 @@ class SystemdBus:
         """The unit's ActiveState, for any kind of unit; None if it is not loaded."""
         props = await self.unit_properties(unit, interfaces=(UNIT_IFACE,))
         return str(props["ActiveState"]) if props else None
+
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        """A timer's properties, or None if it is not loaded."""
+        return await self.unit_properties(unit, interfaces=(UNIT_IFACE, TIMER_IFACE))
 
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
         """(unit, active state) of every loaded unit matching the glob."""

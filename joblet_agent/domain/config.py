@@ -14,6 +14,7 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
+from joblet_agent.domain.capacity import AdmissionPolicy, Quotas, parse_admission, parse_quotas
 from joblet_agent.domain.fields import Fields
 from joblet_agent.domain.job_slice import SliceCaps, parse_slice_caps
 from joblet_agent.domain.quantities import parse_duration, parse_size
@@ -118,6 +119,9 @@ class AgentConfig:
     access: Access = Access()
     log_streams: LogStreamPolicy = LogStreamPolicy()
     connections: Connections = Connections()
+    # When jobs start: the agent's caps, each owner's quota (domain/capacity.py).
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    quotas: Quotas = field(default_factory=Quotas)
     # The built-in network of `--network=isolated` jobs (networks.py): NAT out, ports isolated.
     isolated_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_ISOLATED_CIDR)  # noqa: RUF009
 
@@ -150,6 +154,8 @@ def parse_config(data: object, source: str) -> AgentConfig:
     isolated_cidr = _parse_networks(top.section("networks"))
     log_streams = _parse_log_streams(top.section("log_streams"))
     connections = _parse_connections(top.section("connections"))
+    admission = parse_admission(top.section("admission"), jobs.max_running)
+    quotas = parse_quotas(top.section("quotas"))
     top.reject_unknown()
     return AgentConfig(
         state_dir=state_dir,
@@ -162,6 +168,8 @@ def parse_config(data: object, source: str) -> AgentConfig:
         connections=connections,
         isolated_cidr=isolated_cidr,
         log_streams=log_streams,
+        admission=admission,
+        quotas=quotas,
     )
 
 

@@ -22,17 +22,18 @@ RELAXATIONS = {"wx-memory": "MemoryDenyWriteExecute=no: allow writable and execu
 
 
 class JobState(StrEnum):
-    SCHEDULED = "SCHEDULED"  # accepted, unit not running yet
+    SCHEDULED = "SCHEDULED"  # waiting for its start time (scheduled_for), or its unit starting
+    QUEUED = "QUEUED"  # waiting for room to run (domain/admission.py)
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
     TIMEOUT = "TIMEOUT"  # RuntimeMaxSec hit
-    CANCELED = "CANCELED"  # scheduled, then canceled before it ran
+    CANCELED = "CANCELED"  # scheduled or queued, then canceled before it ran
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
 
 
 # Exit code recorded for a job killed by its timeout, like timeout(1).
@@ -156,19 +157,50 @@ class JobRecord:
     # When its files (its /work image, its directory) were removed, jobs.work_retention after
     # its end; the record stays until deleted.
     files_reclaimed_at: datetime | None = None
+    # When it starts (domain/admission.py, domain/schedule.py): its place in the queue comes
+    # from when it joined it and its priority (0-9, higher first); scheduled_for is the start
+    # time it was given (one-shot) or its schedule's firing; schedule, the schedule that made it.
+    priority: int = 5
+    queued_at: datetime | None = None
+    scheduled_for: datetime | None = None
+    schedule: str | None = None
+    # Its owner's role used everyone's volumes and networks when it was submitted (maintainer,
+    # admin): its start asks the same of them (domain/sharing.py), however long it waited.
+    # Stored, not shown.
+    manages_all: bool = False
 
     @property
     def unit(self) -> str:
         return unit_name(self.id)
 
+    @property
+    def waiting_for_time(self) -> bool:
+        """SCHEDULED for a time that has not come yet: it joins the queue when it comes."""
+        return (
+            self.state is JobState.SCHEDULED
+            and self.scheduled_for is not None
+            and self.queued_at is None
+        )
+
+    @property
+    def holds_capacity(self) -> bool:
+        """Admitted and not ended: its unit is starting or runs (what the agent's caps count)."""
+        return not (
+            self.state.is_terminal or self.state is JobState.QUEUED or self.waiting_for_time
+        )
+
     def evolve(self, **changes: Any) -> JobRecord:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self, *, with_secrets: bool = False, inspect: bool = True) -> dict[str, Any]:
+    def to_dict(
+        self, *, with_secrets: bool = False, inspect: bool = True, stored: bool = False
+    ) -> dict[str, Any]:
+        """The API's form; `stored`: the job store's, with what is kept and never shown."""
+
         def iso(moment: datetime | None) -> str | None:
             return moment.isoformat() if moment else None
 
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "unit": self.unit,
             "spec": self.spec.to_dict(with_secrets=with_secrets, inspect=inspect),
@@ -187,7 +219,14 @@ class JobRecord:
             "endpoint": self.endpoint.to_dict() if self.endpoint else None,
             "redacted": not inspect,
             "files_reclaimed_at": iso(self.files_reclaimed_at),
+            "priority": self.priority,
+            "queued_at": iso(self.queued_at),
+            "scheduled_for": iso(self.scheduled_for),
+            "schedule": self.schedule,
         }
+        if stored:
+            data["manages_all"] = self.manages_all
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
@@ -213,6 +252,11 @@ class JobRecord:
             user=data.get("user"),
             endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
             files_reclaimed_at=moment(data.get("files_reclaimed_at")),
+            priority=data.get("priority", 5),
+            queued_at=moment(data.get("queued_at")),
+            scheduled_for=moment(data.get("scheduled_for")),
+            schedule=data.get("schedule"),
+            manages_all=data.get("manages_all", False),
         )
 
 

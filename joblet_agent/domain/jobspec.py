@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from joblet_agent.domain.admission import DEFAULT_PRIORITY, parse_priority
 from joblet_agent.domain.config import Enforcement, JobPolicy
 from joblet_agent.domain.fields import HIDDEN, Fields
 from joblet_agent.domain.host import Controller, HostInfo
@@ -24,6 +25,7 @@ from joblet_agent.domain.quantities import (
 )
 from joblet_agent.domain.runtime_reference import REFERENCE_RULE, parse_reference
 from joblet_agent.domain.volume import parse_volume_mounts
+from joblet_agent.domain.when import When, parse_when
 from joblet_agent.errors import ErrorCode, JobletError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -104,10 +106,15 @@ class ValidatedRequest:
     spec: JobSpec
     warnings: tuple[str, ...]
     work_bytes_given: bool = False  # limits.work_bytes was asked for (else an upload may grow it)
+    priority: int = DEFAULT_PRIORITY  # its place in the admission queue (domain/admission.py)
+    when: When | None = None  # a start time to wait for (domain/schedule.py), else now
 
 
-def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
-    top = Fields(data, "")
+def parse_job_request(
+    data: object, policy: JobPolicy, host: HostInfo, *, path: str = ""
+) -> ValidatedRequest:
+    """`path`: where the request is in a larger one (a schedule's `job`), for errors."""
+    top = Fields(data, path)
     command = top.required_string("command")
     top.check_length("command", command, MAX_COMMAND_CHARS)
     if not command.strip() or "\0" in command:
@@ -139,6 +146,17 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
     volumes = parse_volume_mounts(top, "volumes")
     runtime = top.parsed("runtime", _runtime)
+    priority = top.parsed("priority", parse_priority, DEFAULT_PRIORITY)
+    assert priority is not None
+    when = top.parsed("schedule", parse_when)
+    if when is not None and not when.one_shot:
+        raise top.error(
+            "schedule",
+            when.text,
+            "a one-shot time here (30s, in 10m, 2026-12-24T18:00:00Z, 2026-12-24 18:00); a "
+            "calendar expression is a recurring schedule: POST /v1/schedules (rnx job run "
+            "--schedule makes one)",
+        )
     limits_section = top.section("limits")
     work_bytes_given = limits_section.raw("work_bytes") is not None
     limits, warnings = _limits(limits_section, policy, host)
@@ -169,7 +187,7 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         allow_egress=egress,
         runtime=runtime,
     )
-    return ValidatedRequest(spec, tuple(warnings), work_bytes_given)
+    return ValidatedRequest(spec, tuple(warnings), work_bytes_given, priority, when)
 
 
 def _runtime(value: Any) -> str:

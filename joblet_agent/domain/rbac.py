@@ -65,6 +65,9 @@ class Action(StrEnum):
     RUNTIME_INSTALL = "runtime.install"  # one that relaxes isolation also needs JOB_RELAX
     RUNTIME_INSECURE = "runtime.install-over-plain-http"  # rnx runtime install --insecure-http
     RUNTIME_REMOVE = "runtime.remove"
+    SCHEDULE_READ = "schedule.read"  # list and show schedules
+    SCHEDULE_CREATE = "schedule.create"  # a recurring schedule of one's own jobs
+    SCHEDULE_MANAGE = "schedule.manage"  # pause, resume, delete (one's own; maintainers any)
 
 
 REQUIRED: dict[Action, Role] = {
@@ -97,6 +100,9 @@ REQUIRED: dict[Action, Role] = {
     # Whoever is on the path of a plain http:// registry chooses the archive and its sha256.
     Action.RUNTIME_INSECURE: Role.ADMIN,
     Action.RUNTIME_REMOVE: Role.MAINTAINER,
+    Action.SCHEDULE_READ: Role.READER,
+    Action.SCHEDULE_CREATE: Role.DEVELOPER,
+    Action.SCHEDULE_MANAGE: Role.DEVELOPER,
 }
 # Below this role, these actions apply to the caller's own jobs, volumes and networks (and to
 # volumes and networks shared with them); from it on, to everyone's.
@@ -116,6 +122,7 @@ OWN_ONLY = frozenset(
         Action.NETWORK_JOIN,
         Action.NETWORK_SHARE,
         Action.NETWORK_REMOVE,
+        Action.SCHEDULE_MANAGE,
     }
 )
 # Of those, what a share (domain/sharing.py) also grants on someone else's volume or network.

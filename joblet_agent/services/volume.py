@@ -34,7 +34,7 @@ from joblet_agent.units.volume import VolumeBinding, mount_properties, mount_uni
 logger = logging.getLogger(__name__)
 
 MOUNT_TIMEOUT_SEC = 30.0
-_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+_LIVE = frozenset(s for s in JobState if not s.is_terminal)
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,11 +88,13 @@ def translate(
     volumes: tuple[VolumeBinding, ...] = (),
     network: JobNetwork = NO_NETWORK,
     runtime: InstalledRuntime | None = None,
+    slice_name: str | None = None,
 ) -> list[Property]:
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
     stays as the user typed it. `root` is the skeleton it gets as its RootDirectory. `volumes`
     are the job's volumes, mounted on the host already; `runtime` is the one spec.runtime
-    names, resolved. Nothing here runs privileged: no ExecStartPre=+, no ExecStopPost=+ (its
+    names, resolved; `slice_name`, its owner's slice (units/owner.py; else joblet.yml's slice).
+    Nothing here runs privileged: no ExecStartPre=+, no ExecStopPost=+ (its
     network is made by helper units, units/network.py; its end is recorded by one,
     units/end_record.py)."""
     limits = spec.limits
@@ -110,7 +112,7 @@ def translate(
         prop("StandardInput", "null"),
         prop("StandardOutput", "journal"),
         prop("StandardError", "journal"),
-        prop("Slice", config.slice),
+        prop("Slice", slice_name or config.slice),
         # Unloaded as soon as it ended, failed or not: how it ended is recorded outside it (by
         # the helper these name, units/end_record.py), and failed jobs must not pile up in
         # `systemctl --failed`.

@@ -22,6 +22,11 @@ class JobPaths:
         return self.root / "work.img"
 
     @property
+    def upload(self) -> PurePosixPath:
+        """Root-only: the tree of the job's upload while the job waits to start; its /work then."""
+        return self.root / "upload"
+
+    @property
     def secrets(self) -> PurePosixPath:
         return self.root / "secret.env"
 

@@ -50,6 +50,7 @@ SIGNATURES: dict[str, str] = {
     "TasksAccounting": "b",
     "IOAccounting": "b",
     "CPUQuotaPerSecUSec": "t",
+    "CPUWeight": "t",  # an owner's slice (units/owner.py)
     "MemoryMax": "t",
     "MemorySwapMax": "t",
     "TasksMax": "t",
@@ -107,6 +108,13 @@ SIGNATURES: dict[str, str] = {
     "IPAddressDeny": "a(iayu)",  # (address family, address bytes, prefix length)
     "IPAddressAllow": "a(iayu)",
     "RestrictAddressFamilies": "(bas)",
+    # a schedule's timer (units/schedule.py)
+    "OnCalendar": "s",
+    "AccuracyUSec": "t",
+    "RandomizedDelayUSec": "t",
+    "Persistent": "b",
+    "WakeSystem": "b",
+    "RemainAfterElapse": "b",
     # logging
     "LogRateLimitIntervalUSec": "t",
     "LogRateLimitBurst": "u",

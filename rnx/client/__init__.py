@@ -40,6 +40,7 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.schedule import LastRun, Schedule, ScheduleDeleted, ScheduleSpec
     from rnx.client.share import Share
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
@@ -59,6 +60,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "JobsDeleted",
+    "LastRun",
     "LimitMinimums",
     "Limits",
     "LogEvent",
@@ -76,6 +78,9 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Schedule",
+    "ScheduleDeleted",
+    "ScheduleSpec",
     "Share",
     "UnitMetrics",
     "Upload",
@@ -102,6 +107,7 @@ _HOMES = {
     ),
     **dict.fromkeys(("RuntimeSource", "RuntimeSummary", "RuntimeValidation"), "runtime"),
     "Share": "share",
+    **dict.fromkeys(("LastRun", "Schedule", "ScheduleDeleted", "ScheduleSpec"), "schedule"),
     "Upload": "upload",
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),
 }

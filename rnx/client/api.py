@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from rnx.client.log import LogEvent
     from rnx.client.network import Network, NetworkRemoved
     from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
+    from rnx.client.schedule import Schedule, ScheduleDeleted
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
 
@@ -62,40 +63,119 @@ class Client(Transport):
         network: str | None = None,
         allow_egress: Sequence[str] = (),
         runtime: str | None = None,
+        priority: int | None = None,
+        schedule: str | None = None,
         **limits: Any,
     ) -> Job:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
 
         uploads (files, to /work/<name>) and upload_dirs (to /work/<dirname>/...) are sent
         first; progress(sent, total) is called as their bytes go. volumes: NAME or NAME:ro.
-        network: none (default), isolated, host (admin only) or a network's name."""
-        body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
-        mounts = [_volume_mount(v) for v in volumes]
+        network: none (default), isolated, host (admin only) or a network's name. priority:
+        0-9 (default 5), its place in the queue when the agent has no room for it now (the
+        job is then QUEUED). schedule: a start time to come (30s, in 10m,
+        2026-12-24T18:00:00Z, 2026-12-24 18:00): the job is SCHEDULED until then; a calendar
+        expression is a recurring schedule (create_schedule)."""
         upload = self.upload(uploads, upload_dirs, progress).id if uploads or upload_dirs else None
-        for key, value in (
-            ("env", env),
-            ("secret_env", secret_env),
-            ("name", name),
-            ("workdir", workdir),
-            ("relax", list(relax)),
-            ("upload", upload),
-            ("volumes", mounts),
-            ("network", network),
-            ("allow_egress", list(allow_egress)),
-            ("runtime", runtime),
-        ):
-            if value:
-                body[key] = value
-        if limits:
-            body["limits"] = limits
+        body = _job_body(
+            command,
+            env=env,
+            secret_env=secret_env,
+            name=name,
+            workdir=workdir,
+            relax=relax,
+            upload=upload,
+            volumes=volumes,
+            network=network,
+            allow_egress=allow_egress,
+            runtime=runtime,
+            schedule=schedule,
+            priority=priority,
+            limits=limits,
+        )
         return Job.from_dict(self._call("POST", "/v1/jobs", body=body), "job")
+
+    def create_schedule(
+        self,
+        calendar: str,
+        command: Sequence[str],
+        *,
+        name: str | None = None,
+        overlap: str | None = None,
+        catch_up: bool = True,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        relax: Sequence[str] = (),
+        volumes: Sequence[str] = (),
+        network: str | None = None,
+        allow_egress: Sequence[str] = (),
+        runtime: str | None = None,
+        priority: int | None = None,
+        **limits: Any,
+    ) -> Schedule:
+        """Run `command` every time the systemd calendar expression elapses (hourly, *:0/15,
+        'Mon..Fri *-*-* 02:00'); systemd judges it. Each firing makes a job (rnx's
+        list(schedule=name)). overlap: skip (default), queue or parallel; catch_up: a firing
+        missed while no agent ran runs once at its start. The other arguments are run()'s."""
+        from rnx.client.schedule import Schedule
+
+        job = _job_body(
+            command,
+            env=env,
+            workdir=workdir,
+            relax=relax,
+            volumes=volumes,
+            network=network,
+            allow_egress=allow_egress,
+            runtime=runtime,
+            priority=priority,
+            limits=limits,
+        )
+        body: dict[str, Any] = {"calendar": calendar, "job": job, "catch_up": catch_up}
+        if name:
+            body["name"] = name
+        if overlap:
+            body["overlap"] = overlap
+        return Schedule.from_dict(self._call("POST", "/v1/schedules", body=body), "schedule")
+
+    def schedules(self, **filters: str) -> builtins.list[Schedule]:
+        """The schedules, oldest first; filters: owner."""
+        from rnx.client.schedule import Schedule
+
+        listing = Fields(self._call("GET", "/v1/schedules", params=filters), "")
+        return [Schedule.read(schedule) for schedule in listing.objs("schedules")]
+
+    def schedule(self, reference: str) -> Schedule:
+        """A schedule by name, id or id prefix: its next firing and its latest run too."""
+        from rnx.client.schedule import Schedule
+
+        return Schedule.from_dict(self._call("GET", f"/v1/schedules/{reference}"), "schedule")
+
+    def pause_schedule(self, reference: str) -> Schedule:
+        from rnx.client.schedule import Schedule
+
+        answer = self._call("POST", f"/v1/schedules/{reference}/pause")
+        return Schedule.from_dict(answer, "schedule")
+
+    def resume_schedule(self, reference: str) -> Schedule:
+        from rnx.client.schedule import Schedule
+
+        answer = self._call("POST", f"/v1/schedules/{reference}/resume")
+        return Schedule.from_dict(answer, "schedule")
+
+    def delete_schedule(self, reference: str) -> ScheduleDeleted:
+        """Its timer goes and its waiting runs are canceled; past runs stay jobs."""
+        from rnx.client.schedule import ScheduleDeleted
+
+        answer = self._call("DELETE", f"/v1/schedules/{reference}")
+        return ScheduleDeleted.from_dict(answer, "deleted schedule")
 
     def get(self, job_id: str) -> Job:
         """A job by id or unique id prefix."""
         return Job.from_dict(self._call("GET", f"/v1/jobs/{job_id}"), "job")
 
     def list(self, **filters: str) -> builtins.list[Job]:
-        """Jobs, newest first; filters are the API's (state, owner, limit, offset)."""
+        """Jobs, newest first; filters are the API's (state, owner, schedule, limit, offset)."""
         listing = Fields(self._call("GET", "/v1/jobs", params=filters), "")
         return [Job.read(job) for job in listing.objs("jobs")]
 
@@ -305,6 +385,32 @@ class Client(Transport):
         from rnx.client.health import Health
 
         return Health.from_dict(self._call("GET", "/v1/health"), "health")
+
+
+def _job_body(
+    command: Sequence[str],
+    *,
+    relax: Sequence[str] = (),
+    volumes: Sequence[str] = (),
+    allow_egress: Sequence[str] = (),
+    priority: int | None = None,
+    limits: dict[str, Any],
+    **fields: Any,
+) -> dict[str, Any]:
+    """A JobRequest: what is given of it (empty values left out)."""
+    body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
+    given = {
+        **fields,
+        "relax": list(relax),
+        "volumes": [_volume_mount(v) for v in volumes],
+        "allow_egress": list(allow_egress),
+    }
+    body.update({key: value for key, value in given.items() if value})
+    if priority is not None:
+        body["priority"] = priority
+    if limits:
+        body["limits"] = limits
+    return body
 
 
 def _volume_mount(text: str) -> dict[str, Any]:

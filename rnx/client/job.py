@@ -11,17 +11,18 @@ from rnx.client.fields import Fields, Model, bad_answer
 
 
 class JobState(StrEnum):
-    SCHEDULED = "SCHEDULED"  # accepted, not running yet
+    SCHEDULED = "SCHEDULED"  # waiting for its start time, or its unit starting
+    QUEUED = "QUEUED"  # waiting for room to run (the agent's caps, its owner's quota)
     RUNNING = "RUNNING"
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
     TIMEOUT = "TIMEOUT"  # timeout_sec hit (exit code 124)
-    CANCELED = "CANCELED"  # canceled while SCHEDULED
+    CANCELED = "CANCELED"  # canceled while SCHEDULED or QUEUED
 
     @property
     def ended(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
 
     @classmethod
     def read(cls, fields: Fields, key: str = "state") -> JobState:
@@ -177,9 +178,15 @@ class Job(Model):
     endpoint: Endpoint | None = None  # on a network (isolated or named)
     redacted: bool = False  # another owner's: spec.args and spec.env's values are ***
     files_reclaimed_at: datetime | None = None  # its /work and files removed (jobs.work_retention)
+    priority: int = 5  # in the admission queue: 0-9, higher first
+    queued_at: datetime | None = None  # when it joined the queue
+    queue_position: int | None = None  # while QUEUED: 1 starts next
+    scheduled_for: datetime | None = None  # its start time (--schedule), or its schedule's firing
+    schedule: str | None = None  # the id of the schedule that made it
 
     @classmethod
     def read(cls, fields: Fields) -> Job:
+        # priority and after came with the admission queue and schedules.
         endpoint = fields.opt_obj("endpoint", None)
         return cls(
             id=fields.text("id"),
@@ -200,6 +207,11 @@ class Job(Model):
             endpoint=None if endpoint is None else Endpoint.read(endpoint),
             redacted=fields.flag("redacted", False),
             files_reclaimed_at=fields.opt_moment("files_reclaimed_at", None),
+            priority=fields.whole("priority", 5),
+            queued_at=fields.opt_moment("queued_at", None),
+            queue_position=fields.opt_whole("queue_position", None),
+            scheduled_for=fields.opt_moment("scheduled_for", None),
+            schedule=fields.opt_text("schedule", None),
             raw=fields.data,
         )
 

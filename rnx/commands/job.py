@@ -10,6 +10,7 @@ import click
 from rnx import values
 from rnx.attach import attach, follow_log
 from rnx.context import Context, pass_context
+from rnx.scheduling import make_schedule
 from rnx.views import (
     describe_limits,
     emit_json,
@@ -119,12 +120,41 @@ def group() -> None:
     metavar="NAME",
     help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
 )
+@click.option(
+    "--schedule",
+    metavar="WHEN",
+    help="Start it later: 30s, 5m, 1h30m, in 10m, 2026-12-24T18:00:00Z, '2026-12-24 18:00' (the "
+    "host's time zone); or every time a systemd calendar expression elapses: hourly, *:0/15, "
+    "'Mon..Fri *-*-* 02:00' (a schedule: rnx schedule).",
+)
+@click.option(
+    "--overlap",
+    type=click.Choice(["skip", "queue", "parallel"]),
+    help="With a recurring --schedule: what a firing does while a run has not ended: skip "
+    "(default), queue (run once the previous ended), parallel.",
+)
+@click.option(
+    "--catch-up/--no-catch-up",
+    default=True,
+    help="With a recurring --schedule: a firing missed while no agent ran runs once at its "
+    "start (default), or never.",
+)
+@click.option(
+    "--priority",
+    metavar="PRIORITY",
+    help="Its place in the queue when the agent has no room for it now: low, normal (default), "
+    "high, or 0-9 (higher runs first; first come, first served within one).",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
 @click.option("--raw", is_flag=True, help=RAW_HELP)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_context
 def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
+
+    With --schedule WHEN it starts later (30s, in 10m, 2026-12-24T18:00:00Z), or runs every
+    time a systemd calendar expression elapses (hourly, '*:0/15'): a schedule (rnx schedule),
+    whose id is printed.
 
     The command starts at `--` or at the first argument that is not an option; everything after
     it belongs to the job:
@@ -136,6 +166,9 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
     limits = _limits(flags)
     env = dict(values.key_value("--env", e) for e in flags["env"])
     secret_env = dict(values.key_value("--secret-env", s) for s in flags["secret_env"])
+    if flags["schedule"] and values.recurring(flags["schedule"]):
+        make_schedule(ctx, command, env=env, secret_env=secret_env, limits=limits, flags=flags)
+        return
     with ctx.client() as client, upload_progress(quiet=ctx.json) as progress:
         job = client.run(
             list(command),
@@ -151,14 +184,19 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             network=flags["network"],
             allow_egress=flags["allow_egress"],
             runtime=flags["runtime"],
+            priority=None if flags["priority"] is None else values.priority(flags["priority"]),
+            schedule=flags["schedule"],
             **limits,
         )
         if ctx.json and detach:
             emit_json(job)
             return
         if not ctx.json:
+            place = f" #{job.queue_position}" if job.queue_position else ""
+            if job.scheduled_for and job.state == "SCHEDULED":
+                place = f" for {job.scheduled_for.isoformat()}"
             click.secho(
-                f"Job {job.id} {job.state}: {describe_limits(job.spec.limits)}",
+                f"Job {job.id} {job.state}{place}: {describe_limits(job.spec.limits)}",
                 fg="cyan",
                 err=True,
             )
@@ -200,9 +238,12 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
     metavar="OWNER",
     help="Only this owner's jobs: NAME (of your own kind), cert:NAME or unix:NAME.",
 )
+@click.option("--schedule", metavar="SCHEDULE", help="Only the runs of this schedule (its name).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @pass_context
-def list_(ctx: Context, state: str | None, owner: str | None, limit: int) -> None:
+def list_(
+    ctx: Context, state: str | None, owner: str | None, schedule: str | None, limit: int
+) -> None:
     """List jobs, newest first: every job's state; another owner's arguments show as ***
     below the maintainer role."""
     params = {"limit": str(limit)}
@@ -210,6 +251,8 @@ def list_(ctx: Context, state: str | None, owner: str | None, limit: int) -> Non
         params["state"] = state
     if owner:
         params["owner"] = owner
+    if schedule:
+        params["schedule"] = schedule
     jobs = ctx.ask(lambda client: client.list(**params))
     if jobs is None:
         return
@@ -217,7 +260,7 @@ def list_(ctx: Context, state: str | None, owner: str | None, limit: int) -> Non
         [
             j.id[:8],
             j.spec.name or "",
-            state_text(j.state),
+            state_text(j.state, j.queue_position),
             "" if j.exit_code is None else str(j.exit_code),
             owner_text(j.owner),
             j.created_at.strftime("%m-%d %H:%M:%S"),
@@ -274,7 +317,7 @@ def stop(ctx: Context, job_id: str) -> None:
 @click.argument("job_id", metavar="JOB")
 @pass_context
 def cancel(ctx: Context, job_id: str) -> None:
-    """Cancel a job that has not started running yet (SCHEDULED).
+    """Cancel a job that has not started running yet (SCHEDULED or QUEUED).
 
     JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:

@@ -111,7 +111,11 @@ def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
     try:
         wait_state(client, job.id, "RUNNING")
         unit = job.unit
-        assert unit_property(unit, "Slice") == "joblet.slice"
+        # Its owner's slice (root's, on the local socket), inside joblet.slice (units/owner.py).
+        assert unit_property(unit, "Slice") == "joblet-owner-root.slice"
+        assert unit_property(unit, "ControlGroup").startswith(
+            "/joblet.slice/joblet-owner.slice/joblet-owner-root.slice/"
+        )
         assert unit_property(unit, "MemoryMax") == str(128 * 1024 * 1024)
         assert unit_property(unit, "TasksMax") == "77"
         assert unit_property(unit, "CPUQuotaPerSecUSec") == "500ms"

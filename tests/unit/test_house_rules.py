@@ -15,11 +15,20 @@ PACKAGE = Path(__file__).resolve().parents[2] / "joblet_agent"
 ONE_PLACE: dict[str, frozenset[str]] = {
     "dbus_next": frozenset({"adapters/systemd_dbus.py"}),
     "pystemd": frozenset({"daemon.py"}),
-    "sqlite3": frozenset({"adapters/job_store.py", "adapters/network_store.py"}),
+    "sqlite3": frozenset(
+        {
+            "adapters/job_store.py",
+            "adapters/network_store.py",
+            "adapters/schedule_store.py",
+            "adapters/sqlite_schema.py",
+        }
+    ),
     "subprocess": frozenset(
         {"adapters/host_probe.py", "adapters/netlink.py", "pki/names.py"}  # names: `ip -j addr`
     ),
-    "asyncio.create_subprocess_exec": frozenset({"adapters/ext4.py", "adapters/journal.py"}),
+    "asyncio.create_subprocess_exec": frozenset(
+        {"adapters/ext4.py", "adapters/journal.py", "adapters/calendar.py"}
+    ),
     "asyncio.create_subprocess_shell": frozenset(),
     "os.system": frozenset(),
     "tarfile": frozenset({"adapters/archive.py", "adapters/archive_stream.py"}),

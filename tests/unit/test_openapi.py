@@ -40,7 +40,7 @@ from joblet_agent.domain.rbac import REQUIRED, Action, Role
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NetworkService
-from tests.unit.fakes import FakeSystemd
+from tests.unit.fakes import FakeCalendar, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 from tests.unit.wiring import api_app, job_service
 
@@ -209,7 +209,9 @@ def test_runtime_info_is_a_runtime_and_where_it_is() -> None:
 
 def test_request_schemas_name_the_fields_the_validator_reads() -> None:
     spec = JobSpec(command="true").to_dict(with_secrets=False)
-    assert set(schema_of("JobRequest")["properties"]) == set(spec)
+    # When it starts is the request's, not the spec's: the record keeps it (priority, schedule).
+    when = {"priority", "schedule"}
+    assert set(schema_of("JobRequest")["properties"]) == set(spec) | when
     assert set(schema_of("JobSpec")["properties"]) == set(spec)
     assert set(schema_of("Limits")["properties"]) == set(Limits().to_dict())
     assert set(schema_of("AppliedLimits")["properties"]) == set(Limits().to_dict())
@@ -314,6 +316,9 @@ def test_responses_of_the_app_fit_the_document(service: JobService) -> None:
     """Through aiohttp on a Unix socket, with PID 1 and the journal faked; the caller is mapped to
     admin through its group, so this runs without root."""
     group = grp.getgrgid(os.getgid()).gr_name
+    calendar = service.intake.calendar
+    assert isinstance(calendar, FakeCalendar)
+    calendar.elapses["*:0/15"] = [datetime(2026, 12, 4, 12, 15, tzinfo=UTC)]
     app = api_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
 
     async def scenario(socket: str) -> None:
@@ -382,6 +387,26 @@ async def _exercise(http: aiohttp.ClientSession) -> None:
     await call("DELETE", "/v1/networks/backend", "/v1/networks/{name}", 200)
     await call("GET", "/v1/networks/backend", "/v1/networks/{name}", 404)
     await _exercise_runtimes(call)
+    await _exercise_schedules(call)
+
+
+async def _exercise_schedules(call: Any) -> None:
+    body = {"calendar": "*:0/15", "name": "report", "job": {"command": "true", "priority": 7}}
+    await call("POST", "/v1/schedules", "/v1/schedules", 201, json=body)
+    await call("POST", "/v1/schedules", "/v1/schedules", 409, json=body)  # the name is taken
+    bad = {**body, "name": "other", "calendar": "99:99"}
+    refused = await call("POST", "/v1/schedules", "/v1/schedules", 400, json=bad)
+    assert "Failed to parse calendar specification '99:99'" in refused["message"]
+    one = "/v1/schedules/{schedule}"
+    shown = await call("GET", "/v1/schedules/report", one, 200)
+    assert shown["next_elapse"] == "2026-12-04T12:15:00+00:00"
+    await call("GET", "/v1/schedules", "/v1/schedules", 200)
+    await call("POST", "/v1/schedules/report/pause", one + "/pause", 200)
+    await call("POST", "/v1/schedules/report/resume", one + "/resume", 200)
+    await call("GET", "/v1/jobs", "/v1/jobs", 200, params={"schedule": "report"})
+    await call("GET", "/v1/schedules/" + "x" * 70, one, 400)
+    await call("DELETE", "/v1/schedules/report", one, 200)
+    await call("GET", "/v1/schedules/report", one, 404)
 
 
 async def _exercise_runtimes(call: Any) -> None:

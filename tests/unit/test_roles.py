@@ -106,7 +106,9 @@ def test_each_route_refuses_the_role_below_its_action_before_its_handler(
                 async with aiohttp.ClientSession(
                     connector=aiohttp.UnixConnector(path=socket), base_url="http://joblet"
                 ) as http:
-                    url = path.format(id="0000", name="nothing", owner="cert:nobody-else")
+                    url = path.format(
+                        id="0000", name="nothing", owner="cert:nobody-else", schedule="nothing"
+                    )
                     async with http.request(method, url) as answer:
                         body = await answer.json()
                         if answer.status != 403 or str(action) not in body["message"]:

@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.body import json_body
+from joblet_agent.api.handlers.schedule import runs_of
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
@@ -29,6 +31,7 @@ SERVICE = app_key("jobs", JobService)
 LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
 MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
+MAX_SCHEDULE_CHARS = 64  # a schedule's id, a prefix of it, or its name
 _JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it (blanks around allowed)
 _MOST_ID_CHARS = 64
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
@@ -53,10 +56,21 @@ def _service(request: web.Request) -> JobService:
     return service
 
 
-def _job_json(record: JobRecord, caller: Caller) -> dict[str, Any]:
-    """Another owner's arguments and environment values only for those who may inspect it."""
+def _job_json(
+    record: JobRecord, caller: Caller, positions: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The job as the API shows it: another owner's arguments and environment values only for
+    those who may inspect it; `positions`: the queue's (JobService.queue_positions)."""
     inspect = permits(caller, Action.JOB_INSPECT, owner=record.owner)
-    return record.to_dict(with_secrets=False, inspect=inspect)
+    data = record.to_dict(with_secrets=False, inspect=inspect)
+    data["queue_position"] = positions.get(record.id) if positions else None
+    return data
+
+
+def _one_json(request: web.Request, record: JobRecord) -> dict[str, Any]:
+    queued = record.state is JobState.QUEUED
+    positions = _service(request).queue_positions() if queued else None
+    return _job_json(record, caller_of(request), positions)
 
 
 def _owner_query(request: web.Request, caller: Caller) -> str | None:
@@ -107,7 +121,7 @@ async def create(request: web.Request) -> web.Response:
         manages_all=caller.acts_on_anyones_jobs,
     )
     request[JOB_ID] = record.id
-    return web.json_response(_job_json(record, caller), status=201)
+    return web.json_response(_one_json(request, record), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -125,28 +139,33 @@ async def list_jobs(request: web.Request) -> web.Response:
             ) from None
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
-    owner = _owner_query(request, caller)
-    jobs = _service(request).list(states=states, owner=owner, limit=limit, offset=offset)
+    service = _service(request)
+    schedule = query_text(query, "schedule", MAX_SCHEDULE_CHARS)
+    jobs = service.list(
+        states=states,
+        owner=_owner_query(request, caller),
+        limit=limit,
+        offset=offset,
+        schedule=runs_of(request, schedule) if schedule else None,
+    )
+    positions = service.queue_positions() if any(j.state is JobState.QUEUED for j in jobs) else {}
     return web.json_response(
-        {"jobs": [_job_json(j, caller) for j in jobs], "limit": limit, "offset": offset}
+        {"jobs": [_job_json(j, caller, positions) for j in jobs], "limit": limit, "offset": offset}
     )
 
 
 async def get(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_READ)
-    return web.json_response(_job_json(record, caller_of(request)))
+    return web.json_response(_one_json(request, _job_for(request, Action.JOB_READ)))
 
 
 async def stop(request: web.Request) -> web.Response:
     record = _job_for(request, Action.JOB_STOP)
-    stopped = await _service(request).stop(record.id)
-    return web.json_response(_job_json(stopped, caller_of(request)))
+    return web.json_response(_one_json(request, await _service(request).stop(record.id)))
 
 
 async def cancel(request: web.Request) -> web.Response:
     record = _job_for(request, Action.JOB_CANCEL)
-    canceled = await _service(request).cancel(record.id)
-    return web.json_response(_job_json(canceled, caller_of(request)))
+    return web.json_response(_one_json(request, await _service(request).cancel(record.id)))
 
 
 async def delete(request: web.Request) -> web.Response:

@@ -20,12 +20,13 @@ from typing import Any
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import UNIT_PREFIX, JobRecord, JobState, job_id_of_unit
-from joblet_agent.domain.outcome import Outcome, UnitEnd, decide
+from joblet_agent.domain.outcome import Outcome, UnitEnd, decide, with_owners_quota
 from joblet_agent.domain.user import pool
 from joblet_agent.errors import JobletError
 from joblet_agent.ports import Clock, JobDone, JobFiles, Journal, SystemdManager, UnitGone
-from joblet_agent.services.job.records import LIVE, JobRecords
+from joblet_agent.services.job.records import HOLDING, JobRecords
 from joblet_agent.units import end_record, kernel_log
+from joblet_agent.units import schedule as schedule_units
 from joblet_agent.units.job import running_limits
 from joblet_agent.units.network import helper_unit
 from joblet_agent.units.paths import JobPaths
@@ -36,8 +37,9 @@ KERNEL_LOG_TIMEOUT_SEC = 30.0
 NETWORK_STOP_TIMEOUT_SEC = 30.0
 RECORD_WAIT_SEC = 10.0
 _RUNNING = ("active", "reloading", "deactivating")
-# The units whose signals the engine needs: jobs' own, and their end recorders'.
-UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX)
+# The units whose signals the engine needs: jobs' own, their end recorders', and the services
+# timers fire (services/job/timers.py, services/schedule.py).
+UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX, schedule_units.PREFIX)
 
 
 class JobLifecycle:
@@ -185,6 +187,8 @@ class JobLifecycle:
                 status=end.status,
                 ran=end.ran,
             )
+            quota = self.config.quotas.of(current.owner).memory_bytes
+            outcome = with_owners_quota(outcome, current.spec.limits.memory_bytes, quota)
             self.record_outcome(current, outcome, result=end.result)
 
     async def _recorded_end(self, record: JobRecord, *, wait: bool) -> UnitEnd | None:
@@ -262,7 +266,9 @@ class JobLifecycle:
         """Re-attach to running units; give jobs that ended while we were away their true end."""
         live = dict(await self.pid1.list_units(f"{UNIT_PREFIX}*.service"))
         known: set[str] = set()
-        for record in self.records.list(states=LIVE):
+        for record in self.records.list(states=HOLDING):
+            if record.waiting_for_time:
+                continue  # no unit yet: its timer's (services/job/timers.py)
             known.add(record.unit)
             props = await self.pid1.unit_properties(record.unit)
             active = props.get("ActiveState") if props else None
