@@ -6,7 +6,8 @@ document; a cell is allowed only when the agent answers that success status (201
 counts as neither. What each operation acts on is made fresh for its cell (`RECIPES`, one per
 operationId): a route the document gains without a recipe fails `test_every_route_has_a_recipe`.
 
-Scopes: a job's logs, stop, cancel and delete, and a volume's or a network's reading, removal and
+Scopes: a job's logs, stop, cancel and delete, a schedule's pause, resume and delete, and a volume's
+or a network's reading, removal and
 shares need its owner (or, for reading a volume or a network, a share with the caller) or a
 maintainer (`owner` is developer2 on its own job and volume, and on a network shared with it); an
 upload is its announcer's alone (anyone else, admins included, gets 404, as if it
@@ -143,6 +144,7 @@ class World:
     volume: str = ""
     network: str = ""
     runtime: str = ""
+    schedule: str = ""
     subnets: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -433,6 +435,59 @@ def _remove_network(world: World, caller: Https, undo: contextlib.ExitStack) -> 
     return Cell(Request.json("DELETE", f"/v1/networks/{body['name']}"), intact=intact)
 
 
+# A calendar expression that does not elapse while the module runs: no run is made.
+SCHEDULE_BODY = {"calendar": "*-01-01 03:00:00", "job": {"command": "true"}}
+
+
+def _gone_schedule(world: World, schedule_id: str) -> None:
+    if schedule_id in {s.id for s in world.admin.schedules()}:
+        world.admin.delete_schedule(schedule_id)
+
+
+def owners_schedule(world: World, undo: contextlib.ExitStack) -> str:
+    request = Request.json("POST", "/v1/schedules", SCHEDULE_BODY)
+    schedule_id = str(world.owner.ok(request, "/v1/schedules", 201)["id"])
+    undo.callback(_gone_schedule, world, schedule_id)
+    return schedule_id
+
+
+def schedule_is(world: World, schedule_id: str, state: str) -> Callable[[], None]:
+    def check() -> None:
+        assert world.admin.schedule(schedule_id).state == state
+
+    return check
+
+
+def _create_schedule(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
+    def answered(status: int, answer: Any) -> None:
+        if status == 201:
+            undo.callback(_gone_schedule, world, answer["id"])
+
+    return Cell(Request.json("POST", "/v1/schedules", SCHEDULE_BODY), answered=answered)
+
+
+def _on_schedule(action: str) -> Recipe:
+    """DELETE, or POST .../pause or .../resume, on a fresh schedule of the owner's (paused
+    first, for resume)."""
+
+    def recipe(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
+        schedule_id = owners_schedule(world, undo)
+        if action == "resume":
+            world.admin.pause_schedule(schedule_id)
+        if action == "delete":
+            return Cell(
+                Request.json("DELETE", f"/v1/schedules/{schedule_id}"),
+                intact=schedule_is(world, schedule_id, "ACTIVE"),
+            )
+        before = "PAUSED" if action == "resume" else "ACTIVE"
+        return Cell(
+            Request.json("POST", f"/v1/schedules/{schedule_id}/{action}"),
+            intact=schedule_is(world, schedule_id, before),
+        )
+
+    return recipe
+
+
 def _install_runtime(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
     name = unique("mxrt")
     data, sha, size = runtime_archive(world.tmp, name)
@@ -462,7 +517,12 @@ def _validate_runtime(world: World, caller: Https, undo: contextlib.ExitStack) -
 
 def _read(path: str) -> Recipe:
     def recipe(world: World, caller: Https, undo: contextlib.ExitStack) -> Cell:
-        names = {"job": world.job, "volume": world.volume, "network": world.network}
+        names = {
+            "job": world.job,
+            "volume": world.volume,
+            "network": world.network,
+            "schedule": world.schedule,
+        }
         return Cell(Request.json("GET", path.format(runtime=world.runtime, **names)))
 
     return recipe
@@ -494,6 +554,12 @@ RECIPES: dict[str, Recipe] = {
     "shareNetwork": _share("networks", "PUT"),
     "unshareNetwork": _share("networks", "DELETE"),
     "health": _read("/v1/health"),
+    "createSchedule": _create_schedule,
+    "listSchedules": _read("/v1/schedules"),
+    "getSchedule": _read("/v1/schedules/{schedule}"),
+    "deleteSchedule": _on_schedule("delete"),
+    "pauseSchedule": _on_schedule("pause"),
+    "resumeSchedule": _on_schedule("resume"),
     "listRuntimes": _read("/v1/runtimes"),
     "validateRuntime": _validate_runtime,
     "getRuntime": _read("/v1/runtimes/{runtime}"),
@@ -511,6 +577,9 @@ SCOPES = {
     "shareVolume": "job",
     "unshareVolume": "job",
     "getNetwork": "job",
+    "deleteSchedule": "job",
+    "pauseSchedule": "job",
+    "resumeSchedule": "job",
     "stopJob": "job",
     "cancelJob": "job",
     "deleteJob": "job",
@@ -558,6 +627,7 @@ def world(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]
         admin.share_network(world.network, with_=f"cert:{world.owner.name}", read_only=True)
         world.runtime = fresh_runtime(world)
         undo_runtime(world, undo, world.runtime)
+        world.schedule = owners_schedule(world, undo)
         world.job = owners_job(world, ["sleep", "600"])
         undo.callback(stop_quietly, world, world.job)
         yield world
