@@ -20,7 +20,10 @@ from pathlib import Path, PurePosixPath
 from aiohttp import web
 
 from joblet_agent.adapters.clock import SystemClock
+from joblet_agent.adapters.exec_journal import NativeExecJournal
 from joblet_agent.adapters.host_probe import probe_host
+from joblet_agent.adapters.job_channel import UnixJobChannels
+from joblet_agent.adapters.job_init import locate_init
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
@@ -39,6 +42,7 @@ from joblet_agent.api.tls import report_handshake_failures, server_context
 from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.services.exec import ExecService
 from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NetworkService
@@ -95,6 +99,7 @@ class Agent:
     jobs: JobService
     networks: NetworkService
     runtimes: RuntimeService
+    execs: ExecService
 
 
 def wire(config: AgentConfig) -> Agent:
@@ -140,9 +145,18 @@ def wire(config: AgentConfig) -> Agent:
         networks=networks,
         runtimes=runtime_store,
         root=PurePosixPath(root),
+        init=PurePosixPath(locate_init()),
     )
+    execs = ExecService(config, UnixJobChannels(), NativeExecJournal())
     return Agent(
-        config, host, store, network_store, jobs, networks, RuntimeService(runtime_store, jobs)
+        config,
+        host,
+        store,
+        network_store,
+        jobs,
+        networks,
+        RuntimeService(runtime_store, jobs),
+        execs,
     )
 
 
@@ -163,7 +177,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     collect_skeletons(config, await service.roots_in_use())
 
     sockets = _listening_sockets(listen)
-    app = make_app(service, config.access, agent.runtimes)
+    app = make_app(service, config.access, agent.runtimes, agent.execs)
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

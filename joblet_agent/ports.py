@@ -237,3 +237,30 @@ class NetworkStore(Protocol):
 
 # A host name to its IPv4 addresses (egress rules by name).
 Resolver = Callable[[str], Awaitable[tuple[str, ...]]]
+
+
+class ChannelConnection(Protocol):
+    """One connection to a job's init (adapters/job_channel.py): whole frames out, one frame in
+    at a time, each bounded before it is read (domain/exec_frames.py)."""
+
+    async def send(self, data: bytes) -> None: ...
+    async def receive(self) -> tuple[bytes, bytes]:
+        """(type, payload) of init's next frame; ChannelClosed at its end, FrameError for
+        anything that is not a frame."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JobChannels(Protocol):
+    """Connections to jobs' inits, through the sockets PID 1 listens on for them."""
+
+    async def connect(self, socket: PurePosixPath) -> ChannelConnection:
+        """ChannelClosed when nothing listens there (the job ended, or predates channels)."""
+        ...
+
+
+class ExecJournal(Protocol):
+    """Exec output into the journal, under the job's unit (adapters/exec_journal.py)."""
+
+    def line(self, unit: str, job_id: str, exec_id: str, stream: str, text: bytes) -> None: ...

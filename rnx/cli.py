@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from rnx import __version__
+from rnx.commands import exec as exec_command
 from rnx.commands import job, network, runtime, volume
 from rnx.context import Context
 from rnx.errors import RnxError
@@ -72,6 +73,7 @@ def cli(
 
 
 cli.add_command(job.group)
+job.group.add_command(exec_command.command)
 cli.add_command(volume.group)
 cli.add_command(network.group)
 cli.add_command(runtime.group)

@@ -19,6 +19,8 @@ from joblet_agent.errors import JobletError
 logger = logging.getLogger("joblet_agent.audit")
 JOB_ID = request_key("joblet.job_id", str)  # handlers put the id of the job they acted on here
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# WebSocket upgrades (GET) that run something in a job: audited like a mutation.
+_MUTATING_GETS = frozenset({"/v1/jobs/{id}/exec", "/v1/jobs/{id}/attach"})
 _JOB_PATH = re.compile(r"^/v1/jobs/\{id\}")
 
 
@@ -26,7 +28,8 @@ _JOB_PATH = re.compile(r"^/v1/jobs/\{id\}")
 async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: errors_middleware (inside it) has turned every error into the response the
     client gets, so the entry records the status actually answered (400, 405, 413, ...)."""
-    if request.method not in _MUTATING:
+    route = request.match_info.route.resource
+    if request.method not in _MUTATING and (route is None or route.canonical not in _MUTATING_GETS):
         return await handler(request)
     decision, status = "failed", 500
     try:

@@ -42,6 +42,9 @@ class Action(StrEnum):
     JOB_DELETE = "job.delete"
     JOB_DELETE_ALL = "job.delete-all"
     JOB_RELAX = "job.relax-isolation"  # run a job with a weaker profile (spec.relax)
+    JOB_EXEC = "job.exec"  # run a command in a running job, attach to its command
+    JOB_WRITE_FILES = "job.write-files"  # copy files into a running job
+    JOB_LIFETIME = "job.lifetime"  # extend a running job's timeout, pause and resume it
     UPLOAD = "upload"  # send files for one's own next job
     VOLUME_READ = "volume.read"  # list volumes
     VOLUME_MANAGE = "volume.manage"  # create and remove volumes
@@ -65,6 +68,9 @@ REQUIRED: dict[Action, Role] = {
     Action.JOB_DELETE: Role.DEVELOPER,
     Action.JOB_DELETE_ALL: Role.DEVELOPER,
     Action.JOB_RELAX: Role.ADMIN,
+    Action.JOB_EXEC: Role.DEVELOPER,
+    Action.JOB_WRITE_FILES: Role.DEVELOPER,
+    Action.JOB_LIFETIME: Role.DEVELOPER,
     Action.UPLOAD: Role.DEVELOPER,
     Action.VOLUME_READ: Role.READER,
     Action.VOLUME_MANAGE: Role.MAINTAINER,

@@ -15,6 +15,7 @@ from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
 from joblet_agent.domain.user import JobUser
 from joblet_agent.units import end_record
+from joblet_agent.units.exec_channel import INIT, channel_dependencies, init_argv, init_bind
 from joblet_agent.units.network import (
     NO_NETWORK,
     JobNetwork,
@@ -85,6 +86,7 @@ def translate(
     root: PurePosixPath,
     user: JobUser,
     executable: str,
+    init: PurePosixPath,
     volumes: tuple[VolumeBinding, ...] = (),
     network: JobNetwork = NO_NETWORK,
     runtime: InstalledRuntime | None = None,
@@ -92,16 +94,20 @@ def translate(
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
     stays as the user typed it. `root` is the skeleton it gets as its RootDirectory. `volumes`
     are the job's volumes, mounted on the host already; `runtime` is the one spec.runtime
-    names, resolved. Nothing here runs privileged: no ExecStartPre=+, no ExecStopPost=+ (its
-    network is made by helper units, units/network.py; its end is recorded by one,
-    units/end_record.py)."""
+    names, resolved; `init` is the host's joblet-init, the job's main process, which runs the
+    command as its child (units/exec_channel.py). Nothing here runs privileged: no
+    ExecStartPre=+, no ExecStopPost=+ (its network is made by helper units, units/network.py;
+    its end is recorded by one, units/end_record.py)."""
     limits = spec.limits
     environment = job_environment(job_id, spec, runtime)
     description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
     props = [
         prop("Description", description),
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
-        prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
+        prop(
+            "ExecStart",
+            [[str(INIT), [exec_escape(a) for a in init_argv(executable, spec.argv)], False]],
+        ),
         prop("Environment", [f"{key}={value}" for key, value in environment.items()]),
         # Secret values never enter unit properties, which any local user can read over D-Bus:
         # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
@@ -116,6 +122,7 @@ def translate(
         # `systemctl --failed`.
         prop("CollectMode", "inactive-or-failed"),
         *end_record.triggers(job_id),
+        *channel_dependencies(job_id),
         # journald must not drop a chatty job's lines. Not 0: systemd 252 treats 0 as "unset" and
         # journald then applies its default (10,000 lines per 30 s, scaled by free space; 35,000
         # of 100,000 fast lines arrived here). A 1 us window is never exceeded.
@@ -133,7 +140,7 @@ def translate(
             root=root,
             work_image=paths.work_image,
             tmp_bytes=config.jobs.tmp_bytes,
-            extra_read_only=network_binds(network),
+            extra_read_only=[*network_binds(network), init_bind(init)],
             relax=spec.relax,
             network=network_properties(network),
             runtime=runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rnx.client.api import Client
+    from rnx.client.exec import ExecEnd, ExecResult
     from rnx.client.fields import Model
     from rnx.client.health import Health, HealthLimits, Host, LimitMinimums
     from rnx.client.job import (
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.session import Session
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
     from rnx.errors import RnxError
@@ -49,6 +51,8 @@ __all__ = [
     "Client",
     "EgressRule",
     "Endpoint",
+    "ExecEnd",
+    "ExecResult",
     "Health",
     "HealthLimits",
     "Host",
@@ -75,6 +79,7 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Session",
     "UnitMetrics",
     "Upload",
     "Volume",
@@ -100,6 +105,8 @@ _HOMES = {
     ),
     **dict.fromkeys(("RuntimeSource", "RuntimeSummary", "RuntimeValidation"), "runtime"),
     "Upload": "upload",
+    **dict.fromkeys(("ExecEnd", "ExecResult"), "exec"),
+    "Session": "session",
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),
 }
 

@@ -19,10 +19,12 @@ from rnx.config import resolve_target
 from rnx.errors import RnxError
 
 if TYPE_CHECKING:
+    from rnx.client.exec import ExecResult
     from rnx.client.health import Health
     from rnx.client.log import LogEvent
     from rnx.client.network import Network, NetworkRemoved
     from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
+    from rnx.client.session import Session
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
 
@@ -137,6 +139,88 @@ class Client(Transport):
             if event.end is not None:
                 break
         return self.get(job_id)
+
+    # -- execs ------------------------------------------------------------------------------
+
+    def open_exec(
+        self,
+        job_id: str,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        timeout: float | str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        rows: int = 0,
+        cols: int = 0,
+    ) -> Session:
+        """Start `command` inside the running job JOB (id, name or prefix) and return the
+        session: its events() as it runs, its stdin, resize and signal. See exec() for the
+        simple case."""
+        from rnx.client.session import Session
+
+        request: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
+        for key, value in (("env", env), ("workdir", workdir), ("timeout_sec", timeout)):
+            if value:
+                request[key] = value
+        request |= {"tty": tty, "stdin": stdin or tty, "rows": rows, "cols": cols}
+        return Session.start(self._websocket(f"/v1/jobs/{job_id}/exec"), request)
+
+    def exec(
+        self,
+        job_id: str,
+        command: Sequence[str],
+        *,
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+        timeout: float | str | None = None,
+        input: bytes | str | None = None,
+    ) -> ExecResult:
+        """Run `command` inside the running job (its root, user, network, limits) and return
+        its output and exit code once it ends. `input` is its stdin (else /dev/null); `timeout`
+        (seconds, or "30s", "5m") kills it, exit code 124."""
+        import threading
+
+        from rnx.client.exec import ExecResult
+
+        session = self.open_exec(
+            job_id, command, env=env, workdir=workdir, timeout=timeout, stdin=input is not None
+        )
+        if input is not None:
+            data = input.encode() if isinstance(input, str) else input
+
+            def feed() -> None:  # beside the reading: a command may answer before it read all
+                session.stdin(data)
+                session.close_stdin()
+
+            threading.Thread(target=feed, daemon=True).start()
+        out: dict[str, list[bytes]] = {"stdout": [], "stderr": []}
+        for kind, data in session.events():
+            if kind in out:
+                out[kind].append(data)
+        end = session.end
+        if end is None:
+            raise RnxError("bad-answer", "the agent ended the exec without its exit status")
+        return ExecResult(
+            exec_id=session.exec_id,
+            job=session.job,
+            stdout=b"".join(out["stdout"]),
+            stderr=b"".join(out["stderr"]),
+            exit_code=end.exit_code,
+            signal=end.signal,
+            timed_out=end.timed_out,
+            raw=end.raw,
+        )
+
+    def attach(self, job_id: str, *, rows: int = 0, cols: int = 0) -> Session:
+        """Attach to the terminal (`run(tty=True)`) or stdin (`run(stdin=True)`) of a job's
+        own command; its events() end with ("end", None) when the command's terminal closes."""
+        from rnx.client.session import Session
+
+        return Session.start(
+            self._websocket(f"/v1/jobs/{job_id}/attach"), {"rows": rows, "cols": cols}
+        )
 
     # -- uploads ----------------------------------------------------------------------------
 

@@ -444,6 +444,7 @@ class FakeRuntimeStore:
 # Every port has its fake (mypy checks here that each fits its Protocol).
 if TYPE_CHECKING:
     from joblet_agent import ports
+    from tests.unit.fake_init import FakeConnection, FakeExecJournal, FakeInit, FakeJobChannels
 
     _checks: tuple[
         ports.SystemdManager,
@@ -459,6 +460,9 @@ if TYPE_CHECKING:
         ports.NetworkFiles,
         ports.NetworkStore,
         ports.Resolver,
+        ports.JobChannels,
+        ports.ChannelConnection,
+        ports.ExecJournal,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -473,4 +477,7 @@ if TYPE_CHECKING:
         FakeNetworkFiles(),
         FakeNetworkStore(),
         fake_resolver({}),
+        FakeJobChannels(),
+        FakeConnection(FakeInit()),
+        FakeExecJournal(),
     )

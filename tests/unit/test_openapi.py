@@ -56,6 +56,8 @@ OPERATIONS: dict[tuple[str, str], Action] = {
     ("POST", "/v1/jobs/{id}/cancel"): Action.JOB_CANCEL,
     ("GET", "/v1/jobs/{id}/logs"): Action.JOB_READ,
     ("GET", "/v1/jobs/{id}/metrics"): Action.JOB_READ,
+    ("GET", "/v1/jobs/{id}/exec"): Action.JOB_EXEC,
+    ("GET", "/v1/jobs/{id}/attach"): Action.JOB_EXEC,
     ("POST", "/v1/uploads"): Action.UPLOAD,
     ("PUT", "/v1/uploads/{id}"): Action.UPLOAD,
     ("DELETE", "/v1/uploads/{id}"): Action.UPLOAD,

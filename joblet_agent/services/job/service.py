@@ -34,6 +34,7 @@ from joblet_agent.services.job.start import Admitted, JobStarter
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
+from joblet_agent.units.exec_channel import HOST_INIT
 from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
@@ -54,8 +55,10 @@ class JobService:
         networks: NetworkService | None = None,
         runtimes: RuntimeCatalog | None = None,
         root: PurePosixPath,
+        init: PurePosixPath = HOST_INIT,
     ) -> None:
-        """`root`: the job-root skeleton new jobs get (adapters/job_root.py prepares it)."""
+        """`root`: the job-root skeleton new jobs get (adapters/job_root.py prepares it);
+        `init`: the host's joblet-init, every job's main process (units/exec_channel.py)."""
         self.config = config
         self.host = host
         self.files = files
@@ -83,6 +86,7 @@ class JobService:
             volumes=volumes,
             networks=networks,
             root=root,
+            init=init,
         )
 
     def attach(self, systemd: SystemdManager) -> None:

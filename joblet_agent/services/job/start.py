@@ -23,6 +23,7 @@ from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.volume import VolumeService
 from joblet_agent.units import end_record
+from joblet_agent.units.exec_channel import channel_socket
 from joblet_agent.units.job import environment_file, job_environment, throttles_io, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_units
 from joblet_agent.units.paths import JobPaths
@@ -59,6 +60,7 @@ class JobStarter:
         volumes: VolumeService,
         networks: NetworkService | None,
         root: PurePosixPath,
+        init: PurePosixPath,
     ) -> None:
         self.config = config
         self.host = host
@@ -70,6 +72,7 @@ class JobStarter:
         self.volumes = volumes
         self.networks = networks
         self.root = root
+        self.init = init
 
     async def start(self, job: Admitted) -> JobRecord:
         """The unit of an admitted job, with everything it needs first; nothing half-done.
@@ -93,6 +96,7 @@ class JobStarter:
                 flush=throttles_io(record.spec.limits, self.host),
             )
             aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
+            aux.append(channel_socket(job_id, paths.channel))
             aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
@@ -177,6 +181,7 @@ class JobStarter:
             root=self.root,
             user=user,
             executable=command,
+            init=self.init,
             volumes=await self.volumes.bindings(spec.volumes),
             network=network,
             runtime=job.runtime,
