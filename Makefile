@@ -13,7 +13,7 @@ APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc libc6-
 STAMP := $(VENV)/.installed
 # joblet-init, the main process of every job (init/joblet-init.c). Static: it runs in any job's
 # root, a runtime's /usr with another libc included. The agent takes this one over the
-# installed /usr/lib/joblet/joblet-init (adapters/job_init.py).
+# installed /usr/lib/joblet/joblet-init.static (adapters/job_init.py).
 INIT := build/joblet-init
 CFLAGS_INIT := -static -O2 -Wall -Wextra -Werror
 # make deb: what dpkg-buildpackage needs for packaging/debian (its control's Build-Depends) and lintian.

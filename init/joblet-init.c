@@ -10,8 +10,8 @@
  *   - serves the agent on the listening socket PID 1 passed it (fd 3, LISTEN_FDS=1): a socket
  *     whose path lies in the job's root-only directory on the host, so only root reaches it and
  *     no job ever sees it. Each connection gets a forked handler that runs one exec, attaches to
- *     the command's terminal or stdin, or does file operations under /work or a volume (openat2
- *     with RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV).
+ *     the command's terminal or stdin, or does file operations under /work or a volume, never
+ *     following a link (open_beneath).
  * The agent trusts nothing it reads from here more than the job's output.
  *
  * Frames, both ways: [type: 1 byte][length: 4 bytes, big-endian][payload]. The protocol is
@@ -26,7 +26,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -39,7 +38,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -513,13 +511,68 @@ static void handle_attach(int conn, char *req, uint32_t len, int master, int std
 
 /* ---- files: under /work or a volume, never through a link ------------------------------------ */
 
+/* `rel` below the directory `base`, one component at a time, each opened relative to the one
+ * before with O_NOFOLLOW: no symlink is followed anywhere (ELOOP), '.', '..' and empty names are
+ * refused, and no mount point is crossed (EXDEV). openat2(RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|
+ * RESOLVE_NO_MAGICLINKS|RESOLVE_NO_XDEV) says the same in one call, but the jobs' seccomp filter
+ * (systemd 252's @system-service) has no openat2: this walk needs only openat and fstat. */
 static int open_beneath(int base, const char *rel, int flags, mode_t mode) {
-    struct open_how how = {
-        .flags = (uint64_t)(flags | O_CLOEXEC),
-        .mode = flags & O_CREAT ? mode : 0,
-        .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV,
-    };
-    return (int)syscall(SYS_openat2, base, *rel ? rel : ".", &how, sizeof how);
+    struct stat top, st;
+    char path[4096];
+    if (fstat(base, &top) < 0) return -1;
+    if (strlen(rel) >= sizeof path) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    strcpy(path, rel);
+    int dir = fcntl(base, F_DUPFD_CLOEXEC, 3);
+    char *component = path, *slash;
+    if (!*component) { /* the base itself */
+        int fd = openat(dir, ".", flags | O_CLOEXEC, mode);
+        close(dir);
+        return fd;
+    }
+    for (;;) {
+        slash = strchr(component, '/');
+        if (slash) *slash = 0;
+        if (!*component || !strcmp(component, ".") || !strcmp(component, "..")) {
+            close(dir);
+            errno = EXDEV;
+            return -1;
+        }
+        if (!slash) break;
+        if (fstatat(dir, component, &st, AT_SYMLINK_NOFOLLOW) < 0 || S_ISLNK(st.st_mode)) {
+            if (S_ISLNK(st.st_mode)) errno = ELOOP;
+            close(dir);
+            return -1;
+        }
+        int next = openat(dir, component, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        close(dir);
+        if (next < 0) return -1;
+        if (fstat(next, &st) < 0 || st.st_dev != top.st_dev) {
+            close(next);
+            errno = EXDEV;
+            return -1;
+        }
+        dir = next;
+        component = slash + 1;
+    }
+    if (fstatat(dir, component, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode) &&
+        !(flags & O_CREAT)) {
+        close(dir);
+        errno = ELOOP;
+        return -1;
+    }
+    int fd = openat(dir, component, flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    int e = errno;
+    close(dir);
+    if (fd >= 0 && (fstat(fd, &st) < 0 || st.st_dev != top.st_dev)) {
+        close(fd);
+        errno = EXDEV;
+        return -1;
+    }
+    errno = e;
+    return fd;
 }
 
 /* "/work", or "/volumes/NAME" of letters, digits and '-': nothing else is a base. */

@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from joblet_agent.adapters.archive_out import TarMembers
 from joblet_agent.adapters.clock import SystemClock
 from joblet_agent.adapters.exec_journal import NativeExecJournal
 from joblet_agent.adapters.host_probe import probe_host
@@ -31,6 +32,7 @@ from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
+from joblet_agent.adapters.staged_files import StagedTree
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.upload_staging import StagedUploads
 from joblet_agent.adapters.userdb import UserdbGroups, publish_pool
@@ -45,6 +47,7 @@ from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.exec import ExecService
 from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService
+from joblet_agent.services.job_file import JobFileService
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
 from joblet_agent.services.upload import UploadService
@@ -100,6 +103,7 @@ class Agent:
     networks: NetworkService
     runtimes: RuntimeService
     execs: ExecService
+    files: JobFileService
 
 
 def wire(config: AgentConfig) -> Agent:
@@ -110,6 +114,7 @@ def wire(config: AgentConfig) -> Agent:
     _report(host, config)
     publish_pool(config.jobs)
     root = prepare_skeleton(config)
+    init = PurePosixPath(locate_init())
     clock = SystemClock()
     store = SqliteJobStore(config.database)
     network_store = SqliteNetworkStore(config.database)
@@ -145,9 +150,19 @@ def wire(config: AgentConfig) -> Agent:
         networks=networks,
         runtimes=runtime_store,
         root=PurePosixPath(root),
-        init=PurePosixPath(locate_init()),
+        init=init,
     )
     execs = ExecService(config, UnixJobChannels(), NativeExecJournal())
+    files = JobFileService(
+        config,
+        host,
+        execs,
+        uploads,
+        staged=StagedTree(),
+        archive=TarMembers(),
+        root=PurePosixPath(root),
+        init=init,
+    )
     return Agent(
         config,
         host,
@@ -157,6 +172,7 @@ def wire(config: AgentConfig) -> Agent:
         networks,
         RuntimeService(runtime_store, jobs),
         execs,
+        files,
     )
 
 
@@ -171,13 +187,14 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     bus = await SystemdBus.connect(UNIT_PREFIXES, service.on_systemd_event)
     service.attach(bus)
     networks.attach(bus)
+    agent.files.attach(bus)
     await service.reconcile()
     await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
     # Old skeletons go once no unit names them; those running jobs use are never touched.
     collect_skeletons(config, await service.roots_in_use())
 
     sockets = _listening_sockets(listen)
-    app = make_app(service, config.access, agent.runtimes, agent.execs)
+    app = make_app(service, config.access, agent.runtimes, agent.execs, agent.files)
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

@@ -10,7 +10,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from joblet_agent.domain.archive import Extracted, ExtractLimits
+from joblet_agent.domain.exec_frames import FileEntry
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.job_file import StagedEntry
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
@@ -44,8 +46,16 @@ class SystemdManager(Protocol):
         *,
         aux: Sequence[tuple[str, Sequence[Property]]] = (),
     ) -> None: ...
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
-        """Start a transient unit and return its start job's result ("done", "failed", ...)."""
+    async def run(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        within: float,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> str:
+        """Start a transient unit (with `aux` units made in the same call) and return its start
+        job's result ("done", "failed", ...)."""
         ...
 
     async def set_properties(self, unit: str, properties: Sequence[Property]) -> None: ...
@@ -264,3 +274,21 @@ class ExecJournal(Protocol):
     """Exec output into the journal, under the job's unit (adapters/exec_journal.py)."""
 
     def line(self, unit: str, job_id: str, exec_id: str, stream: str, text: bytes) -> None: ...
+
+
+class StagedFiles(Protocol):
+    """An upload's staged tree, read to copy it into a running job (adapters/staged_files.py)."""
+
+    def entries(self, tree: Path) -> list[StagedEntry]:
+        """Every entry below `tree`, each directory before what it holds; links never followed."""
+        ...
+
+    def chunks(self, path: Path) -> AsyncIterator[bytes]: ...
+
+
+class ArchiveWriter(Protocol):
+    """The tar stream of a directory copied out of a job (adapters/archive_out.py)."""
+
+    def header(self, name: str, entry: FileEntry) -> bytes: ...
+    def padding(self, size: int) -> bytes: ...
+    def end(self) -> bytes: ...

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from joblet_agent.errors import ErrorCode, JobletError
 
-# The Debian package's place; a working tree's build (make init) comes first, so the dev
-# sandbox runs the tree's own.
-INSTALLED = Path("/usr/lib/joblet/joblet-init")
+# The Debian package's place (.static: lintian then knows a static binary is meant); a working
+# tree's build (make init) comes first, so the dev sandbox runs the tree's own.
+INSTALLED = Path("/usr/lib/joblet/joblet-init.static")
 _TREE = Path(__file__).resolve().parents[2] / "build" / "joblet-init"
 
 

@@ -169,14 +169,16 @@ class SystemdBus:
         except DBusCallError as exc:
             raise JobletError(ErrorCode.SYSTEMD, f"systemd refused to start {unit}: {exc}") from exc
 
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+    async def run(
+        self, unit: str, properties: Sequence[Property], *, within: float, aux: Aux = ()
+    ) -> str:
         """Starts a transient unit (a oneshot helper) and returns its start job's result once
         PID 1 reports it ("done", "failed", ...): the one way to await a unit's work, no polling.
         The waiter is registered before the start, so the signal cannot be missed."""
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting[unit] = done
         try:
-            await self.start_transient(unit, properties)
+            await self.start_transient(unit, properties, aux=aux)
             return await asyncio.wait_for(done, within)
         except TimeoutError:
             raise JobletError(

@@ -8,18 +8,19 @@ from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.connections import track_requests
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import exec as exec_handlers
-from joblet_agent.api.handlers import health, job, network, runtime, upload, volume
+from joblet_agent.api.handlers import health, job, job_file, network, runtime, upload, volume
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.domain.config import Access
 from joblet_agent.services.exec import ExecService
 from joblet_agent.services.job.service import JobService
+from joblet_agent.services.job_file import JobFileService
 from joblet_agent.services.runtime import RuntimeService
 
 # aiohttp's own cap, for request.read() and friends; the API reads bodies through api/body.py,
 # with a bound per endpoint.
 MAX_REQUEST_BYTES = 1024 * 1024
-_RESOURCES = (job, upload, volume, network, health, runtime, exec_handlers)
+_RESOURCES = (job, upload, volume, network, health, runtime, exec_handlers, job_file)
 
 
 def make_app(
@@ -27,6 +28,7 @@ def make_app(
     access: Access,
     runtime_service: RuntimeService,
     exec_service: ExecService | None = None,
+    file_service: JobFileService | None = None,
 ) -> web.Application:
     # track_requests, outermost, tells the connection's deadlines when a request is being handled;
     # audit_middleware records the response errors_middleware made of an error.
@@ -40,6 +42,8 @@ def make_app(
     app[runtime.SERVICE] = runtime_service
     if exec_service is not None:
         app[exec_handlers.EXEC] = exec_service
+    if file_service is not None:
+        app[job_file.FILES] = file_service
     app[ACCESS] = access
     app[job.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
     for module in _RESOURCES:

@@ -55,6 +55,8 @@ class JobPolicy:
     # manage volumes (None: refused instead).
     auto_volume_bytes: int | None = 1024**3
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
+    # What one copy out of a job (`rnx job cp JOB:...`, `cat`) may carry; more is refused.
+    max_download_bytes: int = 8 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +278,8 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         else base.auto_volume_bytes,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
+        max_download_bytes=section.parsed("max_download_size", parse_size, base.max_download_bytes)
+        or base.max_download_bytes,
     )
     section.reject_unknown()
     return policy

@@ -29,7 +29,7 @@ from joblet_agent.units.properties import Property, prop
 INIT = PurePosixPath("/.joblet/init")
 INIT_NAME = "joblet-init"
 # Where the Debian package installs it on the host (adapters/job_init.py finds the one in use).
-HOST_INIT = PurePosixPath("/usr/lib/joblet/joblet-init")
+HOST_INIT = PurePosixPath("/usr/lib/joblet/joblet-init.static")
 FILES_PREFIX = "joblet-files-"
 # How long the files helper of an ended job waits for another request before it ends.
 FILES_IDLE_SEC = 10

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
         UnitMetrics,
         VolumeMount,
     )
+    from rnx.client.job_file import Copied, FileEntry, FileListing
     from rnx.client.log import LogEvent, LogLine
     from rnx.client.network import AttachedJob, Network, NetworkRemoved
     from rnx.client.runtime import (
@@ -49,10 +50,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AttachedJob",
     "Client",
+    "Copied",
     "EgressRule",
     "Endpoint",
     "ExecEnd",
     "ExecResult",
+    "FileEntry",
+    "FileListing",
     "Health",
     "HealthLimits",
     "Host",
@@ -107,6 +111,7 @@ _HOMES = {
     "Upload": "upload",
     **dict.fromkeys(("ExecEnd", "ExecResult"), "exec"),
     "Session": "session",
+    **dict.fromkeys(("Copied", "FileEntry", "FileListing"), "job_file"),
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),
 }
 

@@ -8,7 +8,9 @@ measured: bench/rnx_cold_start.py) needs the dozen of jobs, not all three dozen.
 from __future__ import annotations
 
 import builtins
+import http.client
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
@@ -21,6 +23,7 @@ from rnx.errors import RnxError
 if TYPE_CHECKING:
     from rnx.client.exec import ExecResult
     from rnx.client.health import Health
+    from rnx.client.job_file import Copied, FileListing
     from rnx.client.log import LogEvent
     from rnx.client.network import Network, NetworkRemoved
     from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
@@ -221,6 +224,116 @@ class Client(Transport):
         return Session.start(
             self._websocket(f"/v1/jobs/{job_id}/attach"), {"rows": rows, "cols": cols}
         )
+
+    # -- files ------------------------------------------------------------------------------
+
+    def list_files(self, job_id: str, path: str = "/work") -> FileListing:
+        """A directory of a job's (running, or ended and not deleted), or one file's entry.
+        Paths: /work/..., relative to /work, or /volumes/NAME/... of the job's volumes."""
+        from rnx.client.job_file import FileListing
+
+        answer = self._call("GET", f"/v1/jobs/{job_id}/files", params={"path": path})
+        return FileListing.from_dict(answer, "listing")
+
+    def read_file(self, job_id: str, path: str) -> bytes:
+        """A regular file of a job's, whole (jobs.max_download_size at most)."""
+        response = self._get_stream(f"/v1/jobs/{job_id}/files/content", {"path": path})
+        try:
+            size = int(response.getheader("X-Joblet-Size") or 0)
+            data = response.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        finally:
+            response.close()
+        if len(data) != size:
+            raise RnxError("session-lost", f"{path}: {len(data)} of {size} bytes arrived")
+        return data
+
+    def write_file(self, job_id: str, path: str, data: bytes | str, *, mode: int = 0o644) -> Copied:
+        """Write `data` to `path` in a running job (its directory must exist), as the job's
+        user; written to a new name and renamed: readers never see half of it."""
+        import tempfile
+
+        name = PurePosixPath(path).name
+        with tempfile.TemporaryDirectory(prefix="rnx-") as directory:
+            local = Path(directory) / "data"
+            local.write_bytes(data.encode() if isinstance(data, str) else data)
+            local.chmod(mode & 0o777)
+            upload = self.upload([str(local)])
+            return self._copy_in(job_id, upload.id, str(PurePosixPath(path).parent), name)
+
+    def copy_in(
+        self,
+        job_id: str,
+        source: str,
+        dest: str,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Copied:
+        """A local file or directory into a running job, as `docker cp` does: into `dest` if
+        it is a directory, else as `dest` (its parent must exist)."""
+        local = Path(source)
+        is_dir = local.is_dir() and not local.is_symlink()
+        into, name = self._destination(job_id, dest, source_is_dir=is_dir)
+        if is_dir:
+            upload = self.upload([], [source], progress)
+        else:
+            upload = self.upload([source], [], progress)
+        return self._copy_in(job_id, upload.id, into, name)
+
+    def _destination(
+        self, job_id: str, dest: str, *, source_is_dir: bool
+    ) -> tuple[str, str | None]:
+        try:
+            found = self.list_files(job_id, dest)
+        except RnxError as exc:
+            if exc.code != "not-found" or dest.endswith("/"):
+                raise
+            return str(PurePosixPath(dest).parent), PurePosixPath(dest).name
+        if found.type == "directory":
+            return dest, None
+        if source_is_dir or dest.endswith("/"):
+            raise RnxError("invalid", f"{dest} is a {found.type} in the job, not a directory")
+        return str(PurePosixPath(dest).parent), PurePosixPath(dest).name
+
+    def _copy_in(self, job_id: str, upload: str, into: str, name: str | None) -> Copied:
+        from rnx.client.job_file import Copied
+
+        body: dict[str, Any] = {"upload": upload, "path": into}
+        if name is not None:
+            body["name"] = name
+        return Copied.from_dict(self._call("POST", f"/v1/jobs/{job_id}/files", body=body), "copied")
+
+    def download(
+        self,
+        job_id: str,
+        path: str,
+        dest: str = ".",
+        progress: Callable[[int, int], None] | None = None,
+    ) -> Path:
+        """A job's file or directory onto this machine (`docker cp` semantics: into `dest` if
+        it is a directory, else as `dest`); nothing half-written. Returns what was written."""
+        from rnx import downloads
+
+        found = self.list_files(job_id, path)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / PurePosixPath(path.rstrip("/") or "work").name
+        route = "archive" if found.type == "directory" else "content"
+        response = self._get_stream(f"/v1/jobs/{job_id}/files/{route}", {"path": path})
+        try:
+            size = int(response.getheader("X-Joblet-Size") or 0)
+            chunks = iter(lambda: response.read1(1024 * 1024), b"")
+            report = None if progress is None else (lambda done: progress(done, size))
+            if route == "archive":
+                downloads.extract_directory(chunks, target, report)
+            else:
+                mode = int(response.getheader("X-Joblet-Mode") or "644", 8)
+                downloads.save_file(chunks, target, mode=mode, size=size, progress=report)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        finally:
+            response.close()
+        return target
 
     # -- uploads ----------------------------------------------------------------------------
 

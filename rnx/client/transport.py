@@ -57,6 +57,16 @@ class Transport:
             lambda: self._wire.send_stream("PUT", path, chunks, content_type=content_type)
         )
 
+    def _get_stream(self, path: str, params: dict[str, str]) -> http.client.HTTPResponse:
+        """A GET whose body is read as it comes (a file, a tar stream); errors raised first."""
+        try:
+            response = self._wire.send("GET", path, params=params, stream=True)
+            if response.status >= 400:
+                raise _answered_error(read_json(response), response.status, response.reason)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        return response
+
     def _websocket(self, path: str) -> WebSocket:
         """A WebSocket to `path` (exec, attach); the agent's refusal of the upgrade raised."""
         try:

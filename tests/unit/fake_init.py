@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from joblet_agent.domain.exec_frames import HEADER, ChannelClosed
+from joblet_agent.domain.exec_frames import HEADER, ChannelClosed, FileEntry
+from joblet_agent.domain.job_file import StagedEntry
 
 
 def _frame(kind: bytes, payload: bytes = b"") -> bytes:
@@ -222,3 +223,33 @@ class FakeExecJournal:
 
     def line(self, unit: str, job_id: str, exec_id: str, stream: str, text: bytes) -> None:
         self.lines.append((unit, job_id, exec_id, stream, text))
+
+
+class FakeStagedFiles:
+    """An upload's staged tree in memory: entries and contents given by the test."""
+
+    def __init__(self) -> None:
+        self.trees: dict[Path, list[tuple[StagedEntry, bytes]]] = {}
+
+    def entries(self, tree: Path) -> list[StagedEntry]:
+        return [entry for entry, _ in self.trees.get(tree, [])]
+
+    async def chunks(self, path: Path) -> AsyncIterator[bytes]:
+        for tree, items in self.trees.items():
+            for entry, data in items:
+                if tree.joinpath(*entry.parts) == path:
+                    yield data
+
+
+class FakeArchive:
+    """Headers as readable lines, so a test sees what the tar stream would hold."""
+
+    def header(self, name: str, entry: FileEntry) -> bytes:
+        size = entry.size if entry.kind == "file" else 0
+        return f"[{entry.kind} {name} {size}]".encode()
+
+    def padding(self, size: int) -> bytes:
+        return b""
+
+    def end(self) -> bytes:
+        return b"[end]"

@@ -66,12 +66,20 @@ class FakeSystemd:
                 self.records[unit] = Path(output)
         asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+    async def run(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        within: float,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> str:
         """A oneshot helper started and awaited (the host side of networks, the kernel's log)."""
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
+        self.aux += [(name, list(props)) for name, props in aux]
         self.ran.append(unit)
         output = next((p.value for p in properties if p.name == "StandardOutputFileToTruncate"), "")
         if output:
@@ -444,7 +452,14 @@ class FakeRuntimeStore:
 # Every port has its fake (mypy checks here that each fits its Protocol).
 if TYPE_CHECKING:
     from joblet_agent import ports
-    from tests.unit.fake_init import FakeConnection, FakeExecJournal, FakeInit, FakeJobChannels
+    from tests.unit.fake_init import (
+        FakeArchive,
+        FakeConnection,
+        FakeExecJournal,
+        FakeInit,
+        FakeJobChannels,
+        FakeStagedFiles,
+    )
 
     _checks: tuple[
         ports.SystemdManager,
@@ -463,6 +478,8 @@ if TYPE_CHECKING:
         ports.JobChannels,
         ports.ChannelConnection,
         ports.ExecJournal,
+        ports.StagedFiles,
+        ports.ArchiveWriter,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -480,4 +497,6 @@ if TYPE_CHECKING:
         FakeJobChannels(),
         FakeConnection(FakeInit()),
         FakeExecJournal(),
+        FakeStagedFiles(),
+        FakeArchive(),
     )
