@@ -153,6 +153,8 @@ def wire(config: AgentConfig) -> Agent:
         init=init,
     )
     execs = ExecService(config, UnixJobChannels(), NativeExecJournal())
+    execs.on_touch.append(jobs.lifetime.touch)  # execs, attaches and file calls: not idle
+    jobs.lifetime.busy = execs.busy
     files = JobFileService(
         config,
         host,

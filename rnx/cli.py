@@ -9,7 +9,7 @@ import click
 
 from rnx import __version__
 from rnx.commands import exec as exec_command
-from rnx.commands import job, job_file, network, runtime, volume
+from rnx.commands import job, job_file, job_lifetime, network, runtime, volume
 from rnx.context import Context
 from rnx.errors import RnxError
 from rnx.exit_codes import exit_code_for
@@ -74,8 +74,15 @@ def cli(
 
 cli.add_command(job.group)
 job.group.add_command(exec_command.command)
-for file_command in (job_file.cp, job_file.ls, job_file.cat):
-    job.group.add_command(file_command)
+for command in (
+    job_file.cp,
+    job_file.ls,
+    job_file.cat,
+    job_lifetime.extend,
+    job_lifetime.pause,
+    job_lifetime.resume,
+):
+    job.group.add_command(command)
 cli.add_command(volume.group)
 cli.add_command(network.group)
 cli.add_command(runtime.group)

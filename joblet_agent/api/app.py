@@ -8,7 +8,16 @@ from joblet_agent.api.audit import audit_middleware
 from joblet_agent.api.connections import track_requests
 from joblet_agent.api.errors import errors_middleware
 from joblet_agent.api.handlers import exec as exec_handlers
-from joblet_agent.api.handlers import health, job, job_file, network, runtime, upload, volume
+from joblet_agent.api.handlers import (
+    health,
+    job,
+    job_file,
+    job_lifetime,
+    network,
+    runtime,
+    upload,
+    volume,
+)
 from joblet_agent.api.identity import ACCESS
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.domain.config import Access
@@ -20,7 +29,17 @@ from joblet_agent.services.runtime import RuntimeService
 # aiohttp's own cap, for request.read() and friends; the API reads bodies through api/body.py,
 # with a bound per endpoint.
 MAX_REQUEST_BYTES = 1024 * 1024
-_RESOURCES = (job, upload, volume, network, health, runtime, exec_handlers, job_file)
+_RESOURCES = (
+    job,
+    upload,
+    volume,
+    network,
+    health,
+    runtime,
+    exec_handlers,
+    job_file,
+    job_lifetime,
+)
 
 
 def make_app(

@@ -220,6 +220,9 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
     timeout = section.parsed("timeout_sec", parse_duration, policy.default_timeout_sec)
     if timeout is not None:
         section.check_range("timeout_sec", timeout, 0.001, policy.max_timeout_sec)
+    idle = section.parsed("idle_timeout_sec", parse_duration)
+    if idle is not None:
+        section.check_range("idle_timeout_sec", idle, 1, policy.max_timeout_sec)
     section.reject_unknown()
     limits = Limits(
         cpu_percent=cpu,
@@ -230,6 +233,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         max_tasks=tasks,
         timeout_sec=timeout,
         work_bytes=work,
+        idle_timeout_sec=idle,
     )
     return limits, _enforceability(section, limits, policy, host)
 

@@ -33,7 +33,7 @@ from joblet_agent.units.volume import VolumeBinding, mount_properties, mount_uni
 logger = logging.getLogger(__name__)
 
 MOUNT_TIMEOUT_SEC = 30.0
-_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED})
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
 from joblet_agent.domain.user import JobUser
-from joblet_agent.units import end_record
+from joblet_agent.units import deadline, end_record
 from joblet_agent.units.exec_channel import INIT, channel_dependencies, init_argv, init_bind
 from joblet_agent.units.network import (
     NO_NETWORK,
@@ -170,7 +170,11 @@ def translate(
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
     if limits.timeout_sec is not None:
-        props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
+        # A timer PID 1 keeps, which `rnx job extend` can move (units/deadline.py).
+        props += deadline.job_side(job_id)
+    if config.jobs.max_timeout_sec is not None:
+        # What no extension passes: RuntimeMaxSec cannot change while the job runs.
+        props.append(prop("RuntimeMaxUSec", usec(config.jobs.max_timeout_sec)))
     return props
 
 

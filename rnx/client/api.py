@@ -110,6 +110,18 @@ class Client(Transport):
     def cancel(self, job_id: str) -> Job:
         return Job.from_dict(self._call("POST", f"/v1/jobs/{job_id}/cancel"), "job")
 
+    def extend(self, job_id: str, timeout: float | str) -> Job:
+        """The running (or paused) job may run `timeout` more from now (seconds, or "30m")."""
+        answer = self._call("POST", f"/v1/jobs/{job_id}/extend", body={"timeout_sec": timeout})
+        return Job.from_dict(answer, "job")
+
+    def pause(self, job_id: str) -> Job:
+        """Freeze the job (PAUSED); hosts without the cgroup v2 freezer answer 'unsupported'."""
+        return Job.from_dict(self._call("POST", f"/v1/jobs/{job_id}/pause"), "job")
+
+    def resume(self, job_id: str) -> Job:
+        return Job.from_dict(self._call("POST", f"/v1/jobs/{job_id}/resume"), "job")
+
     def delete(self, job_id: str) -> JobDeleted:
         """Delete an ended job's record and files."""
         answer = self._call("DELETE", f"/v1/jobs/{job_id}")

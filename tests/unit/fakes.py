@@ -11,6 +11,7 @@ import tarfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +43,8 @@ class FakeSystemd:
         self.run_result = "done"
         self.kernel_log = ""  # what a dmesg helper (units/kernel_log.py) prints
         self.refuse_next = False
+        self.can_freeze = True
+        self.frozen: set[str] = set()
 
     async def start_transient(
         self,
@@ -58,7 +61,7 @@ class FakeSystemd:
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
-            "RootDirectory": next(p.value for p in properties if p.name == "RootDirectory"),
+            "RootDirectory": next((p.value for p in properties if p.name == "RootDirectory"), ""),
         }
         for name, props in aux:
             if name.startswith("joblet-end-"):
@@ -123,7 +126,15 @@ class FakeSystemd:
         return str(props["ActiveState"]) if props else None
 
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
-        return [(u, p["ActiveState"]) for u, p in self.units.items()]
+        return [(u, p["ActiveState"]) for u, p in self.units.items() if fnmatch(u, pattern)]
+
+    async def freeze(self, unit: str) -> None:
+        if not self.can_freeze:
+            raise JobletError(ErrorCode.UNSUPPORTED, f"{unit} does not support freezing")
+        self.frozen.add(unit)
+
+    async def thaw(self, unit: str) -> None:
+        self.frozen.discard(unit)
 
     async def reset_failed(self, unit: str) -> None:
         if self.units.get(unit, {}).get("ActiveState") == "failed":

@@ -11,7 +11,7 @@ from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import JobStore
 
 MIN_PREFIX = 4
-LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED})
 _SHOWN = 10  # candidates an ambiguous reference lists
 
 

@@ -29,6 +29,7 @@ from joblet_agent.ports import (
 )
 from joblet_agent.services.job.admission import UserPool, room_for_upload, with_runtime
 from joblet_agent.services.job.lifecycle import JobLifecycle
+from joblet_agent.services.job.lifetime import JobLifetime
 from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.job.start import Admitted, JobStarter
 from joblet_agent.services.network import NetworkService
@@ -75,6 +76,8 @@ class JobService:
         self.lifecycle = JobLifecycle(
             config, host, self.records, files=files, journal=journal, clock=clock
         )
+        self.lifetime = JobLifetime(config, self.records, clock)  # extend, pause, idle
+        self.records.on_ended.append(self.lifetime.forget)
         self.starter = JobStarter(
             config,
             host,
@@ -91,6 +94,7 @@ class JobService:
 
     def attach(self, systemd: SystemdManager) -> None:
         self.lifecycle.systemd = systemd
+        self.lifetime.systemd = systemd
         self.volumes.attach(systemd)
 
     # -- queries --------------------------------------------------------------------------
@@ -151,7 +155,9 @@ class JobService:
                     work_bytes_given=request.work_bytes_given,
                     most=self.config.jobs.max_work_bytes,
                 )
-            return await self.starter.start(Admitted(spec, owner, warnings, runtime, upload))
+            record = await self.starter.start(Admitted(spec, owner, warnings, runtime, upload))
+            self.lifetime.watch(record)
+            return record
         finally:
             if spec.upload:
                 # Its tree is the job's /work now, or went with the refused job: the rest goes.
@@ -214,6 +220,8 @@ class JobService:
 
     async def reconcile(self) -> None:
         await self.lifecycle.reconcile()
+        for record in self.records.live():
+            self.lifetime.watch(record)  # idle clocks start again now
 
     async def settle(self) -> None:
         await self.lifecycle.settle()

@@ -23,6 +23,7 @@ from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.volume import VolumeService
 from joblet_agent.units import end_record
+from joblet_agent.units.deadline import deadline_units
 from joblet_agent.units.exec_channel import channel_socket
 from joblet_agent.units.job import environment_file, job_environment, throttles_io, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_units
@@ -97,6 +98,8 @@ class JobStarter:
             )
             aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
             aux.append(channel_socket(job_id, paths.channel))
+            if record.spec.limits.timeout_sec is not None:
+                aux += deadline_units(job_id, 0, record.spec.limits.timeout_sec, self.config.slice)
             aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
