@@ -18,9 +18,13 @@ from pathlib import Path, PurePosixPath
 
 from aiohttp import web
 
+from joblet_agent.adapters.archive_out import TarMembers
 from joblet_agent.adapters.calendar import SystemdCalendar
 from joblet_agent.adapters.clock import SystemClock
+from joblet_agent.adapters.exec_journal import NativeExecJournal
 from joblet_agent.adapters.host_probe import probe_host
+from joblet_agent.adapters.job_channel import UnixJobChannels
+from joblet_agent.adapters.job_init import locate_init
 from joblet_agent.adapters.job_root import JobDirectories, collect_skeletons, prepare_skeleton
 from joblet_agent.adapters.job_store import SqliteJobStore
 from joblet_agent.adapters.journal import JournalctlJournal
@@ -29,6 +33,7 @@ from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.adapters.runtime_store import RuntimeDirectory
 from joblet_agent.adapters.schedule_store import SqliteScheduleStore
+from joblet_agent.adapters.staged_files import StagedTree
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.adapters.upload_staging import StagedUploads
 from joblet_agent.adapters.userdb import UserdbGroups, publish_pool
@@ -42,9 +47,11 @@ from joblet_agent.domain.capacity import check_against_host
 from joblet_agent.domain.config import AgentConfig, Connections
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.services.exec import ExecService
 from joblet_agent.services.job.lifecycle import UNIT_PREFIXES
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.job.slice_caps import cap_jobs_slice
+from joblet_agent.services.job_file import JobFileService
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
 from joblet_agent.services.schedule import ScheduleService
@@ -102,6 +109,8 @@ class Agent:
     runtimes: RuntimeService
     schedule_store: SqliteScheduleStore
     schedules: ScheduleService
+    execs: ExecService
+    files: JobFileService
 
 
 def wire(config: AgentConfig) -> Agent:
@@ -113,6 +122,7 @@ def wire(config: AgentConfig) -> Agent:
     _report(host, config)
     publish_pool(config.jobs)
     root = prepare_skeleton(config)
+    init = PurePosixPath(locate_init())
     clock = SystemClock()
     store = SqliteJobStore(config.database)
     network_store = SqliteNetworkStore(config.database)
@@ -150,6 +160,20 @@ def wire(config: AgentConfig) -> Agent:
         runtimes=runtime_store,
         calendar=calendar,
         root=PurePosixPath(root),
+        init=init,
+    )
+    execs = ExecService(config, UnixJobChannels(), NativeExecJournal())
+    execs.on_touch.append(jobs.lifetime.touch)  # execs, attaches and file calls: not idle
+    jobs.lifetime.busy = execs.busy
+    files = JobFileService(
+        config,
+        host,
+        execs,
+        uploads,
+        staged=StagedTree(),
+        archive=TarMembers(),
+        root=PurePosixPath(root),
+        init=init,
     )
     schedule_store = SqliteScheduleStore(config.database)
     schedules = ScheduleService(schedule_store, jobs, calendar=calendar, clock=clock)
@@ -163,6 +187,8 @@ def wire(config: AgentConfig) -> Agent:
         RuntimeService(runtime_store, jobs),
         schedule_store,
         schedules,
+        execs,
+        files,
     )
 
 
@@ -182,6 +208,7 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     except JobletError as exc:  # each job keeps its own limits; say loudly that these are off
         logger.error("could not cap %s (all jobs together): %s", config.slice, exc.message)
     agent.schedules.attach(bus)
+    agent.files.attach(bus)
     await service.reconcile()
     await networks.reconcile()  # after the jobs': jobs that ended meanwhile free their places
     await agent.schedules.reconcile()
@@ -189,7 +216,14 @@ async def serve(config: AgentConfig, *, listen: Path | None = None) -> None:
     collect_skeletons(config, await service.roots_in_use())
 
     sockets = _listening_sockets(listen)
-    app = make_app(service, config.access, agent.runtimes, agent.schedules)
+    app = make_app(
+        service,
+        config.access,
+        agent.runtimes,
+        agent.schedules,
+        exec_service=agent.execs,
+        file_service=agent.files,
+    )
     log_malformed_requests_in_one_line()
     runner = web.AppRunner(app, handle_signals=False, access_log=None)
     await runner.setup()

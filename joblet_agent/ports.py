@@ -11,7 +11,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from joblet_agent.domain.archive import Extracted, ExtractLimits
+from joblet_agent.domain.exec_frames import FileEntry
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.job_file import StagedEntry
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
@@ -46,8 +48,16 @@ class SystemdManager(Protocol):
         *,
         aux: Sequence[tuple[str, Sequence[Property]]] = (),
     ) -> None: ...
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
-        """Start a transient unit and return its start job's result ("done", "failed", ...)."""
+    async def run(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        within: float,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> str:
+        """Start a transient unit (with `aux` units made in the same call) and return its start
+        job's result ("done", "failed", ...)."""
         ...
 
     async def set_properties(self, unit: str, properties: Sequence[Property]) -> None: ...
@@ -63,6 +73,12 @@ class SystemdManager(Protocol):
         """A timer's properties (LastTriggerUSec, NextElapseUSecRealtime, ActiveState, ...),
         or None if it is not loaded."""
         ...
+
+    async def freeze(self, unit: str) -> None:
+        """FreezeUnit: every process of the unit stopped by the cgroup freezer (v2 only)."""
+        ...
+
+    async def thaw(self, unit: str) -> None: ...
 
 
 class JobStore(Protocol):
@@ -309,3 +325,48 @@ class NetworkStore(Protocol):
 
 # A host name to its IPv4 addresses (egress rules by name).
 Resolver = Callable[[str], Awaitable[tuple[str, ...]]]
+
+
+class ChannelConnection(Protocol):
+    """One connection to a job's init (adapters/job_channel.py): whole frames out, one frame in
+    at a time, each bounded before it is read (domain/exec_frames.py)."""
+
+    async def send(self, data: bytes) -> None: ...
+    async def receive(self) -> tuple[bytes, bytes]:
+        """(type, payload) of init's next frame; ChannelClosed at its end, FrameError for
+        anything that is not a frame."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JobChannels(Protocol):
+    """Connections to jobs' inits, through the sockets PID 1 listens on for them."""
+
+    async def connect(self, socket: PurePosixPath) -> ChannelConnection:
+        """ChannelClosed when nothing listens there (the job ended, or predates channels)."""
+        ...
+
+
+class ExecJournal(Protocol):
+    """Exec output into the journal, under the job's unit (adapters/exec_journal.py)."""
+
+    def line(self, unit: str, job_id: str, exec_id: str, stream: str, text: bytes) -> None: ...
+
+
+class StagedFiles(Protocol):
+    """An upload's staged tree, read to copy it into a running job (adapters/staged_files.py)."""
+
+    def entries(self, tree: Path) -> list[StagedEntry]:
+        """Every entry below `tree`, each directory before what it holds; links never followed."""
+        ...
+
+    def chunks(self, path: Path) -> AsyncIterator[bytes]: ...
+
+
+class ArchiveWriter(Protocol):
+    """The tar stream of a directory copied out of a job (adapters/archive_out.py)."""
+
+    def header(self, name: str, entry: FileEntry) -> bytes: ...
+    def padding(self, size: int) -> bytes: ...
+    def end(self) -> bytes: ...

@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -146,6 +147,8 @@ def describe_limits(limits: Limits) -> str:
         parts.append(f"/work {human_bytes(limits.work_bytes)}")
     if limits.timeout_sec:
         parts.append(f"timeout {limits.timeout_sec:g}s")
+    if limits.idle_timeout_sec:
+        parts.append(f"idle timeout {limits.idle_timeout_sec:g}s")
     parts.append(f"tasks {limits.max_tasks}")
     return ", ".join(parts)
 
@@ -198,6 +201,9 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
     if job.files_reclaimed_at is not None:
         # Its /work image and files went after the agent's retention time; the record stays.
         lines.append(("Files", f"reclaimed {job.files_reclaimed_at.isoformat()} (/work is gone)"))
+    if spec.limits.timeout_sec and job.started_at and not job.state.ended:
+        ends = job.started_at.timestamp() + spec.limits.timeout_sec
+        lines.append(("Ends by", datetime.fromtimestamp(ends, UTC).isoformat(timespec="seconds")))
     if spec.network != "none":
         endpoint = job.endpoint
         where = f" {endpoint.address} ({endpoint.hostname})" if endpoint else ""

@@ -75,6 +75,9 @@ def skeleton_content(config: AgentConfig) -> dict[str, tuple[str, str]]:
     content["etc/group"] = ("file", "\n".join(group) + "\n")
     content["etc/nsswitch.conf"] = ("file", _NSSWITCH)
     content["etc/hostname"] = ("file", "job\n")
+    # joblet-init, every job's main process, is bound here (units/exec_channel.py INIT).
+    content[".joblet"] = ("dir", "")
+    content[".joblet/init"] = ("file", "")
     # A job's network, if it has one, is bound at NETWORK_DIR with its hosts and resolv.conf
     # (kept current by services/networks.py); without one, these links lead nowhere.
     for name in ("hosts", "resolv.conf"):

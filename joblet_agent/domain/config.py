@@ -73,6 +73,8 @@ class JobPolicy:
     # upload_retention.
     work_retention_sec: float | None = 24 * 3600.0
     upload_retention_sec: float = 15 * 60.0
+    # What one copy out of a job (`rnx job cp JOB:...`, `cat`) may carry; more is refused.
+    max_download_bytes: int = 8 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +334,8 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         log_interval_sec=log_interval,
         work_retention_sec=work_retention,
         upload_retention_sec=upload_retention,
+        max_download_bytes=section.parsed("max_download_size", parse_size, base.max_download_bytes)
+        or base.max_download_bytes,
     )
     default_timeout, max_timeout = policy.default_timeout_sec, policy.max_timeout_sec
     if default_timeout is not None and max_timeout is not None and default_timeout > max_timeout:

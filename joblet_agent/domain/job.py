@@ -25,6 +25,7 @@ class JobState(StrEnum):
     SCHEDULED = "SCHEDULED"  # waiting for its start time (scheduled_for), or its unit starting
     QUEUED = "QUEUED"  # waiting for room to run (domain/admission.py)
     RUNNING = "RUNNING"
+    PAUSED = "PAUSED"  # running, frozen (rnx job pause): its cgroup's processes get no CPU
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
@@ -33,7 +34,7 @@ class JobState(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
 
 
 # Exit code recorded for a job killed by its timeout, like timeout(1).
@@ -52,6 +53,8 @@ class Limits:
     max_tasks: int = 512
     timeout_sec: float | None = None
     work_bytes: int | None = None  # size of its /work filesystem
+    # ended when no exec, attach or file call touched it for this long (services/job/lifetime.py)
+    idle_timeout_sec: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -245,6 +245,9 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         section.check_range("timeout_sec", timeout, 0.001, policy.max_timeout_sec)
     elif policy.default_timeout_sec is not None:  # joblet.yml's default, within its maximum
         timeout = min(policy.default_timeout_sec, policy.max_timeout_sec or math.inf)
+    idle = section.parsed("idle_timeout_sec", parse_duration)
+    if idle is not None:
+        section.check_range("idle_timeout_sec", idle, 1, policy.max_timeout_sec)
     section.reject_unknown()
     limits = Limits(
         cpu_percent=cpu,
@@ -255,6 +258,7 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         max_tasks=tasks,
         timeout_sec=timeout,
         work_bytes=work,
+        idle_timeout_sec=idle,
     )
     return limits, _enforceability(section, limits, policy, host, memory_asked=memory_asked)
 

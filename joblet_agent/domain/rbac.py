@@ -49,6 +49,9 @@ class Action(StrEnum):
     JOB_DELETE = "job.delete"
     JOB_DELETE_ALL = "job.delete-all"
     JOB_RELAX = "job.relax-isolation"  # run a job with a weaker profile (spec.relax)
+    JOB_EXEC = "job.exec"  # run a command in a running job, attach to its command
+    JOB_WRITE_FILES = "job.write-files"  # copy files into a running job
+    JOB_LIFETIME = "job.lifetime"  # extend a running job's timeout, pause and resume it
     JOB_HOST_NETWORK = "job.host-network"  # run a job in the host's network namespace
     UPLOAD = "upload"  # send files for one's own next job
     VOLUME_READ = "volume.read"  # list and show volumes
@@ -81,6 +84,9 @@ REQUIRED: dict[Action, Role] = {
     Action.JOB_DELETE_ALL: Role.DEVELOPER,
     Action.JOB_RELAX: Role.ADMIN,
     Action.JOB_HOST_NETWORK: Role.ADMIN,
+    Action.JOB_EXEC: Role.DEVELOPER,
+    Action.JOB_WRITE_FILES: Role.DEVELOPER,
+    Action.JOB_LIFETIME: Role.DEVELOPER,
     Action.UPLOAD: Role.DEVELOPER,
     Action.VOLUME_READ: Role.READER,
     # Storage under a per-owner cap (jobs.max_volumes_per_owner): self-service for developers.
@@ -114,6 +120,9 @@ OWN_ONLY = frozenset(
         Action.JOB_CANCEL,
         Action.JOB_DELETE,
         Action.JOB_DELETE_ALL,
+        Action.JOB_EXEC,
+        Action.JOB_WRITE_FILES,
+        Action.JOB_LIFETIME,
         Action.VOLUME_READ,
         Action.VOLUME_USE,
         Action.VOLUME_SHARE,

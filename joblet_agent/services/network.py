@@ -49,7 +49,7 @@ AUTO_POOL = ipaddress.IPv4Network("10.88.0.0/16")
 
 NET_UNIT_PREFIX = "joblet-net-"
 APPLY_TIMEOUT_SEC = 60.0
-_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED})
 
 
 class NetworkService:

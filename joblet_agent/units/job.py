@@ -14,7 +14,8 @@ from joblet_agent.domain.config import AgentConfig, JobPolicy
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
 from joblet_agent.domain.user import JobUser
-from joblet_agent.units import end_record
+from joblet_agent.units import deadline, end_record
+from joblet_agent.units.exec_channel import INIT, channel_dependencies, init_argv, init_bind
 from joblet_agent.units.network import (
     NO_NETWORK,
     JobNetwork,
@@ -85,6 +86,7 @@ def translate(
     root: PurePosixPath,
     user: JobUser,
     executable: str,
+    init: PurePosixPath,
     volumes: tuple[VolumeBinding, ...] = (),
     network: JobNetwork = NO_NETWORK,
     runtime: InstalledRuntime | None = None,
@@ -93,17 +95,21 @@ def translate(
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
     stays as the user typed it. `root` is the skeleton it gets as its RootDirectory. `volumes`
     are the job's volumes, mounted on the host already; `runtime` is the one spec.runtime
-    names, resolved; `slice_name`, its owner's slice (units/owner.py; else joblet.yml's slice).
-    Nothing here runs privileged: no ExecStartPre=+, no ExecStopPost=+ (its
-    network is made by helper units, units/network.py; its end is recorded by one,
-    units/end_record.py)."""
+    names, resolved; `slice_name`, its owner's slice (units/owner.py; else joblet.yml's slice);
+    `init` is the host's joblet-init, the job's main process, which runs the command as its
+    child (units/exec_channel.py). Nothing here runs privileged: no ExecStartPre=+, no
+    ExecStopPost=+ (its network is made by helper units, units/network.py; its end is recorded
+    by one, units/end_record.py)."""
     limits = spec.limits
     environment = job_environment(job_id, spec, runtime)
     description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
     props = [
         prop("Description", description),
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
-        prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
+        prop(
+            "ExecStart",
+            [[str(INIT), [exec_escape(a) for a in init_argv(executable, spec.argv)], False]],
+        ),
         prop("Environment", [f"{key}={value}" for key, value in environment.items()]),
         # Secret values never enter unit properties, which any local user can read over D-Bus:
         # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
@@ -118,6 +124,7 @@ def translate(
         # `systemctl --failed`.
         prop("CollectMode", "inactive-or-failed"),
         *end_record.triggers(job_id),
+        *channel_dependencies(job_id),
         *journal_properties(job_id, config.jobs),
         prop("KillMode", "control-group"),
         prop("SendSIGKILL", True),
@@ -132,7 +139,7 @@ def translate(
             root=root,
             work_image=paths.work_image,
             tmp_bytes=config.jobs.tmp_bytes,
-            extra_read_only=network_binds(network),
+            extra_read_only=[*network_binds(network), init_bind(init)],
             relax=spec.relax,
             network=network_properties(network),
             runtime=runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None,
@@ -162,7 +169,11 @@ def translate(
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
     if limits.timeout_sec is not None:
-        props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
+        # A timer PID 1 keeps, which `rnx job extend` can move (units/deadline.py).
+        props += deadline.job_side(job_id)
+    if config.jobs.max_timeout_sec is not None:
+        # What no extension passes: RuntimeMaxSec cannot change while the job runs.
+        props.append(prop("RuntimeMaxUSec", usec(config.jobs.max_timeout_sec)))
     return props
 
 

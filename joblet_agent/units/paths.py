@@ -41,6 +41,16 @@ class JobPaths:
         return self.root / "end"
 
     @property
+    def channel(self) -> PurePosixPath:
+        """Root-only: the socket PID 1 listens on for the job's init (units/exec_channel.py)."""
+        return self.root / "exec.sock"
+
+    @property
+    def files_channel(self) -> PurePosixPath:
+        """Root-only: the same for the helper that reads an ended job's files."""
+        return self.root / "files.sock"
+
+    @property
     def kernel_log(self) -> PurePosixPath:
         """Root-only: the kernel's OOM reports about it (cgroup v1 hosts, units/kernel_log.py)."""
         return self.root / "kmsg"

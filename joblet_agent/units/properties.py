@@ -37,6 +37,19 @@ SIGNATURES: dict[str, str] = {
     "OnFailure": "as",
     "StopWhenUnneeded": "b",
     "RemainAfterExit": "b",
+    "BindsTo": "as",
+    "PartOf": "as",
+    "Wants": "as",
+    "Conflicts": "as",
+    # a job's exec channel, a listening socket PID 1 passes its init (units/exec_channel.py)
+    "Listen": "a(ss)",  # (type, address): ("Stream", "/path")
+    "SocketMode": "u",
+    "DirectoryMode": "u",
+    "RemoveOnStop": "b",
+    # a job's deadline, a timer that starts a unit conflicting with it (units/deadline.py)
+    "TimersMonotonic": "a(st)",  # (base, microseconds): ("OnActiveUSec", 30000000)
+    "AccuracyUSec": "t",
+    "RemainAfterElapse": "b",
     # stopping
     "KillMode": "s",
     "KillSignal": "i",
@@ -110,11 +123,9 @@ SIGNATURES: dict[str, str] = {
     "RestrictAddressFamilies": "(bas)",
     # a schedule's timer (units/schedule.py)
     "OnCalendar": "s",
-    "AccuracyUSec": "t",
     "RandomizedDelayUSec": "t",
     "Persistent": "b",
     "WakeSystem": "b",
-    "RemainAfterElapse": "b",
     # logging
     "LogRateLimitIntervalUSec": "t",
     "LogRateLimitBurst": "u",

@@ -14,6 +14,7 @@ class JobState(StrEnum):
     SCHEDULED = "SCHEDULED"  # waiting for its start time, or its unit starting
     QUEUED = "QUEUED"  # waiting for room to run (the agent's caps, its owner's quota)
     RUNNING = "RUNNING"
+    PAUSED = "PAUSED"  # frozen (Client.pause); Client.resume thaws it
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
@@ -22,7 +23,7 @@ class JobState(StrEnum):
 
     @property
     def ended(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
 
     @classmethod
     def read(cls, fields: Fields, key: str = "state") -> JobState:
@@ -45,6 +46,7 @@ class Limits(Model):
     max_tasks: int
     timeout_sec: float | None
     work_bytes: int | None
+    idle_timeout_sec: float | None = None
 
     @classmethod
     def read(cls, fields: Fields) -> Limits:
@@ -57,6 +59,7 @@ class Limits(Model):
             max_tasks=fields.whole("max_tasks"),
             timeout_sec=fields.opt_number("timeout_sec"),
             work_bytes=fields.opt_whole("work_bytes", None),
+            idle_timeout_sec=fields.opt_number("idle_timeout_sec", None),
             raw=fields.data,
         )
 

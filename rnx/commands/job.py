@@ -67,6 +67,11 @@ def group() -> None:
     help="Stop the job after this long: seconds, or 30s, 5m, 1h. Ends as TIMEOUT, exit 124.",
 )
 @click.option(
+    "--idle-timeout",
+    metavar="DURATION",
+    help="End the job when no exec, attach or file call touched it for this long (15m).",
+)
+@click.option(
     "-e", "--env", multiple=True, metavar="K=V", help="Environment variable (repeatable)."
 )
 @click.option(
@@ -228,6 +233,8 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
         )
     if flags["timeout"] is not None:
         limits["timeout_sec"] = values.duration("--timeout", flags["timeout"])
+    if flags["idle_timeout"] is not None:
+        limits["idle_timeout_sec"] = values.duration("--idle-timeout", flags["idle_timeout"])
     return limits
 
 

@@ -46,6 +46,8 @@ class FakeSystemd:
         self.run_result = "done"
         self.kernel_log = ""  # what a dmesg helper (units/kernel_log.py) prints
         self.refuse_next = False
+        self.can_freeze = True
+        self.frozen: set[str] = set()
 
     async def start_transient(
         self,
@@ -73,12 +75,20 @@ class FakeSystemd:
                 self.records[unit] = Path(output)
         asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+    async def run(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        within: float,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> str:
         """A oneshot helper started and awaited (the host side of networks, the kernel's log)."""
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
+        self.aux += [(name, list(props)) for name, props in aux]
         self.ran.append(unit)
         output = next((p.value for p in properties if p.name == "StandardOutputFileToTruncate"), "")
         if output:
@@ -139,6 +149,14 @@ class FakeSystemd:
     def lose_transient_units(self) -> None:
         """A reboot (or PID 1's end): every transient unit is gone."""
         self.units.clear()
+
+    async def freeze(self, unit: str) -> None:
+        if not self.can_freeze:
+            raise JobletError(ErrorCode.UNSUPPORTED, f"{unit} does not support freezing")
+        self.frozen.add(unit)
+
+    async def thaw(self, unit: str) -> None:
+        self.frozen.discard(unit)
 
     async def reset_failed(self, unit: str) -> None:
         if self.units.get(unit, {}).get("ActiveState") == "failed":
@@ -565,6 +583,14 @@ class FakeRuntimeStore:
 # Every port has its fake (mypy checks here that each fits its Protocol).
 if TYPE_CHECKING:
     from joblet_agent import ports
+    from tests.unit.fake_init import (
+        FakeArchive,
+        FakeConnection,
+        FakeExecJournal,
+        FakeInit,
+        FakeJobChannels,
+        FakeStagedFiles,
+    )
 
     _checks: tuple[
         ports.SystemdManager,
@@ -582,6 +608,11 @@ if TYPE_CHECKING:
         ports.Resolver,
         ports.Calendar,
         ports.ScheduleStore,
+        ports.JobChannels,
+        ports.ChannelConnection,
+        ports.ExecJournal,
+        ports.StagedFiles,
+        ports.ArchiveWriter,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -598,4 +629,9 @@ if TYPE_CHECKING:
         fake_resolver({}),
         FakeCalendar(),
         FakeScheduleStore(),
+        FakeJobChannels(),
+        FakeConnection(FakeInit()),
+        FakeExecJournal(),
+        FakeStagedFiles(),
+        FakeArchive(),
     )

@@ -15,6 +15,7 @@ from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.body import json_body
 from joblet_agent.api.handlers.schedule import runs_of
 from joblet_agent.api.identity import caller_of
+from joblet_agent.api.job_access import JOBS, job_for
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.api.log_stream_slots import LogStreamSlots
@@ -27,13 +28,11 @@ from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.services.job.service import JobService
 
 logger = logging.getLogger(__name__)
-SERVICE = app_key("jobs", JobService)
+SERVICE = JOBS
 LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
 MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
 MAX_SCHEDULE_CHARS = 64  # a schedule's id, a prefix of it, or its name
-_JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it (blanks around allowed)
-_MOST_ID_CHARS = 64
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
 JOURNAL_CURSOR = re.compile(
     r"^s=[0-9a-f]{32};i=[0-9a-f]{1,16};b=[0-9a-f]{32};m=[0-9a-f]{1,16};t=[0-9a-f]{1,16};"
@@ -84,24 +83,6 @@ def _allowed(request: web.Request, action: Action) -> Caller:
     caller = caller_of(request)
     authorize(caller, action)
     return caller
-
-
-def _job_for(request: web.Request, action: Action) -> JobRecord:
-    """The job named in the path, if the caller may do `action` to it."""
-    given = request.match_info["id"]
-    if len(given) > _MOST_ID_CHARS:
-        raise JobletError(
-            ErrorCode.INVALID,
-            f"job id: {excerpt(given)} is not valid; a job's id ({_JOB_ID_CHARS} characters) "
-            "or a prefix of it",
-        )
-    # A caller without a role learns nothing, not even whether a prefix names a job (L5).
-    caller = caller_of(request)
-    authorize(caller, Action.JOB_READ)
-    record = _service(request).resolve(given)
-    request[JOB_ID] = record.id
-    authorize(caller, action, owner=None if action is Action.JOB_READ else record.owner)
-    return record
 
 
 async def create(request: web.Request) -> web.Response:
@@ -155,21 +136,21 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 
 async def get(request: web.Request) -> web.Response:
-    return web.json_response(_one_json(request, _job_for(request, Action.JOB_READ)))
+    return web.json_response(_one_json(request, job_for(request, Action.JOB_READ)))
 
 
 async def stop(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_STOP)
+    record = job_for(request, Action.JOB_STOP)
     return web.json_response(_one_json(request, await _service(request).stop(record.id)))
 
 
 async def cancel(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_CANCEL)
+    record = job_for(request, Action.JOB_CANCEL)
     return web.json_response(_one_json(request, await _service(request).cancel(record.id)))
 
 
 async def delete(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_DELETE)
+    record = job_for(request, Action.JOB_DELETE)
     await _service(request).delete(record.id)
     return web.json_response({"deleted": record.id})
 
@@ -188,7 +169,7 @@ async def delete_all(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     service = _service(request)
-    record = _job_for(request, Action.JOB_READ)
+    record = job_for(request, Action.JOB_READ)
     props = await service.unit_properties(record) or {}
     values = {k: props[k] for k in _METRICS if k in props}
     # systemd says "unset" with UINT64_MAX.
@@ -203,7 +184,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     client that takes no data for write_timeout is dropped, so one that never reads cannot
     keep its slot, its journalctl and the agent's buffers forever."""
     service = _service(request)
-    record = _job_for(request, Action.JOB_INSPECT)  # audited, allowed or not (api/audit.py)
+    record = job_for(request, Action.JOB_INSPECT)  # audited, allowed or not (api/audit.py)
     slots: LogStreamSlots = request.app[LOG_STREAMS]
     follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None

@@ -36,6 +36,7 @@ from joblet_agent.ports import (
 from joblet_agent.services.job.admission import UserPool, room_for_upload, with_runtime
 from joblet_agent.services.job.intake import JobIntake
 from joblet_agent.services.job.lifecycle import JobLifecycle
+from joblet_agent.services.job.lifetime import JobLifetime
 from joblet_agent.services.job.queue import JobQueue
 from joblet_agent.services.job.records import JobRecords
 from joblet_agent.services.job.retention import Retention
@@ -45,6 +46,7 @@ from joblet_agent.services.network import NetworkService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
 from joblet_agent.units import schedule as schedule_units
+from joblet_agent.units.exec_channel import HOST_INIT
 from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
@@ -66,8 +68,10 @@ class JobService:
         runtimes: RuntimeCatalog | None = None,
         calendar: Calendar | None = None,
         root: PurePosixPath,
+        init: PurePosixPath = HOST_INIT,
     ) -> None:
-        """`root`: the job-root skeleton new jobs get (adapters/job_root.py prepares it)."""
+        """`root`: the job-root skeleton new jobs get (adapters/job_root.py prepares it);
+        `init`: the host's joblet-init, every job's main process (units/exec_channel.py)."""
         self.config = config
         self.host = host
         self.files = files
@@ -85,6 +89,8 @@ class JobService:
             config, host, self.records, files=files, journal=journal, clock=clock
         )
         self.retention = Retention(config, self.records, files=files, clock=clock, uploads=uploads)
+        self.lifetime = JobLifetime(config, self.records, clock)  # extend, pause, idle
+        self.records.on_ended.append(self.lifetime.forget)
         self.starter = JobStarter(
             config,
             host,
@@ -97,9 +103,10 @@ class JobService:
             networks=networks,
             runtimes=runtimes,
             root=root,
+            init=init,
         )
         self.queue = JobQueue(config, host, self.records, clock=clock)
-        self.queue.start = lambda record: self.starter.start(record, refuse=False)
+        self.queue.start = lambda record: self._start(record, refuse=False)
         self.timers = JobTimers(config, self.records, self.queue, clock=clock)
         self.intake = JobIntake(
             config,
@@ -116,6 +123,7 @@ class JobService:
     def attach(self, systemd: SystemdManager) -> None:
         self.lifecycle.systemd = systemd
         self.timers.systemd = systemd
+        self.lifetime.systemd = systemd
         self.volumes.attach(systemd)
 
     # -- queries --------------------------------------------------------------------------
@@ -218,7 +226,13 @@ class JobService:
         if admitted is None:
             logger.info("job %s of %s is queued", record.id, owner, extra={"JOB_ID": record.id})
             return self.records.current(record.id)
-        return await self.starter.start(admitted, refuse=True)
+        return await self._start(admitted, refuse=True)
+
+    async def _start(self, record: JobRecord, *, refuse: bool) -> JobRecord:
+        """Its unit started (JobStarter), then its idle clock, if it has one."""
+        started = await self.starter.start(record, refuse=refuse)
+        self.lifetime.watch(started)
+        return started
 
     async def stop(self, reference: str) -> JobRecord:
         record = self.resolve(reference)
@@ -288,6 +302,8 @@ class JobService:
     async def reconcile(self) -> None:
         await self.lifecycle.reconcile()
         await self.timers.reconcile()
+        for record in self.records.live():
+            self.lifetime.watch(record)  # idle clocks start again now (running jobs')
         self.queue.admit()  # what waited while the agent was away, as far as there is room
 
     async def settle(self) -> None:

@@ -25,6 +25,8 @@ from joblet_agent.services.job.records import HOLDING, JobRecords
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.volume import VolumeService
 from joblet_agent.units import end_record, upload
+from joblet_agent.units.deadline import deadline_units
+from joblet_agent.units.exec_channel import channel_socket
 from joblet_agent.units.job import job_environment, throttles_io, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_units
 from joblet_agent.units.owner import owner_slice
@@ -70,6 +72,7 @@ class JobStarter:
         networks: NetworkService | None,
         runtimes: RuntimeCatalog | None,
         root: PurePosixPath,
+        init: PurePosixPath,
     ) -> None:
         self.config = config
         self.host = host
@@ -82,6 +85,7 @@ class JobStarter:
         self.networks = networks
         self.runtimes = runtimes
         self.root = root
+        self.init = init
         # Each job's quota slice is set once per agent (SetUnitProperties keeps it in /run).
         self.owner_slices = OwnerSlices(config)
 
@@ -113,6 +117,9 @@ class JobStarter:
                 await self._move_upload(paths, user)
             await self.files.finish(paths, flush=throttles_io(record.spec.limits, self.host))
             aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
+            aux.append(channel_socket(job_id, paths.channel))
+            if record.spec.limits.timeout_sec is not None:
+                aux += deadline_units(job_id, 0, record.spec.limits.timeout_sec, self.config.slice)
             aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
@@ -248,6 +255,7 @@ class JobStarter:
             root=self.root,
             user=user,
             executable=self.find_program(spec, job.runtime, job.upload),
+            init=self.init,
             volumes=await self.volumes.bindings(spec.volumes, job.by),
             network=network,
             runtime=job.runtime,
