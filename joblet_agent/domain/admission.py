@@ -15,6 +15,7 @@ owner's jobs, not for anyone else's, and must not keep other owners' jobs waitin
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -149,6 +150,21 @@ def next_admissions(
         usage.add(record)
         chosen.append(record)
     return chosen
+
+
+def default_within(limits: Limits, owner: str, capacity: Capacity) -> Limits:
+    """A job that asked for no memory limit got jobs.default_memory; where its owner's quota or
+    the agent's reservable share is smaller, it gets that instead (never refused for a limit it
+    did not ask for)."""
+    memory = limits.memory_bytes
+    for most in (capacity.quotas.of(owner).memory_bytes, capacity.memory_bytes):
+        if memory is not None and most is not None and memory > most:
+            memory = most
+    return (
+        limits
+        if memory == limits.memory_bytes
+        else dataclasses.replace(limits, memory_bytes=memory)
+    )
 
 
 def check_ever_fits(limits: Limits, owner: str, capacity: Capacity) -> None:

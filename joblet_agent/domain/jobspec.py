@@ -108,6 +108,7 @@ class ValidatedRequest:
     work_bytes_given: bool = False  # limits.work_bytes was asked for (else an upload may grow it)
     priority: int = DEFAULT_PRIORITY  # its place in the admission queue (domain/admission.py)
     when: When | None = None  # a start time to wait for (domain/schedule.py), else now
+    memory_given: bool = False  # limits.memory_bytes was asked for (else it is the default)
 
 
 def parse_job_request(
@@ -159,6 +160,7 @@ def parse_job_request(
         )
     limits_section = top.section("limits")
     work_bytes_given = limits_section.raw("work_bytes") is not None
+    memory_given = limits_section.raw("memory_bytes") is not None
     limits, warnings = _limits(limits_section, policy, host)
     network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
     egress = tuple(
@@ -187,7 +189,9 @@ def parse_job_request(
         allow_egress=egress,
         runtime=runtime,
     )
-    return ValidatedRequest(spec, tuple(warnings), work_bytes_given, priority, when)
+    return ValidatedRequest(
+        spec, tuple(warnings), work_bytes_given, priority, when, memory_given=memory_given
+    )
 
 
 def _runtime(value: Any) -> str:

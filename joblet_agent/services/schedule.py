@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import dataclasses
 import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from joblet_agent.domain.admission import check_ever_fits
+from joblet_agent.domain.admission import check_ever_fits, default_within
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.schedule import (
     Overlap,
@@ -139,6 +140,10 @@ class ScheduleService:
                 hint="rnx schedule list shows them; delete it or choose another --name",
             )
         spec, runtime, runtime_warnings = with_runtime(request.job.spec, self.jobs.runtimes)
+        if not request.job.memory_given:
+            spec = dataclasses.replace(
+                spec, limits=default_within(spec.limits, owner, self.jobs.queue.capacity)
+            )
         check_ever_fits(spec.limits, owner, self.jobs.queue.capacity)
         by = Principal(owner, manages_all=manages_all)
         self.jobs.volumes.check_use(spec.volumes, by)

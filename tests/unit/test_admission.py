@@ -410,3 +410,26 @@ def test_an_owner_name_too_long_for_a_unit_name_is_hashed_apart_from_escaped_one
     assert len(unit) <= 255 and unit.startswith("joblet-owner-.")
     assert unit != owner_slice("joblet.slice", "é" * 99)
     assert owner_slice("batch.slice", "alice") == "batch-owner-alice.slice"
+
+
+def test_a_job_without_a_memory_limit_gets_the_smaller_of_the_default_and_its_owners_quota(
+    tmp_path: Path,
+) -> None:
+    """jobs.default_memory (1G) above an owner's quota (256M): the job gets the quota, never a
+    refusal for a limit it did not ask for; one that asks for more than the quota is refused."""
+    config = AgentConfig(
+        state_dir=tmp_path / "state",
+        quotas=Quotas(default=OwnerQuota(memory_bytes=256 * 1024**2)),
+    )
+    service = job_service(config, store=SqliteJobStore(config.database), clock=FakeClock())
+    service.attach(FakeSystemd(service.on_systemd_event))
+
+    async def scenario() -> None:
+        job = await submit(service, {"command": "true"}, owner="alice")
+        assert job.spec.limits.memory_bytes == 256 * 1024**2
+        with pytest.raises(JobletError, match="at most 268435456, the quota of alice"):
+            await submit(
+                service, {"command": "true", "limits": {"memory_bytes": "512M"}}, owner="alice"
+            )
+
+    asyncio.run(scenario())

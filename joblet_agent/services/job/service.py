@@ -10,12 +10,13 @@ reconcile).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
-from joblet_agent.domain.admission import check_ever_fits
+from joblet_agent.domain.admission import check_ever_fits, default_within
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import JobRecord, JobState
@@ -180,6 +181,9 @@ class JobService:
         by = Principal(owner, manages_all=manages_all)
         spec, runtime, runtime_warnings = with_runtime(request.spec, self.runtimes)
         warnings = request.warnings + runtime_warnings
+        if not request.memory_given:
+            limits = default_within(spec.limits, owner, self.queue.capacity)
+            spec = dataclasses.replace(spec, limits=limits)
         check_ever_fits(spec.limits, owner, self.queue.capacity)
         self.queue.check_room(owner)
         # Refused before anything is made or taken (the upload): bindings() and plan() check
