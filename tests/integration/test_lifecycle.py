@@ -112,9 +112,10 @@ def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
         wait_state(client, job.id, "RUNNING")
         unit = job.unit
         # Its owner's slice (root's, on the local socket), inside joblet.slice (units/owner.py).
-        assert unit_property(unit, "Slice") == "joblet-owner-root.slice"
+        # root over the local socket is unix:root (domain/owner.py); ':' stays in a unit name.
+        assert unit_property(unit, "Slice") == "joblet-owner-unix:root.slice"
         assert unit_property(unit, "ControlGroup").startswith(
-            "/joblet.slice/joblet-owner.slice/joblet-owner-root.slice/"
+            "/joblet.slice/joblet-owner.slice/joblet-owner-unix:root.slice/"
         )
         assert unit_property(unit, "MemoryMax") == str(128 * 1024 * 1024)
         assert unit_property(unit, "TasksMax") == "77"
