@@ -152,6 +152,8 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
             [rule.target for rule in egress],
             f"the {network!r} network has no egress to narrow; use isolated or a named network",
         )
+    tty = top.boolean("tty", False)
+    stdin = top.boolean("stdin", tty)
     top.reject_unknown()
     spec = JobSpec(
         command=command,
@@ -167,6 +169,8 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         network=network,
         allow_egress=egress,
         runtime=runtime,
+        tty=tty,
+        stdin=stdin,
     )
     return ValidatedRequest(spec, tuple(warnings), work_bytes_given)
 

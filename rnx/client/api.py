@@ -67,13 +67,16 @@ class Client(Transport):
         network: str | None = None,
         allow_egress: Sequence[str] = (),
         runtime: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
         **limits: Any,
     ) -> Job:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
 
         uploads (files, to /work/<name>) and upload_dirs (to /work/<dirname>/...) are sent
         first; progress(sent, total) is called as their bytes go. volumes: NAME or NAME:ro.
-        network: none (default), isolated, host (admin only) or a network's name."""
+        network: none (default), isolated, host (admin only) or a network's name. tty: the
+        command gets a terminal, stdin: its stdin is fed; both through attach()."""
         body: dict[str, Any] = {"command": command[0], "args": list(command[1:])}
         mounts = [_volume_mount(v) for v in volumes]
         upload = self.upload(uploads, upload_dirs, progress).id if uploads or upload_dirs else None
@@ -88,6 +91,8 @@ class Client(Transport):
             ("network", network),
             ("allow_egress", list(allow_egress)),
             ("runtime", runtime),
+            ("tty", tty),
+            ("stdin", stdin),
         ):
             if value:
                 body[key] = value
