@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.sandbox import Sandbox
     from rnx.client.session import Session
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
@@ -83,6 +84,7 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Sandbox",
     "Session",
     "UnitMetrics",
     "Upload",
@@ -110,6 +112,7 @@ _HOMES = {
     **dict.fromkeys(("RuntimeSource", "RuntimeSummary", "RuntimeValidation"), "runtime"),
     "Upload": "upload",
     **dict.fromkeys(("ExecEnd", "ExecResult"), "exec"),
+    "Sandbox": "sandbox",
     "Session": "session",
     **dict.fromkeys(("Copied", "FileEntry", "FileListing"), "job_file"),
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),

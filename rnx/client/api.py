@@ -8,6 +8,7 @@ measured: bench/rnx_cold_start.py) needs the dozen of jobs, not all three dozen.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import http.client
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rnx.client.log import LogEvent
     from rnx.client.network import Network, NetworkRemoved
     from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
+    from rnx.client.sandbox import Sandbox
     from rnx.client.session import Session
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
@@ -232,6 +234,25 @@ class Client(Transport):
             timed_out=end.timed_out,
             raw=end.raw,
         )
+
+    @contextlib.contextmanager
+    def sandbox(
+        self, command: Sequence[str] = ("sleep", "infinity"), *, keep: bool = False, **run: Any
+    ) -> Iterator[Sandbox]:
+        """A running job to exec into and read and write files in, for the block: run(command,
+        **run) (runtime=, idle_timeout_sec=, timeout_sec=, memory_bytes=, ...), waited for
+        until it runs; stopped and deleted at the end (kept with keep=True)."""
+        from rnx.client.sandbox import Sandbox, running
+
+        job = self.run(command, **run)
+        try:
+            yield Sandbox(self, running(self, job))
+        finally:
+            if not keep:
+                with contextlib.suppress(RnxError):
+                    self.stop(job.id)
+                    self.wait(job.id)
+                    self.delete(job.id)
 
     def attach(self, job_id: str, *, rows: int = 0, cols: int = 0) -> Session:
         """Attach to the terminal (`run(tty=True)`) or stdin (`run(stdin=True)`) of a job's

@@ -242,3 +242,18 @@ def test_only_the_owner_or_a_maintainer_may_exec(certs: dict[str, str]) -> None:
                 assert maintainer.exec(job.id, ["true"]).exit_code == 0
         finally:
             owner.stop(job.id)
+
+
+def test_a_sandbox_session_from_python(client: Client) -> None:
+    """The README's example for agents: a job to work in for a block, gone after it."""
+    with client.sandbox(timeout_sec=300, idle_timeout_sec=120) as sb:
+        assert sb.job.state == "RUNNING"
+        sb.write_file("/work/calc.py", "print(6 * 7)\n")
+        done = sb.exec(["sh", "-c", "python3 /work/calc.py | tee /work/out.txt"])
+        assert (done.exit_code, done.text) == (0, "42\n")
+        assert sb.read_file("/work/out.txt") == b"42\n"
+        assert {"calc.py", "out.txt"} <= {e.name for e in sb.list_files().entries}
+        job_id = sb.id
+    with pytest.raises(RnxError) as gone:
+        client.get(job_id)
+    assert gone.value.code == "not-found"
