@@ -18,7 +18,7 @@ INIT := build/joblet-init
 CFLAGS_INIT := -static -O2 -Wall -Wextra -Werror
 # make deb: what dpkg-buildpackage needs for packaging/debian (its control's Build-Depends) and lintian.
 DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all \
-	python3-setuptools python3-click python3-cryptography python3-rich python3-yaml lintian
+	python3-setuptools python3-click python3-cryptography python3-rich python3-yaml gcc libc6-dev lintian
 # make deb-test: fresh Debian roots (debootstrap) booted with systemd-nspawn.
 DEB_TEST_PACKAGES := debootstrap systemd-container
 
@@ -121,6 +121,7 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.runtime_latency
 	$(SANDBOX) run -- $(BIN)/python -m bench.admission
+	$(SANDBOX) run -- $(BIN)/python -m bench.exec_latency
 
 # The .debs land in build/deb (joblet_*.deb, rnx_*.deb), checked by lintian.
 deb:

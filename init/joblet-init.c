@@ -51,6 +51,7 @@
 #define HANGUP_GRACE_MS 2000   /* SIGHUP, then SIGKILL, for an exec whose agent went away */
 #define DRAIN_MS 50            /* output still coming after an exec's process ended... */
 #define DRAIN_MOST_MS 1000     /* ...but not from a process it left behind, for ever */
+#define LINGER_MS 2000         /* after an exec's end, for the agent to close (linger) */
 #define ATTACH_FLUSH_MS 2000   /* the end of a command's terminal output, to its attach */
 
 extern char **environ;
@@ -307,6 +308,26 @@ static int relay_input(struct relay *r, pid_t group) {
     return 0;
 }
 
+/* After the end frame: wait (briefly) for the agent to close. Input it sent meanwhile (an end
+ * of stdin racing the exit) is read and dropped; closing at once would make that write fail,
+ * and the agent's socket then reports the failure instead of the end frame it holds. */
+static void linger(int conn) {
+    char buf[4096];
+    long until = now_ms() + LINGER_MS;
+    shutdown(conn, SHUT_WR);
+    for (;;) {
+        long left = until - now_ms();
+        if (left <= 0) return;
+        struct pollfd p = {conn, POLLIN, 0};
+        int ready = poll(&p, 1, (int)left);
+        if (ready < 0 && errno == EINTR) continue;
+        if (ready <= 0) return;
+        ssize_t n = read(conn, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) return;
+    }
+}
+
 static void handle_exec(int conn, char *req, uint32_t len) {
     char *cursor = req, *end = req + len, *field;
     int tty = 0, stdin_open = 0;
@@ -460,6 +481,7 @@ static void handle_exec(int conn, char *req, uint32_t len) {
     int code = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus);
     int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
     send_frame(conn, 'x', ended, (size_t)snprintf(ended, sizeof ended, "%d %d", code, sig));
+    linger(conn);
 }
 
 /* ---- attach: the job's own command's terminal or stdin ------------------------------------ */

@@ -74,6 +74,7 @@ def cli(
 
 cli.add_command(job.group)
 job.group.add_command(exec_command.command)
+job.group.add_command(exec_command.attach)
 for command in (
     job_file.cp,
     job_file.ls,

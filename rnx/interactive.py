@@ -12,23 +12,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from rnx.client import ExecEnd, Session
+    from rnx.client import Client, ExecEnd, Session
 
 _READ = 64 * 1024
 
 
 def terminal_size() -> tuple[int, int]:
-    size = shutil.get_terminal_size((80, 24))
-    return size.lines, size.columns
+    """The local terminal's rows and columns (its own, not $LINES and $COLUMNS)."""
+    for fd in (sys.stdin.fileno(), sys.stdout.fileno()):
+        with contextlib.suppress(OSError):
+            size = os.get_terminal_size(fd)
+            return size.lines, size.columns
+    return 24, 80
 
 
 @contextlib.contextmanager
@@ -91,3 +94,24 @@ def relay(session: Session, *, tty: bool, stdin: bool) -> ExecEnd | None:
         finally:
             for number, previous in handlers.items():
                 signal.signal(number, previous)  # type: ignore[arg-type]
+
+
+def attached_run(client: Client, job_id: str, *, tty: bool, follow: Callable[[], int]) -> int:
+    """`rnx job run -t` / `-i`: attach to the job's command. With a terminal, this terminal is
+    the job's until its command ends; without, stdin goes to the command while `follow` (the
+    log follower) prints its output. The job's exit code either way."""
+    rows, cols = terminal_size() if tty else (0, 0)
+    session = client.attach(job_id, rows=rows, cols=cols)
+    if tty:
+        relay(session, tty=True, stdin=True)
+        final = client.wait(job_id)
+        return final.exit_code if final.exit_code is not None else 1
+
+    def feed() -> None:
+        _pump(session, sys.stdin.fileno())
+        with contextlib.suppress(Exception):  # the attach's end; the log says how the job did
+            for _ in session.events():
+                pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    return follow()

@@ -47,6 +47,9 @@ def _connect(target: Target) -> socket.socket:
     host, _, port = target.address.rpartition(":")
     host = host.strip("[]")
     raw = socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_SEC)
+    # Small frames each way (a request, a key, a resize): sent at once, not held by Nagle for
+    # the agent's delayed ACK (which cost an exec over mTLS 40 ms; bench/exec_latency.py).
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     context = client_context(target.ca, target.cert, target.key)
     return context.wrap_socket(raw, server_hostname=host)
 

@@ -71,6 +71,8 @@ def make_app(
         app[exec_handlers.EXEC] = exec_service
     if file_service is not None:
         app[job_file.FILES] = file_service
+    app[exec_handlers.OPEN] = set()
+    app.on_shutdown.append(exec_handlers.close_sessions)
     app[ACCESS] = access
     app[job.LOG_STREAMS] = LogStreamSlots(service.config.log_streams)
     for module in _RESOURCES:

@@ -89,6 +89,8 @@ class JobSpec:
     network: str = "none"  # a mode (networks.NetworkMode) or a network's name
     allow_egress: tuple[EgressRule, ...] = ()  # resolved at submit time
     runtime: str | None = None  # canonical reference: java-17, name@1.0.2 (runtimes/reference.py)
+    tty: bool = False  # its command gets a terminal an attach relays (rnx job run -t)
+    stdin: bool = False  # its command's stdin is fed by an attach (rnx job run -i)
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -114,6 +116,8 @@ class JobSpec:
             "network": self.network,
             "allow_egress": [rule.to_dict() for rule in self.allow_egress],
             "runtime": self.runtime,
+            "tty": self.tty,
+            "stdin": self.stdin,
         }
 
     @classmethod
@@ -135,6 +139,8 @@ class JobSpec:
             network=data.get("network", "none"),
             allow_egress=tuple(EgressRule.from_dict(r) for r in data.get("allow_egress", ())),
             runtime=data.get("runtime"),
+            tty=data.get("tty", False),
+            stdin=data.get("stdin", False),
         )
 
 

@@ -173,6 +173,8 @@ def parse_job_request(
             [rule.target for rule in egress],
             f"the {network!r} network has no egress to narrow; use isolated or a named network",
         )
+    tty = top.boolean("tty", False)
+    stdin = top.boolean("stdin", tty)
     top.reject_unknown()
     spec = JobSpec(
         command=command,
@@ -188,6 +190,8 @@ def parse_job_request(
         network=network,
         allow_egress=egress,
         runtime=runtime,
+        tty=tty,
+        stdin=stdin,
     )
     return ValidatedRequest(
         spec, tuple(warnings), work_bytes_given, priority, when, memory_given=memory_given

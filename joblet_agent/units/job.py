@@ -108,7 +108,16 @@ def translate(
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
         prop(
             "ExecStart",
-            [[str(INIT), [exec_escape(a) for a in init_argv(executable, spec.argv)], False]],
+            [
+                [
+                    str(INIT),
+                    [
+                        exec_escape(a)
+                        for a in init_argv(executable, spec.argv, tty=spec.tty, stdin=spec.stdin)
+                    ],
+                    False,
+                ]
+            ],
         ),
         prop("Environment", [f"{key}={value}" for key, value in environment.items()]),
         # Secret values never enter unit properties, which any local user can read over D-Bus:

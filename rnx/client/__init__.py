@@ -42,6 +42,7 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.sandbox import Sandbox
     from rnx.client.schedule import LastRun, Schedule, ScheduleDeleted, ScheduleSpec
     from rnx.client.session import Session
     from rnx.client.share import Share
@@ -86,6 +87,7 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Sandbox",
     "Schedule",
     "ScheduleDeleted",
     "ScheduleSpec",
@@ -119,6 +121,7 @@ _HOMES = {
     **dict.fromkeys(("LastRun", "Schedule", "ScheduleDeleted", "ScheduleSpec"), "schedule"),
     "Upload": "upload",
     **dict.fromkeys(("ExecEnd", "ExecResult"), "exec"),
+    "Sandbox": "sandbox",
     "Session": "session",
     **dict.fromkeys(("Copied", "FileEntry", "FileListing"), "job_file"),
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),

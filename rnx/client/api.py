@@ -8,6 +8,7 @@ measured: bench/rnx_cold_start.py) needs the dozen of jobs, not all three dozen.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import http.client
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from rnx.client.log import LogEvent
     from rnx.client.network import Network, NetworkRemoved
     from rnx.client.runtime import Runtime, RuntimeList, RuntimeRemoved, RuntimeValidation
+    from rnx.client.sandbox import Sandbox
     from rnx.client.schedule import Schedule, ScheduleDeleted
     from rnx.client.session import Session
     from rnx.client.upload import Upload
@@ -70,6 +72,8 @@ class Client(Transport):
         runtime: str | None = None,
         priority: int | None = None,
         schedule: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
         **limits: Any,
     ) -> Job:
         """Start a job; limits are the API's names (cpu_percent, memory_bytes, timeout_sec, ...).
@@ -80,7 +84,8 @@ class Client(Transport):
         0-9 (default 5), its place in the queue when the agent has no room for it now (the
         job is then QUEUED). schedule: a start time to come (30s, in 10m,
         2026-12-24T18:00:00Z, 2026-12-24 18:00): the job is SCHEDULED until then; a calendar
-        expression is a recurring schedule (create_schedule)."""
+        expression is a recurring schedule (create_schedule). tty: the command gets a terminal,
+        stdin: its stdin is fed; both through attach()."""
         upload = self.upload(uploads, upload_dirs, progress).id if uploads or upload_dirs else None
         body = _job_body(
             command,
@@ -97,6 +102,8 @@ class Client(Transport):
             schedule=schedule,
             priority=priority,
             limits=limits,
+            tty=tty,
+            stdin=stdin,
         )
         return Job.from_dict(self._call("POST", "/v1/jobs", body=body), "job")
 
@@ -307,6 +314,25 @@ class Client(Transport):
             timed_out=end.timed_out,
             raw=end.raw,
         )
+
+    @contextlib.contextmanager
+    def sandbox(
+        self, command: Sequence[str] = ("sleep", "infinity"), *, keep: bool = False, **run: Any
+    ) -> Iterator[Sandbox]:
+        """A running job to exec into and read and write files in, for the block: run(command,
+        **run) (runtime=, idle_timeout_sec=, timeout_sec=, memory_bytes=, ...), waited for
+        until it runs; stopped and deleted at the end (kept with keep=True)."""
+        from rnx.client.sandbox import Sandbox, running
+
+        job = self.run(command, **run)
+        try:
+            yield Sandbox(self, running(self, job))
+        finally:
+            if not keep:
+                with contextlib.suppress(RnxError):
+                    self.stop(job.id)
+                    self.wait(job.id)
+                    self.delete(job.id)
 
     def attach(self, job_id: str, *, rows: int = 0, cols: int = 0) -> Session:
         """Attach to the terminal (`run(tty=True)`) or stdin (`run(stdin=True)`) of a job's

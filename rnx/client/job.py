@@ -133,6 +133,8 @@ class JobSpec(Model):
     network: str = "none"  # none, isolated, host or a network's name
     allow_egress: tuple[EgressRule, ...] = ()
     runtime: str | None = None  # NAME@RELEASE
+    tty: bool = False  # a terminal an attach relays (run(tty=True), Client.attach)
+    stdin: bool = False  # stdin an attach feeds
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -155,6 +157,8 @@ class JobSpec(Model):
             network=fields.text("network", "none"),
             allow_egress=tuple(EgressRule.read(r) for r in fields.objs("allow_egress", [])),
             runtime=fields.opt_text("runtime", None),
+            tty=fields.flag("tty", False),
+            stdin=fields.flag("stdin", False),
             raw=fields.data,
         )
 

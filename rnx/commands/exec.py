@@ -10,7 +10,7 @@ import click
 
 from rnx import values
 from rnx.context import Context, pass_context
-from rnx.interactive import relay, terminal_size
+from rnx.interactive import attached_run, relay, terminal_size
 
 
 @click.command(
@@ -77,3 +77,21 @@ def command(ctx: Context, /, job_id: str, command: tuple[str, ...], **flags: Any
     if end.timed_out and not ctx.json:
         click.secho(f"\nrnx: the command ran past its timeout ({timeout})", fg="red", err=True)
     sys.exit(end.exit_code)
+
+
+@click.command("attach")
+@click.argument("job_id", metavar="JOB")
+@pass_context
+def attach(ctx: Context, job_id: str) -> None:
+    """Attach this terminal to a job run with -t (or this stdin to one run with -i); Ctrl-C
+    and every key go to the job. Ends when its command ends; exits with its exit code.
+
+    JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
+    with ctx.client() as client:
+        job = client.get(job_id)
+
+        def follow() -> int:
+            final = client.wait(job.id)
+            return final.exit_code if final.exit_code is not None else 1
+
+        sys.exit(attached_run(client, job.id, tty=job.spec.tty, follow=follow))

@@ -10,6 +10,7 @@ import click
 from rnx import values
 from rnx.attach import attach, follow_log
 from rnx.context import Context, pass_context
+from rnx.interactive import attached_run
 from rnx.scheduling import make_schedule
 from rnx.views import (
     describe_limits,
@@ -151,6 +152,18 @@ def group() -> None:
     "high, or 0-9 (higher runs first; first come, first served within one).",
 )
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Send stdin to the command (it reads /dev/null otherwise).",
+)
+@click.option(
+    "-t",
+    "--tty",
+    is_flag=True,
+    help="Give the command a terminal; this one is attached to it (with -i: a REPL, a shell).",
+)
 @click.option("--raw", is_flag=True, help=RAW_HELP)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_context
@@ -191,6 +204,8 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             runtime=flags["runtime"],
             priority=None if flags["priority"] is None else values.priority(flags["priority"]),
             schedule=flags["schedule"],
+            tty=flags["tty"],
+            stdin=flags["interactive"] or flags["tty"],
             **limits,
         )
         if ctx.json and detach:
@@ -210,6 +225,15 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
         if detach:
             say(job.id)
             return
+        if flags["tty"] or flags["interactive"]:
+            sys.exit(
+                attached_run(
+                    client,
+                    job.id,
+                    tty=flags["tty"],
+                    follow=lambda: attach(client, job.id, as_json=ctx.json, raw=raw),
+                )
+            )
         sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
 
 

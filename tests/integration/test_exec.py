@@ -5,12 +5,14 @@ property is shown by its effect, against the real systemd in the sandbox."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from joblet_agent.domain.exec_frames import exec_request, frame
 from rnx.client import Client, Job, RnxError
 from tests.integration.conftest import rnx, sh, unit_property, wait_state
 from tests.integration.test_control_plane import certs, pki
@@ -242,3 +244,40 @@ def test_only_the_owner_or_a_maintainer_may_exec(certs: dict[str, str]) -> None:
                 assert maintainer.exec(job.id, ["true"]).exit_code == 0
         finally:
             owner.stop(job.id)
+
+
+def test_a_sandbox_session_from_python(client: Client) -> None:
+    """The README's example for agents: a job to work in for a block, gone after it."""
+    with client.sandbox(timeout_sec=300, idle_timeout_sec=120) as sb:
+        assert sb.job.state == "RUNNING"
+        sb.write_file("/work/calc.py", "print(6 * 7)\n")
+        done = sb.exec(["sh", "-c", "python3 /work/calc.py | tee /work/out.txt"])
+        assert (done.exit_code, done.text) == (0, "42\n")
+        assert sb.read_file("/work/out.txt") == b"42\n"
+        assert {"calc.py", "out.txt"} <= {e.name for e in sb.list_files().entries}
+        job_id = sb.id
+    with pytest.raises(RnxError) as gone:
+        client.get(job_id)
+    assert gone.value.code == "not-found"
+
+
+def test_init_waits_for_the_agent_after_the_exit_status(dev: Job) -> None:
+    # The agent may still be writing (an end of stdin racing the command's exit) when init sends
+    # the exit status; init keeps the connection until the agent closes it, so that write does
+    # not fail (when it did, the agent lost the exit status it held: "the exec was lost").
+    channel = socket.socket(socket.AF_UNIX)
+    channel.settimeout(10)
+    channel.connect(f"/var/lib/joblet/jobs/{dev.id}/exec.sock")  # as the agent does, as root
+    with channel:
+        channel.sendall(exec_request(["true"], {}, "/work", tty=False, stdin=True))
+        kinds = b""
+        while not kinds.endswith(b"x"):
+            head = channel.recv(5, socket.MSG_WAITALL)
+            assert len(head) == 5, f"init closed after {kinds!r}"
+            kinds += head[:1]
+            channel.recv(int.from_bytes(head[1:], "big"), socket.MSG_WAITALL)
+        time.sleep(0.2)  # init has sent all it had: the command ended
+        channel.sendall(frame(b"d"))  # EPIPE if init had gone
+        channel.shutdown(socket.SHUT_WR)
+        assert channel.recv(1) == b""  # and it goes once the agent's side is done
+    assert kinds == b"px"

@@ -10,6 +10,7 @@ import pytest
 from joblet_agent.domain.config import Enforcement, JobPolicy
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.exec_channel import init_argv
 from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
 
 POLICY = JobPolicy(max_timeout_sec=3600, max_io_bps=100 * 1024**2)
@@ -198,3 +199,16 @@ def test_errors_about_secret_values_never_show_them(secret_env: dict[str, Any]) 
 def test_a_value_is_quoted_as_a_short_excerpt() -> None:
     message = refuse({"command": "true", "workdir": "/" + "a" * 1000}, "workdir: '/aaa")
     assert "a" * 100 not in message and "..." in message
+
+
+def test_a_terminal_or_stdin_for_the_jobs_command() -> None:
+    plain = parse_job_request({"command": "true"}, POLICY, HYBRID_HOST).spec
+    assert (plain.tty, plain.stdin) == (False, False)
+    tty = parse_job_request({"command": "python3", "tty": True}, POLICY, HYBRID_HOST).spec
+    assert (tty.tty, tty.stdin) == (True, True)  # a terminal is its stdin too
+    piped = parse_job_request({"command": "wc", "stdin": True}, POLICY, HYBRID_HOST).spec
+    assert (piped.tty, piped.stdin) == (False, True)
+    assert type(tty).from_dict(tty.to_dict(with_secrets=True)) == tty  # kept in the job's record
+    assert init_argv("/usr/bin/wc", ("wc",), stdin=True)[1:3] == ["--stdin", "--"]
+    assert init_argv("/usr/bin/python3", ("python3",), tty=True, stdin=True)[1:3] == ["--tty", "--"]
+    refuse({"command": "true", "tty": "yes"}, "tty")

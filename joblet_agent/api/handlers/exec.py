@@ -15,9 +15,10 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from joblet_agent.api.body import MAX_JSON_BYTES, parse_json
 from joblet_agent.api.identity import caller_of
@@ -32,6 +33,9 @@ from joblet_agent.services.exec import ExecService, Session, require_running
 
 logger = logging.getLogger(__name__)
 EXEC = app_key("exec", ExecService)
+# The sessions open now: a stopping agent closes them (close_sessions), so an agent restart ends
+# each at once with "the session was lost" rather than keeping the stop waiting for them.
+OPEN = app_key("exec_sockets", set)
 FIRST_MESSAGE_SEC = 30.0
 MAX_MESSAGE = MAX_REQUEST + 16
 
@@ -39,6 +43,26 @@ MAX_MESSAGE = MAX_REQUEST + 16
 def _service(request: web.Request) -> ExecService:
     service: ExecService = request.app[EXEC]
     return service
+
+
+@contextlib.asynccontextmanager
+async def _open(request: web.Request) -> AsyncIterator[web.WebSocketResponse]:
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
+    await ws.prepare(request)
+    sockets: set[web.WebSocketResponse] = request.app[OPEN]
+    sockets.add(ws)
+    try:
+        yield ws
+    finally:
+        sockets.discard(ws)
+        await ws.close()
+
+
+async def close_sessions(app: web.Application) -> None:
+    """on_shutdown: every session's client is told the agent went away (its job runs on)."""
+    for ws in list(app[OPEN]):
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"the agent is stopping")
 
 
 async def _first_message(ws: web.WebSocketResponse) -> Any:
@@ -115,10 +139,8 @@ async def exec_(request: web.Request) -> web.StreamResponse:
     require_running(record, "exec into")
     service = _service(request)
     caller = caller_of(request)
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
-    await ws.prepare(request)
 
-    async def work() -> None:
+    async def work(ws: web.WebSocketResponse) -> None:
         spec = parse_exec_request(await _first_message(ws))
         async with service.exec(record, spec, caller.owner) as session:
             await _send_json(ws, {"exec_id": session.id, "job": record.id})
@@ -133,8 +155,8 @@ async def exec_(request: web.Request) -> web.StreamResponse:
                     hint="rnx job status " + record.id[:8],
                 )
 
-    await _answer_errors(ws, work())
-    await ws.close()
+    async with _open(request) as ws:
+        await _answer_errors(ws, work(ws))
     return ws
 
 
@@ -143,10 +165,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
     require_running(record, "attach to")
     service = _service(request)
     caller = caller_of(request)
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE)
-    await ws.prepare(request)
 
-    async def work() -> None:
+    async def work(ws: web.WebSocketResponse) -> None:
         first = Fields(await _first_message(ws), "")
         size = parse_terminal(first)
         first.reject_unknown()
@@ -155,8 +175,8 @@ async def attach(request: web.Request) -> web.StreamResponse:
             await _relay(ws, session)
             await _send_json(ws, {"end": None})
 
-    await _answer_errors(ws, work())
-    await ws.close()
+    async with _open(request) as ws:
+        await _answer_errors(ws, work(ws))
     return ws
 
 
