@@ -259,7 +259,7 @@ def test_file_changing_while_sent_fails_and_nothing_stays(
     assert "changed while being sent" in caught.value.message
     # The agent saw the stream break off (once it got to it: the client does not wait for
     # that), refused it as a bad request and removed what it had received.
-    assert "PUT /v1/uploads/{id} by root (admin): failed" in _audit_line(str(upload["id"]))
+    assert "PUT /v1/uploads/{id} by unix:root (admin): failed" in _audit_line(str(upload["id"]))
     assert "-> 400" in _audit_line(str(upload["id"]))
     assert not (STAGED / str(upload["id"])).exists()
 
