@@ -1,7 +1,8 @@
 """Owners' quotas by effect: each owner's jobs run in their own slice whose MemoryMax the kernel
 enforces over all of them together. Two owners under the same quota (quotas.default.memory_max:
 128M), each job holding 80 MiB (under any limit of its own): one owner's two jobs go over the
-quota together and one of them is OOM-killed; the other owner's job, the same, is untouched."""
+quota together and one of them is OOM-killed; the other owner's job, the same, is untouched.
+A job asking more than its owner's quota is refused at submit, not queued for ever."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 from joblet_agent.pki.store import Pki
 from rnx.client import Client, Job
 from tests.integration.agent_config import agent_config
+from tests.integration.conftest import rnx
 
 PKI_DIR = Path("/etc/joblet/pki")
 ADDRESS = "localhost:50051"
@@ -82,3 +84,19 @@ def test_one_owners_jobs_together_are_oom_killed_at_the_quota_the_others_untouch
                 if not client.get(job.id).state.ended:
                     client.stop(job.id)
         assert b.get(other.id).state == "STOPPED"  # stopped by us, never OOM-killed
+
+
+def test_a_job_asking_more_than_its_owners_quota_is_refused_at_submit(
+    owners: tuple[str, str],
+) -> None:
+    """Not queued for ever: refused at once, naming the value and the quota."""
+    config_a, _ = owners
+    with Client(config=config_a) as a:
+        before = {job.id for job in a.list()}
+        result = rnx("--config", config_a, "job", "run", "--max-memory", "256M", "true")
+        assert result.returncode == 2, result.stderr
+        assert "limits.memory_bytes: 268435456 is not valid; at most 134217728, the quota of" in (
+            result.stderr
+        ), result.stderr
+        assert "the job could never start" in result.stderr
+        assert {job.id for job in a.list()} == before  # no record: nothing waits
