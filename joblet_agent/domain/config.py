@@ -256,8 +256,8 @@ def _parse_access(section: Fields) -> Access:
 
 def _parse_jobs(section: Fields) -> JobPolicy:
     base = JobPolicy()
-    # 2: the smallest task limit a job starts with (jobspec.MIN_TASKS).
-    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=2)
+    # 3: the smallest task limit a job starts with (jobspec.MIN_TASKS).
+    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=3)
     max_tasks = section.integer("max_tasks", base.max_tasks, minimum=1)
     assert default_tasks is not None and max_tasks is not None
     if default_tasks > max_tasks:

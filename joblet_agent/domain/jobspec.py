@@ -82,7 +82,9 @@ MIN_WORK = 16 * 1024 * 1024  # ext4 needs room for its own metadata
 # units/translate.py).
 MIN_IO_BPS = 1024 * 1024
 MIN_CPU_PERCENT = 1
-MIN_TASKS = 2  # at 1, PID 1's set-up of the job's user fails (217/USER): it needs a second task
+# joblet-init (every job's main process), its command, and one child of the command: at 2 a
+# shell cannot run a program. (At 1, PID 1's set-up of the job's user failed: 217/USER.)
+MIN_TASKS = 3
 # The smallest value of each limit a job may ask for (GET /v1/health: limits.minimums).
 MINIMUMS = {
     "cpu_percent": MIN_CPU_PERCENT,

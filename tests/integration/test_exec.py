@@ -77,9 +77,11 @@ def test_exec_has_the_jobs_isolation(client: Client, dev: Job) -> None:
     uid = fields["Uid"].split()[0]
     assert uid == sh("id", "-u", dev.user or "").strip()
     # The job's cgroup: what it runs counts against the job's memory, CPU and task limits.
+    # (In its owner's slice: root's on the local socket, unix:root, units/owner.py.)
+    group = f"/joblet.slice/joblet-owner.slice/joblet-owner-unix:root.slice/{dev.unit}"
     cgroups = client.exec(dev.id, ["cat", "/proc/self/cgroup"]).text
-    assert f"/joblet.slice/{dev.unit}" in cgroups, cgroups
-    assert unit_property(dev.unit, "ControlGroup") == f"/joblet.slice/{dev.unit}"
+    assert f":{group}\n" in cgroups, cgroups
+    assert unit_property(dev.unit, "ControlGroup") == group
     # Nothing of the host's or the agent's: no state directory, no agent socket.
     for path in ("/var/lib/joblet", "/run/joblet/joblet.sock", "/run/systemd/private"):
         assert client.exec(dev.id, ["test", "-e", path]).exit_code == 1, path

@@ -159,15 +159,22 @@ def test_an_ended_jobs_files_are_read_until_it_is_deleted(client: Client) -> Non
     _refused(lambda: client.read_file(job.id, "/work/out/answer"), "not-found")
 
 
-def test_readers_may_read_but_only_owners_write(certs: dict[str, str], tmp_path: Path) -> None:
+def test_a_jobs_files_are_read_like_its_logs_and_written_by_its_owner(
+    certs: dict[str, str], tmp_path: Path
+) -> None:
+    """Another owner's files are what its output is (issue 16: its logs are the owner's,
+    maintainers' and admins'): a reader or another developer may neither read nor write them."""
     (tmp_path / "f").write_text("f")
     with Client(config=certs["developer"]) as owner:
         job = owner.run(["sh", "-c", "echo mine > /work/m; exec sleep 600"], timeout_sec=120)
         try:
             wait_state(owner, job.id, "RUNNING")
             owner.write_file(job.id, "/work/by-owner", b"ok")
+            with Client(config=certs["maintainer"]) as maintainer:
+                assert maintainer.read_file(job.id, "/work/by-owner") == b"ok"
             with Client(config=certs["reader"]) as reader:
-                assert reader.read_file(job.id, "/work/by-owner") == b"ok"
+                _refused(lambda: reader.read_file(job.id, "/work/by-owner"), "forbidden")
+                _refused(lambda: reader.list_files(job.id), "forbidden")
                 _refused(lambda: reader.write_file(job.id, "/work/x", b"x"), "forbidden")
             with Client(config=certs["developer2"]) as other:
                 _refused(lambda: other.copy_in(job.id, str(tmp_path / "f"), "/work/"), "forbidden")

@@ -120,7 +120,9 @@ def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
         assert unit_property(unit, "MemoryMax") == str(128 * 1024 * 1024)
         assert unit_property(unit, "TasksMax") == "77"
         assert unit_property(unit, "CPUQuotaPerSecUSec") == "500ms"
-        assert unit_property(unit, "LogRateLimitIntervalUSec") == "1us"
+        # journald's rate limit per job (jobs.log_lines per jobs.log_interval: 100,000 a minute)
+        assert unit_property(unit, "LogRateLimitIntervalUSec") == "1min"
+        assert unit_property(unit, "LogRateLimitBurst") == "100000"
     finally:
         client.stop(job.id)
 

@@ -558,7 +558,8 @@ def _lifetime(action: str) -> Recipe:
         return Cell(
             Request.json("POST", f"/v1/jobs/{job}/{action}", body),
             intact=job_is(world, job, before),
-            allowed=None if action == "extend" or freezes else 422,
+            # resume of a job that is not paused changes nothing (200), frozen or not
+            allowed=422 if action == "pause" and not freezes else None,
         )
 
     return recipe

@@ -11,7 +11,14 @@ import pytest
 from rnx.client import Client, Job
 from tests.integration.conftest import sh, wait_state
 from tests.security.probing import PROBES_DIR, stop_and_wait, verdict
-from tests.security.test_probes import CASES, Case, OtherJob, other_job, process_identity
+from tests.security.test_probes import (
+    CASES,
+    Case,
+    OtherJob,
+    block_device,
+    other_job,
+    process_identity,
+)
 
 pytestmark = pytest.mark.integration
 __all__ = ["other_job"]
@@ -21,7 +28,10 @@ __all__ = ["other_job"]
 def host_job() -> Iterator[Job]:
     """One job the probes are exec'd into, for the whole module."""
     with Client() as client:
-        job = client.run(["sleep", "900"], name="probe-exec-host")
+        # attempt.py in its /work: longer than one argument may be (32 KiB), so not `-c`.
+        job = client.run(
+            ["sleep", "900"], name="probe-exec-host", uploads=[str(PROBES_DIR / "attempt.py")]
+        )
         try:
             wait_state(client, job.id, "RUNNING")
             yield job
@@ -39,12 +49,13 @@ def test_probe_through_exec_is_blocked(
         "other_pid": other_job.pid,
         "agent_pid": sh("systemctl", "show", "-P", "MainPID", "joblet.service").strip(),
         "pid1": "1",
+        "block_device": block_device(),
     }
     args = [arg.format(**targets) for arg in probe.args]
     pids = {targets["other_pid"], targets["agent_pid"], targets["pid1"]}
     watched = {arg: process_identity(arg) for arg in args if arg in pids}
-    source = (PROBES_DIR / "attempt.py").read_text()
-    result = client.exec(host_job.id, ["python3", "-c", source, probe.action, *args], timeout=60)
+    command = ["python3", "/work/attempt.py", probe.action, *args]
+    result = client.exec(host_job.id, command, timeout=60)
     report = verdict(result.text.splitlines())
     assert report is not None, f"no verdict: exit {result.exit_code}, {result.stderr[-400:]!r}"
     for pid, identity in watched.items():

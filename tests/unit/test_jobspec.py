@@ -95,7 +95,7 @@ def test_a_default_memory_limit_the_host_cannot_enforce_is_a_warning() -> None:
         (limits(cpu_cores="0,,1"), ["limits.cpu_cores", "CPU list"]),
         (limits(cpu_cores="a"), ["limits.cpu_cores", "CPU list"]),
         (limits(cpu_cores="0-7"), ["limits.cpu_cores", "CPU 4 does not exist", "0-3"]),
-        (limits(max_tasks=1), ["limits.max_tasks", "1", "minimum is 2"]),
+        (limits(max_tasks=2), ["limits.max_tasks", "2", "minimum is 3"]),
         (limits(max_tasks=10**9), ["limits.max_tasks", "maximum"]),
         (limits(timeout_sec=0), ["limits.timeout_sec", "minimum"]),
         (limits(timeout_sec="soon"), ["limits.timeout_sec", "duration"]),
