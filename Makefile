@@ -7,13 +7,18 @@ VENV := .venv
 BIN := $(VENV)/bin
 SANDBOX := tests/sandbox/sandbox
 # libnss-systemd: PID 1 resolves job users from /run/userdb through it; e2fsprogs: mkfs.ext4;
-# iproute2 and nftables: job networks (ip and nft, docs/networking.md).
-APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc util-linux procps e2fsprogs \
+# iproute2 and nftables: job networks (ip and nft, docs/networking.md); gcc and libc6-dev: joblet-init.
+APT_PACKAGES := systemd dbus libnss-systemd libsystemd-dev pkg-config gcc libc6-dev util-linux procps e2fsprogs \
 	iproute2 nftables
 STAMP := $(VENV)/.installed
+# joblet-init, the main process of every job (init/joblet-init.c). Static: it runs in any job's
+# root, a runtime's /usr with another libc included. The agent takes this one over the
+# installed /usr/lib/joblet/joblet-init.static (adapters/job_init.py).
+INIT := build/joblet-init
+CFLAGS_INIT := -static -O2 -Wall -Wextra -Werror
 # make deb: what dpkg-buildpackage needs for packaging/debian (its control's Build-Depends) and lintian.
 DEB_BUILD_PACKAGES := dpkg-dev debhelper dh-python pybuild-plugin-pyproject python3-all \
-	python3-setuptools python3-click python3-cryptography python3-rich python3-yaml lintian
+	python3-setuptools python3-click python3-cryptography python3-rich python3-yaml gcc libc6-dev lintian
 # make deb-test: fresh Debian roots (debootstrap) booted with systemd-nspawn.
 DEB_TEST_PACKAGES := debootstrap systemd-container
 
@@ -27,9 +32,14 @@ define apt_ensure
 endef
 
 .PHONY: deps check lint unit test integration slow demo bench sandbox-up sandbox-down clean deb deb-test \
-	runtime-deps runtimes-build runtimes
+	runtime-deps runtimes-build runtimes init
 
-deps: $(STAMP)
+deps: $(STAMP) $(INIT)
+
+init: $(INIT)
+$(INIT): init/joblet-init.c | $(STAMP)
+	@mkdir -p build
+	gcc $(CFLAGS_INIT) -o $@ $<
 
 # Idempotent: apt only when a package is missing, pip only when pyproject.toml changed.
 $(STAMP): pyproject.toml
@@ -50,7 +60,7 @@ lint: deps
 	$(BIN)/lint-imports
 
 unit: deps
-	$(BIN)/pytest -m "not integration and not slow and not after_reboot" tests
+	$(BIN)/pytest -m "not integration and not slow and not before_reboot and not after_reboot" tests
 
 check: lint unit
 
@@ -62,9 +72,11 @@ sandbox-down:
 	$(SANDBOX) down
 
 # Integration tests run inside the sandbox, so their paths, /run and /tmp are the agent's.
-# Then a reboot of the sandbox (down, up: its disk state stays), and what must outlive it.
+# Then what must be set up last (before_reboot), a reboot of the sandbox (down, up: its disk
+# state stays), and what must outlive it (after_reboot).
 integration: sandbox-up
 	$(SANDBOX) run -- $(BIN)/pytest -m "integration" tests/integration tests/security
+	$(SANDBOX) run -- $(BIN)/pytest -m "before_reboot" tests/integration
 	$(SANDBOX) down
 	$(SANDBOX) up
 	$(SANDBOX) install
@@ -108,6 +120,8 @@ bench: sandbox-up
 	$(SANDBOX) run -- $(BIN)/python -m bench.rnx_cold_start
 	$(SANDBOX) run -- $(BIN)/python -m bench.upload_throughput
 	$(SANDBOX) run -- $(BIN)/python -m bench.runtime_latency
+	$(SANDBOX) run -- $(BIN)/python -m bench.admission
+	$(SANDBOX) run -- $(BIN)/python -m bench.exec_latency
 
 # The .debs land in build/deb (joblet_*.deb, rnx_*.deb), checked by lintian.
 deb:

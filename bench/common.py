@@ -10,6 +10,7 @@ from pathlib import Path
 
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.daemon import wire
+from joblet_agent.domain.capacity import AdmissionPolicy
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobRecord
 from joblet_agent.domain.jobspec import parse_job_request
@@ -31,12 +32,14 @@ def pct(values: list[float], q: float) -> float:
 async def engine(
     also: Callable[[JobDone | UnitGone], None] | None = None,
     runtimes: RuntimeCatalog | None = None,
+    admission: AdmissionPolicy | None = None,
 ) -> AsyncIterator[tuple[JobService, SystemdBus]]:
     """A JobService of its own (own state directory under /var/lib/joblet) on the real bus,
     wired as the agent wires itself; `also` receives the same systemd signals (a reference
-    measured next to the engine); `runtimes`, the runtimes its jobs may use (else the host's)."""
+    measured next to the engine); `runtimes`, the runtimes its jobs may use (else the host's);
+    `admission`, its caps (else joblet.yml's defaults)."""
     state = Path(f"/var/lib/joblet/bench-{uuid.uuid4().hex[:8]}")
-    config = AgentConfig(state_dir=state)
+    config = AgentConfig(state_dir=state, admission=admission or AdmissionPolicy())
     agent = wire(config)
     service, store = agent.jobs, agent.store
     if runtimes is not None:
@@ -54,6 +57,7 @@ async def engine(
     finally:
         await service.settle()
         bus.disconnect()
+        agent.schedule_store.close()
         agent.network_store.close()
         store.close()
         shutil.rmtree(state, ignore_errors=True)

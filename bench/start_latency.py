@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import PurePosixPath
 
 from bench.common import engine, pct, submit
+from joblet_agent.adapters.job_init import locate_init
 from joblet_agent.adapters.job_root import JobDirectories
 from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.domain.job import JobState
@@ -34,7 +35,9 @@ from joblet_agent.units.job import translate
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 
-ENGINE_BOOKKEEPING = ("AddRef", "OnSuccess", "OnFailure")
+# and its exec channel's socket, an auxiliary unit of the engine's start (the references have
+# no aux units: init runs the command without serving execs)
+ENGINE_BOOKKEEPING = ("AddRef", "OnSuccess", "OnFailure", "Requires", "After")
 
 REQUEST = {"command": "/bin/true", "limits": {"cpu_percent": 100, "memory_bytes": "256M"}}
 Sample = tuple[float, float]  # (to running, to exit) in seconds
@@ -93,6 +96,7 @@ class RawDBus:
             root=self.root,
             user=user,
             executable="/bin/true",
+            init=PurePosixPath(locate_init()),
         )
         # The engine learns of a job's end through these (its joblet-ended@ target, its unit kept
         # loaded until read); the references see the unit unloaded instead.

@@ -10,7 +10,11 @@ from pathlib import Path
 import click
 
 from joblet_agent.adapters.config_file import load_config
-from joblet_agent.adapters.journal_logging import JournalHandler, journal_is_stderr
+from joblet_agent.adapters.journal_logging import (
+    AuditJournalHandler,
+    JournalHandler,
+    journal_is_stderr,
+)
 from joblet_agent.domain.config import DEFAULT_CONFIG_PATH
 from joblet_agent.errors import JobletError
 from joblet_agent.pki.commands import pki
@@ -26,15 +30,18 @@ class _JournalFields(logging.Filter):
 
 
 def _setup_logging(verbose: bool) -> None:
-    handler: logging.Handler
+    handlers: list[logging.Handler]
     if journal_is_stderr():
-        handler = JournalHandler("joblet-agent")  # structured fields: journalctl JOB_ID=...
-        handler.setFormatter(logging.Formatter("%(message)s"))
+        # Structured fields (journalctl JOB_ID=...); audit entries also in their own journal.
+        handlers = [JournalHandler("joblet-agent"), AuditJournalHandler("joblet-agent")]
+        for handler in handlers:
+            handler.setFormatter(logging.Formatter("%(message)s"))
     else:
         handler = logging.StreamHandler()
         handler.addFilter(_JournalFields())
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s%(job)s"))
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+        handlers = [handler]
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=handlers)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

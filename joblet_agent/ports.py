@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -10,10 +11,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Protocol
 
 from joblet_agent.domain.archive import Extracted, ExtractLimits
+from joblet_agent.domain.exec_frames import FileEntry
 from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.job_file import StagedEntry
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
+from joblet_agent.domain.schedule import ScheduleRecord
 from joblet_agent.domain.user import JobUser
 from joblet_agent.domain.volume import Volume
 from joblet_agent.units.paths import JobPaths
@@ -44,8 +48,16 @@ class SystemdManager(Protocol):
         *,
         aux: Sequence[tuple[str, Sequence[Property]]] = (),
     ) -> None: ...
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
-        """Start a transient unit and return its start job's result ("done", "failed", ...)."""
+    async def run(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        within: float,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> str:
+        """Start a transient unit (with `aux` units made in the same call) and return its start
+        job's result ("done", "failed", ...)."""
         ...
 
     async def set_properties(self, unit: str, properties: Sequence[Property]) -> None: ...
@@ -57,6 +69,16 @@ class SystemdManager(Protocol):
     async def active_state(self, unit: str) -> str | None: ...
     async def list_units(self, pattern: str) -> list[tuple[str, str]]: ...
     async def reset_failed(self, unit: str) -> None: ...
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        """A timer's properties (LastTriggerUSec, NextElapseUSecRealtime, ActiveState, ...),
+        or None if it is not loaded."""
+        ...
+
+    async def freeze(self, unit: str) -> None:
+        """FreezeUnit: every process of the unit stopped by the cgroup freezer (v2 only)."""
+        ...
+
+    async def thaw(self, unit: str) -> None: ...
 
 
 class JobStore(Protocol):
@@ -64,6 +86,10 @@ class JobStore(Protocol):
     def get(self, job_id: str) -> JobRecord | None: ...
     def find_prefix(self, prefix: str) -> list[str]: ...
     def find_name(self, name: str) -> list[str]: ...
+    def with_files(self, states: frozenset[JobState]) -> list[JobRecord]:
+        """The jobs in `states` whose files were not reclaimed yet."""
+        ...
+
     def list(
         self,
         *,
@@ -71,8 +97,29 @@ class JobStore(Protocol):
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> list[JobRecord]: ...
     def delete(self, job_id: str) -> None: ...
+    def count(self, *, states: frozenset[JobState], owner: str | None = None) -> int: ...
+    def queued(self, *, step_sec: float, limit: int, offset: int = 0) -> builtins.list[JobRecord]:
+        """QUEUED jobs in the queue's order (domain/admission.py queue_key)."""
+        ...
+
+    def queue_order(self, *, step_sec: float) -> builtins.list[str]:
+        """The ids of the QUEUED jobs, in the queue's order."""
+        ...
+
+
+class ScheduleStore(Protocol):
+    def put(self, record: ScheduleRecord) -> None:
+        """Store it; a name another schedule has is a CONFLICT."""
+        ...
+
+    def get(self, schedule_id: str) -> ScheduleRecord | None: ...
+    def find_name(self, name: str) -> str | None: ...
+    def find_prefix(self, prefix: str) -> list[str]: ...
+    def list(self, *, owner: str | None = None) -> list[ScheduleRecord]: ...
+    def delete(self, schedule_id: str) -> None: ...
 
 
 class Journal(Protocol):
@@ -89,6 +136,12 @@ class Journal(Protocol):
 
 
 class JobFiles(Protocol):
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        """At submit, what waits with the job until it starts, in its directory (created
+        root-only): its upload's tree (moved, not copied) and its secret environment (a file
+        in systemd's EnvironmentFile syntax)."""
+        ...
+
     async def create(
         self,
         paths: JobPaths,
@@ -97,12 +150,16 @@ class JobFiles(Protocol):
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
-        """The job's directories and its /work filesystem image, holding the upload's tree
-        (moved, not copied) and the working directory, all owned by the job's user. `flush`:
-        the image is on disk before this returns (the job's IO limits must not throttle PID 1
-        writing it back while it holds the lock of every loop device's set-up)."""
+        """The job's directories and its /work filesystem image, holding the working directory
+        (owned by the job's user). With an upload, its tree (moved, not copied) waits beside an
+        empty image for the upload's helper unit to move it in (units/upload.py)."""
+        ...
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """What is left of /work's staging tree goes. `flush`: the image is on disk before this
+        returns (the job's IO limits must not throttle PID 1 writing it back while it holds the
+        lock of every loop device's set-up)."""
         ...
 
     def remove(self, paths: JobPaths) -> None: ...
@@ -131,6 +188,29 @@ class JobFiles(Protocol):
 
 class Clock(Protocol):
     def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarAnswer:
+    """systemd's reading of a calendar expression: its normalized form, its next elapse."""
+
+    normalized: str
+    next_elapse: datetime | None  # None: it never elapses again
+
+
+class Calendar(Protocol):
+    """systemd's own reading of times (adapters/calendar.py): never a parser of Joblet's."""
+
+    async def next_elapse(
+        self, expression: str, *, after: datetime | None = None
+    ) -> CalendarAnswer:
+        """The expression's next elapse after `after` (default: now); a refusal is an
+        INVALID JobletError with systemd's reason."""
+        ...
+
+    async def timestamp(self, text: str) -> datetime:
+        """A date and time in the host's time zone, as systemd reads it."""
+        ...
 
 
 class RuntimeCatalog(Protocol):
@@ -168,6 +248,10 @@ class VolumeStorage(Protocol):
 
     def load_all(self) -> list[Volume]: ...
     async def create(self, volume: Volume, gid: int) -> None: ...
+    def save(self, volume: Volume) -> None:
+        """Replace the record of a volume that exists (its shares changed)."""
+        ...
+
     def remove(self, name: str) -> None: ...
     def image(self, name: str) -> Path: ...
     def mount_point(self, name: str) -> Path: ...
@@ -228,6 +312,10 @@ class UploadStaging(Protocol):
 
 class NetworkStore(Protocol):
     def add(self, network: Network) -> None: ...
+    def save(self, network: Network) -> None:
+        """Replace the record of a network that exists (its shares changed)."""
+        ...
+
     def get(self, name: str) -> Network | None: ...
     def list(self) -> list[Network]: ...
     def remove(self, name: str) -> None: ...
@@ -237,3 +325,48 @@ class NetworkStore(Protocol):
 
 # A host name to its IPv4 addresses (egress rules by name).
 Resolver = Callable[[str], Awaitable[tuple[str, ...]]]
+
+
+class ChannelConnection(Protocol):
+    """One connection to a job's init (adapters/job_channel.py): whole frames out, one frame in
+    at a time, each bounded before it is read (domain/exec_frames.py)."""
+
+    async def send(self, data: bytes) -> None: ...
+    async def receive(self) -> tuple[bytes, bytes]:
+        """(type, payload) of init's next frame; ChannelClosed at its end, FrameError for
+        anything that is not a frame."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class JobChannels(Protocol):
+    """Connections to jobs' inits, through the sockets PID 1 listens on for them."""
+
+    async def connect(self, socket: PurePosixPath) -> ChannelConnection:
+        """ChannelClosed when nothing listens there (the job ended, or predates channels)."""
+        ...
+
+
+class ExecJournal(Protocol):
+    """Exec output into the journal, under the job's unit (adapters/exec_journal.py)."""
+
+    def line(self, unit: str, job_id: str, exec_id: str, stream: str, text: bytes) -> None: ...
+
+
+class StagedFiles(Protocol):
+    """An upload's staged tree, read to copy it into a running job (adapters/staged_files.py)."""
+
+    def entries(self, tree: Path) -> list[StagedEntry]:
+        """Every entry below `tree`, each directory before what it holds; links never followed."""
+        ...
+
+    def chunks(self, path: Path) -> AsyncIterator[bytes]: ...
+
+
+class ArchiveWriter(Protocol):
+    """The tar stream of a directory copied out of a job (adapters/archive_out.py)."""
+
+    def header(self, name: str, entry: FileEntry) -> bytes: ...
+    def padding(self, size: int) -> bytes: ...
+    def end(self) -> bytes: ...

@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from rnx import __version__
-from rnx.commands import job, network, runtime, volume
+from rnx.commands import exec as exec_command
+from rnx.commands import job, job_file, job_lifetime, network, runtime, schedule, volume
 from rnx.context import Context
 from rnx.errors import RnxError
 from rnx.exit_codes import exit_code_for
@@ -72,6 +73,18 @@ def cli(
 
 
 cli.add_command(job.group)
+job.group.add_command(exec_command.command)
+job.group.add_command(exec_command.attach)
+for command in (
+    job_file.cp,
+    job_file.ls,
+    job_file.cat,
+    job_lifetime.extend,
+    job_lifetime.pause,
+    job_lifetime.resume,
+):
+    job.group.add_command(command)
 cli.add_command(volume.group)
 cli.add_command(network.group)
 cli.add_command(runtime.group)
+cli.add_command(schedule.group)

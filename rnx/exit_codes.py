@@ -13,6 +13,7 @@ EXIT_CODES: dict[str, int] = {
     "unauthenticated": 6,
     "forbidden": 6,
     "unreachable": 7,
+    "session-lost": 7,  # an exec or attach whose agent went away (the job keeps running)
     "too-large": 2,
     "systemd": 8,
     "config": 9,

@@ -77,8 +77,9 @@ def diagnose(target: Target) -> str:
         if meaning:
             return meaning
     return (
-        "the agent refused your client certificate during the TLS handshake (revoked, or "
-        "not issued by the agent's CA; the agent's journal names the reason)"
+        "the agent refused your client certificate during the TLS handshake (revoked, not "
+        "issued by the agent's CA, or the agent's host has no PKI yet: `joblet-agent pki "
+        "init`; the agent's journal names the reason)"
     )
 
 

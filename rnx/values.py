@@ -71,3 +71,33 @@ def cpu_percent(max_cpu: str | None, cpus: str | None) -> int | None:
     if cpus is not None:
         return max(1, round(positive_number("--cpus", cpus, integer=False) * 100))
     return None
+
+
+PRIORITY_NAMES = {"low": 2, "normal": 5, "high": 8}
+
+
+def priority(text: str) -> int:
+    """low, normal, high (2, 5, 8) or a whole number (the agent checks it is 0-9)."""
+    name = text.strip().lower()
+    if name in PRIORITY_NAMES:
+        return PRIORITY_NAMES[name]
+    try:
+        return int(name)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a priority; use low, normal, high or 0-9 (higher runs first)",
+            param_hint="--priority",
+        ) from None
+
+
+# The agent's domain/when.py tells one time from a calendar expression the same way (and judges
+# both): a relative time or a date and time is one time, anything else a calendar expression.
+_RELATIVE = re.compile(r"^(in\s+)?-?\s*(\d+(\.\d+)?\s*(ms|s|sec|m|min|h|d)\s*)+$", re.IGNORECASE)
+_DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}")
+
+
+def recurring(when: str) -> bool:
+    """Whether --schedule WHEN is a calendar expression (a schedule: rnx schedule) rather than
+    one start time (a job SCHEDULED for it)."""
+    text = when.strip()
+    return not (_RELATIVE.match(text) or _DATE_TIME.match(text))

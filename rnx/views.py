@@ -15,6 +15,7 @@ import json
 import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -24,9 +25,11 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from rnx.client.job import Job, Limits, UnitMetrics
+    from rnx.client.share import Share
 
 STATE_STYLE = {
     "SCHEDULED": "cyan",
+    "QUEUED": "cyan",
     "RUNNING": "bold blue",
     "COMPLETED": "green",
     "FAILED": "bold red",
@@ -73,8 +76,10 @@ def plain(text: str, style: str = "") -> Text:
     return Text(without_controls(text), style=style)
 
 
-def state_text(state: str) -> Text:
-    return plain(state, STATE_STYLE.get(state, "white"))
+def state_text(state: str, position: int | None = None) -> Text:
+    """A job's state, with its place in the queue while QUEUED: `QUEUED #3`."""
+    shown = state if position is None else f"{state} #{position}"
+    return plain(shown, STATE_STYLE.get(state, "white"))
 
 
 def console(*, stderr: bool = False) -> Console:
@@ -142,8 +147,23 @@ def describe_limits(limits: Limits) -> str:
         parts.append(f"/work {human_bytes(limits.work_bytes)}")
     if limits.timeout_sec:
         parts.append(f"timeout {limits.timeout_sec:g}s")
+    if limits.idle_timeout_sec:
+        parts.append(f"idle timeout {limits.idle_timeout_sec:g}s")
     parts.append(f"tasks {limits.max_tasks}")
     return ", ".join(parts)
+
+
+def owner_text(owner: str) -> str:
+    """An owner as people know it: a certificate's name as it is (`cert:alice` is alice), a
+    local user's marked (`unix:root` is "root (local)"), so the two never look alike."""
+    kind, colon, name = owner.partition(":")
+    if not colon:
+        return owner
+    return name if kind == "cert" else f"{name} (local)" if kind == "unix" else owner
+
+
+def shares_text(shares: Sequence[Share]) -> str:
+    return ", ".join(owner_text(s.owner) + (" (ro)" if s.read_only else "") for s in shares) or "-"
 
 
 def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Text]]:
@@ -153,9 +173,10 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
         ("ID", job.id),
         ("Unit", job.unit),
         ("Name", spec.name or "-"),
-        ("State", state_text(job.state)),
-        ("Owner", job.owner),
-        ("Command", " ".join(spec.argv)),
+        ("State", state_text(job.state, job.queue_position)),
+        ("Owner", owner_text(job.owner)),
+        ("Priority", str(job.priority)),
+        ("Command", " ".join(spec.argv) + (" (arguments hidden)" if job.redacted else "")),
         ("Limits", describe_limits(spec.limits)),
     ]
     if spec.volumes:
@@ -165,12 +186,24 @@ def job_details(job: Job, unit: UnitMetrics | None) -> list[tuple[str, str | Tex
         lines.append(("Upload", spec.upload))
     if spec.runtime:
         lines.append(("Runtime", spec.runtime))
+    if job.schedule:
+        lines.append(("Schedule", job.schedule))
+    lines.append(("Created", job.created_at.isoformat()))
+    if job.scheduled_for:
+        lines.append(("Scheduled for", job.scheduled_for.isoformat()))
+    if job.queued_at:
+        lines.append(("Queued", job.queued_at.isoformat()))
     lines += [
-        ("Created", job.created_at.isoformat()),
         ("Started", job.started_at.isoformat() if job.started_at else "-"),
         ("Ended", job.ended_at.isoformat() if job.ended_at else "-"),
         ("Exit code", "-" if job.exit_code is None else str(job.exit_code)),
     ]
+    if job.files_reclaimed_at is not None:
+        # Its /work image and files went after the agent's retention time; the record stays.
+        lines.append(("Files", f"reclaimed {job.files_reclaimed_at.isoformat()} (/work is gone)"))
+    if spec.limits.timeout_sec and job.started_at and not job.state.ended:
+        ends = job.started_at.timestamp() + spec.limits.timeout_sec
+        lines.append(("Ends by", datetime.fromtimestamp(ends, UTC).isoformat(timespec="seconds")))
     if spec.network != "none":
         endpoint = job.endpoint
         where = f" {endpoint.address} ({endpoint.hostname})" if endpoint else ""

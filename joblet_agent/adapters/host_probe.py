@@ -26,6 +26,7 @@ def probe_host(state_dir: Path) -> HostInfo:
         cgroup_mode=mode,
         controllers=controllers,
         io_device=_block_device_of(state_dir),
+        task_limit=_task_limit(),
     )
     logger.info("host: %s", info.describe())
     return info
@@ -44,6 +45,15 @@ def _memory_total() -> int:
         if line.startswith("MemTotal:"):
             return int(line.split()[1]) * 1024
     raise RuntimeError("/proc/meminfo has no MemTotal")
+
+
+def _task_limit() -> int | None:
+    try:
+        return min(
+            int(Path("/proc/sys/kernel", name).read_text()) for name in ("pid_max", "threads-max")
+        )
+    except (OSError, ValueError):
+        return None
 
 
 def _systemd_version() -> int:

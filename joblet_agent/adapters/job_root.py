@@ -75,6 +75,9 @@ def skeleton_content(config: AgentConfig) -> dict[str, tuple[str, str]]:
     content["etc/group"] = ("file", "\n".join(group) + "\n")
     content["etc/nsswitch.conf"] = ("file", _NSSWITCH)
     content["etc/hostname"] = ("file", "job\n")
+    # joblet-init, every job's main process, is bound here (units/exec_channel.py INIT).
+    content[".joblet"] = ("dir", "")
+    content[".joblet/init"] = ("file", "")
     # A job's network, if it has one, is bound at NETWORK_DIR with its hosts and resolv.conf
     # (kept current by services/networks.py); without one, these links lead nowhere.
     for name in ("hosts", "resolv.conf"):
@@ -133,6 +136,15 @@ def collect_skeletons(config: AgentConfig, keep: set[str]) -> None:
 class JobDirectories:
     """Creates and removes jobs' directories and /work images (the JobFiles port)."""
 
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        """<id>/ (root only), with the upload's tree in upload/ and the secrets: what waits with
+        a job until it starts (a queued job waits across agent restarts and reboots)."""
+        Path(paths.root).mkdir(mode=0o700)
+        if upload is not None:
+            upload.rename(Path(paths.upload))  # both under the state directory: a move
+        if secrets is not None:
+            self.write_secrets(paths, secrets)
+
     async def create(
         self,
         paths: JobPaths,
@@ -141,21 +153,27 @@ class JobDirectories:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
-        """<id>/ (root only); work/, the staging directory whose tree becomes the root of
-        work.img: a sparse ext4 image of work_bytes, made by mkfs.ext4 -d. Once the image holds
-        it, the staging tree goes: the job uses the image, and a tree it sent must not stay
-        under the state directory for the agent to walk again."""
+        """work/ in <id>/ (JobDirectories.stage made <id>/), the staging tree of what /work
+        starts with (its working directory; an upload's tree, moved here and given to the job's
+        user); work.img, a sparse ext4 image of work_bytes. Without an upload mkfs.ext4 -d copies
+        the tree in; with one the image is made empty, and the upload's helper unit moves the
+        files in (units/upload.py): a copy of a large tree would take twice its size on disk."""
         # A thread: an upload's tree may have many entries to chown.
         image = await asyncio.to_thread(
             _directories_and_image, paths, user, workdir, work_bytes, upload
         )
         # No journal: the filesystem lives as long as the job. Root owner: the job's user.
-        await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=Path(paths.work))
+        content = None if upload is not None else Path(paths.work)
+        await make_ext4(image, owner=(user.uid, user.uid), journal=False, content=content)
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """Once the image holds /work's first contents, the staging tree goes: the job uses the
+        image, and a tree it sent must not stay under the state directory for the agent to walk
+        again. `flush`: the image is on disk before this returns."""
         await asyncio.to_thread(remove_tree, Path(paths.work))
         if flush:
-            await asyncio.to_thread(_flush, image)
+            await asyncio.to_thread(_flush, Path(paths.work_image))
 
     def remove(self, paths: JobPaths) -> None:
         discard_tree(Path(paths.root), "the job's directory")
@@ -191,7 +209,7 @@ class JobDirectories:
 def _directories_and_image(
     paths: JobPaths, user: JobUser, workdir: str | None, work_bytes: int, upload: Path | None
 ) -> Path:
-    Path(paths.root).mkdir(mode=0o700)
+    Path(paths.root).mkdir(mode=0o700, exist_ok=True)
     work = Path(paths.work)
     if upload is None:
         work.mkdir(mode=0o700)

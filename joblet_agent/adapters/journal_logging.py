@@ -12,8 +12,12 @@ import os
 import re
 import socket
 import struct
+import sys
 
 JOURNAL_SOCKET = "/run/systemd/journal/socket"
+# The audit trail's own journal (journald's namespaces, systemd 245+): nothing a job writes goes
+# there, so no flood of job output rotates it out. joblet.service wants its socket unit.
+AUDIT_NAMESPACE = "joblet-audit"
 _FIELD = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 _PRIORITY = {
     logging.DEBUG: 7,
@@ -32,10 +36,16 @@ def encode_field(name: str, value: str) -> bytes:
     return name.encode() + b"=" + data + b"\n"
 
 
+def namespace_socket(namespace: str) -> str:
+    """The native-protocol socket of a journal namespace (systemd-journald@.socket)."""
+    return f"/run/systemd/journal.{namespace}/socket"
+
+
 class JournalHandler(logging.Handler):
-    def __init__(self, identifier: str) -> None:
+    def __init__(self, identifier: str, *, path: str = JOURNAL_SOCKET) -> None:
         super().__init__()
         self.identifier = identifier
+        self.path = path
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -52,11 +62,24 @@ class JournalHandler(logging.Handler):
             fields.update(
                 {k: str(v) for k, v in vars(record).items() if _FIELD.match(k) and v is not None}
             )
-            self.sock.sendto(
-                b"".join(encode_field(k, v) for k, v in fields.items()), JOURNAL_SOCKET
-            )
+            self.sock.sendto(b"".join(encode_field(k, v) for k, v in fields.items()), self.path)
         except OSError:
             self.handleError(record)
+
+
+class AuditJournalHandler(JournalHandler):
+    """A second copy of each audit entry (records with AUDIT=1), in the audit namespace. The
+    system journal keeps the first, so `journalctl AUDIT=1` finds them as before."""
+
+    def __init__(self, identifier: str) -> None:
+        super().__init__(identifier, path=namespace_socket(AUDIT_NAMESPACE))
+        self.addFilter(lambda record: bool(getattr(record, "AUDIT", None)))
+        self._unreachable = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        if not self._unreachable:  # said once, on stderr (the system journal), not per entry
+            self._unreachable = True
+            print(f"joblet-agent: the audit journal {self.path} is unreachable", file=sys.stderr)
 
 
 def journal_is_stderr() -> bool:

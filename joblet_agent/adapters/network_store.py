@@ -47,6 +47,12 @@ class SqliteNetworkStore:
             ) from None
         logger.debug("stored network %s", network.name)
 
+    def save(self, network: Network) -> None:
+        self._db.execute(
+            "UPDATE networks SET record = ? WHERE name = ?",
+            (json.dumps(network.to_dict()), network.name),
+        )
+
     def get(self, name: str) -> Network | None:
         row = self._db.execute("SELECT record FROM networks WHERE name = ?", (name,)).fetchone()
         return Network.from_dict(json.loads(row[0])) if row else None

@@ -25,6 +25,7 @@ MANAGER_PATH = "/org/freedesktop/systemd1"
 MANAGER = "org.freedesktop.systemd1.Manager"
 UNIT_IFACE = "org.freedesktop.systemd1.Unit"
 SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+TIMER_IFACE = "org.freedesktop.systemd1.Timer"
 PROPERTIES = "org.freedesktop.DBus.Properties"
 UNIT_PATH_PREFIX = "/org/freedesktop/systemd1/unit/"
 BUS = "org.freedesktop.DBus"
@@ -169,14 +170,16 @@ class SystemdBus:
         except DBusCallError as exc:
             raise JobletError(ErrorCode.SYSTEMD, f"systemd refused to start {unit}: {exc}") from exc
 
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+    async def run(
+        self, unit: str, properties: Sequence[Property], *, within: float, aux: Aux = ()
+    ) -> str:
         """Starts a transient unit (a oneshot helper) and returns its start job's result once
         PID 1 reports it ("done", "failed", ...): the one way to await a unit's work, no polling.
         The waiter is registered before the start, so the signal cannot be missed."""
         done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._waiting[unit] = done
         try:
-            await self.start_transient(unit, properties)
+            await self.start_transient(unit, properties, aux=aux)
             return await asyncio.wait_for(done, within)
         except TimeoutError:
             raise JobletError(
@@ -223,6 +226,30 @@ class SystemdBus:
             if exc.name != "org.freedesktop.systemd1.NoSuchUnit":
                 raise JobletError(ErrorCode.SYSTEMD, f"cannot reset {unit}: {exc}") from exc
 
+    async def freeze(self, unit: str) -> None:
+        """FreezeUnit, answered once the unit is frozen. systemd freezes with cgroup v2's
+        freezer only: on a hybrid or v1 host every unit "does not support freezing"."""
+        await self._freezer("FreezeUnit", unit, "pause")
+
+    async def thaw(self, unit: str) -> None:
+        await self._freezer("ThawUnit", unit, "resume")
+
+    async def _freezer(self, member: str, unit: str, doing: str) -> None:
+        try:
+            await self._manager(member, "s", [unit])
+        except DBusCallError as exc:
+            if exc.name == "org.freedesktop.DBus.Error.NotSupported" or "support" in str(exc):
+                raise JobletError(
+                    ErrorCode.UNSUPPORTED,
+                    f"cannot {doing} {unit}: systemd freezes units with the cgroup v2 freezer "
+                    f"only, and says: {exc}",
+                    hint="hosts booted with cgroup v2 alone (the default of Debian 11 and "
+                    "later) can pause jobs; hybrid and v1 hosts cannot",
+                ) from exc
+            if exc.name in _GONE:
+                raise JobletError(ErrorCode.CONFLICT, f"cannot {doing} {unit}: it ended") from exc
+            raise JobletError(ErrorCode.SYSTEMD, f"cannot {doing} {unit}: {exc}") from exc
+
     async def unit_properties(
         self, unit: str, *, interfaces: tuple[str, ...] = (UNIT_IFACE, SERVICE_IFACE)
     ) -> dict[str, Any] | None:
@@ -251,6 +278,10 @@ class SystemdBus:
         """The unit's ActiveState, for any kind of unit; None if it is not loaded."""
         props = await self.unit_properties(unit, interfaces=(UNIT_IFACE,))
         return str(props["ActiveState"]) if props else None
+
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        """A timer's properties, or None if it is not loaded."""
+        return await self.unit_properties(unit, interfaces=(UNIT_IFACE, TIMER_IFACE))
 
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
         """(unit, active state) of every loaded unit matching the glob."""

@@ -91,6 +91,14 @@ class VolumeFiles:
             discard_tree(home, "the volume's directory")
             raise
 
+    def save(self, volume: Volume) -> None:
+        write_atomic(
+            self.home(volume.name) / "volume.json",
+            json.dumps(volume.to_dict(), indent=1) + "\n",
+            mode=0o600,
+            durable=True,
+        )
+
     def remove(self, name: str) -> None:
         home = self.home(name)
         (home / "volume.json").unlink(missing_ok=True)

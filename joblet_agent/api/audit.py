@@ -1,4 +1,5 @@
-"""One structured journal entry per mutating request: who, what, which job, and the decision.
+"""One structured journal entry per mutating request, and per read of a job's output: who,
+what, which job, and the decision (security-audit M3: a reader's reads of others' logs).
 
 journalctl SYSLOG_IDENTIFIER=joblet-agent AUDIT=1 -o verbose
 """
@@ -19,6 +20,17 @@ from joblet_agent.errors import JobletError
 logger = logging.getLogger("joblet_agent.audit")
 JOB_ID = request_key("joblet.job_id", str)  # handlers put the id of the job they acted on here
 _MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+# Reads audited like writes: a job's output and files are what a tenant's secrets leak into.
+AUDITED_READS = frozenset(
+    {
+        ("GET", "/v1/jobs/{id}/logs"),
+        ("GET", "/v1/jobs/{id}/files"),
+        ("GET", "/v1/jobs/{id}/files/content"),
+        ("GET", "/v1/jobs/{id}/files/archive"),
+    }
+)
+# WebSocket upgrades (GET) that run something in a job: audited like a mutation.
+_MUTATING_GETS = frozenset({"/v1/jobs/{id}/exec", "/v1/jobs/{id}/attach"})
 _JOB_PATH = re.compile(r"^/v1/jobs/\{id\}")
 
 
@@ -26,7 +38,9 @@ _JOB_PATH = re.compile(r"^/v1/jobs/\{id\}")
 async def audit_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Outermost: errors_middleware (inside it) has turned every error into the response the
     client gets, so the entry records the status actually answered (400, 405, 413, ...)."""
-    if request.method not in _MUTATING:
+    route = request.match_info.route.resource
+    upgrade = route is not None and route.canonical in _MUTATING_GETS
+    if request.method not in _MUTATING and not upgrade and not _audited_read(request):
         return await handler(request)
     decision, status = "failed", 500
     try:
@@ -43,6 +57,12 @@ async def audit_middleware(request: web.Request, handler: Handler) -> web.Stream
         _log(request, decision, status)
 
 
+def _audited_read(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource else ""
+    return (request.method, canonical) in AUDITED_READS
+
+
 def _decision(status: int) -> str:
     if status in (401, 403):
         return "refused"
@@ -52,7 +72,7 @@ def _decision(status: int) -> str:
 def _log(request: web.Request, decision: str, status: int) -> None:
     try:
         caller = caller_of(request)
-        who, role = caller.name, str(caller.role)
+        who, role = caller.owner, str(caller.role)
     except JobletError:
         who, role = "unknown", "none"
     route = request.match_info.route.resource

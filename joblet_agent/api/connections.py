@@ -169,6 +169,11 @@ class GuardedConnection(asyncio.Protocol):
         self._timer: asyncio.TimerHandle | None = None
         self.made = False
 
+    @property
+    def transport(self) -> asyncio.Transport | None:
+        """The connection's transport while it is open (for TLS, the TLS one)."""
+        return self._transport
+
     # -- asyncio.Protocol, passed on to aiohttp -------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:

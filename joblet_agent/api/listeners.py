@@ -4,7 +4,10 @@ The local socket and TCP never share one: a flood of TCP connections fills the T
 stops there, and the descriptors it may hold are sized (`fit_to_descriptors`) so that the local
 socket, where root is never refused, always finds one free. A TCP connection is admitted by its
 peer's address before any TLS work is done for it, so a refused one costs an accept() and a
-close(); an admitted one has `tls_handshake_timeout` to finish its handshake.
+close(); an admitted one has `tls_handshake_timeout` to finish its handshake, with the newest
+TLS context there is (none while the host has no PKI: the connection is closed, and served from
+the moment `pki init` made one), and is remembered with its certificate once it succeeded, so
+that it can be cut if the certificate is revoked (api/revocation.py).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import resource
 import socket
 import ssl
 import struct
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +34,7 @@ from joblet_agent.api.connections import (
     tcp_peer,
 )
 from joblet_agent.api.malformed import answer_in_json
+from joblet_agent.api.revocation import OpenSessions
 from joblet_agent.api.tls import start_tls
 from joblet_agent.domain.config import Connections
 
@@ -44,8 +49,11 @@ FDS_RESERVED = 256
 # which PassedSocket ignores).
 ACCEPT_BATCH = 128
 ROOT = "uid 0"
+NO_PKI_REPORT_SEC = 60.0  # "no PKI" is logged at most this often
 
 HttpProtocol = Callable[[], asyncio.Protocol]
+# The newest TLS server context, or None while there is no usable PKI (api/tls.py).
+ContextSource = Callable[[], ssl.SSLContext | None]
 
 
 class PassedSocket(socket.socket):
@@ -134,9 +142,16 @@ def _local_user(transport: asyncio.BaseTransport) -> str:
 
 
 def tcp_site(
-    runner: web.BaseRunner, sock: socket.socket, limits: Connections, context: ssl.SSLContext
+    runner: web.BaseRunner,
+    sock: socket.socket,
+    limits: Connections,
+    context: ssl.SSLContext | ContextSource,
+    sessions: OpenSessions | None = None,
 ) -> GuardedSite:
-    """TCP: admitted by peer address, then mutual TLS with a handshake deadline."""
+    """TCP: admitted by peer address, then mutual TLS with a handshake deadline; each
+    connection's certificate remembered in `sessions`."""
+    source: ContextSource = context if callable(context) else lambda: context
+    no_pki = _NoPkiReport()
     port = sock.getsockname()[1]
     budget = ConnectionBudget(
         f"TCP port {port}", total=limits.max_tcp, per_peer=limits.max_tcp_per_peer
@@ -145,7 +160,15 @@ def tcp_site(
     return GuardedSite(
         runner,
         sock,
-        lambda http: _TlsGate(http, budget, times, context, limits.tls_handshake_timeout_sec),
+        lambda http: _TlsGate(
+            http,
+            budget,
+            times,
+            context=source,
+            handshake_timeout=limits.tls_handshake_timeout_sec,
+            sessions=sessions,
+            no_pki=no_pki,
+        ),
         budget=budget,
         name=f"https://*:{port}",
     )
@@ -160,35 +183,69 @@ class _TlsGate(asyncio.Protocol):
         http: HttpProtocol,
         budget: ConnectionBudget,
         times: Deadlines,
-        context: ssl.SSLContext,
+        *,
+        context: ContextSource,
         handshake_timeout: float,
+        sessions: OpenSessions | None,
+        no_pki: _NoPkiReport,
     ) -> None:
         self._http = http
+        self._no_pki = no_pki
         self._budget = budget
         self._times = times
         self._context = context
         self._handshake_timeout = handshake_timeout
+        self._sessions = sessions
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        ticket = self._budget.admit(tcp_peer(transport.get_extra_info("peername")))
+        peer = transport.get_extra_info("peername")
+        ticket = self._budget.admit(tcp_peer(peer))
         if ticket is None:
             transport.abort()
             return
+        context = self._context()
+        if context is None:
+            self._no_pki.report(peer)
+            ticket.release()
+            transport.abort()
+            return
         guard = GuardedConnection(self._http, self._times, lambda _transport: ticket)
-        handshake = start_tls(
-            transport, guard, self._context, handshake_timeout=self._handshake_timeout
+        handshake = start_tls(transport, guard, context, handshake_timeout=self._handshake_timeout)
+        handshake.add_done_callback(
+            functools.partial(_handshake_over, guard, ticket, self._sessions)
         )
-        handshake.add_done_callback(functools.partial(_handshake_over, guard, ticket))
+
+
+class _NoPkiReport:
+    """A TCP connection closed for want of a PKI, logged once a minute at most."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+
+    def report(self, peer: object) -> None:
+        now = time.monotonic()
+        if now - self._last >= NO_PKI_REPORT_SEC:
+            self._last = now
+            logger.warning(
+                "TCP connection from %s closed: this host has no usable PKI yet; "
+                "`joblet-agent pki init` makes one (no restart needed)",
+                peer,
+            )
 
 
 def _handshake_over(
-    guard: GuardedConnection, ticket: Ticket, handshake: asyncio.Future[None]
+    guard: GuardedConnection,
+    ticket: Ticket,
+    sessions: OpenSessions | None,
+    handshake: asyncio.Future[None],
 ) -> None:
-    if not handshake.cancelled():
-        handshake.exception()  # seen: tls.report_handshake_failures logs the refused ones
+    failed = handshake.cancelled() or handshake.exception() is not None
+    # (a failure is seen: tls.report_handshake_failures logs the refused ones)
     if not guard.made:
         ticket.release()  # the handshake failed: the guard never had the connection
+    elif not failed and sessions is not None and guard.transport is not None:
+        sessions.add(guard.transport)
 
 
 def fit_to_descriptors(limits: Connections) -> Connections:

@@ -27,7 +27,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.pki.authority import crl_next_update
+from joblet_agent.pki.authority import crl_next_update, not_valid_after
 
 logger = logging.getLogger(__name__)
 
@@ -69,41 +69,47 @@ def server_context(pki_dir: Path) -> ssl.SSLContext:
     """The agent's TLS server context: client certificates from the Joblet CA only, CRL checked.
 
     A new crl.pem (or CA or server certificate) applies to every connection made after it was
-    written; connections already open keep the identity they were verified with. Settings made
-    on the returned context later (ALPN, ciphers) do not carry over to reloaded contexts: add
-    them to _build_server_context instead.
+    written, through the context's server-name callback. Settings made on the returned context
+    later (ALPN, ciphers) do not carry over to reloaded contexts: add them to
+    _build_server_context instead. The agent itself asks ServerContexts for the newest context
+    for each connection, and cuts connections whose certificate is revoked meanwhile
+    (api/revocation.py).
     """
-    files = _PkiFiles.of(pki_dir)
-    try:
-        first = _build_server_context(files)
-    except (OSError, ssl.SSLError, ValueError) as exc:
+    contexts = ServerContexts(pki_dir)
+    first = contexts.current()
+    if first is None:
         raise JobletError(
             ErrorCode.CONFIG,
-            f"{pki_dir}: cannot load the TLS certificate, key, CA or CRL: {exc}",
+            f"{pki_dir}: cannot load the TLS certificate, key, CA or CRL: {contexts.problem}",
             hint="create them with `joblet-agent pki init`",
-        ) from exc
-    cache = _ServerContexts(files, first)
-    first.sni_callback = cache.on_client_hello
+        )
+    first.sni_callback = contexts.on_client_hello
     return first
 
 
-class _ServerContexts:
-    """The newest server context, rebuilt when the PKI files change on disk."""
+class ServerContexts:
+    """The newest server context, rebuilt when the PKI files change on disk; None while there is
+    no usable PKI (the agent serves TCP from the moment `pki init` made one: no restart)."""
 
-    def __init__(self, files: _PkiFiles, first: ssl.SSLContext) -> None:
-        self._files = files
+    def __init__(self, pki_dir: Path) -> None:
+        self.pki_dir = pki_dir
+        self._files = _PkiFiles.of(pki_dir)
         self._lock = threading.Lock()  # asyncio needs none, but a threaded server may share it
-        self._stamp = files.stamp()
-        self._context = first
+        self._stamp: _Stamp | None = None
+        self._context: ssl.SSLContext | None = None
+        self.problem = "not loaded yet"  # why there is no context, while there is none
+        self.revoked: frozenset[int] = frozenset()  # serials the loaded CRL revokes
+        self.ca_subject: bytes | None = None  # the loaded CA's name (DER): it issued every client
 
     def on_client_hello(
         self, ssl_object: ssl.SSLObject, server_name: str | None, context: ssl.SSLContext
     ) -> None:
-        fresh = self.newest()
-        if fresh is not context:
+        fresh = self.current()
+        if fresh is not None and fresh is not context:
             ssl_object.context = fresh
 
-    def newest(self) -> ssl.SSLContext:
+    def current(self) -> ssl.SSLContext | None:
+        """The newest context (after `stat`s of four files: a changed one is read again)."""
         stamp = self._files.stamp()
         with self._lock:
             if stamp != self._stamp:
@@ -115,16 +121,29 @@ class _ServerContexts:
 
     def _reload(self) -> None:
         try:
-            self._context = _build_server_context(self._files)
+            context, revoked, ca_subject = _build_server_context(self._files)
         except (OSError, ssl.SSLError, ValueError) as exc:
+            self.problem = str(exc)
+            if self._context is None:
+                logger.info("tls: no usable PKI in %s yet (%s)", self.pki_dir, exc)
+                return
             # pki writes atomically, so this is a hand edit gone wrong: the previous files are
             # still valid, and refusing every client would turn a typo into an outage.
             logger.error("tls: keeping the previous PKI files; the new ones do not load: %s", exc)
             return
-        logger.info("tls: reloaded the CA, server certificate and CRL from %s", self._files.crl)
+        first = self._context is None
+        self._context, self.revoked, self.ca_subject = context, revoked, ca_subject
+        if first:
+            logger.info("tls: serving TCP with the PKI in %s", self.pki_dir)
+        else:
+            logger.info("tls: reloaded the CA, server certificate and CRL from %s", self.pki_dir)
+        _warn_if_ca_key_visible(self.pki_dir)
 
 
-def _build_server_context(files: _PkiFiles) -> ssl.SSLContext:
+def _build_server_context(
+    files: _PkiFiles,
+) -> tuple[ssl.SSLContext, frozenset[int], bytes]:
+    """The context, the serials its CRL revokes, and its CA's subject (DER)."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.verify_mode = ssl.CERT_REQUIRED
@@ -136,12 +155,25 @@ def _build_server_context(files: _PkiFiles) -> ssl.SSLContext:
     # opened before the revocation: issue no session tickets.
     context.options |= ssl.OP_NO_TICKET
     context.num_tickets = 0
-    _warn_if_crl_stale(files.crl)
-    return context
+    crl = x509.load_pem_x509_crl(files.crl.read_bytes())
+    _warn_if_crl_stale(files.crl, crl)
+    ca = x509.load_pem_x509_certificate(files.ca.read_bytes())
+    return context, frozenset(entry.serial_number for entry in crl), ca.subject.public_bytes()
 
 
-def _warn_if_crl_stale(path: Path) -> None:
-    crl = x509.load_pem_x509_crl(path.read_bytes())
+def _warn_if_ca_key_visible(pki_dir: Path) -> None:
+    """joblet.service hides the CA's key (pki/store.py keeps it in ca/) from the agent: say so
+    when it is in sight all the same (a unit without that line, another pki_dir)."""
+    for key in (pki_dir / "ca" / "ca.key", pki_dir / "ca.key"):
+        if os.access(key, os.R_OK):
+            logger.warning(
+                "tls: the agent can read the CA's private key %s: whoever takes over the agent "
+                "could mint certificates (joblet.service's InaccessiblePaths= hides it)",
+                key,
+            )
+
+
+def _warn_if_crl_stale(path: Path, crl: x509.CertificateRevocationList) -> None:
     next_update = crl_next_update(crl)
     if next_update is not None and next_update - datetime.now(UTC) < _CRL_WARNING:
         logger.warning(
@@ -252,6 +284,30 @@ def peer_identity(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> tuple[str, tuple
         )
     units = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
     return names[0], tuple(str(a.value) for a in units)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCertificate:
+    """What the agent keeps of a verified client certificate while its connection is open."""
+
+    name: str  # the CN
+    serial: int
+    issuer: bytes  # the issuer's name, DER
+    not_after: datetime
+
+
+def peer_certificate(ssl_object: ssl.SSLObject | ssl.SSLSocket) -> PeerCertificate | None:
+    der = ssl_object.getpeercert(binary_form=True)
+    if der is None:
+        return None
+    cert = x509.load_der_x509_certificate(der)
+    names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return PeerCertificate(
+        name=str(names[0].value) if names else "?",
+        serial=cert.serial_number,
+        issuer=cert.issuer.public_bytes(),
+        not_after=not_valid_after(cert),
+    )
 
 
 def client_context(ca: Path, cert: Path, key: Path) -> ssl.SSLContext:

@@ -6,6 +6,7 @@ A missing file means built-in defaults.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,7 +14,9 @@ from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
 
+from joblet_agent.domain.capacity import AdmissionPolicy, Quotas, parse_admission, parse_quotas
 from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.job_slice import SliceCaps, parse_slice_caps
 from joblet_agent.domain.quantities import parse_duration, parse_size
 from joblet_agent.domain.rbac import Role
 from joblet_agent.errors import ErrorCode
@@ -21,6 +24,7 @@ from joblet_agent.errors import ErrorCode
 DEFAULT_CONFIG_PATH = Path("/etc/joblet/joblet.yml")
 DEFAULT_ISOLATED_CIDR = "10.213.0.0/20"
 _WEEK_SEC = 7 * 24 * 3600
+_MIN_MEMORY = 4 * 1024 * 1024  # jobspec.MIN_MEMORY: below it nothing (not even a shell) starts
 
 
 class Enforcement(StrEnum):
@@ -31,7 +35,10 @@ class Enforcement(StrEnum):
 @dataclass(frozen=True, slots=True)
 class JobPolicy:
     default_max_tasks: int = 512
-    default_timeout_sec: float | None = None
+    # A job that asks for no memory limit or timeout gets these (safe defaults: no job takes the
+    # host's memory or runs for ever unless it asks to, within the maximums below).
+    default_memory_bytes: int | None = 1024**3
+    default_timeout_sec: float | None = 24 * 3600.0
     stop_grace_sec: float = 10.0
     max_cpu_percent: int | None = None  # None: every core of the host
     max_memory_bytes: int | None = None  # None: the host's memory
@@ -51,10 +58,23 @@ class JobPolicy:
     upload_timeout_sec: float = 3600.0
     upload_min_bytes_per_sec: int = 16 * 1024
     max_volume_bytes: int = 1024**4  # a filesystem volume's largest size (memory: the host's)
-    # A volume a job names that does not exist is created with this size when the caller may
-    # manage volumes (None: refused instead).
+    # A volume a job names that does not exist is created with this size, for its caller
+    # (None: refused instead).
     auto_volume_bytes: int | None = 1024**3
+    max_volumes_per_owner: int = 32  # below maintainer; the agent holds 4096 in all
     uid_base: int = 0x7A000000  # the pool's first UID (systemd leaves 0x70000000+ unused)
+    # journald keeps at least this many of a job's lines per interval and drops the rest of
+    # the interval's (it raises the burst 1x-6x with its free space): one job cannot fill the
+    # journal alone. LogRateLimitBurst= and LogRateLimitIntervalSec= of each job's unit.
+    log_lines: int = 100_000
+    log_interval_sec: float = 60.0
+    # An ended job's files (its /work image, its directory) go this long after its end; its
+    # record stays until deleted (None: the files stay too). An upload no job took goes after
+    # upload_retention.
+    work_retention_sec: float | None = 24 * 3600.0
+    upload_retention_sec: float = 15 * 60.0
+    # What one copy out of a job (`rnx job cp JOB:...`, `cat`) may carry; more is refused.
+    max_download_bytes: int = 8 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +117,13 @@ class AgentConfig:
     runtimes_dir: Path = Path("/opt/joblet/runtimes")  # <language>/<name>/ (docs/runtimes.md)
     slice: str = "joblet.slice"
     jobs: JobPolicy = JobPolicy()
+    all_jobs: SliceCaps = field(default_factory=SliceCaps)  # all jobs together: the slice
     access: Access = Access()
     log_streams: LogStreamPolicy = LogStreamPolicy()
     connections: Connections = Connections()
+    # When jobs start: the agent's caps, each owner's quota (domain/capacity.py).
+    admission: AdmissionPolicy = field(default_factory=AdmissionPolicy)
+    quotas: Quotas = field(default_factory=Quotas)
     # The built-in network of `--network=isolated` jobs (networks.py): NAT out, ports isolated.
     isolated_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_ISOLATED_CIDR)  # noqa: RUF009
 
@@ -127,10 +151,13 @@ def parse_config(data: object, source: str) -> AgentConfig:
     if not slice_name.endswith(".slice") or "/" in slice_name:
         raise top.error("slice", slice_name, "a unit name ending in .slice is required")
     jobs = _parse_jobs(top.section("jobs"))
+    all_jobs = parse_slice_caps(top.section("all_jobs"))
     access = _parse_access(top.section("access"))
     isolated_cidr = _parse_networks(top.section("networks"))
     log_streams = _parse_log_streams(top.section("log_streams"))
     connections = _parse_connections(top.section("connections"))
+    admission = parse_admission(top.section("admission"), jobs.max_running)
+    quotas = parse_quotas(top.section("quotas"))
     top.reject_unknown()
     return AgentConfig(
         state_dir=state_dir,
@@ -138,10 +165,13 @@ def parse_config(data: object, source: str) -> AgentConfig:
         runtimes_dir=runtimes_dir,
         slice=slice_name,
         jobs=jobs,
+        all_jobs=all_jobs,
         access=access,
         connections=connections,
         isolated_cidr=isolated_cidr,
         log_streams=log_streams,
+        admission=admission,
+        quotas=quotas,
     )
 
 
@@ -226,8 +256,8 @@ def _parse_access(section: Fields) -> Access:
 
 def _parse_jobs(section: Fields) -> JobPolicy:
     base = JobPolicy()
-    # 2: the smallest task limit a job starts with (jobspec.MIN_TASKS).
-    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=2)
+    # 3: the smallest task limit a job starts with (jobspec.MIN_TASKS).
+    default_tasks = section.integer("default_max_tasks", base.default_max_tasks, minimum=3)
     max_tasks = section.integer("max_tasks", base.max_tasks, minimum=1)
     assert default_tasks is not None and max_tasks is not None
     if default_tasks > max_tasks:
@@ -242,15 +272,34 @@ def _parse_jobs(section: Fields) -> JobPolicy:
     upload_rate = section.parsed("upload_min_rate", parse_size, base.upload_min_bytes_per_sec)
     assert upload_rate is not None
     section.check_range("upload_min_rate", upload_rate, 1, None)
+    log_interval = section.parsed("log_interval", parse_duration, base.log_interval_sec)
+    assert log_interval is not None
+    if not 1 <= log_interval <= _WEEK_SEC:
+        raise section.error("log_interval", log_interval, "from 1s to 7d")
+    work_retention = (
+        section.parsed("work_retention", parse_duration)
+        if section.present("work_retention")
+        else base.work_retention_sec
+    )
+    if work_retention is not None:
+        section.check_range("work_retention", work_retention, 1, None)
+    upload_retention = section.parsed("upload_retention", parse_duration, base.upload_retention_sec)
+    assert upload_retention is not None
+    section.check_range("upload_retention", upload_retention, 1, _WEEK_SEC)
+    max_memory = section.parsed("max_memory", parse_size)
+    default_memory = _default_memory(section, base, max_memory)
     unenforceable = section.string("unenforceable_limits", str(base.unenforceable_limits))
     if unenforceable not in {e.value for e in Enforcement}:
         raise section.error("unenforceable_limits", unenforceable, "allowed: refuse, warn")
     policy = JobPolicy(
         default_max_tasks=default_tasks,
-        default_timeout_sec=section.parsed("default_timeout", parse_duration),
+        default_memory_bytes=default_memory,
+        default_timeout_sec=section.parsed("default_timeout", parse_duration)
+        if section.present("default_timeout")
+        else base.default_timeout_sec,
         stop_grace_sec=grace,
         max_cpu_percent=section.integer("max_cpu", None, minimum=1),
-        max_memory_bytes=section.parsed("max_memory", parse_size),
+        max_memory_bytes=max_memory,
         max_io_bps=section.parsed("max_iobps", parse_size),
         max_tasks=max_tasks,
         max_timeout_sec=section.parsed("max_timeout", parse_duration),
@@ -274,8 +323,39 @@ def _parse_jobs(section: Fields) -> JobPolicy:
         auto_volume_bytes=section.parsed("auto_volume_size", parse_size)
         if section.present("auto_volume_size")
         else base.auto_volume_bytes,
+        max_volumes_per_owner=section.integer(
+            "max_volumes_per_owner", base.max_volumes_per_owner, minimum=0, maximum=4096
+        )
+        or 0,
         uid_base=section.integer("uid_base", base.uid_base, minimum=65536, maximum=0x7FFF0000)
         or base.uid_base,
+        log_lines=section.integer("log_lines", base.log_lines, minimum=1, maximum=2**32 - 1)
+        or base.log_lines,
+        log_interval_sec=log_interval,
+        work_retention_sec=work_retention,
+        upload_retention_sec=upload_retention,
+        max_download_bytes=section.parsed("max_download_size", parse_size, base.max_download_bytes)
+        or base.max_download_bytes,
     )
+    default_timeout, max_timeout = policy.default_timeout_sec, policy.max_timeout_sec
+    if default_timeout is not None and max_timeout is not None and default_timeout > max_timeout:
+        if section.present("default_timeout"):
+            raise section.error(
+                "default_timeout", default_timeout, f"at most max_timeout ({max_timeout:g}s)"
+            )
+        policy = dataclasses.replace(policy, default_timeout_sec=max_timeout)
     section.reject_unknown()
     return policy
+
+
+def _default_memory(section: Fields, base: JobPolicy, most: int | None) -> int | None:
+    """jobs.default_memory: a size, or null for none (the host's memory is then the cap)."""
+    if not section.present("default_memory"):
+        value = base.default_memory_bytes
+        return value if most is None or value is None else min(value, most)
+    value = section.parsed("default_memory", parse_size)
+    if value is not None and value < _MIN_MEMORY:
+        raise section.error("default_memory", value, f"at least {_MIN_MEMORY} bytes (4M)")
+    if value is not None and most is not None and value > most:
+        raise section.error("default_memory", value, f"at most max_memory ({most} bytes)")
+    return value

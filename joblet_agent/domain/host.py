@@ -45,6 +45,9 @@ class HostInfo:
     # "MAJ:MIN" of the block device backing the jobs' writable directories, found by stat;
     # None when they live on tmpfs, overlayfs or another device-less filesystem.
     io_device: str | None
+    # How many tasks the kernel allows at once (min of kernel.pid_max and kernel.threads-max);
+    # None if it could not be read.
+    task_limit: int | None = None
 
     @property
     def unenforced(self) -> list[str]:

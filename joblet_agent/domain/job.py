@@ -22,17 +22,19 @@ RELAXATIONS = {"wx-memory": "MemoryDenyWriteExecute=no: allow writable and execu
 
 
 class JobState(StrEnum):
-    SCHEDULED = "SCHEDULED"  # accepted, unit not running yet
+    SCHEDULED = "SCHEDULED"  # waiting for its start time (scheduled_for), or its unit starting
+    QUEUED = "QUEUED"  # waiting for room to run (domain/admission.py)
     RUNNING = "RUNNING"
+    PAUSED = "PAUSED"  # running, frozen (rnx job pause): its cgroup's processes get no CPU
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
     TIMEOUT = "TIMEOUT"  # RuntimeMaxSec hit
-    CANCELED = "CANCELED"  # scheduled, then canceled before it ran
+    CANCELED = "CANCELED"  # scheduled or queued, then canceled before it ran
 
     @property
     def is_terminal(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
 
 
 # Exit code recorded for a job killed by its timeout, like timeout(1).
@@ -51,6 +53,8 @@ class Limits:
     max_tasks: int = 512
     timeout_sec: float | None = None
     work_bytes: int | None = None  # size of its /work filesystem
+    # ended when no exec, attach or file call touched it for this long (services/job/lifetime.py)
+    idle_timeout_sec: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -85,17 +89,21 @@ class JobSpec:
     network: str = "none"  # a mode (networks.NetworkMode) or a network's name
     allow_egress: tuple[EgressRule, ...] = ()  # resolved at submit time
     runtime: str | None = None  # canonical reference: java-17, name@1.0.2 (runtimes/reference.py)
+    tty: bool = False  # its command gets a terminal an attach relays (rnx job run -t)
+    stdin: bool = False  # its command's stdin is fed by an attach (rnx job run -i)
 
     @property
     def argv(self) -> tuple[str, ...]:
         return (self.command, *self.args)
 
-    def to_dict(self, *, with_secrets: bool) -> dict[str, Any]:
-        """Secrets are stored (the job needs them after an agent restart) but never shown."""
+    def to_dict(self, *, with_secrets: bool, inspect: bool = True) -> dict[str, Any]:
+        """Secrets are stored (the job needs them after an agent restart) but never shown.
+        Without `inspect` (another owner's job, for a role below maintainer: domain/rbac.py
+        JOB_INSPECT), arguments and environment values are shown as *** too."""
         return {
             "command": self.command,
-            "args": list(self.args),
-            "env": dict(self.env),
+            "args": list(self.args) if inspect else ["***"] * len(self.args),
+            "env": dict(self.env) if inspect else dict.fromkeys(self.env, "***"),
             "secret_env": dict(self.secret_env)
             if with_secrets
             else dict.fromkeys(self.secret_env, "***"),
@@ -108,6 +116,8 @@ class JobSpec:
             "network": self.network,
             "allow_egress": [rule.to_dict() for rule in self.allow_egress],
             "runtime": self.runtime,
+            "tty": self.tty,
+            "stdin": self.stdin,
         }
 
     @classmethod
@@ -129,6 +139,8 @@ class JobSpec:
             network=data.get("network", "none"),
             allow_egress=tuple(EgressRule.from_dict(r) for r in data.get("allow_egress", ())),
             runtime=data.get("runtime"),
+            tty=data.get("tty", False),
+            stdin=data.get("stdin", False),
         )
 
 
@@ -151,22 +163,56 @@ class JobRecord:
     warnings: tuple[str, ...] = ()
     user: str | None = None  # the pool user it runs as (adapters/userdb.py)
     endpoint: Endpoint | None = None  # its address and hostname on a network (networks.py)
+    # When its files (its /work image, its directory) were removed, jobs.work_retention after
+    # its end; the record stays until deleted.
+    files_reclaimed_at: datetime | None = None
+    # When it starts (domain/admission.py, domain/schedule.py): its place in the queue comes
+    # from when it joined it and its priority (0-9, higher first); scheduled_for is the start
+    # time it was given (one-shot) or its schedule's firing; schedule, the schedule that made it.
+    priority: int = 5
+    queued_at: datetime | None = None
+    scheduled_for: datetime | None = None
+    schedule: str | None = None
+    # Its owner's role used everyone's volumes and networks when it was submitted (maintainer,
+    # admin): its start asks the same of them (domain/sharing.py), however long it waited.
+    # Stored, not shown.
+    manages_all: bool = False
 
     @property
     def unit(self) -> str:
         return unit_name(self.id)
 
+    @property
+    def waiting_for_time(self) -> bool:
+        """SCHEDULED for a time that has not come yet: it joins the queue when it comes."""
+        return (
+            self.state is JobState.SCHEDULED
+            and self.scheduled_for is not None
+            and self.queued_at is None
+        )
+
+    @property
+    def holds_capacity(self) -> bool:
+        """Admitted and not ended: its unit is starting or runs (what the agent's caps count)."""
+        return not (
+            self.state.is_terminal or self.state is JobState.QUEUED or self.waiting_for_time
+        )
+
     def evolve(self, **changes: Any) -> JobRecord:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self, *, with_secrets: bool = False) -> dict[str, Any]:
+    def to_dict(
+        self, *, with_secrets: bool = False, inspect: bool = True, stored: bool = False
+    ) -> dict[str, Any]:
+        """The API's form; `stored`: the job store's, with what is kept and never shown."""
+
         def iso(moment: datetime | None) -> str | None:
             return moment.isoformat() if moment else None
 
-        return {
+        data: dict[str, Any] = {
             "id": self.id,
             "unit": self.unit,
-            "spec": self.spec.to_dict(with_secrets=with_secrets),
+            "spec": self.spec.to_dict(with_secrets=with_secrets, inspect=inspect),
             "state": str(self.state),
             "owner": self.owner,
             "created_at": iso(self.created_at),
@@ -180,7 +226,16 @@ class JobRecord:
             "warnings": list(self.warnings),
             "user": self.user,
             "endpoint": self.endpoint.to_dict() if self.endpoint else None,
+            "redacted": not inspect,
+            "files_reclaimed_at": iso(self.files_reclaimed_at),
+            "priority": self.priority,
+            "queued_at": iso(self.queued_at),
+            "scheduled_for": iso(self.scheduled_for),
+            "schedule": self.schedule,
         }
+        if stored:
+            data["manages_all"] = self.manages_all
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobRecord:
@@ -205,6 +260,12 @@ class JobRecord:
             warnings=tuple(data["warnings"]),
             user=data.get("user"),
             endpoint=Endpoint.from_dict(data["endpoint"]) if data.get("endpoint") else None,
+            files_reclaimed_at=moment(data.get("files_reclaimed_at")),
+            priority=data.get("priority", 5),
+            queued_at=moment(data.get("queued_at")),
+            scheduled_for=moment(data.get("scheduled_for")),
+            schedule=data.get("schedule"),
+            manages_all=data.get("manages_all", False),
         )
 
 

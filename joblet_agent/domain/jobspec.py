@@ -5,11 +5,13 @@ Every refusal names the field path, the value and what is allowed; nothing is cl
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from joblet_agent.domain.admission import DEFAULT_PRIORITY, parse_priority
 from joblet_agent.domain.config import Enforcement, JobPolicy
 from joblet_agent.domain.fields import HIDDEN, Fields
 from joblet_agent.domain.host import Controller, HostInfo
@@ -23,6 +25,7 @@ from joblet_agent.domain.quantities import (
 )
 from joblet_agent.domain.runtime_reference import REFERENCE_RULE, parse_reference
 from joblet_agent.domain.volume import parse_volume_mounts
+from joblet_agent.domain.when import When, parse_when
 from joblet_agent.errors import ErrorCode, JobletError
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -79,7 +82,9 @@ MIN_WORK = 16 * 1024 * 1024  # ext4 needs room for its own metadata
 # units/translate.py).
 MIN_IO_BPS = 1024 * 1024
 MIN_CPU_PERCENT = 1
-MIN_TASKS = 2  # at 1, PID 1's set-up of the job's user fails (217/USER): it needs a second task
+# joblet-init (every job's main process), its command, and one child of the command: at 2 a
+# shell cannot run a program. (At 1, PID 1's set-up of the job's user failed: 217/USER.)
+MIN_TASKS = 3
 # The smallest value of each limit a job may ask for (GET /v1/health: limits.minimums).
 MINIMUMS = {
     "cpu_percent": MIN_CPU_PERCENT,
@@ -103,10 +108,16 @@ class ValidatedRequest:
     spec: JobSpec
     warnings: tuple[str, ...]
     work_bytes_given: bool = False  # limits.work_bytes was asked for (else an upload may grow it)
+    priority: int = DEFAULT_PRIORITY  # its place in the admission queue (domain/admission.py)
+    when: When | None = None  # a start time to wait for (domain/schedule.py), else now
+    memory_given: bool = False  # limits.memory_bytes was asked for (else it is the default)
 
 
-def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> ValidatedRequest:
-    top = Fields(data, "")
+def parse_job_request(
+    data: object, policy: JobPolicy, host: HostInfo, *, path: str = ""
+) -> ValidatedRequest:
+    """`path`: where the request is in a larger one (a schedule's `job`), for errors."""
+    top = Fields(data, path)
     command = top.required_string("command")
     top.check_length("command", command, MAX_COMMAND_CHARS)
     if not command.strip() or "\0" in command:
@@ -138,8 +149,20 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         raise top.error("upload", upload, "the id POST /v1/uploads returned")
     volumes = parse_volume_mounts(top, "volumes")
     runtime = top.parsed("runtime", _runtime)
+    priority = top.parsed("priority", parse_priority, DEFAULT_PRIORITY)
+    assert priority is not None
+    when = top.parsed("schedule", parse_when)
+    if when is not None and not when.one_shot:
+        raise top.error(
+            "schedule",
+            when.text,
+            "a one-shot time here (30s, in 10m, 2026-12-24T18:00:00Z, 2026-12-24 18:00); a "
+            "calendar expression is a recurring schedule: POST /v1/schedules (rnx job run "
+            "--schedule makes one)",
+        )
     limits_section = top.section("limits")
     work_bytes_given = limits_section.raw("work_bytes") is not None
+    memory_given = limits_section.raw("memory_bytes") is not None
     limits, warnings = _limits(limits_section, policy, host)
     network = check_job_network(top, "network", top.string("network", NetworkMode.NONE.value) or "")
     egress = tuple(
@@ -152,6 +175,8 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
             [rule.target for rule in egress],
             f"the {network!r} network has no egress to narrow; use isolated or a named network",
         )
+    tty = top.boolean("tty", False)
+    stdin = top.boolean("stdin", tty)
     top.reject_unknown()
     spec = JobSpec(
         command=command,
@@ -167,8 +192,12 @@ def parse_job_request(data: object, policy: JobPolicy, host: HostInfo) -> Valida
         network=network,
         allow_egress=egress,
         runtime=runtime,
+        tty=tty,
+        stdin=stdin,
     )
-    return ValidatedRequest(spec, tuple(warnings), work_bytes_given)
+    return ValidatedRequest(
+        spec, tuple(warnings), work_bytes_given, priority, when, memory_given=memory_given
+    )
 
 
 def _runtime(value: Any) -> str:
@@ -205,8 +234,12 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
     max_memory = policy.max_memory_bytes or host.memory_bytes
     cpu = section.integer("cpu_percent", minimum=MIN_CPU_PERCENT, maximum=max_cpu)
     memory = section.parsed("memory_bytes", parse_size)
+    memory_asked = memory is not None
     if memory is not None:
         section.check_range("memory_bytes", memory, MIN_MEMORY, max_memory)
+    elif policy.default_memory_bytes is not None:
+        # Recorded on the job like a limit it asked for: `rnx job run` and `status` show it.
+        memory = min(policy.default_memory_bytes, max_memory)
     io_read = _bandwidth(section, "io_read_bps", policy)
     io_write = _bandwidth(section, "io_write_bps", policy)
     cores = section.parsed("cpu_cores", lambda value: _cpuset(value, host.cpus))
@@ -217,9 +250,14 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
     work = section.parsed("work_bytes", parse_size, policy.work_bytes)
     assert work is not None
     section.check_range("work_bytes", work, MIN_WORK, policy.max_work_bytes)
-    timeout = section.parsed("timeout_sec", parse_duration, policy.default_timeout_sec)
+    timeout = section.parsed("timeout_sec", parse_duration)
     if timeout is not None:
         section.check_range("timeout_sec", timeout, 0.001, policy.max_timeout_sec)
+    elif policy.default_timeout_sec is not None:  # joblet.yml's default, within its maximum
+        timeout = min(policy.default_timeout_sec, policy.max_timeout_sec or math.inf)
+    idle = section.parsed("idle_timeout_sec", parse_duration)
+    if idle is not None:
+        section.check_range("idle_timeout_sec", idle, 1, policy.max_timeout_sec)
     section.reject_unknown()
     limits = Limits(
         cpu_percent=cpu,
@@ -230,8 +268,9 @@ def _limits(section: Fields, policy: JobPolicy, host: HostInfo) -> tuple[Limits,
         max_tasks=tasks,
         timeout_sec=timeout,
         work_bytes=work,
+        idle_timeout_sec=idle,
     )
-    return limits, _enforceability(section, limits, policy, host)
+    return limits, _enforceability(section, limits, policy, host, memory_asked=memory_asked)
 
 
 def _bandwidth(section: Fields, key: str, policy: JobPolicy) -> int | None:
@@ -256,12 +295,19 @@ def _cpuset(value: Any, available: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _enforceability(
-    section: Fields, limits: Limits, policy: JobPolicy, host: HostInfo
+    section: Fields, limits: Limits, policy: JobPolicy, host: HostInfo, *, memory_asked: bool
 ) -> list[str]:
     """Refuse (or, if the config says so, warn about) limits this host's systemd cannot enforce."""
     warnings: list[str] = []
     for key, controller in _REQUIRED_CONTROLLER.items():
         if getattr(limits, key) is None or controller in host.controllers:
+            continue
+        if key == "memory_bytes" and not memory_asked:
+            # joblet.yml's default, not asked for: its absence is a warning, never a refusal.
+            warnings.append(
+                f"memory_bytes: the '{controller}' cgroup controller is not available; the "
+                "default memory limit does not hold"
+            )
             continue
         why = (
             f"{section.where(key)}: this host cannot enforce it: the '{controller}' cgroup "

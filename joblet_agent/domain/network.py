@@ -4,6 +4,10 @@ A job's `network` is one of the modes `none` (the default: loopback only), `isol
 outside, no other job reachable) and `host` (admin only), or the name of a network made with
 `rnx network create`. Jobs on a network each get an address of its CIDR and find each other by
 hostname; docs/networking.md has the picture.
+
+A named network belongs to whoever made it (`owner`), who may share it with others, with names or
+without (`read_only`: domain/sharing.py). Records of older agents name at most `created_by`: the
+owner is then that name (domain/owner.py's legacy_owner), or root on the local socket.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.owner import LOCAL_ADMIN, legacy_owner
+from joblet_agent.domain.sharing import Share, Shared, shares_from
 from joblet_agent.errors import ErrorCode, JobletError, invalid
 
 
@@ -57,6 +63,12 @@ class Network:
     internal: bool = False  # no NAT: nothing outside the network is reachable
     created_by: str | None = None
     created_at: datetime | None = None
+    owner: str = LOCAL_ADMIN  # cert:NAME or unix:NAME (domain/owner.py)
+    shares: tuple[Share, ...] = ()
+
+    @property
+    def shared(self) -> Shared:
+        return Shared("network", self.name, self.owner, self.shares, public=self.isolated_ports)
 
     @property
     def isolated_ports(self) -> bool:
@@ -93,17 +105,22 @@ class Network:
             "gateway": None if self.internal else str(self.gateway),
             "created_by": self.created_by,
             "created_at": self.created_at.isoformat() if self.created_at else None,
+            "owner": self.owner,
+            "shares": [s.to_dict() for s in self.shares],
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Network:
         created = data.get("created_at")
+        created_by = data.get("created_by")
         return cls(
             name=data["name"],
             cidr=ipaddress.IPv4Network(data["cidr"]),
             internal=bool(data["internal"]),
-            created_by=data.get("created_by"),
+            created_by=created_by,
             created_at=datetime.fromisoformat(created) if created else None,
+            owner=data.get("owner") or (legacy_owner(created_by) if created_by else LOCAL_ADMIN),
+            shares=shares_from(data.get("shares", ())),
         )
 
 
@@ -223,7 +240,7 @@ def new_network(wanted: NetworkRequest, *, existing: Iterable[Network], owner: s
             raise invalid("cidr", str(cidr), f"overlaps network {other.name!r} ({other.cidr})")
         if other.bridge == Network(name, cidr).bridge:  # a digest collision: astronomically rare
             raise invalid("name", name, f"its bridge name collides with {other.name!r}")
-    return Network(name=name, cidr=cidr, internal=wanted.internal, created_by=owner)
+    return Network(name=name, cidr=cidr, internal=wanted.internal, created_by=owner, owner=owner)
 
 
 def parse_egress(fields: Fields, key: str, text: str) -> EgressRule:

@@ -52,6 +52,21 @@ def signal_name(number: int) -> str:
         return f"SIG{number}"
 
 
+def with_owners_quota(outcome: Outcome, own_limit: int | None, quota: int | None) -> Outcome:
+    """An OOM kill may be the owner's memory quota's (all of their jobs together in their slice,
+    units/owner.py), not the job's own limit's: the reason says which it can be."""
+    if outcome.reason is None or not outcome.reason.startswith("oom-kill") or quota is None:
+        return outcome
+    if own_limit is None or own_limit >= quota:  # the quota binds first (a default limit too)
+        why = "oom-kill: its owner's jobs together went over their memory quota"
+    else:
+        why = (
+            "oom-kill: the job went over its memory limit, or its owner's jobs together over "
+            "their memory quota"
+        )
+    return dataclasses.replace(outcome, reason=f"{why} ({quota} bytes, quotas: memory_max)")
+
+
 def decide(
     *,
     stop_requested: bool,
@@ -79,9 +94,10 @@ def decide(
     if result == "timeout":
         return Outcome(JobState.TIMEOUT, TIMEOUT_EXIT_CODE, sig, "the job ran past its timeout")
     if result == "oom-kill":
-        return Outcome(
-            JobState.FAILED, exit_code, sig, "oom-kill: the job went over its memory limit"
-        )
+        # The kernel killed it for its own limit or, as the largest, for all jobs' together
+        # (joblet.slice's, all_jobs.memory): PID 1 reports both alike.
+        why = "oom-kill: the job went over its memory limit, or all jobs together over theirs"
+        return Outcome(JobState.FAILED, exit_code, sig, why)
     if result == "success" and exit_code in (0, None):
         return Outcome(JobState.COMPLETED, 0, None, None)
     if kind is ExitKind.EXITED and status in _SETUP_FAILURES:

@@ -6,6 +6,10 @@ a tmpfs of a fixed size: fast, counted against the host's memory, gone at reboot
 stays; it comes back empty). Either is mounted once on the host by PID 1 (a transient mount unit)
 and bound into each job that names it at /volumes/<name>.
 
+A volume belongs to whoever made it (`owner`), who may share it with others, read-only or not
+(domain/sharing.py). Records of older agents name only `created_by`: its owner is then that
+name, read as domain/owner.py's legacy_owner says.
+
 Jobs run as different users, so a volume belongs to a group of its own that every job mounting
 it joins; its root is setgid to that group with a default ACL of rwx for the group, so what one
 job writes the next one can read and write, whatever umask its programs use.
@@ -21,7 +25,9 @@ from typing import Any
 
 from joblet_agent.domain.config import JobPolicy
 from joblet_agent.domain.fields import Fields
+from joblet_agent.domain.owner import legacy_owner
 from joblet_agent.domain.quantities import parse_size
+from joblet_agent.domain.sharing import Share, Shared, shares_from
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -46,6 +52,12 @@ class Volume:
     slot: int  # its group's place in the agent's range
     created_at: datetime
     created_by: str
+    owner: str  # cert:NAME or unix:NAME (domain/owner.py)
+    shares: tuple[Share, ...] = ()
+
+    @property
+    def shared(self) -> Shared:
+        return Shared("volume", self.name, self.owner, self.shares)
 
     def gid(self, policy: JobPolicy) -> int:
         return policy.uid_base + GROUP_OFFSET + self.slot
@@ -66,6 +78,8 @@ class Volume:
             "slot": self.slot,
             "created_at": self.created_at.isoformat(),
             "created_by": self.created_by,
+            "owner": self.owner,
+            "shares": [s.to_dict() for s in self.shares],
         }
 
     @classmethod
@@ -77,6 +91,8 @@ class Volume:
             slot=int(data["slot"]),
             created_at=datetime.fromisoformat(data["created_at"]),
             created_by=data["created_by"],
+            owner=data.get("owner") or legacy_owner(data["created_by"]),
+            shares=shares_from(data.get("shares", ())),
         )
 
 

@@ -104,7 +104,9 @@ def client(
 ) -> None:
     """Issue a client certificate and its rnx-config.yml.
 
-    Prints the path of rnx-config.yml, the only line on stdout.
+    Prints the path of rnx-config.yml, the only line on stdout. Reserved names (root, nobody,
+    the role names, system accounts, joblet-*) are refused: what a certificate makes is owned by
+    cert:NAME, never by a local user of that name.
     """
     config = Pki(pki_dir).issue_client(name, role, days=days, out_dir=out_dir, address=address)
     click.echo(str(config))
@@ -119,12 +121,16 @@ def revoke(*, pki_dir: Path, name_or_serial: str) -> None:
 
     NAME_OR_SERIAL is a client name (all its certificates) or one serial from `pki list`.
 
-    The agent reads the new CRL for every new connection; no restart is needed. Connections that
-    are already open are not cut.
+    The agent reads the new CRL for every new connection, and closes the connections these
+    certificates still hold within 2 seconds; no restart is needed.
     """
     for cert in Pki(pki_dir).revoke(name_or_serial):
         click.echo(f"revoked {cert.name} ({cert.role}), serial {cert.serial}")
-    click.echo("the agent refuses these certificates from its next connection on", err=True)
+    click.echo(
+        "the agent refuses these certificates from now on and closes their open connections "
+        "within 2 s",
+        err=True,
+    )
 
 
 @pki.command("renew-crl")
@@ -133,7 +139,8 @@ def revoke(*, pki_dir: Path, name_or_serial: str) -> None:
 def renew_crl(*, pki_dir: Path) -> None:
     """Re-sign the CRL for another 30 days.
 
-    The agent refuses every client once the CRL's next update has passed; revoke also renews it.
+    The agent refuses every client once the CRL's next update has passed; revoke also renews it,
+    and joblet-crl-renew.timer runs this weekly.
     """
     next_update = Pki(pki_dir).renew_crl()
     click.echo(f"the CRL is valid until {next_update:%Y-%m-%d %H:%M} UTC", err=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import json
+import pwd
 import re
 import socket
 import subprocess
@@ -130,9 +131,33 @@ def _yaml_str(value: str) -> str:
 _CLIENT_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
+# Names a client certificate may not have (security-audit L7). Owners from certificates and from
+# local users never meet (cert:NAME, unix:NAME: domain/owner.py), but a certificate named like
+# root, a role, a system account or Joblet's own users would still read as one in every listing.
+RESERVED_NAMES = frozenset({"root", "nobody", "admin", "administrator", *ROLES, "cert", "unix"})
+RESERVED_PREFIXES = ("joblet-", "systemd-")
+SYSTEM_UID_MAX = 999  # login.defs' SYS_UID_MAX on Debian
+
+
+def reserved_because(name: str) -> str | None:
+    """Why `name` may not be a client's, or None."""
+    if name in RESERVED_NAMES or name.startswith(RESERVED_PREFIXES):
+        return "it is reserved (root, nobody, the role names, joblet-*, systemd-*)"
+    try:
+        uid = pwd.getpwnam(name).pw_uid
+    except KeyError:
+        return None
+    if uid <= SYSTEM_UID_MAX:
+        return f"it is reserved: this host's system account {name} has uid {uid}"
+    return None
+
+
 def check_client(name: str, role: str, days: int) -> None:
     if not _CLIENT_NAME.match(name):
         raise invalid("name", name, "use 1-63 of a-z 0-9 . _ - starting with a letter or digit")
+    why = reserved_because(name)
+    if why is not None:
+        raise invalid("name", name, f"{why}; choose a person's or a service's own name")
     if role not in ROLES:
         raise invalid("role", role, f"use one of {', '.join(ROLES)}")
     if not 1 <= days <= MAX_CLIENT_DAYS:

@@ -2,10 +2,16 @@
 
 One directory (default /etc/joblet/pki, mode 0700) holds everything:
 
-    ca.key, ca.crt          the CA (EC P-256, 10 years); signs everything below
+    ca/ca.key               the CA's private key, in a directory of its own (0700) that the
+                            agent never sees (joblet.service: InaccessiblePaths=); never
+                            removed or replaced, so a key written into it later stays hidden
+    ca.crt                  the CA (EC P-256, 10 years); signs everything below
     server.key, server.crt  the agent's certificate; SANs are this host's names and addresses
     crl.pem                 revoked client certificates; rewritten on revoke, re-read by the agent
     issued/<serial>.pem     every client certificate issued, so it can be listed and revoked
+
+Older versions kept ca.key beside ca.crt; every command that changes the directory moves it
+into ca/ first (the Debian package's postinst and the CRL timer run one).
 
 The CRL is the one record of what is revoked. Only `cryptography` is used (no openssl CLI), keys are
 created 0600 and every file is replaced atomically, so the agent never reads half a file.
@@ -19,6 +25,7 @@ import fcntl
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -66,7 +73,9 @@ class Pki:
 
     def __init__(self, directory: Path = DEFAULT_PKI_DIR) -> None:
         self.directory = directory
-        self.ca_key = directory / "ca.key"
+        self.ca_dir = directory / "ca"
+        self.ca_key = self.ca_dir / "ca.key"
+        self.legacy_ca_key = directory / "ca.key"
         self.ca_crt = directory / "ca.crt"
         self.server_key = directory / "server.key"
         self.server_crt = directory / "server.crt"
@@ -81,10 +90,12 @@ class Pki:
             self._refuse_existing(force=force)
             self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
             with _exclusive(self.directory):
+                self._move_legacy_key()
                 self._refuse_existing(force=force)  # again: another init may have won the lock
                 ca = Authority.create(datetime.now(UTC))
                 server_key = ec.generate_private_key(ec.SECP256R1())
                 server_cert = ca.sign_server(server_key, dns_names, addresses)
+                self.ca_dir.mkdir(mode=0o700, exist_ok=True)  # never removed: see the docstring
                 write_atomic(self.ca_key, key_pem(ca.key), mode=0o600, durable=True)
                 write_atomic(self.ca_crt, cert_pem(ca.cert), mode=0o644, durable=True)
                 write_atomic(self.server_key, key_pem(server_key), mode=0o600, durable=True)
@@ -120,12 +131,16 @@ class Pki:
             raise invalid("not_after", end.isoformat(), f"must be later than {start.isoformat()}")
         out = out_dir if out_dir is not None else Path.cwd() / name
         with _disk_errors(self.directory):
+            _check_bundle_directory(out)
             if (out / "client.key").exists():
                 raise JobletError(
                     ErrorCode.CONFLICT,
                     f"{out / 'client.key'} already exists",
                     hint="choose another --out directory",
                 )
+            if self.legacy_ca_key.exists():
+                with _exclusive(self.directory):
+                    self._move_legacy_key()
             ca = self._load_ca()
             key = ec.generate_private_key(ec.SECP256R1())
             cert = ca.sign_client(key, name, role, not_before=start, not_after=end)
@@ -134,7 +149,10 @@ class Pki:
                 self.issued_dir.mkdir(mode=0o700, exist_ok=True)
                 record = self.issued_dir / f"{serial_of(cert)}.pem"
                 write_atomic(record, cert_pem(cert), mode=0o644, durable=True)
-            out.mkdir(mode=0o700, parents=True, exist_ok=True)
+            try:
+                out.mkdir(mode=0o700, parents=True)
+            except FileExistsError:
+                _check_bundle_directory(out)  # made meanwhile: by whom?
             write_atomic(out / "client.key", key_pem(key), mode=0o600, durable=True)
             write_atomic(out / "client.crt", cert_pem(cert), mode=0o644, durable=True)
             write_atomic(out / "ca.crt", cert_pem(ca.cert), mode=0o644, durable=True)
@@ -148,6 +166,7 @@ class Pki:
         """Revoke every live certificate issued to this name (or with this serial)."""
         serial = parse_serial(name_or_serial)
         with _disk_errors(self.directory), _exclusive(self.directory):
+            self._move_legacy_key()
             matches = [
                 c for c in self.list() if name_or_serial == c.name or serial == int(c.serial, 16)
             ]
@@ -176,6 +195,7 @@ class Pki:
         call this well within CRL_LIFETIME when nothing has been revoked (revoke renews it too).
         """
         with _disk_errors(self.directory), _exclusive(self.directory):
+            self._move_legacy_key()
             crl = self._load_crl()
             entries = [(r.serial_number, revocation_date(r)) for r in crl]
             return self._write_crl(self._load_ca(), entries, number=crl_number(crl) + 1)
@@ -192,13 +212,37 @@ class Pki:
     def _refuse_existing(self, *, force: bool) -> None:
         if force:
             return
-        for path in (self.ca_crt, self.ca_key, self.server_crt, self.server_key):
+        for path in (
+            self.ca_crt,
+            self.ca_key,
+            self.legacy_ca_key,
+            self.server_crt,
+            self.server_key,
+        ):
             if path.exists():
                 raise JobletError(
                     ErrorCode.CONFLICT,
                     f"{path} already exists; use --force to replace the CA and server certificate",
                     hint="--force also invalidates every client certificate issued so far",
                 )
+
+    def _move_legacy_key(self) -> None:
+        """ca.key where older versions kept it (beside what the agent reads) moves into ca/."""
+        if not self.legacy_ca_key.exists():
+            return
+        self.ca_dir.mkdir(mode=0o700, exist_ok=True)
+        if self.ca_key.exists():
+            if self.ca_key.read_bytes() != self.legacy_ca_key.read_bytes():
+                raise JobletError(
+                    ErrorCode.CONFIG,
+                    f"two different CA keys: {self.legacy_ca_key} and {self.ca_key}",
+                    hint=f"the one that signed {self.ca_crt} stays; remove the other",
+                )
+            self.legacy_ca_key.unlink()
+        else:
+            os.rename(self.legacy_ca_key, self.ca_key)
+        _sync_directory(self.directory)
+        logger.info("pki: moved the CA's key to %s, out of the agent's sight", self.ca_key)
 
     def _forget_issued(self) -> None:
         # Certificates of the replaced CA can no longer authenticate: listing them would mislead.
@@ -228,6 +272,40 @@ class Pki:
             self.crl, crl.public_bytes(serialization.Encoding.PEM), mode=0o644, durable=True
         )
         return crl_next_update(crl) or datetime.now(UTC)
+
+
+def _check_bundle_directory(out: Path) -> None:
+    """A client bundle goes into a directory of the caller's own that no one else may write
+    (security-audit L8: run as root in a world-writable directory, `./NAME` could be another
+    user's directory or link, and its ca.crt or rnx-config.yml swapped before they are handed
+    out). One that does not exist yet is made, 0700."""
+    try:
+        st = os.lstat(out)
+    except FileNotFoundError:
+        return
+    why = None
+    if stat.S_ISLNK(st.st_mode):
+        why = "is a symbolic link"
+    elif not stat.S_ISDIR(st.st_mode):
+        why = "is not a directory"
+    elif st.st_uid != os.geteuid():
+        why = f"belongs to uid {st.st_uid}, not to you"
+    elif st.st_mode & 0o022:
+        why = f"may be written by others (mode {stat.S_IMODE(st.st_mode):04o})"
+    if why is not None:
+        raise JobletError(
+            ErrorCode.INVALID,
+            f"out: {out} {why}; a client's key and CA go into a directory of your own",
+            hint="give --out a new directory, or one of yours with mode 0700",
+        )
+
+
+def _sync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

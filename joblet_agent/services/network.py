@@ -5,6 +5,10 @@ The agent decides (addresses, names, rules); helper units run by PID 1 act: the 
 job's side, and a short unit running adapters/netlink.py for the host's side (bridges, NAT,
 forwarding). Neither runs anything of the job's. The agent itself keeps its private network
 namespace and gains no capability.
+
+A named network belongs to its creator, who may share it (domain/sharing.py): a job joins only
+a network its owner may use, and takes a name of its choice there only with a share that allows
+names (`by`: the job's owner).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from joblet_agent.domain.network import (
     link_name,
     new_network,
 )
+from joblet_agent.domain.sharing import Need, Principal, Share, shared_with, unshared
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import Clock, JobStore, NetworkFiles, NetworkStore, Resolver, SystemdManager
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_properties, setup_files
@@ -44,7 +49,7 @@ AUTO_POOL = ipaddress.IPv4Network("10.88.0.0/16")
 
 NET_UNIT_PREFIX = "joblet-net-"
 APPLY_TIMEOUT_SEC = 60.0
-_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING, JobState.PAUSED})
 
 
 class NetworkService:
@@ -93,8 +98,51 @@ class NetworkService:
             )
         return network
 
-    def networks(self) -> list[Network]:
-        return self.store.list()
+    def networks(self, by: Principal | None = None) -> list[Network]:
+        """All of them, or those `by` may see: their own and those shared with them."""
+        every = self.store.list()
+        return every if by is None else [n for n in every if n.shared.allows(by, Need.SEE)]
+
+    def visible(self, name: str, by: Principal) -> Network:
+        network = self.get(name)
+        network.shared.require(by, Need.SEE)
+        return network
+
+    def share(self, name: str, share: Share, by: Principal) -> Network:
+        """Share the network with `share.owner` (without names if read_only), or change how."""
+        network = self._own(name, by)
+        if share.owner == network.owner:
+            raise JobletError(
+                ErrorCode.INVALID, f"with: {share.owner} owns network {name!r}; nothing to share"
+            )
+        return self._save(dataclasses.replace(network, shares=shared_with(network.shares, share)))
+
+    def unshare(self, name: str, owner: str, by: Principal) -> Network:
+        network = self._own(name, by)
+        shares = unshared(network.shares, owner, what=f"network {name!r}")
+        return self._save(dataclasses.replace(network, shares=shares))
+
+    def check_join(self, spec: JobSpec, by: Principal) -> None:
+        """Refuse a job on a named network `by` may not join, or not under a name of its choice
+        (a missing network is left to create_missing and plan)."""
+        if NetworkMode.of(spec.network) is None:
+            network = self.store.get(spec.network)
+            if network is not None:
+                need = Need.USE if spec.name else Need.USE_LIMITED
+                network.shared.require(by, need, field="network")
+
+    def _own(self, name: str, by: Principal) -> Network:
+        network = self.get(name)
+        if network.name == ISOLATED:
+            raise JobletError(ErrorCode.CONFLICT, "the isolated network is built in: everyone's")
+        network.shared.require(by, Need.MANAGE)
+        return network
+
+    def _save(self, network: Network) -> Network:
+        self.store.save(network)
+        shown = ", ".join(f"{s.owner}{' (ro)' if s.read_only else ''}" for s in network.shares)
+        logger.info("network %s shared with: %s", network.name, shown or "no one")
+        return network
 
     def attached(self, name: str) -> list[JobRecord]:
         """The live jobs on a network."""
@@ -134,10 +182,8 @@ class NetworkService:
         await self.create(NetworkRequest(spec.network, cidr), owner)
         return (f"network {spec.network!r} did not exist: created ({cidr}, outbound NAT)",)
 
-    async def remove(self, name: str) -> Network:
-        network = self.get(name)
-        if network.name == ISOLATED:
-            raise JobletError(ErrorCode.CONFLICT, "the isolated network is built in")
+    async def remove(self, name: str, by: Principal) -> Network:
+        network = self._own(name, by)
         users = sorted(self._endpoints(name))
         if users:
             shown = ", ".join(job_id[:8] for job_id in users[:10]) + (", ..." * (len(users) > 10))
@@ -158,16 +204,17 @@ class NetworkService:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    async def plan(self, job_id: str, spec: JobSpec) -> tuple[JobSpec, JobNetwork]:
+    async def plan(self, job_id: str, spec: JobSpec, by: Principal) -> tuple[JobSpec, JobNetwork]:
         """The job's network, with its egress names resolved and (on a network) an address
-        reserved for it, and its hostname in the network's hosts file. Call release() if the
-        job does not start after all."""
+        reserved for it, and its hostname in the network's hosts file, if `by` (its owner) may
+        join it so. Call release() if the job does not start after all."""
         mode = NetworkMode.of(spec.network)
         if mode is NetworkMode.NONE:
             return spec, NO_NETWORK
         if mode is NetworkMode.HOST:
             return spec, JobNetwork(mode=NetworkMode.HOST)
         network = self.isolated if mode is NetworkMode.ISOLATED else self.get(spec.network)
+        network.shared.require(by, Need.USE if spec.name else Need.USE_LIMITED, field="network")
         egress = await self._resolved(spec.allow_egress)
         spec = dataclasses.replace(spec, allow_egress=egress)
         if mode is NetworkMode.ISOLATED and not self._isolated_ready:

@@ -96,7 +96,7 @@ class RuntimeService:
             registry=source.registry,
             archive=source.archive,
             insecure=source.insecure,
-            installed_by=caller.name,
+            installed_by=caller.owner,
             installed_at=datetime.now(UTC).isoformat(timespec="seconds"),
         )
         return await self.runtimes.install(

@@ -31,7 +31,6 @@ from joblet_agent.services.upload_pace import BodyPace, paced
 
 logger = logging.getLogger(__name__)
 
-UNCLAIMED_FOR = timedelta(minutes=15)
 # An upload still being received this long after its body's deadline is dropped all the same
 # (its request is cancelled): the deadline should have ended it.
 RECEIVING_GRACE = timedelta(minutes=1)
@@ -85,6 +84,7 @@ class UploadService:
             total_sec=config.jobs.upload_timeout_sec,
             min_bytes_per_sec=config.jobs.upload_min_bytes_per_sec,
         )
+        self.unclaimed_for = timedelta(seconds=config.jobs.upload_retention_sec)
         self._uploads: dict[str, Upload] = {}
         self._receivers: dict[str, asyncio.Task[object]] = {}
         self._shares: dict[str, _Share] = {}
@@ -95,7 +95,7 @@ class UploadService:
 
     def announce(self, owner: str, size: int, entries: int) -> Upload:
         """`size` and `entries` are counts, 0 or more (parse_announcement)."""
-        self._expire()
+        self.expire()
         self._room_for_one_more(owner)
         if size > self.policy.max_upload_bytes:
             raise JobletError(
@@ -120,7 +120,7 @@ class UploadService:
                 f"bytes: {size} more would put {staged + size} bytes of uploads of yours in "
                 f"waiting; at most {self.policy.max_upload_bytes} wait at once",
                 hint="run the jobs that take them, or drop them (DELETE /v1/uploads/{id}); "
-                "unclaimed ones go after 15 minutes",
+                f"unclaimed ones go after {_minutes(self.unclaimed_for)}",
             )
         upload = Upload(
             id=str(uuid.uuid4()),
@@ -140,14 +140,15 @@ class UploadService:
                 f"uploads: {mine} of yours are waiting already; at most "
                 f"{MAX_WAITING_PER_OWNER} wait at once",
                 hint="run the jobs that take them, or drop them (DELETE /v1/uploads/{id}); "
-                "unclaimed ones go after 15 minutes",
+                f"unclaimed ones go after {_minutes(self.unclaimed_for)}",
             )
         if len(self._uploads) >= MAX_WAITING:
             raise JobletError(
                 ErrorCode.TOO_LARGE,
                 f"uploads: {len(self._uploads)} are waiting on this agent; at most "
                 f"{MAX_WAITING} wait at once",
-                hint="try again once jobs have taken theirs; unclaimed ones go after 15 minutes",
+                hint="try again once jobs have taken theirs; unclaimed ones go after "
+                + _minutes(self.unclaimed_for),
             )
 
     async def receive(self, upload_id: str, owner: str, stream: AsyncIterator[bytes]) -> Upload:
@@ -238,11 +239,14 @@ class UploadService:
             raise JobletError(
                 ErrorCode.NOT_FOUND,
                 f"upload: {upload_id!r} does not exist (or expired, or is not yours)",
-                hint="uploads are kept for 15 minutes until a job takes them",
+                hint=f"uploads are kept for {_minutes(self.unclaimed_for)} until a job takes them",
             )
         return upload
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
+        """Drop uploads no job took within jobs.upload_retention, and those still being
+        received past their body's deadline. Called at each announce and by the retention
+        sweep (services/job/retention.py), so one left alone goes in time too."""
         now = self.clock.now()
         receiving_for = timedelta(seconds=self.pace.total_sec) + RECEIVING_GRACE
         for upload in list(self._uploads.values()):
@@ -258,7 +262,7 @@ class UploadService:
                         receiver.cancel()  # its request removes what it had received
                     else:
                         self.discard(upload.id)
-            elif upload.created_at + UNCLAIMED_FOR < now:
+            elif upload.created_at + self.unclaimed_for < now:
                 logger.info("upload %s of %s expired unclaimed", upload.id, upload.owner)
                 self.discard(upload.id)
 
@@ -267,3 +271,8 @@ class UploadService:
 class _Share:
     threads: asyncio.Semaphore
     users: int = 0  # holding or waiting
+
+
+def _minutes(span: timedelta) -> str:
+    seconds = span.total_seconds()
+    return f"{seconds / 60:g} minutes" if seconds >= 60 else f"{seconds:g} seconds"

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 from typing import Any
 
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import JobState
+from joblet_agent.domain.sharing import Need, Principal, Share, shared_with, unshared
 from joblet_agent.domain.volume import (
     MAX_VOLUMES,
     Volume,
@@ -33,7 +34,7 @@ from joblet_agent.units.volume import VolumeBinding, mount_properties, mount_uni
 logger = logging.getLogger(__name__)
 
 MOUNT_TIMEOUT_SEC = 30.0
-_LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+_LIVE = frozenset(s for s in JobState if not s.is_terminal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +99,19 @@ class VolumeService:
             data, max_bytes=self.config.jobs.max_volume_bytes, memory_bytes=self.host.memory_bytes
         )
 
-    async def create(self, wanted: VolumeRequest, owner: str) -> VolumeStatus:
-        """`wanted` was parsed against this agent's bounds (parse_request)."""
+    async def create(self, wanted: VolumeRequest, by: Principal) -> VolumeStatus:
+        """`wanted` was parsed against this agent's bounds (parse_request); it is `by`'s."""
         if wanted.name in self._volumes:
             raise JobletError(ErrorCode.CONFLICT, f"name: volume {wanted.name!r} already exists")
+        most = self.config.jobs.max_volumes_per_owner
+        held = sum(v.owner == by.owner for v in self._volumes.values())
+        if not by.manages_all and held >= most:
+            raise JobletError(
+                ErrorCode.TOO_MANY,
+                f"name: {by.owner} has {held} volumes; one owner may have "
+                f"{most} (jobs.max_volumes_per_owner)",
+                hint="remove one first: rnx volume remove NAME",
+            )
         taken = {v.slot for v in self._volumes.values()}
         slot = next((s for s in range(MAX_VOLUMES) if s not in taken), None)
         if slot is None:
@@ -112,7 +122,8 @@ class VolumeService:
             size_bytes=wanted.size_bytes,
             slot=slot,
             created_at=self.clock.now(),
-            created_by=owner,
+            created_by=by.owner,
+            owner=by.owner,
         )
         gid = volume.gid(self.config.jobs)
         self._volumes[volume.name] = volume  # taken while we await
@@ -129,37 +140,71 @@ class VolumeService:
         logger.info(
             "volume %s created by %s: %s, %d bytes",
             volume.name,
-            owner,
+            by.owner,
             volume.type,
             volume.size_bytes,
         )
         return self._status(volume, {})  # new: no job names it yet
 
-    async def create_missing(self, mounts: tuple[VolumeMount, ...], owner: str) -> tuple[str, ...]:
-        """Volumes a job names that do not exist yet, created with the configured size (if
-        jobs.auto_volume_size is set); the warnings that say so."""
+    async def create_missing(
+        self, mounts: tuple[VolumeMount, ...], by: Principal
+    ) -> tuple[str, ...]:
+        """Volumes a job names that do not exist yet, created for `by` with the configured size
+        (if jobs.auto_volume_size is set); the warnings that say so."""
         size = self.config.jobs.auto_volume_bytes
         created = []
         for mount in mounts:
             if mount.name in self._volumes or size is None:
                 continue
-            await self.create(VolumeRequest(mount.name, VolumeType.FILESYSTEM, size), owner)
+            await self.create(VolumeRequest(mount.name, VolumeType.FILESYSTEM, size), by)
             created.append(
                 f"volume {mount.name!r} did not exist: created (filesystem, {size >> 20} MiB)"
             )
         return tuple(created)
 
-    def all(self) -> list[VolumeStatus]:
+    def all(self, by: Principal) -> list[VolumeStatus]:
+        """The volumes `by` may see: their own and those shared with them (maintainers and
+        admins: all)."""
         users = self._users()
         return [
-            self._status(v, users) for v in sorted(self._volumes.values(), key=lambda v: v.name)
+            self._status(v, users)
+            for v in sorted(self._volumes.values(), key=lambda v: v.name)
+            if v.shared.allows(by, Need.SEE)
         ]
 
-    def get(self, name: str) -> VolumeStatus:
-        return self._status(self._find(check_name("name", name)), self._users())
-
-    async def remove(self, name: str) -> None:
+    def get(self, name: str, by: Principal) -> VolumeStatus:
         volume = self._find(check_name("name", name))
+        volume.shared.require(by, Need.SEE)
+        return self._status(volume, self._users())
+
+    def share(self, name: str, share: Share, by: Principal) -> VolumeStatus:
+        """Share the volume with `share.owner` (read-only or not), or change how."""
+        volume = self._find(check_name("name", name))
+        volume.shared.require(by, Need.MANAGE)
+        if share.owner == volume.owner:
+            raise JobletError(
+                ErrorCode.INVALID, f"with: {share.owner} owns volume {name!r}; nothing to share"
+            )
+        return self._save(replace(volume, shares=shared_with(volume.shares, share)), by)
+
+    def unshare(self, name: str, owner: str, by: Principal) -> VolumeStatus:
+        volume = self._find(check_name("name", name))
+        volume.shared.require(by, Need.MANAGE)
+        shares = unshared(volume.shares, owner, what=f"volume {name!r}")
+        return self._save(replace(volume, shares=shares), by)
+
+    def check_use(self, mounts: tuple[VolumeMount, ...], by: Principal) -> None:
+        """Refuse a job naming a volume `by` may not mount as asked (missing ones are left to
+        create_missing and bindings)."""
+        for index, mount in enumerate(mounts):
+            volume = self._volumes.get(mount.name)
+            if volume is not None:
+                need = Need.USE_LIMITED if mount.read_only else Need.USE
+                volume.shared.require(by, need, field=f"volumes[{index}]")
+
+    async def remove(self, name: str, by: Principal) -> None:
+        volume = self._find(check_name("name", name))
+        volume.shared.require(by, Need.MANAGE)
         users = self._users().get(volume.name, [])
         if users:
             raise JobletError(
@@ -174,11 +219,16 @@ class VolumeService:
             self.groups.withdraw_group(volume.group, volume.gid(self.config.jobs))
         logger.info("volume %s removed", name)
 
-    async def bindings(self, mounts: tuple[VolumeMount, ...]) -> tuple[VolumeBinding, ...]:
-        """The job's volumes, each mounted (now, if this is its first use since boot)."""
+    async def bindings(
+        self, mounts: tuple[VolumeMount, ...], by: Principal
+    ) -> tuple[VolumeBinding, ...]:
+        """The job's volumes, each mounted (now, if this is its first use since boot), if `by`
+        (the job's owner) may mount it so."""
         out = []
-        for mount in mounts:
+        for index, mount in enumerate(mounts):
             volume = self._find(mount.name, field="volumes")
+            need = Need.USE_LIMITED if mount.read_only else Need.USE
+            volume.shared.require(by, need, field=f"volumes[{index}]")
             await self._mount(volume)
             out.append(
                 VolumeBinding(
@@ -191,6 +241,13 @@ class VolumeService:
         return tuple(out)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _save(self, volume: Volume, by: Principal) -> VolumeStatus:
+        self.files.save(volume)
+        self._volumes[volume.name] = volume
+        shown = ", ".join(f"{s.owner}{' (ro)' if s.read_only else ''}" for s in volume.shares)
+        logger.info("volume %s shared by %s with: %s", volume.name, by.owner, shown or "no one")
+        return self._status(volume, self._users())
 
     def _find(self, name: str, *, field: str = "name") -> Volume:
         volume = self._volumes.get(name)

@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING
 
-from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.config import AgentConfig, JobPolicy
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobSpec, Limits
 from joblet_agent.domain.user import JobUser
-from joblet_agent.units import end_record
+from joblet_agent.units import deadline, end_record
+from joblet_agent.units.exec_channel import INIT, channel_dependencies, init_argv, init_bind
 from joblet_agent.units.network import (
     NO_NETWORK,
     JobNetwork,
@@ -85,23 +86,39 @@ def translate(
     root: PurePosixPath,
     user: JobUser,
     executable: str,
+    init: PurePosixPath,
     volumes: tuple[VolumeBinding, ...] = (),
     network: JobNetwork = NO_NETWORK,
     runtime: InstalledRuntime | None = None,
+    slice_name: str | None = None,
 ) -> list[Property]:
     """`executable` is the command resolved to an absolute path inside the job's root; argv[0]
     stays as the user typed it. `root` is the skeleton it gets as its RootDirectory. `volumes`
     are the job's volumes, mounted on the host already; `runtime` is the one spec.runtime
-    names, resolved. Nothing here runs privileged: no ExecStartPre=+, no ExecStopPost=+ (its
-    network is made by helper units, units/network.py; its end is recorded by one,
-    units/end_record.py)."""
+    names, resolved; `slice_name`, its owner's slice (units/owner.py; else joblet.yml's slice);
+    `init` is the host's joblet-init, the job's main process, which runs the command as its
+    child (units/exec_channel.py). Nothing here runs privileged: no ExecStartPre=+, no
+    ExecStopPost=+ (its network is made by helper units, units/network.py; its end is recorded
+    by one, units/end_record.py)."""
     limits = spec.limits
     environment = job_environment(job_id, spec, runtime)
     description = f"Joblet job {job_id}" + (f" ({spec.name})" if spec.name else "")
     props = [
         prop("Description", description),
         prop("Type", "exec"),  # the start call returns once exec() succeeded, or fails with why
-        prop("ExecStart", [[executable, [exec_escape(a) for a in spec.argv], False]]),
+        prop(
+            "ExecStart",
+            [
+                [
+                    str(INIT),
+                    [
+                        exec_escape(a)
+                        for a in init_argv(executable, spec.argv, tty=spec.tty, stdin=spec.stdin)
+                    ],
+                    False,
+                ]
+            ],
+        ),
         prop("Environment", [f"{key}={value}" for key, value in environment.items()]),
         # Secret values never enter unit properties, which any local user can read over D-Bus:
         # PID 1 reads them from a root-only file at exec time; the agent deletes it once started.
@@ -110,16 +127,14 @@ def translate(
         prop("StandardInput", "null"),
         prop("StandardOutput", "journal"),
         prop("StandardError", "journal"),
-        prop("Slice", config.slice),
+        prop("Slice", slice_name or config.slice),
         # Unloaded as soon as it ended, failed or not: how it ended is recorded outside it (by
         # the helper these name, units/end_record.py), and failed jobs must not pile up in
         # `systemctl --failed`.
         prop("CollectMode", "inactive-or-failed"),
         *end_record.triggers(job_id),
-        # journald must not drop a chatty job's lines. Not 0: systemd 252 treats 0 as "unset" and
-        # journald then applies its default (10,000 lines per 30 s, scaled by free space; 35,000
-        # of 100,000 fast lines arrived here). A 1 us window is never exceeded.
-        prop("LogRateLimitIntervalUSec", 1),
+        *channel_dependencies(job_id),
+        *journal_properties(job_id, config.jobs),
         prop("KillMode", "control-group"),
         prop("SendSIGKILL", True),
         prop("TimeoutStopUSec", usec(config.jobs.stop_grace_sec)),
@@ -133,7 +148,7 @@ def translate(
             root=root,
             work_image=paths.work_image,
             tmp_bytes=config.jobs.tmp_bytes,
-            extra_read_only=network_binds(network),
+            extra_read_only=[*network_binds(network), init_bind(init)],
             relax=spec.relax,
             network=network_properties(network),
             runtime=runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None,
@@ -163,8 +178,27 @@ def translate(
         # AllowedCPUs is only enforced on cgroup v2; CPUAffinity everywhere. Set both.
         props += [prop("AllowedCPUs", mask), prop("CPUAffinity", mask)]
     if limits.timeout_sec is not None:
-        props.append(prop("RuntimeMaxUSec", usec(limits.timeout_sec)))
+        # A timer PID 1 keeps, which `rnx job extend` can move (units/deadline.py).
+        props += deadline.job_side(job_id)
+    if config.jobs.max_timeout_sec is not None:
+        # What no extension passes: RuntimeMaxSec cannot change while the job runs.
+        props.append(prop("RuntimeMaxUSec", usec(config.jobs.max_timeout_sec)))
     return props
+
+
+def journal_properties(job_id: str, policy: JobPolicy) -> list[Property]:
+    """How journald takes a job's output (security-audit M6): its own rate limit, generous
+    enough for a chatty job (100,000 lines a minute by default: journald's default for services
+    is 10,000 per 30 s), so no one job fills the journal; `<N>` at a line's start kept as text,
+    not read as a priority (`<0>` would page every logged-in terminal: journald's wall); and
+    an identifier of its own, so no job's lines pass for the agent's by naming its program
+    `joblet-agent`."""
+    return [
+        prop("LogRateLimitIntervalUSec", usec(policy.log_interval_sec)),
+        prop("LogRateLimitBurst", policy.log_lines),
+        prop("SyslogLevelPrefix", False),
+        prop("SyslogIdentifier", f"job-{job_id[:8]}"),
+    ]
 
 
 def running_limits(limits: Limits) -> list[Property]:

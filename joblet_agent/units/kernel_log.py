@@ -74,7 +74,8 @@ class Window:
 
 def reports_oom_kill(log: str, unit: str, uid: int | None, window: Window | None) -> bool:
     """Whether the kernel's log reports an OOM kill in the job's memory cgroup (by its unit's
-    name), or of a process of the job's UID while the job ran."""
+    name; the limit hit may be its owner's slice's), or of a process of the job's UID while the
+    job ran."""
     for line in log.splitlines():
         match = _STAMP.match(line)
         if not match:
@@ -84,7 +85,9 @@ def reports_oom_kill(log: str, unit: str, uid: int | None, window: Window | None
             fields = dict(
                 f.partition("=")[::2] for f in message.removeprefix("oom-kill:").split(",")
             )
-            if fields.get("oom_memcg", "").endswith(f"/{unit}"):
+            # oom_memcg: the group whose limit was hit (the job's, or its owner's slice: then
+            # task_memcg, the killed task's, is the job's).
+            if any(fields.get(k, "").endswith(f"/{unit}") for k in ("oom_memcg", "task_memcg")):
                 return True
         killed = _KILLED.match(message)
         if killed and uid is not None and window is not None and int(killed.group(1)) == uid:

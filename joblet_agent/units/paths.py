@@ -22,6 +22,11 @@ class JobPaths:
         return self.root / "work.img"
 
     @property
+    def upload(self) -> PurePosixPath:
+        """Root-only: the tree of the job's upload while the job waits to start; its /work then."""
+        return self.root / "upload"
+
+    @property
     def secrets(self) -> PurePosixPath:
         return self.root / "secret.env"
 
@@ -34,6 +39,16 @@ class JobPaths:
     def end_record(self) -> PurePosixPath:
         """Root-only: PID 1's account of how it ended (units/end_record.py)."""
         return self.root / "end"
+
+    @property
+    def channel(self) -> PurePosixPath:
+        """Root-only: the socket PID 1 listens on for the job's init (units/exec_channel.py)."""
+        return self.root / "exec.sock"
+
+    @property
+    def files_channel(self) -> PurePosixPath:
+        """Root-only: the same for the helper that reads an ended job's files."""
+        return self.root / "files.sock"
 
     @property
     def kernel_log(self) -> PurePosixPath:

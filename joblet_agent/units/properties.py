@@ -26,6 +26,7 @@ SIGNATURES: dict[str, str] = {
     "StandardError": "s",
     "StandardOutputFileToTruncate": "s",  # StandardOutput=truncate:PATH (systemd 248+)
     "SyslogIdentifier": "s",
+    "SyslogLevelPrefix": "b",
     "Slice": "s",
     "CollectMode": "s",
     # dependencies (a job's network helpers, units/network.py; its end's, units/end_record.py)
@@ -36,6 +37,19 @@ SIGNATURES: dict[str, str] = {
     "OnFailure": "as",
     "StopWhenUnneeded": "b",
     "RemainAfterExit": "b",
+    "BindsTo": "as",
+    "PartOf": "as",
+    "Wants": "as",
+    "Conflicts": "as",
+    # a job's exec channel, a listening socket PID 1 passes its init (units/exec_channel.py)
+    "Listen": "a(ss)",  # (type, address): ("Stream", "/path")
+    "SocketMode": "u",
+    "DirectoryMode": "u",
+    "RemoveOnStop": "b",
+    # a job's deadline, a timer that starts a unit conflicting with it (units/deadline.py)
+    "TimersMonotonic": "a(st)",  # (base, microseconds): ("OnActiveUSec", 30000000)
+    "AccuracyUSec": "t",
+    "RemainAfterElapse": "b",
     # stopping
     "KillMode": "s",
     "KillSignal": "i",
@@ -49,6 +63,7 @@ SIGNATURES: dict[str, str] = {
     "TasksAccounting": "b",
     "IOAccounting": "b",
     "CPUQuotaPerSecUSec": "t",
+    "CPUWeight": "t",  # an owner's slice (units/owner.py)
     "MemoryMax": "t",
     "MemorySwapMax": "t",
     "TasksMax": "t",
@@ -106,6 +121,11 @@ SIGNATURES: dict[str, str] = {
     "IPAddressDeny": "a(iayu)",  # (address family, address bytes, prefix length)
     "IPAddressAllow": "a(iayu)",
     "RestrictAddressFamilies": "(bas)",
+    # a schedule's timer (units/schedule.py)
+    "OnCalendar": "s",
+    "RandomizedDelayUSec": "t",
+    "Persistent": "b",
+    "WakeSystem": "b",
     # logging
     "LogRateLimitIntervalUSec": "t",
     "LogRateLimitBurst": "u",

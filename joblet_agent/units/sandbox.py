@@ -56,7 +56,9 @@ def sandbox_properties(
     relax: tuple[str, ...] = (),
     network: list[Property] | None = None,
     runtime: RuntimeMounts | None = None,
+    work_read_only: bool = False,
 ) -> list[Property]:
+    """`work_read_only`: /work mounted read-only (an ended job's files, read by a helper)."""
     runtime = runtime or RuntimeMounts()
     # (source, target, ignore if missing, mount flags). A runtime's own tree replaces the host's
     # base paths it covers; its mounts are never optional (a broken runtime fails the start).
@@ -78,7 +80,7 @@ def sandbox_properties(
         # PID 1 rate-limits mount-table events (5/s), which stalled every third start by 0.7 s.
         prop(
             "MountImages",
-            [[str(work_image), str(WORK), False, [["root", "nosuid,nodev"]]]],
+            [[str(work_image), str(WORK), False, [["root", _work_options(work_read_only)]]]],
         ),
         prop("TemporaryFileSystem", tmpfs),
         prop("MountAPIVFS", True),
@@ -122,6 +124,10 @@ def sandbox_properties(
     if host.has_private_pids:
         props.append(prop("PrivatePIDs", "yes"))  # PID 1 of its own PID namespace (systemd 257+)
     return props
+
+
+def _work_options(read_only: bool) -> str:
+    return "ro,nosuid,nodev" if read_only else "nosuid,nodev"
 
 
 def in_job(path: PurePosixPath, workdir: str | None) -> str:

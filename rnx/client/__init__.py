@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rnx.client.api import Client
+    from rnx.client.exec import ExecEnd, ExecResult
     from rnx.client.fields import Model
     from rnx.client.health import Health, HealthLimits, Host, LimitMinimums
     from rnx.client.job import (
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
         UnitMetrics,
         VolumeMount,
     )
+    from rnx.client.job_file import Copied, FileEntry, FileListing
     from rnx.client.log import LogEvent, LogLine
     from rnx.client.network import AttachedJob, Network, NetworkRemoved
     from rnx.client.runtime import (
@@ -40,6 +42,10 @@ if TYPE_CHECKING:
         RuntimeSummary,
         RuntimeValidation,
     )
+    from rnx.client.sandbox import Sandbox
+    from rnx.client.schedule import LastRun, Schedule, ScheduleDeleted, ScheduleSpec
+    from rnx.client.session import Session
+    from rnx.client.share import Share
     from rnx.client.upload import Upload
     from rnx.client.volume import Volume, VolumeRemoved
     from rnx.errors import RnxError
@@ -47,8 +53,13 @@ if TYPE_CHECKING:
 __all__ = [
     "AttachedJob",
     "Client",
+    "Copied",
     "EgressRule",
     "Endpoint",
+    "ExecEnd",
+    "ExecResult",
+    "FileEntry",
+    "FileListing",
     "Health",
     "HealthLimits",
     "Host",
@@ -58,6 +69,7 @@ __all__ = [
     "JobSpec",
     "JobState",
     "JobsDeleted",
+    "LastRun",
     "LimitMinimums",
     "Limits",
     "LogEvent",
@@ -75,6 +87,12 @@ __all__ = [
     "RuntimeSource",
     "RuntimeSummary",
     "RuntimeValidation",
+    "Sandbox",
+    "Schedule",
+    "ScheduleDeleted",
+    "ScheduleSpec",
+    "Session",
+    "Share",
     "UnitMetrics",
     "Upload",
     "Volume",
@@ -99,7 +117,13 @@ _HOMES = {
         "runtime",
     ),
     **dict.fromkeys(("RuntimeSource", "RuntimeSummary", "RuntimeValidation"), "runtime"),
+    "Share": "share",
+    **dict.fromkeys(("LastRun", "Schedule", "ScheduleDeleted", "ScheduleSpec"), "schedule"),
     "Upload": "upload",
+    **dict.fromkeys(("ExecEnd", "ExecResult"), "exec"),
+    "Sandbox": "sandbox",
+    "Session": "session",
+    **dict.fromkeys(("Copied", "FileEntry", "FileListing"), "job_file"),
     **dict.fromkeys(("Volume", "VolumeRemoved"), "volume"),
 }
 

@@ -11,17 +11,19 @@ from rnx.client.fields import Fields, Model, bad_answer
 
 
 class JobState(StrEnum):
-    SCHEDULED = "SCHEDULED"  # accepted, not running yet
+    SCHEDULED = "SCHEDULED"  # waiting for its start time, or its unit starting
+    QUEUED = "QUEUED"  # waiting for room to run (the agent's caps, its owner's quota)
     RUNNING = "RUNNING"
+    PAUSED = "PAUSED"  # frozen (Client.pause); Client.resume thaws it
     COMPLETED = "COMPLETED"  # exit 0
     FAILED = "FAILED"  # non-zero exit, signal, OOM kill, or failed to start
     STOPPED = "STOPPED"  # by request
     TIMEOUT = "TIMEOUT"  # timeout_sec hit (exit code 124)
-    CANCELED = "CANCELED"  # canceled while SCHEDULED
+    CANCELED = "CANCELED"  # canceled while SCHEDULED or QUEUED
 
     @property
     def ended(self) -> bool:
-        return self not in (JobState.SCHEDULED, JobState.RUNNING)
+        return self not in (JobState.SCHEDULED, JobState.QUEUED, JobState.RUNNING, JobState.PAUSED)
 
     @classmethod
     def read(cls, fields: Fields, key: str = "state") -> JobState:
@@ -44,6 +46,7 @@ class Limits(Model):
     max_tasks: int
     timeout_sec: float | None
     work_bytes: int | None
+    idle_timeout_sec: float | None = None
 
     @classmethod
     def read(cls, fields: Fields) -> Limits:
@@ -56,6 +59,7 @@ class Limits(Model):
             max_tasks=fields.whole("max_tasks"),
             timeout_sec=fields.opt_number("timeout_sec"),
             work_bytes=fields.opt_whole("work_bytes", None),
+            idle_timeout_sec=fields.opt_number("idle_timeout_sec", None),
             raw=fields.data,
         )
 
@@ -129,6 +133,8 @@ class JobSpec(Model):
     network: str = "none"  # none, isolated, host or a network's name
     allow_egress: tuple[EgressRule, ...] = ()
     runtime: str | None = None  # NAME@RELEASE
+    tty: bool = False  # a terminal an attach relays (run(tty=True), Client.attach)
+    stdin: bool = False  # stdin an attach feeds
 
     @property
     def argv(self) -> tuple[str, ...]:
@@ -151,6 +157,8 @@ class JobSpec(Model):
             network=fields.text("network", "none"),
             allow_egress=tuple(EgressRule.read(r) for r in fields.objs("allow_egress", [])),
             runtime=fields.opt_text("runtime", None),
+            tty=fields.flag("tty", False),
+            stdin=fields.flag("stdin", False),
             raw=fields.data,
         )
 
@@ -163,7 +171,7 @@ class Job(Model):
     unit: str  # joblet-job-<id>.service
     spec: JobSpec
     state: JobState
-    owner: str  # certificate CN or local user name
+    owner: str  # cert:NAME (a certificate's) or unix:NAME (a local user's)
     created_at: datetime
     started_at: datetime | None
     ended_at: datetime | None
@@ -175,9 +183,17 @@ class Job(Model):
     warnings: tuple[str, ...]
     user: str | None = None  # the pool user it runs as
     endpoint: Endpoint | None = None  # on a network (isolated or named)
+    redacted: bool = False  # another owner's: spec.args and spec.env's values are ***
+    files_reclaimed_at: datetime | None = None  # its /work and files removed (jobs.work_retention)
+    priority: int = 5  # in the admission queue: 0-9, higher first
+    queued_at: datetime | None = None  # when it joined the queue
+    queue_position: int | None = None  # while QUEUED: 1 starts next
+    scheduled_for: datetime | None = None  # its start time (--schedule), or its schedule's firing
+    schedule: str | None = None  # the id of the schedule that made it
 
     @classmethod
     def read(cls, fields: Fields) -> Job:
+        # priority and after came with the admission queue and schedules.
         endpoint = fields.opt_obj("endpoint", None)
         return cls(
             id=fields.text("id"),
@@ -196,6 +212,13 @@ class Job(Model):
             warnings=fields.texts("warnings"),
             user=fields.opt_text("user", None),
             endpoint=None if endpoint is None else Endpoint.read(endpoint),
+            redacted=fields.flag("redacted", False),
+            files_reclaimed_at=fields.opt_moment("files_reclaimed_at", None),
+            priority=fields.whole("priority", 5),
+            queued_at=fields.opt_moment("queued_at", None),
+            queue_position=fields.opt_whole("queue_position", None),
+            scheduled_for=fields.opt_moment("scheduled_for", None),
+            schedule=fields.opt_text("schedule", None),
             raw=fields.data,
         )
 

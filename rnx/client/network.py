@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rnx.client.fields import Fields, Model
+from rnx.client.share import Share
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,8 @@ class Network(Model):
     created_by: str | None
     created_at: datetime | None
     jobs: tuple[AttachedJob, ...]
+    owner: str = ""  # cert:NAME or unix:NAME; "" from an agent before owners
+    shares: tuple[Share, ...] = ()  # whom its owner shared it with
 
     @classmethod
     def read(cls, fields: Fields) -> Network:
@@ -54,6 +57,8 @@ class Network(Model):
             created_by=fields.opt_text("created_by"),
             created_at=fields.opt_moment("created_at"),
             jobs=tuple(AttachedJob.read(j) for j in fields.objs("jobs")),
+            owner=fields.text("owner", ""),
+            shares=tuple(Share.read(s) for s in fields.objs("shares", [])),
             raw=fields.data,
         )
 

@@ -14,6 +14,7 @@ from typing import Any
 from rnx.client.log import LogEvent, parse_sse_block
 from rnx.config import Target
 from rnx.errors import RnxError
+from rnx.websocket import HandshakeRefused, WebSocket
 from rnx.wire import Wire, read_json, sse_blocks
 
 RECONNECT_WINDOW_SEC = 60.0  # how long a follower waits for a restarting agent
@@ -55,6 +56,25 @@ class Transport:
         return self._answer(
             lambda: self._wire.send_stream("PUT", path, chunks, content_type=content_type)
         )
+
+    def _get_stream(self, path: str, params: dict[str, str]) -> http.client.HTTPResponse:
+        """A GET whose body is read as it comes (a file, a tar stream); errors raised first."""
+        try:
+            response = self._wire.send("GET", path, params=params, stream=True)
+            if response.status >= 400:
+                raise _answered_error(read_json(response), response.status, response.reason)
+        except (OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(exc) from exc
+        return response
+
+    def _websocket(self, path: str) -> WebSocket:
+        """A WebSocket to `path` (exec, attach); the agent's refusal of the upgrade raised."""
+        try:
+            return WebSocket.open(self.target, path)
+        except HandshakeRefused as exc:
+            raise _answered_error(exc.body, exc.status, exc.reason) from None
+        except OSError as exc:
+            raise self._unreachable(exc) from exc
 
     def _answer(self, send: Callable[[], http.client.HTTPResponse]) -> Any:
         try:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rnx.client.fields import Fields, Model
+from rnx.client.share import Share
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,6 +21,8 @@ class Volume(Model):
     mounted: bool
     persistent: bool  # False for memory volumes, whose contents a reboot loses
     slot: int  # its group's place in the agent's range (group joblet-v<slot>)
+    owner: str = ""  # cert:NAME or unix:NAME; "" from an agent before owners
+    shares: tuple[Share, ...] = ()  # whom its owner shared it with
 
     @classmethod
     def read(cls, fields: Fields) -> Volume:
@@ -34,6 +37,8 @@ class Volume(Model):
             mounted=fields.flag("mounted"),
             persistent=fields.flag("persistent"),
             slot=fields.whole("slot"),
+            owner=fields.text("owner", ""),
+            shares=tuple(Share.read(s) for s in fields.objs("shares", [])),
             raw=fields.data,
         )
 

@@ -10,11 +10,14 @@ import click
 from rnx import values
 from rnx.attach import attach, follow_log
 from rnx.context import Context, pass_context
+from rnx.interactive import attached_run
+from rnx.scheduling import make_schedule
 from rnx.views import (
     describe_limits,
     emit_json,
     job_details,
     key_values,
+    owner_text,
     say,
     state_text,
     table,
@@ -63,6 +66,11 @@ def group() -> None:
     "timeout",
     metavar="DURATION",
     help="Stop the job after this long: seconds, or 30s, 5m, 1h. Ends as TIMEOUT, exit 124.",
+)
+@click.option(
+    "--idle-timeout",
+    metavar="DURATION",
+    help="End the job when no exec, attach or file call touched it for this long (15m).",
 )
 @click.option(
     "-e", "--env", multiple=True, metavar="K=V", help="Environment variable (repeatable)."
@@ -118,12 +126,53 @@ def group() -> None:
     metavar="NAME",
     help="Run in an installed runtime: python-3.11-ml, java:17, NAME@RELEASE (rnx runtime list).",
 )
+@click.option(
+    "--schedule",
+    metavar="WHEN",
+    help="Start it later: 30s, 5m, 1h30m, in 10m, 2026-12-24T18:00:00Z, '2026-12-24 18:00' (the "
+    "host's time zone); or every time a systemd calendar expression elapses: hourly, *:0/15, "
+    "'Mon..Fri *-*-* 02:00' (a schedule: rnx schedule).",
+)
+@click.option(
+    "--overlap",
+    type=click.Choice(["skip", "queue", "parallel"]),
+    help="With a recurring --schedule: what a firing does while a run has not ended: skip "
+    "(default), queue (run once the previous ended), parallel.",
+)
+@click.option(
+    "--catch-up/--no-catch-up",
+    default=True,
+    help="With a recurring --schedule: a firing missed while no agent ran runs once at its "
+    "start (default), or never.",
+)
+@click.option(
+    "--priority",
+    metavar="PRIORITY",
+    help="Its place in the queue when the agent has no room for it now: low, normal (default), "
+    "high, or 0-9 (higher runs first; first come, first served within one).",
+)
 @click.option("-d", "--detach", is_flag=True, help="Print the job id and return at once.")
+@click.option(
+    "-i",
+    "--interactive",
+    is_flag=True,
+    help="Send stdin to the command (it reads /dev/null otherwise).",
+)
+@click.option(
+    "-t",
+    "--tty",
+    is_flag=True,
+    help="Give the command a terminal; this one is attached to it (with -i: a REPL, a shell).",
+)
 @click.option("--raw", is_flag=True, help=RAW_HELP)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @pass_context
 def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **flags: Any) -> None:
     """Run COMMAND as a job; stream its output and exit with its exit code.
+
+    With --schedule WHEN it starts later (30s, in 10m, 2026-12-24T18:00:00Z), or runs every
+    time a systemd calendar expression elapses (hourly, '*:0/15'): a schedule (rnx schedule),
+    whose id is printed.
 
     The command starts at `--` or at the first argument that is not an option; everything after
     it belongs to the job:
@@ -135,6 +184,9 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
     limits = _limits(flags)
     env = dict(values.key_value("--env", e) for e in flags["env"])
     secret_env = dict(values.key_value("--secret-env", s) for s in flags["secret_env"])
+    if flags["schedule"] and values.recurring(flags["schedule"]):
+        make_schedule(ctx, command, env=env, secret_env=secret_env, limits=limits, flags=flags)
+        return
     with ctx.client() as client, upload_progress(quiet=ctx.json) as progress:
         job = client.run(
             list(command),
@@ -150,14 +202,21 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
             network=flags["network"],
             allow_egress=flags["allow_egress"],
             runtime=flags["runtime"],
+            priority=None if flags["priority"] is None else values.priority(flags["priority"]),
+            schedule=flags["schedule"],
+            tty=flags["tty"],
+            stdin=flags["interactive"] or flags["tty"],
             **limits,
         )
         if ctx.json and detach:
             emit_json(job)
             return
         if not ctx.json:
+            place = f" #{job.queue_position}" if job.queue_position else ""
+            if job.scheduled_for and job.state == "SCHEDULED":
+                place = f" for {job.scheduled_for.isoformat()}"
             click.secho(
-                f"Job {job.id} {job.state}: {describe_limits(job.spec.limits)}",
+                f"Job {job.id} {job.state}{place}: {describe_limits(job.spec.limits)}",
                 fg="cyan",
                 err=True,
             )
@@ -166,6 +225,15 @@ def run(ctx: Context, /, command: tuple[str, ...], detach: bool, raw: bool, **fl
         if detach:
             say(job.id)
             return
+        if flags["tty"] or flags["interactive"]:
+            sys.exit(
+                attached_run(
+                    client,
+                    job.id,
+                    tty=flags["tty"],
+                    follow=lambda: attach(client, job.id, as_json=ctx.json, raw=raw),
+                )
+            )
         sys.exit(attach(client, job.id, as_json=ctx.json, raw=raw))
 
 
@@ -189,18 +257,33 @@ def _limits(flags: dict[str, Any]) -> dict[str, Any]:
         )
     if flags["timeout"] is not None:
         limits["timeout_sec"] = values.duration("--timeout", flags["timeout"])
+    if flags["idle_timeout"] is not None:
+        limits["idle_timeout_sec"] = values.duration("--idle-timeout", flags["idle_timeout"])
     return limits
 
 
 @group.command("list")
 @click.option("--state", help="Only jobs in these states (comma-separated).")
+@click.option(
+    "--owner",
+    metavar="OWNER",
+    help="Only this owner's jobs: NAME (of your own kind), cert:NAME or unix:NAME.",
+)
+@click.option("--schedule", metavar="SCHEDULE", help="Only the runs of this schedule (its name).")
 @click.option("--limit", type=click.IntRange(1, 1000), default=100, show_default=True)
 @pass_context
-def list_(ctx: Context, state: str | None, limit: int) -> None:
-    """List jobs, newest first."""
+def list_(
+    ctx: Context, state: str | None, owner: str | None, schedule: str | None, limit: int
+) -> None:
+    """List jobs, newest first: every job's state; another owner's arguments show as ***
+    below the maintainer role."""
     params = {"limit": str(limit)}
     if state:
         params["state"] = state
+    if owner:
+        params["owner"] = owner
+    if schedule:
+        params["schedule"] = schedule
     jobs = ctx.ask(lambda client: client.list(**params))
     if jobs is None:
         return
@@ -208,9 +291,9 @@ def list_(ctx: Context, state: str | None, limit: int) -> None:
         [
             j.id[:8],
             j.spec.name or "",
-            state_text(j.state),
+            state_text(j.state, j.queue_position),
             "" if j.exit_code is None else str(j.exit_code),
-            j.owner,
+            owner_text(j.owner),
             j.created_at.strftime("%m-%d %H:%M:%S"),
             " ".join(j.spec.argv)[:50],
         ]
@@ -265,7 +348,7 @@ def stop(ctx: Context, job_id: str) -> None:
 @click.argument("job_id", metavar="JOB")
 @pass_context
 def cancel(ctx: Context, job_id: str) -> None:
-    """Cancel a job that has not started running yet (SCHEDULED).
+    """Cancel a job that has not started running yet (SCHEDULED or QUEUED).
 
     JOB is its id, its name (--name) or a unique prefix of its id (4+ characters)."""
     with ctx.client() as client:

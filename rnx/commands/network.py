@@ -1,4 +1,4 @@
-"""rnx network create|list|show|remove."""
+"""rnx network create|list|show|share|unshare|remove."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 import click
 
 from rnx.context import Context, pass_context
-from rnx.views import say, table
+from rnx.views import owner_text, say, shares_text, table
+
+WITH_HELP = "NAME (of your own kind: a certificate's, or a local user's), cert:NAME or unix:NAME."
 
 if TYPE_CHECKING:
     from rnx.client import Network
@@ -21,6 +23,9 @@ def group() -> None:
       rnx network create backend --cidr=10.42.0.0/24
       rnx job run -d --network=backend --name=db python3 -m http.server 8080
       rnx job run --network=backend python3 -c "import urllib.request as u; u.urlopen('http://db:8080')"
+
+    A network is its creator's (maintainers and admins create them); developers see and join
+    one once its owner shares it with them (rnx network share).
     """
 
 
@@ -44,7 +49,8 @@ def _jobs(network: Network) -> str:
 @group.command("list")
 @pass_context
 def list_(ctx: Context) -> None:
-    """List networks with their CIDR and the jobs attached now."""
+    """List the networks you may join (maintainers and admins: all), with their CIDR and the
+    jobs attached now."""
     networks = ctx.ask(lambda client: client.networks())
     if networks is None:
         return
@@ -53,13 +59,16 @@ def list_(ctx: Context) -> None:
             n.name,
             n.cidr,
             "internal" if n.internal else "nat",
+            owner_text(n.owner),
+            shares_text(n.shares),
             str(len(n.jobs)),
             _jobs(n),
         ]
         for n in networks
     ]
     # Addresses and ids: rnx network show NAME.
-    table(["NAME", "CIDR", "OUTBOUND", "JOBS", "ATTACHED (HOSTNAMES)"], rows)
+    columns = ["NAME", "CIDR", "OUTBOUND", "OWNER", "SHARED WITH", "JOBS", "ATTACHED (HOSTNAMES)"]
+    table(columns, rows)
 
 
 @group.command()
@@ -72,6 +81,8 @@ def show(ctx: Context, name: str) -> None:
         return
     say(f"{network.name}: {network.cidr}, bridge {network.bridge}, ", nl=False)
     say("internal" if network.internal else f"NAT via {network.gateway}")
+    shared = shares_text(network.shares)
+    say(f"owner {owner_text(network.owner)}, shared with {shared}")
     for job in network.jobs:
         say(f"  {job.address:<16}{job.hostname:<24}{job.id}")
 
@@ -84,3 +95,33 @@ def remove(ctx: Context, name: str) -> None:
     result = ctx.ask(lambda client: client.remove_network(name))
     if result is not None:
         say(f"Removed network {result.removed}")
+
+
+@group.command()
+@click.argument("name")
+@click.option("--with", "with_", required=True, metavar="OWNER", help=WITH_HELP)
+@click.option(
+    "--ro",
+    is_flag=True,
+    help="Without names: their jobs there keep the default hostname job-<id8> (no --name).",
+)
+@pass_context
+def share(ctx: Context, name: str, with_: str, ro: bool) -> None:
+    """Let OWNER see network NAME and run jobs on it (maintainer or admin).
+
+    A share with names lets their jobs take any free hostname there (--name): give it only to
+    those you trust with the names your services are known by. Sharing again changes how."""
+    network = ctx.ask(lambda client: client.share_network(name, with_=with_, read_only=ro))
+    if network is not None:
+        say(f"Network {network.name} shared with {shares_text(network.shares)}")
+
+
+@group.command()
+@click.argument("name")
+@click.option("--with", "with_", required=True, metavar="OWNER", help=WITH_HELP)
+@pass_context
+def unshare(ctx: Context, name: str, with_: str) -> None:
+    """Stop sharing network NAME with OWNER (jobs running there stay)."""
+    network = ctx.ask(lambda client: client.unshare_network(name, with_=with_))
+    if network is not None:
+        say(f"Network {network.name} shared with {shares_text(network.shares)}")

@@ -89,8 +89,11 @@ def check_installed_and_listening(host: Host) -> None:
     assert m.run("systemctl", "is-enabled", "joblet.socket").stdout.strip() == "enabled"
     assert "rnx job run -- echo hello" in host.install_output
     assert "joblet-agent pki client" in host.install_output
-    for name in ("ca.crt", "ca.key", "server.crt", "server.key", "crl.pem"):
+    for name in ("ca.crt", "ca/ca.key", "server.crt", "server.key", "crl.pem"):
         assert m.path(f"/etc/joblet/pki/{name}").is_file(), name
+    # The CRL (valid 30 days) is renewed weekly by a timer the package enabled and started.
+    assert m.run("systemctl", "is-enabled", "joblet-crl-renew.timer").stdout.strip() == "enabled"
+    assert unit_state(host, "joblet-crl-renew.timer") == "active"
     assert m.path("/etc/joblet/joblet.yml").is_file()
     conffiles = m.run("dpkg-query", "-W", "-f=${Conffiles}", "joblet").stdout
     assert "/etc/joblet/joblet.yml" in conffiles
@@ -104,6 +107,10 @@ def check_job_as_root(host: Host) -> str:
     run = m.run("rnx", "job", "run", "--", "echo", "hello")
     assert output_lines(run.stdout) == ["hello"], run.stdout
     assert unit_state(host, "joblet.service") == "active"  # activated by that connection
+    # The agent's view of the file system has the PKI it serves with, never the CA's key.
+    agent = f"/proc/{main_pid(host, 'joblet.service')}/root/etc/joblet/pki"
+    assert m.run("test", "-r", f"{agent}/crl.pem", check=False).returncode == 0
+    assert m.run("test", "-e", f"{agent}/ca/ca.key", check=False).returncode == 1
     jobs = rnx_json(host, "job", "list")
     job = next(j for j in jobs if j["spec"]["args"] == ["hello"])
     assert job["state"] == "COMPLETED" and job["exit_code"] == 0, job
@@ -129,7 +136,7 @@ def check_job_over_mtls(host: Host) -> None:
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
     mine = [j for j in json.loads(listed.stdout) if j["spec"]["args"] == ["over", "mtls"]]
-    assert len(mine) == 1 and mine[0]["owner"] == "ci", mine
+    assert len(mine) == 1 and mine[0]["owner"] == "cert:ci", mine
     journal = m.run("journalctl", "--no-pager", "-o", "cat", "-u", "joblet-job-*").stdout
     assert "over mtls" in journal.splitlines()
     # Without a certificate the agent turns the client away: its own TLS alert, on the same
@@ -405,6 +412,8 @@ def check_no_privileged_step_runs_job_bait(host: Host) -> None:
     build_bait(m.path("/root/bait"), tag)  # compiled with the host's gcc
     m.run("rnx", "volume", "create", "bait", "--size", "32M")
     m.run("rnx", "network", "create", "atk", "--cidr", "10.77.0.0/24")
+    m.run("rnx", "volume", "share", "bait", "--with", "cert:ci")  # root's, for the developer
+    m.run("rnx", "network", "share", "atk", "--with", "cert:ci")
     env = [f"--env={name}={value}" for name, value in hostile_env("/work/bait").items()]
     try:
         for network in ("none", "isolated", "atk"):

@@ -51,15 +51,16 @@ def refused(call: object) -> RnxError:
     return info.value
 
 
-def test_max_running_refuses_one_more_job_until_one_ends(client: Client) -> None:
+def test_max_running_queues_one_more_job_until_one_ends(client: Client) -> None:
+    """jobs.max_running: 2 (the admission queue's cap when admission.max_running is unset): a
+    third job waits QUEUED, first in line, and runs once one of the two ends."""
     with joblet_yml("jobs:\n  max_running: 2\n"):
         first, second = client.run(["sleep", "60"]), client.run(["sleep", "60"])
         try:
-            error = refused(lambda: client.run(["true"]))
-            assert (error.status, error.code) == (409, "conflict"), error
-            assert error.message == "2 jobs are running, the most this agent allows"
-            client.stop(first.id)
             third = client.run(["true"])
+            assert (third.state, third.queue_position) == ("QUEUED", 1), third
+            assert client.get(third.id).state == "QUEUED"
+            client.stop(first.id)
             assert wait_state(client, third.id, "COMPLETED").exit_code == 0
         finally:
             for job in (first, second):

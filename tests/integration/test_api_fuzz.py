@@ -162,6 +162,9 @@ def fuzzer(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzze
         for collection, had, has in zip(collections, before, after, strict=True):
             for thing in has - had:
                 me.call("DELETE", f"/v1/{collection}/{thing}")
+        # Its schedules (the pool's, and those it made): their timers are PID 1's until deleted.
+        for schedule in me.call("GET", f"/v1/schedules?owner={name}")["schedules"]:
+            me.call("DELETE", f"/v1/schedules/{schedule['id']}")
     print(f"\n{sum(ANSWERED.values())} requests:", *sorted(ANSWERED.items()), sep="\n  ")
     assert agent_after == agent, "the agent restarted while it was fuzzed"
     # No error of the agent's own: a traceback, or a task that raised with nobody to hear it
@@ -176,7 +179,7 @@ def fuzzer(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzze
 
 def fill_the_pool(me: Fuzzer, tmp: Path) -> None:
     """Jobs of the fuzzer's (running and ended; ids whole and as 8-character prefixes), one of
-    its uploads (sent: empty), a volume, a network and a runtime."""
+    its uploads (sent: empty), a volume, a network, a runtime and a schedule."""
     jobs = [me.job("sleep", "600"), me.job("sleep", "600"), me.job("true")]
     me.ended(jobs[-1])
     upload = me.call("POST", "/v1/uploads", {"bytes": 0, "entries": 0})["id"]
@@ -189,6 +192,9 @@ def fill_the_pool(me: Fuzzer, tmp: Path) -> None:
             content_type="application/octet-stream")  # fmt: skip
     POOL["/v1/jobs"] = jobs + [j[:8] for j in jobs]
     POOL["/v1/uploads"] = [upload]
+    # A schedule that does not fire while the module runs (once a year).
+    schedule = {"calendar": "*-01-01 03:00:00", "name": tag, "job": {"command": "true"}}
+    POOL["/v1/schedules"] = [me.call("POST", "/v1/schedules", schedule)["id"], tag]
     POOL["/v1/volumes"] = POOL["/v1/networks"] = POOL["/v1/runtimes"] = [tag]
 
 

@@ -152,7 +152,7 @@ def test_cancel_of_a_running_job_is_a_conflict_that_says_to_stop() -> None:
     try:
         result = rnx("job", "cancel", job_id)
         assert result.returncode == 4
-        assert "only SCHEDULED jobs can be canceled" in result.stderr
+        assert "only SCHEDULED and QUEUED jobs can be canceled" in result.stderr
         assert f"rnx job stop {job_id[:8]}" in result.stderr
     finally:
         rnx("job", "stop", job_id)

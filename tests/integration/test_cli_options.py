@@ -53,7 +53,7 @@ def test_delete_all_deletes_the_callers_ended_jobs_and_skips_running_ones(
         assert result.returncode == 0, result.stderr
         assert result.stdout == "Deleted 2 job(s); skipped 1 still running\n"
         listed = json.loads(rnx(*mine, "--json", "job", "list").stdout)
-        assert [j["id"] for j in listed if j["owner"] == name] == [running]
+        assert [j["id"] for j in listed if j["owner"] == f"cert:{name}"] == [running]
         assert rnx(*mine, "job", "status", ended[0]).returncode == 3
     finally:
         assert rnx(*mine, "job", "stop", running).returncode == 0

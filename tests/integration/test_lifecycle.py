@@ -111,11 +111,18 @@ def test_unit_runs_in_joblet_slice_with_properties(client: Client) -> None:
     try:
         wait_state(client, job.id, "RUNNING")
         unit = job.unit
-        assert unit_property(unit, "Slice") == "joblet.slice"
+        # Its owner's slice (root's, on the local socket), inside joblet.slice (units/owner.py).
+        # root over the local socket is unix:root (domain/owner.py); ':' stays in a unit name.
+        assert unit_property(unit, "Slice") == "joblet-owner-unix:root.slice"
+        assert unit_property(unit, "ControlGroup").startswith(
+            "/joblet.slice/joblet-owner.slice/joblet-owner-unix:root.slice/"
+        )
         assert unit_property(unit, "MemoryMax") == str(128 * 1024 * 1024)
         assert unit_property(unit, "TasksMax") == "77"
         assert unit_property(unit, "CPUQuotaPerSecUSec") == "500ms"
-        assert unit_property(unit, "LogRateLimitIntervalUSec") == "1us"
+        # journald's rate limit per job (jobs.log_lines per jobs.log_interval: 100,000 a minute)
+        assert unit_property(unit, "LogRateLimitIntervalUSec") == "1min"
+        assert unit_property(unit, "LogRateLimitBurst") == "100000"
     finally:
         client.stop(job.id)
 

@@ -29,16 +29,23 @@ def cpu_seconds(job: Job) -> float:
     """CPU time of the job's busy process: CPUUsageNSec where systemd has it, else /proc.
 
     This machine mounts cpu and cpuacct as separate cgroup v1 hierarchies; systemd 252 assumes
-    them joined and never creates the cpuacct group, so CPUUsageNSec stays unset here. The single
-    busy process's utime+stime (it has no children) measures the same thing.
+    them joined and never creates the cpuacct group, so CPUUsageNSec stays unset here. The
+    utime+stime of the unit's processes (the busy one, and joblet-init, its idle parent)
+    measures the same thing.
     """
     unit = str(job.unit)
     usage = unit_property(unit, "CPUUsageNSec")
     if usage.isdigit():
         return int(usage) / 1e9
-    pid = unit_property(unit, "MainPID")
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    group = unit_property(unit, "ControlGroup")
+    procs = Path(f"/sys/fs/cgroup/unified{group}/cgroup.procs")
+    if not procs.exists():
+        procs = Path(f"/sys/fs/cgroup{group}/cgroup.procs")
+    ticks = 0
+    for pid in procs.read_text().split():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def test_cpu_quota_holds_a_busy_loop_at_20_percent(client: Client) -> None:

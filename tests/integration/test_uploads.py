@@ -270,7 +270,7 @@ def test_file_changing_while_sent_fails_and_nothing_stays(
     assert "changed while being sent" in caught.value.message
     # The agent saw the stream break off (once it got to it: the client does not wait for
     # that), refused it as a bad request and removed what it had received.
-    assert "PUT /v1/uploads/{id} by root (admin): failed" in _audit_line(str(upload["id"]))
+    assert "PUT /v1/uploads/{id} by unix:root (admin): failed" in _audit_line(str(upload["id"]))
     assert "-> 400" in _audit_line(str(upload["id"]))
     assert not (STAGED / str(upload["id"])).exists()
 
@@ -312,3 +312,48 @@ def test_an_unknown_upload_is_not_found(client: Client, nothing_left: None) -> N
         )
     assert caught.value.code == "not-found"
     assert "upload" in caught.value.message
+
+
+def disk_use(*roots: Path) -> int:
+    """Bytes the files under `roots` take on disk (allocated blocks: sparse images count what
+    is written)."""
+    total = 0
+    for root in roots:
+        for directory, _dirs, files in os.walk(root):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+                except OSError:  # removed while we looked
+                    continue
+    return total
+
+
+def test_an_upload_takes_its_size_on_disk_once(client: Client, tmp_path: Path) -> None:
+    """Staged, then in the job's /work image: never both whole at once (the staged copy goes as
+    the image fills). Sampled every few milliseconds from the upload to the job's start."""
+    size = 96 * 1024 * 1024
+    data = tmp_path / "data.bin"
+    with data.open("wb") as out:
+        for _ in range(size // (1024 * 1024)):
+            out.write(os.urandom(1024 * 1024))
+    before = disk_use(STAGED, JOBS)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, disk_use(STAGED, JOBS))
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        job = client.run(["wc", "-c", "data.bin"], uploads=[str(data)])
+    finally:
+        done.set()
+        sampler.join()
+    lines, final = _output(client, job)
+    assert (final.state, lines) == ("COMPLETED", [f"{size} data.bin"]), (final, lines)
+    grew = peak - before
+    assert grew <= size * 1.25, f"a {size >> 20} MiB upload took {grew >> 20} MiB at its peak"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from joblet_agent.domain.config import JobPolicy
 from rnx.client import Client
 from tests.integration.conftest import wait_state
 from tests.security.probing import (
@@ -35,7 +36,9 @@ QUIET = (
     "    print(f'quiet {n}', flush=True)\n"
     "    time.sleep(0.1)\n"
 )
-FLOOD_LINES = 200_000
+# What joblet.yml's default rate limit lets through whole at any speed: jobs.log_lines (100,000)
+# per jobs.log_interval (1 min), the least journald keeps (docs/security.md, "The journal").
+FLOOD_LINES = JobPolicy().log_lines
 
 
 def fill_until_full(client: Client, directory: str, cap: int, **limits: Any) -> None:
@@ -85,6 +88,16 @@ def test_memory_bomb_is_oom_killed_and_its_neighbour_lives(client: Client) -> No
     assert list(client.logs(neighbour.id, follow=True)) == QUIET_LINES
 
 
+def test_a_memory_bomb_without_limits_is_oom_killed_at_the_default(client: Client) -> None:
+    default = JobPolicy().default_memory_bytes  # joblet.yml's jobs.default_memory
+    assert default is not None
+    bomb = start_probe(client, "exhaust", "memory-bomb", str(default + 256 * MIB))
+    final = wait_state(client, bomb.id, *ENDED, timeout=60)
+    assert (final.state, final.result) == ("FAILED", "oom-kill"), final
+    assert final.spec.limits.memory_bytes == default  # recorded: rnx job run and status show it
+    assert_host_responsive(client)
+
+
 def test_log_flood_arrives_whole_and_so_does_a_quiet_neighbour(client: Client) -> None:
     flood = start_probe(client, "exhaust", "flood", str(FLOOD_LINES))
     quiet = client.run(["python3", "-c", QUIET])
@@ -93,11 +106,11 @@ def test_log_flood_arrives_whole_and_so_does_a_quiet_neighbour(client: Client) -
         assert wait_state(client, job.id, *ENDED, timeout=120).state == "COMPLETED"
     lines = list(client.logs(flood.id, follow=True))
     expected = [f"flood {n}" for n in range(1, FLOOD_LINES + 1)]
-    if lines != expected:  # not a 200,000-element diff
+    if lines != expected:
         first = next((i for i, pair in enumerate(zip(lines, expected)) if pair[0] != pair[1]), None)
         pytest.fail(
             f"{len(lines)} of {FLOOD_LINES} flood lines arrived; first difference at {first}"
-        )
+        )  # not a 100,000-element diff
     assert list(client.logs(quiet.id, follow=True)) == QUIET_LINES
 
 

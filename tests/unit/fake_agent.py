@@ -54,7 +54,7 @@ def job(**changes: Any) -> dict[str, Any]:
         "unit": f"joblet-job-{JOB_ID}.service",
         "spec": spec,
         "state": "COMPLETED",
-        "owner": "root",
+        "owner": "unix:root",
         "created_at": "2026-12-04T10:11:12.345678+00:00",
         "started_at": "2026-12-04T10:11:12.400000+00:00",
         "ended_at": "2026-12-04T10:11:13.500000+00:00",
@@ -66,6 +66,7 @@ def job(**changes: Any) -> dict[str, Any]:
         "warnings": [],
         "user": "joblet-u0",
         "endpoint": None,
+        "redacted": False,
     }
     record.update(changes)
     return record
@@ -90,7 +91,9 @@ def volume(**changes: Any) -> dict[str, Any]:
         "size_bytes": 1073741824,
         "slot": 1,
         "created_at": "2026-12-01T09:08:07.654321+00:00",
-        "created_by": "root",
+        "created_by": "unix:root",
+        "owner": "unix:root",
+        "shares": [{"owner": "cert:alice", "read_only": True}],
         "used_bytes": 4096,
         "jobs": [JOB_ID],
         "mounted": True,
@@ -114,8 +117,10 @@ def network(**changes: Any) -> dict[str, Any]:
         "internal": False,
         "bridge": "jb-backend",
         "gateway": "10.42.0.1",
-        "created_by": "root",
+        "created_by": "unix:root",
         "created_at": "2026-12-01T09:00:00+00:00",
+        "owner": "unix:root",
+        "shares": [],
         "jobs": [attached],
         **changes,
     }

@@ -5,25 +5,29 @@ end recorder (OnSuccess=/OnFailure=) writing PID 1's account of the end, then it
 from __future__ import annotations
 
 import asyncio
+import builtins
 import io
 import shutil
 import tarfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatch
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from joblet_agent.adapters.executables import resolve_command
+from joblet_agent.domain.admission import queue_key
 from joblet_agent.domain.archive import Extracted, ExtractLimits
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.domain.runtime import RuntimeSpec
 from joblet_agent.domain.runtime_binding import InstalledRuntime, Provenance
+from joblet_agent.domain.schedule import ScheduleRecord
 from joblet_agent.domain.user import JobUser
 from joblet_agent.domain.volume import Volume
 from joblet_agent.errors import ErrorCode, JobletError
-from joblet_agent.ports import JobDone, UnitGone
+from joblet_agent.ports import CalendarAnswer, JobDone, UnitGone
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.runtime import RuntimeMounts
@@ -42,6 +46,8 @@ class FakeSystemd:
         self.run_result = "done"
         self.kernel_log = ""  # what a dmesg helper (units/kernel_log.py) prints
         self.refuse_next = False
+        self.can_freeze = True
+        self.frozen: set[str] = set()
 
     async def start_transient(
         self,
@@ -53,12 +59,15 @@ class FakeSystemd:
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
+        if unit in self.units:
+            raise JobletError(ErrorCode.SYSTEMD, f"Unit {unit} already exists.")
         self.started.append((unit, list(properties)))
         self.aux += [(name, list(props)) for name, props in aux]
         self.units[unit] = {
             "ActiveState": "active",
             "ExecMainStartTimestamp": 1_700_000_000_000_000,
-            "RootDirectory": next(p.value for p in properties if p.name == "RootDirectory"),
+            "RootDirectory": next((p.value for p in properties if p.name == "RootDirectory"), ""),
+            **{p.name: p.value for p in properties if p.name == "OnCalendar"},
         }
         for name, props in aux:
             if name.startswith("joblet-end-"):
@@ -66,12 +75,20 @@ class FakeSystemd:
                 self.records[unit] = Path(output)
         asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
-    async def run(self, unit: str, properties: Sequence[Property], *, within: float) -> str:
+    async def run(
+        self,
+        unit: str,
+        properties: Sequence[Property],
+        *,
+        within: float,
+        aux: Sequence[tuple[str, Sequence[Property]]] = (),
+    ) -> str:
         """A oneshot helper started and awaited (the host side of networks, the kernel's log)."""
         if self.refuse_next:
             self.refuse_next = False
             raise JobletError(ErrorCode.SYSTEMD, "systemd refused: Unexpected message contents")
         self.started.append((unit, list(properties)))
+        self.aux += [(name, list(props)) for name, props in aux]
         self.ran.append(unit)
         output = next((p.value for p in properties if p.name == "StandardOutputFileToTruncate"), "")
         if output:
@@ -101,6 +118,9 @@ class FakeSystemd:
 
     async def stop(self, unit: str, *, within: float | None = None) -> None:
         self.stopped.append(unit)
+        if unit.endswith(".timer"):
+            self.units.pop(unit, None)
+            return
         if unit in self.units:
             asyncio.get_running_loop().call_soon(
                 lambda: self.end(unit, result="success", code="killed", status="TERM")
@@ -115,7 +135,28 @@ class FakeSystemd:
         return str(props["ActiveState"]) if props else None
 
     async def list_units(self, pattern: str) -> list[tuple[str, str]]:
-        return [(u, p["ActiveState"]) for u, p in self.units.items()]
+        return [(u, p["ActiveState"]) for u, p in self.units.items() if fnmatch(u, pattern)]
+
+    async def timer_properties(self, unit: str) -> dict[str, Any] | None:
+        return await self.unit_properties(unit)
+
+    def fire(self, timer: str, at_usec: int = 1) -> None:
+        """A timer elapses: PID 1 runs its service, whose start job ends (JobRemoved)."""
+        assert timer in self.units, f"no timer {timer}"
+        self.units[timer]["LastTriggerUSec"] = at_usec
+        self.emit(JobDone(timer.removesuffix(".timer") + ".service", "done"))
+
+    def lose_transient_units(self) -> None:
+        """A reboot (or PID 1's end): every transient unit is gone."""
+        self.units.clear()
+
+    async def freeze(self, unit: str) -> None:
+        if not self.can_freeze:
+            raise JobletError(ErrorCode.UNSUPPORTED, f"{unit} does not support freezing")
+        self.frozen.add(unit)
+
+    async def thaw(self, unit: str) -> None:
+        self.frozen.discard(unit)
 
     async def reset_failed(self, unit: str) -> None:
         if self.units.get(unit, {}).get("ActiveState") == "failed":
@@ -146,6 +187,13 @@ class FakeJournal:
 class FakeJobFiles:
     """Directories as the real adapter makes them, minus the image and chown (no root here)."""
 
+    def stage(self, paths: JobPaths, *, upload: Path | None, secrets: str | None) -> None:
+        Path(paths.root).mkdir(parents=True)
+        if upload is not None:
+            upload.rename(Path(paths.upload))
+        if secrets is not None:
+            self.write_secrets(paths, secrets)
+
     async def create(
         self,
         paths: JobPaths,
@@ -154,9 +202,11 @@ class FakeJobFiles:
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
         _make_dirs(paths, upload)
+
+    async def finish(self, paths: JobPaths, *, flush: bool) -> None:
+        """Nothing to move or flush without an image: the tree stays as the job's /work."""
 
     def remove(self, paths: JobPaths) -> None:
         shutil.rmtree(paths.root, ignore_errors=True)
@@ -187,7 +237,7 @@ class FakeJobFiles:
 
 def _make_dirs(paths: JobPaths, upload: Path | None = None) -> None:
     for directory in (paths.root, paths.work):
-        Path(directory).mkdir(parents=True)
+        Path(directory).mkdir(parents=True, exist_ok=directory == paths.root)
     if upload is not None:
         Path(paths.work).rmdir()
         upload.rename(Path(paths.work))
@@ -204,6 +254,30 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.moment += delta
+
+
+class FakeCalendar:
+    """The Calendar port: answers set by the test; anything else is systemd's refusal."""
+
+    def __init__(self) -> None:
+        self.elapses: dict[str, list[datetime]] = {}  # expression -> its elapses, in order
+        self.local: dict[str, datetime] = {}  # local time text -> the instant
+
+    async def next_elapse(
+        self, expression: str, *, after: datetime | None = None
+    ) -> CalendarAnswer:
+        if expression not in self.elapses:
+            raise JobletError(
+                ErrorCode.INVALID,
+                f"Failed to parse calendar specification '{expression}': Invalid argument",
+            )
+        later = [t for t in self.elapses[expression] if after is None or t > after]
+        return CalendarAnswer(expression, later[0] if later else None)
+
+    async def timestamp(self, text: str) -> datetime:
+        if text not in self.local:
+            raise JobletError(ErrorCode.INVALID, f'Failed to parse "{text}": Invalid argument')
+        return self.local[text]
 
 
 class FakeGroups:
@@ -238,6 +312,11 @@ class FakeJobStore:
         named = [r for r in self.records.values() if r.spec.name == name]
         return [r.id for r in sorted(named, key=lambda r: r.created_at, reverse=True)][:11]
 
+    def with_files(self, states: frozenset[JobState]) -> list[JobRecord]:
+        return [
+            r for r in self.records.values() if r.state in states and r.files_reclaimed_at is None
+        ]
+
     def list(
         self,
         *,
@@ -245,18 +324,70 @@ class FakeJobStore:
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> list[JobRecord]:
         found = [
             r
             for r in self.records.values()
-            if (states is None or r.state in states) and (owner is None or r.owner == owner)
+            if (states is None or r.state in states)
+            and (owner is None or r.owner == owner)
+            and (schedule is None or r.schedule == schedule)
         ]
         found.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return found[offset : None if limit is None else offset + limit]
 
+    def count(self, *, states: frozenset[JobState], owner: str | None = None) -> int:
+        return len(self.list(states=states, owner=owner))
+
+    def queued(self, *, step_sec: float, limit: int, offset: int = 0) -> builtins.list[JobRecord]:
+        order = self.queue_order(step_sec=step_sec)[offset : offset + limit]
+        return [self.records[job_id] for job_id in order]
+
+    def queue_order(self, *, step_sec: float) -> builtins.list[str]:
+        """As the SQLite store: by queue_key, then by insertion (dicts keep it)."""
+        inserted = {job_id: index for index, job_id in enumerate(self.records)}
+        queued = [r for r in self.records.values() if r.state is JobState.QUEUED]
+        queued.sort(
+            key=lambda r: (
+                queue_key(r.queued_at or r.created_at, r.priority, step_sec),
+                inserted[r.id],
+            )
+        )
+        return [r.id for r in queued]
+
     def delete(self, job_id: str) -> None:
         if self.records.pop(job_id, None) is None:
             raise JobletError(ErrorCode.NOT_FOUND, f"job {job_id} does not exist")
+
+
+class FakeScheduleStore:
+    """The ScheduleStore port in memory."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, ScheduleRecord] = {}
+
+    def put(self, record: ScheduleRecord) -> None:
+        named = self.find_name(record.name) if record.name else None
+        if named not in (None, record.id):
+            raise JobletError(ErrorCode.CONFLICT, f"a schedule named {record.name!r} exists")
+        self.records[record.id] = record
+
+    def get(self, schedule_id: str) -> ScheduleRecord | None:
+        return self.records.get(schedule_id)
+
+    def find_name(self, name: str) -> str | None:
+        return next((r.id for r in self.records.values() if r.name == name), None)
+
+    def find_prefix(self, prefix: str) -> builtins.list[str]:
+        return sorted(i for i in self.records if i.startswith(prefix))[:11]
+
+    def list(self, *, owner: str | None = None) -> builtins.list[ScheduleRecord]:
+        found = [r for r in self.records.values() if owner is None or r.owner == owner]
+        return sorted(found, key=lambda r: (r.created_at, r.id))
+
+    def delete(self, schedule_id: str) -> None:
+        if self.records.pop(schedule_id, None) is None:
+            raise JobletError(ErrorCode.NOT_FOUND, f"schedule {schedule_id} does not exist")
 
 
 class FakeVolumeStorage:
@@ -271,6 +402,10 @@ class FakeVolumeStorage:
         return list(self.volumes.values())
 
     async def create(self, volume: Volume, gid: int) -> None:
+        self.volumes[volume.name] = volume
+
+    def save(self, volume: Volume) -> None:
+        assert volume.name in self.volumes
         self.volumes[volume.name] = volume
 
     def remove(self, name: str) -> None:
@@ -382,6 +517,10 @@ class FakeNetworkStore:
             raise JobletError(ErrorCode.CONFLICT, f"network {network.name!r} exists")
         self.networks[network.name] = network
 
+    def save(self, network: Network) -> None:
+        assert network.name in self.networks
+        self.networks[network.name] = network
+
     def get(self, name: str) -> Network | None:
         return self.networks.get(name)
 
@@ -444,6 +583,14 @@ class FakeRuntimeStore:
 # Every port has its fake (mypy checks here that each fits its Protocol).
 if TYPE_CHECKING:
     from joblet_agent import ports
+    from tests.unit.fake_init import (
+        FakeArchive,
+        FakeConnection,
+        FakeExecJournal,
+        FakeInit,
+        FakeJobChannels,
+        FakeStagedFiles,
+    )
 
     _checks: tuple[
         ports.SystemdManager,
@@ -459,6 +606,13 @@ if TYPE_CHECKING:
         ports.NetworkFiles,
         ports.NetworkStore,
         ports.Resolver,
+        ports.Calendar,
+        ports.ScheduleStore,
+        ports.JobChannels,
+        ports.ChannelConnection,
+        ports.ExecJournal,
+        ports.StagedFiles,
+        ports.ArchiveWriter,
     ] = (
         FakeSystemd(lambda event: None),
         FakeJobStore(),
@@ -473,4 +627,11 @@ if TYPE_CHECKING:
         FakeNetworkFiles(),
         FakeNetworkStore(),
         fake_resolver({}),
+        FakeCalendar(),
+        FakeScheduleStore(),
+        FakeJobChannels(),
+        FakeConnection(FakeInit()),
+        FakeExecJournal(),
+        FakeStagedFiles(),
+        FakeArchive(),
     )

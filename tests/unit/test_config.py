@@ -101,6 +101,13 @@ connections:
         ("jobs:\n  upload_min_rate: 0", ["jobs.upload_min_rate", "minimum is 1"]),
         ("jobs:\n  upload_min_rate: fast", ["jobs.upload_min_rate", "'fast'"]),
         ("state_dir: relative/dir", ["state_dir", "absolute"]),
+        ("jobs:\n  default_memory: 8G\n  max_memory: 4G", ["default_memory", "at most max_memory"]),
+        ("jobs:\n  default_memory: 1M", ["jobs.default_memory", "at least"]),
+        ("jobs:\n  default_timeout: 2h\n  max_timeout: 1h", ["default_timeout", "max_timeout"]),
+        ("jobs:\n  log_lines: 0", ["jobs.log_lines", "minimum is 1"]),
+        ("jobs:\n  work_retention: 0s", ["jobs.work_retention", "minimum is 1"]),
+        ("jobs:\n  upload_retention: 30d", ["jobs.upload_retention", "maximum is 604800"]),
+        ("jobs:\n  log_interval: 0.5s", ["jobs.log_interval", "from 1s to 7d"]),
         ("slice: user", ["slice", ".slice"]),
         ("jobs: {max_cpu: '10'", ["not valid YAML"]),
         ("connections:\n  max_tcp: 0", ["connections.max_tcp", "minimum is 1"]),
@@ -133,3 +140,31 @@ def test_log_stream_caps_are_read(tmp_path: Path) -> None:
     )
     assert (config.log_streams.max, config.log_streams.max_per_caller) == (10, 2)
     assert config.log_streams.write_timeout_sec == 120
+
+
+def test_the_log_rate_limit_is_read(tmp_path: Path) -> None:
+    defaults = load_config(tmp_path / "absent.yml").jobs
+    assert (defaults.log_lines, defaults.log_interval_sec) == (100_000, 60)
+    jobs = load_config(write(tmp_path, "jobs:\n  log_lines: 500\n  log_interval: 10s\n")).jobs
+    assert (jobs.log_lines, jobs.log_interval_sec) == (500, 10)
+
+
+def test_job_defaults_are_read(tmp_path: Path) -> None:
+    defaults = load_config(tmp_path / "absent.yml").jobs
+    assert (defaults.default_memory_bytes, defaults.default_timeout_sec) == (1024**3, 86400)
+    text = "jobs:\n  default_memory: 2G\n  default_timeout: 1h\n"
+    jobs = load_config(write(tmp_path, text)).jobs
+    assert (jobs.default_memory_bytes, jobs.default_timeout_sec) == (2 * 1024**3, 3600)
+    off = load_config(write(tmp_path, "jobs:\n  default_memory: null\n  default_timeout: null\n"))
+    assert (off.jobs.default_memory_bytes, off.jobs.default_timeout_sec) == (None, None)
+    # A smaller maximum lowers the built-in defaults instead of refusing them.
+    small = load_config(write(tmp_path, "jobs:\n  max_memory: 512M\n  max_timeout: 10m\n")).jobs
+    assert (small.default_memory_bytes, small.default_timeout_sec) == (512 * 1024**2, 600)
+
+
+def test_retention_times_are_read(tmp_path: Path) -> None:
+    defaults = load_config(tmp_path / "absent.yml").jobs
+    assert (defaults.work_retention_sec, defaults.upload_retention_sec) == (86400, 900)
+    text = "jobs:\n  work_retention: null\n  upload_retention: 2m\n"
+    jobs = load_config(write(tmp_path, text)).jobs
+    assert (jobs.work_retention_sec, jobs.upload_retention_sec) == (None, 120)

@@ -48,7 +48,11 @@ ALWAYS: dict[str, Any] = {
     "PrivateNetwork": True,
     "MemorySwapMax": 0,
     "StandardInput": "null",
-    "LogRateLimitIntervalUSec": 1,
+    # journald: the documented rate (jobs.log_lines per jobs.log_interval: 100,000 a minute,
+    # tests/security/test_exhaustion.py's flood), `<0>` kept as text, never as a priority.
+    "LogRateLimitIntervalUSec": 60_000_000,
+    "LogRateLimitBurst": 100_000,
+    "SyslogLevelPrefix": False,
     "KillMode": "control-group",
     "SendSIGKILL": True,
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from joblet_agent.domain.config import Enforcement, JobPolicy
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.errors import ErrorCode, JobletError
+from joblet_agent.units.exec_channel import init_argv
 from tests.unit.hosts import BARE_V2_HOST, HYBRID_HOST
 
 POLICY = JobPolicy(max_timeout_sec=3600, max_io_bps=100 * 1024**2)
@@ -37,7 +39,29 @@ def test_minimal_request_gets_defaults() -> None:
     spec = parse_job_request({"command": "true"}, POLICY, HYBRID_HOST).spec
     assert spec.argv == ("true",)
     assert spec.limits.max_tasks == 512  # fork bombs are always contained
-    assert spec.limits.memory_bytes is None
+    assert spec.limits.memory_bytes == 1024**3  # joblet.yml's jobs.default_memory
+    assert spec.limits.timeout_sec == 3600  # jobs.default_timeout (24h), within max_timeout
+
+
+def test_defaults_are_recorded_within_the_maximums_and_asked_limits_win() -> None:
+    small = JobPolicy(max_memory_bytes=256 * 1024**2, max_timeout_sec=60)
+    limits = parse_job_request({"command": "true"}, small, HYBRID_HOST).spec.limits
+    assert (limits.memory_bytes, limits.timeout_sec) == (256 * 1024**2, 60)
+    asked = {"command": "true", "limits": {"memory_bytes": "2G", "timeout_sec": "48h"}}
+    limits = parse_job_request(asked, JobPolicy(), HYBRID_HOST).spec.limits
+    assert (limits.memory_bytes, limits.timeout_sec) == (2 * 1024**3, 48 * 3600)
+    none = JobPolicy(default_memory_bytes=None, default_timeout_sec=None)
+    limits = parse_job_request({"command": "true"}, none, HYBRID_HOST).spec.limits
+    assert (limits.memory_bytes, limits.timeout_sec) == (None, None)
+
+
+def test_a_default_memory_limit_the_host_cannot_enforce_is_a_warning() -> None:
+    host = dataclasses.replace(HYBRID_HOST, controllers=HYBRID_HOST.controllers - {"memory"})
+    validated = parse_job_request({"command": "true"}, JobPolicy(), host)
+    assert any("default memory limit does not hold" in w for w in validated.warnings)
+    with pytest.raises(JobletError) as refused:  # asked for: refused, as before
+        parse_job_request({"command": "true", "limits": {"memory_bytes": "1G"}}, JobPolicy(), host)
+    assert refused.value.code is ErrorCode.UNSUPPORTED
 
 
 @pytest.mark.parametrize(
@@ -71,7 +95,7 @@ def test_minimal_request_gets_defaults() -> None:
         (limits(cpu_cores="0,,1"), ["limits.cpu_cores", "CPU list"]),
         (limits(cpu_cores="a"), ["limits.cpu_cores", "CPU list"]),
         (limits(cpu_cores="0-7"), ["limits.cpu_cores", "CPU 4 does not exist", "0-3"]),
-        (limits(max_tasks=1), ["limits.max_tasks", "1", "minimum is 2"]),
+        (limits(max_tasks=2), ["limits.max_tasks", "2", "minimum is 3"]),
         (limits(max_tasks=10**9), ["limits.max_tasks", "maximum"]),
         (limits(timeout_sec=0), ["limits.timeout_sec", "minimum"]),
         (limits(timeout_sec="soon"), ["limits.timeout_sec", "duration"]),
@@ -175,3 +199,16 @@ def test_errors_about_secret_values_never_show_them(secret_env: dict[str, Any]) 
 def test_a_value_is_quoted_as_a_short_excerpt() -> None:
     message = refuse({"command": "true", "workdir": "/" + "a" * 1000}, "workdir: '/aaa")
     assert "a" * 100 not in message and "..." in message
+
+
+def test_a_terminal_or_stdin_for_the_jobs_command() -> None:
+    plain = parse_job_request({"command": "true"}, POLICY, HYBRID_HOST).spec
+    assert (plain.tty, plain.stdin) == (False, False)
+    tty = parse_job_request({"command": "python3", "tty": True}, POLICY, HYBRID_HOST).spec
+    assert (tty.tty, tty.stdin) == (True, True)  # a terminal is its stdin too
+    piped = parse_job_request({"command": "wc", "stdin": True}, POLICY, HYBRID_HOST).spec
+    assert (piped.tty, piped.stdin) == (False, True)
+    assert type(tty).from_dict(tty.to_dict(with_secrets=True)) == tty  # kept in the job's record
+    assert init_argv("/usr/bin/wc", ("wc",), stdin=True)[1:3] == ["--stdin", "--"]
+    assert init_argv("/usr/bin/python3", ("python3",), tty=True, stdin=True)[1:3] == ["--tty", "--"]
+    refuse({"command": "true", "tty": "yes"}, "tty")

@@ -37,6 +37,7 @@ from joblet_agent.domain.network import (
     parse_network_request,
 )
 from joblet_agent.domain.rbac import Caller, Role
+from joblet_agent.domain.sharing import Principal
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NET_UNIT_PREFIX, NetworkService
@@ -54,6 +55,8 @@ from joblet_agent.units.sandbox import no_network
 from tests.unit.fakes import FakeJobFiles, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 from tests.unit.wiring import api_app, job_service, submit
+
+ADMIN = Principal("unix:root", manages_all=True)
 
 NET = Network("backend", IPv4Network("10.42.0.0/24"))
 
@@ -314,7 +317,7 @@ def test_jobs_get_unique_addresses_names_and_files(
 
     async def scenario() -> None:
         await networks.create(
-            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="alice"
+            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="a"
         )
         assert systemd.started[-1][0].startswith(NET_UNIT_PREFIX)
         started = await asyncio.gather(
@@ -330,13 +333,13 @@ def test_jobs_get_unique_addresses_names_and_files(
         assert sorted(name for name, _ in systemd.aux if name.startswith("joblet-net")) == sorted(
             f"joblet-{kind}-{r.id}.service" for r in started for kind in ("netns", "nethost")
         )
-        refusal = await _refusal(networks.remove("backend"))
+        refusal = await _refusal(networks.remove("backend", ADMIN))
         assert refusal.code is ErrorCode.CONFLICT and "20 live job(s)" in refusal.message
         for record in started:
             systemd.end(record.unit, result="success", code="exited", status="0")
             await jobs.wait(record.id, within=1)
         assert "job-" not in (networks_root(networks) / "backend" / "hosts").read_text()
-        await networks.remove("backend")
+        await networks.remove("backend", ADMIN)
         assert not (networks_root(networks) / "backend").exists()
 
     asyncio.run(scenario())
@@ -424,12 +427,9 @@ class SlowJobFiles(FakeJobFiles):
         workdir: str | None,
         work_bytes: int,
         upload: Path | None = None,
-        flush: bool = False,
     ) -> None:
         await asyncio.sleep(0.01)
-        await super().create(
-            paths, user, workdir=workdir, work_bytes=work_bytes, upload=upload, flush=flush
-        )
+        await super().create(paths, user, workdir=workdir, work_bytes=work_bytes, upload=upload)
 
 
 def test_concurrent_submits_never_share_a_user_or_an_address(
@@ -440,7 +440,7 @@ def test_concurrent_submits_never_share_a_user_or_an_address(
 
     async def scenario() -> None:
         await networks.create(
-            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="alice"
+            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="a"
         )
         started = await asyncio.gather(
             *(submit(jobs, {"command": "true", "network": "backend"}, owner="a") for _ in range(10))
@@ -458,10 +458,10 @@ def test_a_network_whose_removal_fails_stays(
 
     async def scenario() -> None:
         await networks.create(
-            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="alice"
+            parse_network_request({"name": "backend", "cidr": "10.42.0.0/24"}), owner="a"
         )
         systemd.refuse_next = True
-        await _refusal(networks.remove("backend"))
+        await _refusal(networks.remove("backend", ADMIN))
         assert [n.name for n in networks.networks()] == ["backend"]
         systemd.refuse_next = True
         await _refusal(

@@ -32,6 +32,7 @@ from joblet_agent.adapters.network_files import NetworkDirectories
 from joblet_agent.adapters.network_store import SqliteNetworkStore
 from joblet_agent.adapters.resolver import resolve_ipv4
 from joblet_agent.api.errors import HTTP_STATUS
+from joblet_agent.api.roles import ROUTE_ACTIONS
 from joblet_agent.domain.config import Access, AgentConfig, JobPolicy
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState, Limits
 from joblet_agent.domain.jobspec import parse_job_request
@@ -39,41 +40,16 @@ from joblet_agent.domain.rbac import REQUIRED, Action, Role
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NetworkService
-from tests.unit.fakes import FakeSystemd
+from tests.unit.fakes import FakeCalendar, FakeSystemd
 from tests.unit.hosts import HYBRID_HOST
 from tests.unit.wiring import api_app, job_service
 
 DOCUMENT = Path(__file__).parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-# Which rbac action each operation is authorized as: the document's x-joblet-role must be its role.
+# Which rbac action each operation is authorized as (api/roles.py, the table the agent checks):
+# the document's x-joblet-role must be its role.
 OPERATIONS: dict[tuple[str, str], Action] = {
-    ("POST", "/v1/jobs"): Action.JOB_RUN,
-    ("GET", "/v1/jobs"): Action.JOB_READ,
-    ("DELETE", "/v1/jobs"): Action.JOB_DELETE_ALL,
-    ("GET", "/v1/jobs/{id}"): Action.JOB_READ,
-    ("DELETE", "/v1/jobs/{id}"): Action.JOB_DELETE,
-    ("POST", "/v1/jobs/{id}/stop"): Action.JOB_STOP,
-    ("POST", "/v1/jobs/{id}/cancel"): Action.JOB_CANCEL,
-    ("GET", "/v1/jobs/{id}/logs"): Action.JOB_READ,
-    ("GET", "/v1/jobs/{id}/metrics"): Action.JOB_READ,
-    ("POST", "/v1/uploads"): Action.UPLOAD,
-    ("PUT", "/v1/uploads/{id}"): Action.UPLOAD,
-    ("DELETE", "/v1/uploads/{id}"): Action.UPLOAD,
-    ("POST", "/v1/volumes"): Action.VOLUME_MANAGE,
-    ("GET", "/v1/volumes"): Action.VOLUME_READ,
-    ("GET", "/v1/volumes/{name}"): Action.VOLUME_READ,
-    ("DELETE", "/v1/volumes/{name}"): Action.VOLUME_MANAGE,
-    ("GET", "/v1/health"): Action.HEALTH,
-    ("POST", "/v1/networks"): Action.NETWORK_CREATE,
-    ("GET", "/v1/networks"): Action.NETWORK_READ,
-    ("GET", "/v1/networks/{name}"): Action.NETWORK_READ,
-    ("DELETE", "/v1/networks/{name}"): Action.NETWORK_REMOVE,
-    ("GET", "/v1/runtimes"): Action.RUNTIME_READ,
-    ("POST", "/v1/runtimes/validate"): Action.RUNTIME_READ,
-    ("GET", "/v1/runtimes/{name}"): Action.RUNTIME_READ,
-    ("PUT", "/v1/runtimes/{name}"): Action.RUNTIME_INSTALL,
-    ("DELETE", "/v1/runtimes/{name}"): Action.RUNTIME_REMOVE,
-    ("POST", "/v1/runtimes/{name}/test"): Action.JOB_RUN,
+    route: actions[0] for route, actions in ROUTE_ACTIONS.items()
 }
 
 
@@ -233,7 +209,9 @@ def test_runtime_info_is_a_runtime_and_where_it_is() -> None:
 
 def test_request_schemas_name_the_fields_the_validator_reads() -> None:
     spec = JobSpec(command="true").to_dict(with_secrets=False)
-    assert set(schema_of("JobRequest")["properties"]) == set(spec)
+    # When it starts is the request's, not the spec's: the record keeps it (priority, schedule).
+    when = {"priority", "schedule"}
+    assert set(schema_of("JobRequest")["properties"]) == set(spec) | when
     assert set(schema_of("JobSpec")["properties"]) == set(spec)
     assert set(schema_of("Limits")["properties"]) == set(Limits().to_dict())
     assert set(schema_of("AppliedLimits")["properties"]) == set(Limits().to_dict())
@@ -277,7 +255,7 @@ def test_job_record_and_error_fit_their_schemas() -> None:
         id="0b9e1d8c-6f55-4f3c-9a43-3f7d2b0d7a11",
         spec=spec,
         state=JobState.FAILED,
-        owner="alice",
+        owner="cert:alice",
         created_at=now,
         started_at=now,
         ended_at=now,
@@ -338,6 +316,9 @@ def test_responses_of_the_app_fit_the_document(service: JobService) -> None:
     """Through aiohttp on a Unix socket, with PID 1 and the journal faked; the caller is mapped to
     admin through its group, so this runs without root."""
     group = grp.getgrgid(os.getgid()).gr_name
+    calendar = service.intake.calendar
+    assert isinstance(calendar, FakeCalendar)
+    calendar.elapses["*:0/15"] = [datetime(2026, 12, 4, 12, 15, tzinfo=UTC)]
     app = api_app(service, Access(local_groups=MappingProxyType({group: Role.ADMIN})))
 
     async def scenario(socket: str) -> None:
@@ -406,6 +387,26 @@ async def _exercise(http: aiohttp.ClientSession) -> None:
     await call("DELETE", "/v1/networks/backend", "/v1/networks/{name}", 200)
     await call("GET", "/v1/networks/backend", "/v1/networks/{name}", 404)
     await _exercise_runtimes(call)
+    await _exercise_schedules(call)
+
+
+async def _exercise_schedules(call: Any) -> None:
+    body = {"calendar": "*:0/15", "name": "report", "job": {"command": "true", "priority": 7}}
+    await call("POST", "/v1/schedules", "/v1/schedules", 201, json=body)
+    await call("POST", "/v1/schedules", "/v1/schedules", 409, json=body)  # the name is taken
+    bad = {**body, "name": "other", "calendar": "99:99"}
+    refused = await call("POST", "/v1/schedules", "/v1/schedules", 400, json=bad)
+    assert "Failed to parse calendar specification '99:99'" in refused["message"]
+    one = "/v1/schedules/{schedule}"
+    shown = await call("GET", "/v1/schedules/report", one, 200)
+    assert shown["next_elapse"] == "2026-12-04T12:15:00+00:00"
+    await call("GET", "/v1/schedules", "/v1/schedules", 200)
+    await call("POST", "/v1/schedules/report/pause", one + "/pause", 200)
+    await call("POST", "/v1/schedules/report/resume", one + "/resume", 200)
+    await call("GET", "/v1/jobs", "/v1/jobs", 200, params={"schedule": "report"})
+    await call("GET", "/v1/schedules/" + "x" * 70, one, 400)
+    await call("DELETE", "/v1/schedules/report", one, 200)
+    await call("GET", "/v1/schedules/report", one, 404)
 
 
 async def _exercise_runtimes(call: Any) -> None:

@@ -70,12 +70,18 @@ def test_init_writes_keys_0600_in_a_0700_directory(tmp_path: Path, umask_zero: N
     assert mode(authority.server_key) == 0o600
     assert mode(authority.ca_crt) == 0o644
     assert sorted(p.name for p in authority.directory.iterdir()) == [
+        "ca",
         "ca.crt",
-        "ca.key",
         "crl.pem",
         "server.crt",
         "server.key",
     ]  # no temporary files left behind
+    # The CA's key lives apart, in a directory joblet.service hides from the agent.
+    assert (authority.ca_key.parent, mode(authority.ca_key.parent)) == (
+        authority.directory / "ca",
+        0o700,
+    )
+    assert [p.name for p in authority.ca_key.parent.iterdir()] == ["ca.key"]
 
 
 def test_ca_certificate(ca: Pki) -> None:
@@ -293,6 +299,42 @@ def test_issue_client_does_not_overwrite_a_key(ca: Pki, tmp_path: Path) -> None:
     assert caught.value.code is ErrorCode.CONFLICT
 
 
+def test_a_ca_key_where_older_versions_kept_it_moves_out_of_the_agents_sight(ca: Pki) -> None:
+    key = ca.ca_key.read_bytes()
+    ca.ca_key.rename(ca.legacy_ca_key)  # the layout of an older version
+    ca.renew_crl()  # what the timer runs
+    assert not ca.legacy_ca_key.exists()
+    assert ca.ca_key.read_bytes() == key
+    assert mode(ca.ca_key) == 0o600
+    ca.ca_key.rename(ca.legacy_ca_key)
+    ca.issue_client("alice", "reader", out_dir=ca.directory.parent / "alice")
+    assert (ca.legacy_ca_key.exists(), ca.ca_key.read_bytes()) == (False, key)
+
+
+def test_two_different_ca_keys_are_never_merged(ca: Pki) -> None:
+    ca.legacy_ca_key.write_bytes(b"another key")
+    with pytest.raises(JobletError, match="two different CA keys"):
+        ca.revoke("nobody-at-all")
+    assert ca.legacy_ca_key.read_bytes() == b"another key"
+
+
+def test_init_force_keeps_the_key_directory_itself(ca: Pki) -> None:
+    """joblet.service hides ca/ from the agent as the directory it was at the agent's start: a
+    new directory would be in the agent's sight until its next restart."""
+    before = ca.ca_key.parent.stat().st_ino
+    ca.init(force=True)
+    assert ca.ca_key.parent.stat().st_ino == before
+
+
+@pytest.mark.parametrize("name", ["root", "nobody", "admin", "developer", "joblet-u7", "daemon"])
+def test_reserved_names_are_refused(ca: Pki, tmp_path: Path, name: str) -> None:
+    with pytest.raises(JobletError, match="reserved") as refused:
+        ca.issue_client(name, "developer", out_dir=tmp_path / name)
+    assert refused.value.code is ErrorCode.INVALID
+    assert not (tmp_path / name).exists()
+    assert ca.list() == []
+
+
 def test_issue_client_needs_a_ca(tmp_path: Path) -> None:
     with pytest.raises(JobletError) as caught:
         Pki(tmp_path / "none").issue_client("alice", "admin", out_dir=tmp_path / "alice")
@@ -461,7 +503,7 @@ def test_cli_init_client_revoke_list(tmp_path: Path) -> None:
     revoked = run("revoke", "--dir", pki_dir, "alice")
     assert revoked.exit_code == 0
     assert "revoked alice" in revoked.stdout
-    assert "next connection" in revoked.stderr
+    assert "closes their open connections within 2 s" in revoked.stderr
 
     table = run("list", "--dir", pki_dir)
     assert table.exit_code == 0
@@ -490,3 +532,30 @@ def test_cli_errors_go_to_stderr_with_exit_codes(
     assert result.exit_code == code
     assert text in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("kind", ["symlink", "writable by others", "a file"])
+def test_a_bundle_goes_only_into_a_directory_of_ones_own(
+    ca: Pki, tmp_path: Path, kind: str
+) -> None:
+    """Security-audit L8: `pki client` as root in a world-writable directory."""
+    out = tmp_path / "alice"
+    if kind == "symlink":
+        (tmp_path / "elsewhere").mkdir()
+        out.symlink_to(tmp_path / "elsewhere")
+    elif kind == "writable by others":
+        out.mkdir()
+        out.chmod(0o777)
+    else:
+        out.write_text("")
+    with pytest.raises(JobletError, match="a directory of your own") as refused:
+        ca.issue_client("alice", "reader", out_dir=out)
+    assert refused.value.code is ErrorCode.INVALID
+    assert ca.list() == []  # refused before anything was issued
+    assert not (tmp_path / "elsewhere" / "client.key").exists()
+
+
+def test_a_bundle_may_go_into_an_existing_private_directory(ca: Pki, tmp_path: Path) -> None:
+    out = tmp_path / "alice"
+    out.mkdir(mode=0o700)
+    assert ca.issue_client("alice", "reader", out_dir=out) == out / "rnx-config.yml"

@@ -87,10 +87,10 @@ def test_a_bad_configuration_is_9(tmp_path: Path) -> None:
 
 
 def test_an_answer_rnx_cannot_read_is_1_naming_the_field(agent: FakeAgent) -> None:
-    agent.answer(f"GET /v1/jobs/{JOB_ID}", job(state="PAUSED"))
+    agent.answer(f"GET /v1/jobs/{JOB_ID}", job(state="HIBERNATING"))
     result = rnx("--socket", agent.socket, "job", "status", JOB_ID)
     assert result.exit_code == 1
-    assert "Error: the agent's answer: job.state: expected a job state, got 'PAUSED'" in (
+    assert "Error: the agent's answer: job.state: expected a job state, got 'HIBERNATING'" in (
         result.stderr
     )
 

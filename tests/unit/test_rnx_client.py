@@ -151,8 +151,8 @@ def test_fields_an_older_agent_leaves_out_get_their_defaults(
             "the agent's answer: job.exit_code: expected an integer, got True",
         ),
         (
-            lambda j: j.update(state="PAUSED"),
-            "the agent's answer: job.state: expected a job state, got 'PAUSED'",
+            lambda j: j.update(state="HIBERNATING"),
+            "the agent's answer: job.state: expected a job state, got 'HIBERNATING'",
         ),
         (
             lambda j: j["spec"]["limits"].update(max_tasks=None),

@@ -73,7 +73,8 @@ def test_a_job_runs_the_runtimes_program(world: tuple[JobService, FakeSystemd, A
         assert record.spec.relax == ("wx-memory",)
         assert any("relaxes isolation" in w for w in record.warnings)
         started = props(systemd)
-        assert started["ExecStart"][0][0] == "/usr/bin/tool"
+        # joblet-init runs it, found in the runtime's tree (init's argv: options, --, program)
+        assert started["ExecStart"][0][1][1:3] == ["--", "/usr/bin/tool"]
         assert [str(top / "rootfs/usr"), "/usr", False, 0] in started["BindReadOnlyPaths"]
         assert ["/usr", "/usr", True, 0] not in started["BindReadOnlyPaths"]
         env = started["Environment"]
@@ -247,5 +248,5 @@ def test_where_a_runtime_came_from_is_recorded_with_it(
     assert found.provenance is not None
     assert found.provenance.registry == "https://r.example/registry.json"
     assert found.provenance.archive == "https://r.example/tool-2.tar.gz"
-    assert (found.provenance.insecure, found.provenance.installed_by) == (False, "mia")
+    assert (found.provenance.insecure, found.provenance.installed_by) == (False, "cert:mia")
     assert found.provenance.installed_at is not None

@@ -23,6 +23,7 @@ from joblet_agent.domain.network import Endpoint, Network, NetworkMode, link_nam
 from joblet_agent.domain.runtime import parse_runtime
 from joblet_agent.domain.runtime_binding import InstalledRuntime, bind_runtime
 from joblet_agent.domain.user import pool_user
+from joblet_agent.units.exec_channel import HOST_INIT
 from joblet_agent.units.job import running_limits, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork
 from joblet_agent.units.paths import JobPaths
@@ -55,6 +56,7 @@ def render(case: dict[str, Any]) -> tuple[list[list[Any]], list[list[Any]]]:
         root=ROOT,
         user=pool_user(config.jobs, 7),
         executable=executable,
+        init=HOST_INIT,
         network=_network(case, spec, config),
         runtime=runtime,
     )
@@ -119,10 +121,10 @@ def test_private_pids_on_systemd_257_is_the_string_pid_1_reads() -> None:
     paths = JobPaths.for_job(PurePosixPath(config.jobs_dir), JOB_ID)
     props = translate(
         JOB_ID, spec, config, BARE_V2_HOST, paths, root=ROOT, user=pool_user(config.jobs, 7),
-        executable="/usr/bin/true",
+        executable="/usr/bin/true", init=HOST_INIT,
     )  # fmt: skip
     assert [(p.signature, p.value) for p in props if p.name == "PrivatePIDs"] == [("s", "yes")]
     assert not [p for p in translate(
         JOB_ID, spec, config, HYBRID_HOST, paths, root=ROOT, user=pool_user(config.jobs, 7),
-        executable="/usr/bin/true",
+        executable="/usr/bin/true", init=HOST_INIT,
     ) if p.name == "PrivatePIDs"]  # fmt: skip

@@ -26,9 +26,10 @@ from joblet_agent.services.upload import (
     MAX_WAITING,
     MAX_WAITING_PER_OWNER,
     RECEIVING_GRACE,
-    UNCLAIMED_FOR,
     UploadService,
 )
+
+UNCLAIMED_FOR = timedelta(seconds=JobPolicy().upload_retention_sec)
 
 
 class Clock:
@@ -89,6 +90,22 @@ def test_others_uploads_are_not_found_and_unclaimed_ones_expire(tmp_path: Path) 
     uploads.announce("alice", 1000, 1)  # the expired one no longer counts
     with pytest.raises(JobletError, match="does not exist"):
         uploads.take(upload.id, "alice")
+
+
+def test_an_unclaimed_upload_goes_without_another_announce(tmp_path: Path) -> None:
+    """The retention sweep calls expire(): an upload left alone goes in time too."""
+    clock = Clock()
+    uploads = _service(tmp_path, clock)
+    upload = uploads.announce("alice", 10, 1)
+    uploads.expire()
+    with pytest.raises(JobletError) as kept:
+        uploads.take(upload.id, "alice")
+    assert kept.value.code is ErrorCode.CONFLICT  # still there, not received yet
+    clock.moment += UNCLAIMED_FOR + timedelta(seconds=1)
+    uploads.expire()
+    with pytest.raises(JobletError) as gone:
+        uploads.take(upload.id, "alice")
+    assert gone.value.code is ErrorCode.NOT_FOUND
 
 
 def test_uploads_waiting_are_capped_per_caller_and_in_all(tmp_path: Path) -> None:

@@ -99,7 +99,9 @@ def test_escape_path_is_systemd_escape(path: str) -> None:
 
 
 def _volume(kind: VolumeType) -> Volume:
-    return Volume("data", kind, 64 * 1024**2, 3, datetime(2026, 1, 1, tzinfo=UTC), "root")
+    return Volume(
+        "data", kind, 64 * 1024**2, 3, datetime(2026, 1, 1, tzinfo=UTC), "root", "unix:root"
+    )
 
 
 def test_mount_properties_and_job_properties_type_check() -> None:

@@ -17,13 +17,22 @@ from joblet_agent.domain.config import Access, AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import JobRecord
 from joblet_agent.domain.jobspec import parse_job_request
-from joblet_agent.ports import Clock, JobFiles, JobStore, Journal, RuntimeCatalog
+from joblet_agent.ports import Calendar, Clock, JobFiles, JobStore, Journal, RuntimeCatalog
 from joblet_agent.services.job.service import JobService
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.runtime import RuntimeService
+from joblet_agent.services.schedule import ScheduleService
 from joblet_agent.services.upload import UploadService
 from joblet_agent.services.volume import VolumeService
-from tests.unit.fakes import FakeClock, FakeGroups, FakeJobFiles, FakeJobStore, FakeJournal
+from tests.unit.fakes import (
+    FakeCalendar,
+    FakeClock,
+    FakeGroups,
+    FakeJobFiles,
+    FakeJobStore,
+    FakeJournal,
+    FakeScheduleStore,
+)
 from tests.unit.hosts import HYBRID_HOST
 
 
@@ -56,6 +65,7 @@ def job_service(
     uploads: UploadService | None = None,
     networks: NetworkService | None = None,
     runtimes: RuntimeCatalog | None = None,
+    calendar: Calendar | None = None,
 ) -> JobService:
     store = store or FakeJobStore()
     clock = clock or FakeClock()
@@ -70,6 +80,7 @@ def job_service(
         volumes=volume_service(config, host, store, clock),
         networks=networks,
         runtimes=runtimes,
+        calendar=calendar or FakeCalendar(),
         root=PurePosixPath(config.state_dir / "roots" / "test"),
     )
 
@@ -85,4 +96,15 @@ async def submit(
 def api_app(service: JobService, access: Access) -> web.Application:
     """The API on the service, with the runtimes of its config's runtimes_dir (as the agent)."""
     runtimes = RuntimeDirectory(service.config.runtimes_dir)
-    return make_app(service, access, RuntimeService(runtimes, service))
+    schedules = schedule_service(service)
+    return make_app(service, access, RuntimeService(runtimes, service), schedules)
+
+
+def schedule_service(jobs: JobService) -> ScheduleService:
+    """Schedules on the jobs' service, with its calendar (a FakeCalendar) and clock."""
+    calendar = jobs.intake.calendar
+    assert calendar is not None
+    schedules = ScheduleService(FakeScheduleStore(), jobs, calendar=calendar, clock=jobs.clock)
+    if jobs.lifecycle.systemd is not None:
+        schedules.attach(jobs.lifecycle.systemd)
+    return schedules

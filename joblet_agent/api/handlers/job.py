@@ -6,30 +6,33 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 
 from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.body import json_body
+from joblet_agent.api.handlers.schedule import runs_of
 from joblet_agent.api.identity import caller_of
+from joblet_agent.api.job_access import JOBS, job_for
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.query import query_int, query_text
 from joblet_agent.domain.job import JobRecord, JobState
 from joblet_agent.domain.jobspec import parse_job_request
-from joblet_agent.domain.rbac import REQUIRED, Action, Caller, authorize
+from joblet_agent.domain.owner import parse_owner, split_owner
+from joblet_agent.domain.rbac import Action, Caller, authorize, permits
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.services.job.service import JobService
 
 logger = logging.getLogger(__name__)
-SERVICE = app_key("jobs", JobService)
+SERVICE = JOBS
 LOG_STREAMS = app_key("log_streams", LogStreamSlots)
 MAX_OFFSET = 1_000_000_000
 MAX_OWNER_CHARS = 256  # a certificate's CN (64 at most, RFC 5280) or a local user's name
-_JOB_ID_CHARS = 36  # a UUID; an id in a path is it or a prefix of it (blanks around allowed)
-_MOST_ID_CHARS = 64
+MAX_SCHEDULE_CHARS = 64  # a schedule's id, a prefix of it, or its name
 # sd_journal_get_cursor(3)'s format: s=<seqnum id>;i=<seqnum>;b=<boot id>;m=<mono>;t=<real>;x=<xor>
 JOURNAL_CURSOR = re.compile(
     r"^s=[0-9a-f]{32};i=[0-9a-f]{1,16};b=[0-9a-f]{32};m=[0-9a-f]{1,16};t=[0-9a-f]{1,16};"
@@ -52,32 +55,34 @@ def _service(request: web.Request) -> JobService:
     return service
 
 
-def _job_json(record: JobRecord) -> dict[str, Any]:
-    return record.to_dict(with_secrets=False)
+def _job_json(
+    record: JobRecord, caller: Caller, positions: Mapping[str, int] | None = None
+) -> dict[str, Any]:
+    """The job as the API shows it: another owner's arguments and environment values only for
+    those who may inspect it; `positions`: the queue's (JobService.queue_positions)."""
+    inspect = permits(caller, Action.JOB_INSPECT, owner=record.owner)
+    data = record.to_dict(with_secrets=False, inspect=inspect)
+    data["queue_position"] = positions.get(record.id) if positions else None
+    return data
+
+
+def _one_json(request: web.Request, record: JobRecord) -> dict[str, Any]:
+    queued = record.state is JobState.QUEUED
+    positions = _service(request).queue_positions() if queued else None
+    return _job_json(record, caller_of(request), positions)
+
+
+def _owner_query(request: web.Request, caller: Caller) -> str | None:
+    """?owner=NAME (in the caller's own namespace), cert:NAME or unix:NAME."""
+    given = query_text(request.query, "owner", MAX_OWNER_CHARS)
+    namespace, _ = split_owner(caller.owner)
+    return None if given is None else parse_owner("owner", given, namespace=namespace)
 
 
 def _allowed(request: web.Request, action: Action) -> Caller:
     caller = caller_of(request)
     authorize(caller, action)
     return caller
-
-
-def _job_for(request: web.Request, action: Action) -> JobRecord:
-    """The job named in the path, if the caller may do `action` to it."""
-    given = request.match_info["id"]
-    if len(given) > _MOST_ID_CHARS:
-        raise JobletError(
-            ErrorCode.INVALID,
-            f"job id: {excerpt(given)} is not valid; a job's id ({_JOB_ID_CHARS} characters) "
-            "or a prefix of it",
-        )
-    # A caller without a role learns nothing, not even whether a prefix names a job (L5).
-    caller = caller_of(request)
-    authorize(caller, Action.JOB_READ)
-    record = _service(request).resolve(given)
-    authorize(caller, action, owner=None if action is Action.JOB_READ else record.owner)
-    request[JOB_ID] = record.id
-    return record
 
 
 async def create(request: web.Request) -> web.Response:
@@ -91,16 +96,17 @@ async def create(request: web.Request) -> web.Response:
         authorize(caller, Action.JOB_HOST_NETWORK)
     record = await service.submit(
         parsed,
-        owner=caller.name,
-        may_create_volumes=caller.role.at_least(REQUIRED[Action.VOLUME_MANAGE]),
-        may_create_networks=caller.role.at_least(REQUIRED[Action.NETWORK_CREATE]),
+        owner=caller.owner,
+        may_create_volumes=caller.may(Action.VOLUME_CREATE),
+        may_create_networks=caller.may(Action.NETWORK_CREATE),
+        manages_all=caller.acts_on_anyones_jobs,
     )
     request[JOB_ID] = record.id
-    return web.json_response(_job_json(record), status=201)
+    return web.json_response(_one_json(request, record), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
-    _allowed(request, Action.JOB_READ)
+    caller = _allowed(request, Action.JOB_READ)
     query = request.query
     states: frozenset[JobState] | None = None
     if "state" in query:
@@ -114,30 +120,37 @@ async def list_jobs(request: web.Request) -> web.Response:
             ) from None
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
-    jobs = _service(request).list(
-        states=states, owner=query_text(query, "owner", MAX_OWNER_CHARS), limit=limit, offset=offset
+    service = _service(request)
+    schedule = query_text(query, "schedule", MAX_SCHEDULE_CHARS)
+    jobs = service.list(
+        states=states,
+        owner=_owner_query(request, caller),
+        limit=limit,
+        offset=offset,
+        schedule=runs_of(request, schedule) if schedule else None,
     )
+    positions = service.queue_positions() if any(j.state is JobState.QUEUED for j in jobs) else {}
     return web.json_response(
-        {"jobs": [_job_json(j) for j in jobs], "limit": limit, "offset": offset}
+        {"jobs": [_job_json(j, caller, positions) for j in jobs], "limit": limit, "offset": offset}
     )
 
 
 async def get(request: web.Request) -> web.Response:
-    return web.json_response(_job_json(_job_for(request, Action.JOB_READ)))
+    return web.json_response(_one_json(request, job_for(request, Action.JOB_READ)))
 
 
 async def stop(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_STOP)
-    return web.json_response(_job_json(await _service(request).stop(record.id)))
+    record = job_for(request, Action.JOB_STOP)
+    return web.json_response(_one_json(request, await _service(request).stop(record.id)))
 
 
 async def cancel(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_CANCEL)
-    return web.json_response(_job_json(await _service(request).cancel(record.id)))
+    record = job_for(request, Action.JOB_CANCEL)
+    return web.json_response(_one_json(request, await _service(request).cancel(record.id)))
 
 
 async def delete(request: web.Request) -> web.Response:
-    record = _job_for(request, Action.JOB_DELETE)
+    record = job_for(request, Action.JOB_DELETE)
     await _service(request).delete(record.id)
     return web.json_response({"deleted": record.id})
 
@@ -145,18 +158,18 @@ async def delete(request: web.Request) -> web.Response:
 async def delete_all(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_DELETE_ALL)
     # Developers clear their own jobs; maintainers and admins anyone's (or one owner's).
-    owner = query_text(request.query, "owner", MAX_OWNER_CHARS)
+    owner = _owner_query(request, caller)
     if not caller.acts_on_anyones_jobs:
-        if owner not in (None, caller.name):
+        if owner not in (None, caller.owner):
             authorize(caller, Action.JOB_DELETE_ALL, owner=owner)  # refuses, saying why
-        owner = caller.name
+        owner = caller.owner
     deleted, skipped = await _service(request).delete_all(owner=owner)
     return web.json_response({"deleted": deleted, "skipped_running": skipped})
 
 
 async def metrics(request: web.Request) -> web.Response:
     service = _service(request)
-    record = _job_for(request, Action.JOB_READ)
+    record = job_for(request, Action.JOB_READ)
     props = await service.unit_properties(record) or {}
     values = {k: props[k] for k in _METRICS if k in props}
     # systemd says "unset" with UINT64_MAX.
@@ -171,7 +184,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     client that takes no data for write_timeout is dropped, so one that never reads cannot
     keep its slot, its journalctl and the agent's buffers forever."""
     service = _service(request)
-    record = _job_for(request, Action.JOB_READ)
+    record = job_for(request, Action.JOB_INSPECT)  # audited, allowed or not (api/audit.py)
     slots: LogStreamSlots = request.app[LOG_STREAMS]
     follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")
     cursor = request.headers.get("Last-Event-ID") or request.query.get("after") or None
@@ -181,7 +194,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
             f"Last-Event-ID: {excerpt(cursor)} is not a journal cursor; use the id of an event "
             "this stream sent",
         )
-    with slots.admit(caller_of(request).name):
+    with slots.admit(caller_of(request).owner):
         response = web.StreamResponse(
             headers={
                 "Content-Type": "text/event-stream",

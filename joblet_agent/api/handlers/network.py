@@ -1,4 +1,8 @@
-"""/v1/networks: create, list, get, remove."""
+"""/v1/networks: create, list, get, share, unshare, remove.
+
+A named network is its creator's; below maintainer a caller sees and joins only their own and
+those shared with them (domain/sharing.py), maintainers and admins all of them.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ from joblet_agent.api.body import json_body
 from joblet_agent.api.identity import caller_of
 from joblet_agent.api.keys import app_key
 from joblet_agent.domain.network import Network, parse_network_request
-from joblet_agent.domain.rbac import Action, authorize
+from joblet_agent.domain.owner import parse_owner, split_owner
+from joblet_agent.domain.rbac import Action, Caller, authorize
+from joblet_agent.domain.sharing import parse_share
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.services.network import NetworkService
 
@@ -46,25 +52,54 @@ async def create(request: web.Request) -> web.Response:
     authorize(caller, Action.NETWORK_CREATE)
     # The raw request dies here: the service gets the parsed request.
     wanted = parse_network_request(await json_body(request))
-    network = await _service(request).create(wanted, owner=caller.name)
+    network = await _service(request).create(wanted, owner=caller.owner)
     return web.json_response(_network_json(_service(request), network), status=201)
 
 
+def _allowed(request: web.Request, action: Action) -> Caller:
+    caller = caller_of(request)
+    authorize(caller, action)
+    return caller
+
+
 async def list_networks(request: web.Request) -> web.Response:
-    authorize(caller_of(request), Action.NETWORK_READ)
+    caller = _allowed(request, Action.NETWORK_READ)
     service = _service(request)
-    return web.json_response({"networks": [_network_json(service, n) for n in service.networks()]})
+    visible = service.networks(caller.principal)
+    return web.json_response({"networks": [_network_json(service, n) for n in visible]})
 
 
 async def get(request: web.Request) -> web.Response:
-    authorize(caller_of(request), Action.NETWORK_READ)
+    caller = _allowed(request, Action.NETWORK_READ)
     service = _service(request)
-    return web.json_response(_network_json(service, service.get(_name(request))))
+    return web.json_response(
+        _network_json(service, service.visible(_name(request), caller.principal))
+    )
+
+
+async def share(request: web.Request) -> web.Response:
+    """PUT /v1/networks/{name}/shares/{owner} {"read_only": bool}: read_only shares let jobs
+    join under their default hostname only."""
+    caller = _allowed(request, Action.NETWORK_SHARE)
+    namespace, _ = split_owner(caller.owner)
+    wanted = parse_share(request.match_info["owner"], await json_body(request), namespace=namespace)
+    service = _service(request)
+    network = service.share(_name(request), wanted, caller.principal)
+    return web.json_response(_network_json(service, network))
+
+
+async def unshare(request: web.Request) -> web.Response:
+    caller = _allowed(request, Action.NETWORK_SHARE)
+    namespace, _ = split_owner(caller.owner)
+    owner = parse_owner("with", request.match_info["owner"], namespace=namespace)
+    service = _service(request)
+    network = service.unshare(_name(request), owner, caller.principal)
+    return web.json_response(_network_json(service, network))
 
 
 async def remove(request: web.Request) -> web.Response:
-    authorize(caller_of(request), Action.NETWORK_REMOVE)
-    network = await _service(request).remove(_name(request))
+    caller = _allowed(request, Action.NETWORK_REMOVE)
+    network = await _service(request).remove(_name(request), caller.principal)
     return web.json_response({"removed": network.name})
 
 
@@ -73,4 +108,6 @@ ROUTES = [
     web.get("/v1/networks", list_networks),
     web.get("/v1/networks/{name}", get),
     web.delete("/v1/networks/{name}", remove),
+    web.put("/v1/networks/{name}/shares/{owner}", share),
+    web.delete("/v1/networks/{name}/shares/{owner}", unshare),
 ]

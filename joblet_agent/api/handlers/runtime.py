@@ -154,7 +154,7 @@ async def remove(request: web.Request) -> web.Response:
 
 async def test(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_RUN)
-    record = await _service(request).test(_name(request), owner=caller.name)
+    record = await _service(request).test(_name(request), owner=caller.owner)
     request[JOB_ID] = record.id
     return web.json_response(record.to_dict(with_secrets=False), status=201)
 

@@ -27,7 +27,7 @@ def _uploads(request: web.Request) -> UploadService:
 def _owner(request: web.Request) -> str:
     caller = caller_of(request)
     authorize(caller, Action.UPLOAD)
-    return caller.name
+    return caller.owner
 
 
 async def announce(request: web.Request) -> web.Response:

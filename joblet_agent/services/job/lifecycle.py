@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping
@@ -20,12 +21,13 @@ from typing import Any
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import UNIT_PREFIX, JobRecord, JobState, job_id_of_unit
-from joblet_agent.domain.outcome import Outcome, UnitEnd, decide
+from joblet_agent.domain.outcome import Outcome, UnitEnd, decide, with_owners_quota
 from joblet_agent.domain.user import pool
 from joblet_agent.errors import JobletError
 from joblet_agent.ports import Clock, JobDone, JobFiles, Journal, SystemdManager, UnitGone
-from joblet_agent.services.job.records import LIVE, JobRecords
-from joblet_agent.units import end_record, kernel_log
+from joblet_agent.services.job.records import HOLDING, JobRecords
+from joblet_agent.units import deadline, end_record, kernel_log
+from joblet_agent.units import schedule as schedule_units
 from joblet_agent.units.job import running_limits
 from joblet_agent.units.network import helper_unit
 from joblet_agent.units.paths import JobPaths
@@ -36,8 +38,9 @@ KERNEL_LOG_TIMEOUT_SEC = 30.0
 NETWORK_STOP_TIMEOUT_SEC = 30.0
 RECORD_WAIT_SEC = 10.0
 _RUNNING = ("active", "reloading", "deactivating")
-# The units whose signals the engine needs: jobs' own, and their end recorders'.
-UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX)
+# The units whose signals the engine needs: jobs' own, their end recorders', and the services
+# timers fire (services/job/timers.py, services/schedule.py).
+UNIT_PREFIXES = (UNIT_PREFIX, end_record.PREFIX, schedule_units.PREFIX)
 
 
 class JobLifecycle:
@@ -146,6 +149,7 @@ class JobLifecycle:
             # UnitRemoved for units it re-reads: one still running has not ended.
             logger.debug("%s: a signal while it runs (%s)", record.unit, active)
             return
+        reached = await self._deadline(record)
         end = await self._recorded_end(record, wait=wait)
         if end is None:
             end = UnitEnd.from_fields(await self.journal.unit_end(record.unit) or {})
@@ -180,12 +184,32 @@ class JobLifecycle:
         else:
             outcome = decide(
                 stop_requested=current.stop_requested,
-                result=end.result,
+                result="timeout" if reached else end.result,
                 kind=end.kind,
                 status=end.status,
                 ran=end.ran,
             )
-            self.record_outcome(current, outcome, result=end.result)
+            if reached == deadline.IDLE and outcome.state is JobState.TIMEOUT:
+                idle = current.spec.limits.idle_timeout_sec
+                outcome = dataclasses.replace(
+                    outcome,
+                    reason=f"idle: no exec, attach or file call for {idle:g} s",
+                )
+            quota = self.config.quotas.of(current.owner).memory_bytes
+            outcome = with_owners_quota(outcome, current.spec.limits.memory_bytes, quota)
+            self.record_outcome(current, outcome, result="timeout" if reached else end.result)
+
+    async def _deadline(self, record: JobRecord) -> str | None:
+        """Whether the job's deadline ended it ("timeout"), or its idle time ("idle"): its
+        marker unit is active (units/deadline.py). Its timers and markers go either way."""
+        units = await self.pid1.list_units(deadline.pattern(record.id))
+        reached = None
+        for unit, state in units:
+            if unit.endswith(".service") and state == "active":
+                reached = deadline.IDLE if deadline.is_idle(unit) else "timeout"
+        for unit, _ in units:
+            await self.pid1.stop(unit)
+        return reached
 
     async def _recorded_end(self, record: JobRecord, *, wait: bool) -> UnitEnd | None:
         """The end recorder's record: waited for (its run follows the unit's end) when the unit's
@@ -262,7 +286,9 @@ class JobLifecycle:
         """Re-attach to running units; give jobs that ended while we were away their true end."""
         live = dict(await self.pid1.list_units(f"{UNIT_PREFIX}*.service"))
         known: set[str] = set()
-        for record in self.records.list(states=LIVE):
+        for record in self.records.list(states=HOLDING):
+            if record.waiting_for_time:
+                continue  # no unit yet: its timer's (services/job/timers.py)
             known.add(record.unit)
             props = await self.pid1.unit_properties(record.unit)
             active = props.get("ActiveState") if props else None

@@ -11,7 +11,10 @@ from joblet_agent.errors import ErrorCode, JobletError, excerpt
 from joblet_agent.ports import JobStore
 
 MIN_PREFIX = 4
-LIVE = frozenset({JobState.SCHEDULED, JobState.RUNNING})
+LIVE = frozenset(state for state in JobState if not state.is_terminal)
+# The states in which a job may hold a user of the pool, a network place, a unit: not QUEUED
+# (a job gets them when it leaves the queue; one SCHEDULED for later has none yet either).
+HOLDING = LIVE - {JobState.QUEUED}
 _SHOWN = 10  # candidates an ambiguous reference lists
 
 
@@ -39,8 +42,11 @@ class JobRecords:
         owner: str | None = None,
         limit: int | None = None,
         offset: int = 0,
+        schedule: str | None = None,
     ) -> builtins.list[JobRecord]:
-        return self.store.list(states=states, owner=owner, limit=limit, offset=offset)
+        return self.store.list(
+            states=states, owner=owner, limit=limit, offset=offset, schedule=schedule
+        )
 
     def live(self) -> builtins.list[JobRecord]:
         return self.store.list(states=LIVE)

@@ -1,12 +1,12 @@
-"""Starting an admitted job: its record, its files and /work image, its unit and the helper
-units beside it, in that order, and nothing left half-done when any of it fails."""
+"""Starting an admitted job (its record made at submit, out of the queue now): its user and
+network place, its files and /work image, its owner's slice, its unit and the helper units beside
+it, in that order, and nothing left half-done when any of it fails."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import logging
-import uuid
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
@@ -14,17 +14,22 @@ from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.host import HostInfo
 from joblet_agent.domain.job import BASE_READ_ONLY, JobRecord, JobSpec, JobState
 from joblet_agent.domain.runtime_binding import InstalledRuntime
+from joblet_agent.domain.sharing import Principal
 from joblet_agent.domain.user import JobUser
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.ports import Clock, JobFiles
-from joblet_agent.services.job.admission import UserPool
+from joblet_agent.ports import Clock, JobFiles, RuntimeCatalog
+from joblet_agent.services.job.admission import UserPool, with_runtime
 from joblet_agent.services.job.lifecycle import JobLifecycle
-from joblet_agent.services.job.records import JobRecords
+from joblet_agent.services.job.owner_slices import OwnerSlices
+from joblet_agent.services.job.records import HOLDING, JobRecords
 from joblet_agent.services.network import NetworkService
 from joblet_agent.services.volume import VolumeService
-from joblet_agent.units import end_record
-from joblet_agent.units.job import environment_file, job_environment, throttles_io, translate
+from joblet_agent.units import end_record, upload
+from joblet_agent.units.deadline import deadline_units
+from joblet_agent.units.exec_channel import channel_socket
+from joblet_agent.units.job import job_environment, throttles_io, translate
 from joblet_agent.units.network import NO_NETWORK, JobNetwork, helper_units
+from joblet_agent.units.owner import owner_slice
 from joblet_agent.units.paths import JobPaths
 from joblet_agent.units.properties import Property
 from joblet_agent.units.runtime import runtime_mounts
@@ -32,6 +37,8 @@ from joblet_agent.units.runtime import runtime_mounts
 logger = logging.getLogger(__name__)
 
 START_TIMEOUT_SEC = 60.0
+# Moving an upload into /work: a gibibyte takes seconds; jobs.max_upload_size may be larger.
+UPLOAD_MOVE_TIMEOUT_SEC = 600.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,6 +50,11 @@ class Admitted:
     warnings: tuple[str, ...]
     runtime: InstalledRuntime | None
     upload: Path | None
+    manages_all: bool = False  # its owner uses everyone's volumes and networks
+
+    @property
+    def by(self) -> Principal:
+        return Principal(self.owner, manages_all=self.manages_all)
 
 
 class JobStarter:
@@ -58,7 +70,9 @@ class JobStarter:
         users: UserPool,
         volumes: VolumeService,
         networks: NetworkService | None,
+        runtimes: RuntimeCatalog | None,
         root: PurePosixPath,
+        init: PurePosixPath,
     ) -> None:
         self.config = config
         self.host = host
@@ -69,16 +83,24 @@ class JobStarter:
         self.users = users
         self.volumes = volumes
         self.networks = networks
+        self.runtimes = runtimes
         self.root = root
+        self.init = init
+        # Each job's quota slice is set once per agent (SetUnitProperties keeps it in /run).
+        self.owner_slices = OwnerSlices(config)
 
-    async def start(self, job: Admitted) -> JobRecord:
-        """The unit of an admitted job, with everything it needs first; nothing half-done.
-        Returns once its program was exec'd (or its start failed), at most START_TIMEOUT_SEC."""
-        job_id = str(uuid.uuid4())
+    async def start(self, record: JobRecord, *, refuse: bool) -> JobRecord:
+        """The unit of an admitted job (its record SCHEDULED, out of the queue), with everything
+        it needs first. Returns once its program was exec'd (or its start failed), at most
+        START_TIMEOUT_SEC. Nothing is left half-done when it fails: no unit, no files, no
+        network place; and with `refuse` (its submitter is waiting) no record either, and the
+        error is raised; else its record says FAILED and why."""
+        job_id = record.id
         paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), job_id)
-        record, network, user = await self._record(job_id, job)
         unit = record.unit
         try:
+            job = self._admitted(record, paths)
+            record, network, user = await self._claim(record, job)
             # Before the files: the program is looked for in the upload's tree, which goes once
             # the /work image holds it.
             properties = await self._unit_properties(
@@ -90,37 +112,44 @@ class JobStarter:
                 workdir=record.spec.workdir,
                 work_bytes=record.spec.limits.work_bytes or 0,
                 upload=job.upload,
-                flush=throttles_io(record.spec.limits, self.host),
             )
+            if job.upload is not None:
+                await self._move_upload(paths, user)
+            await self.files.finish(paths, flush=throttles_io(record.spec.limits, self.host))
             aux = end_record.recorder_units(job_id, paths.end_record, self.config.slice)
+            aux.append(channel_socket(job_id, paths.channel))
+            if record.spec.limits.timeout_sec is not None:
+                aux += deadline_units(job_id, 0, record.spec.limits.timeout_sec, self.config.slice)
             aux += helper_units(network, paths, self.config.slice)
             if self.networks and network.attached:
                 self.networks.write_job_files(paths, network)
+            await self.owner_slices.ensure(self.lifecycle.pid1, record.owner)
             if self.records.current(job_id).state is JobState.CANCELED:
                 # Canceled while its files were made, when PID 1 had no unit to stop: it never
                 # starts; its record stays (CANCELED), the rest goes. No await from this check to
                 # StartTransientUnit's send, so a later cancel finds the unit (found by
                 # tests/integration/test_job_starts.py).
+                self.lifecycle.forget(unit)
                 self.files.remove(paths)
                 self._release_network(job_id)
                 return self.records.current(job_id)
-            if record.spec.secret_env:
-                self.files.write_secrets(paths, environment_file(record.spec.secret_env))
             started = self.lifecycle.expect(unit)
             await self.lifecycle.pid1.start_transient(unit, properties, aux=aux)
-        except BaseException:
-            # Nothing half-done: no record, no directory, no network (and systemd made no unit).
+        except BaseException as exc:
+            # Nothing half-done: no directory, no network (and systemd made no unit).
             self.lifecycle.forget(unit)
-            self.records.delete(job_id)
             self.files.remove(paths)
             self._release_network(job_id)
-            raise
+            if refuse or not isinstance(exc, Exception):
+                self.records.delete(job_id)
+                raise
+            return self._failed_to_start(record, exc)
         logger.info(
             "started %s for %s: %s",
             unit,
-            job.owner,
+            record.owner,
             excerpt(record.spec.argv, 200),  # up to 1 MiB of arguments: never whole, per job
-            extra={"JOB_ID": job_id, "UNIT": unit, "JOB_OWNER": job.owner},
+            extra={"JOB_ID": job_id, "UNIT": unit, "JOB_OWNER": record.owner},
         )
         try:
             # Type=exec: the start job ends once exec() succeeded (or failed, with a reason).
@@ -134,29 +163,77 @@ class JobStarter:
                 await self.lifecycle.limit_running(record)
         return self.records.current(job_id)
 
-    async def _record(self, job_id: str, job: Admitted) -> tuple[JobRecord, JobNetwork, JobUser]:
-        """Its place on its network and its user, both reserved, and its record (SCHEDULED)."""
-        user = self.users.claim({r.user for r in self.records.live()})
+    async def _move_upload(self, paths: JobPaths, user: JobUser) -> None:
+        """The upload's files into the job's /work image, by a helper unit as the job's user
+        (units/upload.py): one copy on disk at a time, never two."""
+        unit = upload.helper_unit(paths.root.name)
+        properties = upload.mover_properties(paths, user, self.config.slice)
+        result = await self.lifecycle.pid1.run(unit, properties, within=UPLOAD_MOVE_TIMEOUT_SEC)
+        if result != "done":
+            raise JobletError(
+                ErrorCode.SYSTEMD,
+                f"upload: its files could not be moved into the job's /work ({result})",
+                hint=f"journalctl -u {unit} says why",
+            )
+
+    def _admitted(self, record: JobRecord, paths: JobPaths) -> Admitted:
+        """Its runtime found again (it may have been removed while the job waited), and the
+        upload's tree that waited with it (JobFiles.stage)."""
+        spec, runtime, _warnings = with_runtime(record.spec, self.runtimes)
+        upload = Path(paths.upload) if spec.upload else None
+        return Admitted(
+            spec,
+            record.owner,
+            record.warnings,
+            runtime,
+            upload,
+            manages_all=record.manages_all,
+        )
+
+    def _failed_to_start(self, record: JobRecord, exc: Exception) -> JobRecord:
+        """A job started from the queue, with no one waiting for the answer: its record says."""
+        why = exc.message if isinstance(exc, JobletError) else f"internal error: {exc!r}"
+        logger.warning("job %s failed to start: %s", record.id, why, extra={"JOB_ID": record.id})
+        current = self.records.get(record.id)
+        if current is None or current.state.is_terminal:
+            return current or record
+        failed = current.evolve(
+            state=JobState.FAILED, reason=f"failed to start: {why}", ended_at=self.clock.now()
+        )
+        self.records.save(failed)
+        return failed
+
+    async def _claim(
+        self, record: JobRecord, job: Admitted
+    ) -> tuple[JobRecord, JobNetwork, JobUser]:
+        """Its place on its network and its user, both reserved, in its record."""
+        holding = self.records.list(states=HOLDING)
+        user = self.users.claim({r.user for r in holding if r.id != record.id})
         try:
-            spec, network = await self._plan_network(job_id, job.spec)
-            record = JobRecord(
-                id=job_id,
-                spec=spec,
-                state=JobState.SCHEDULED,
-                owner=job.owner,
-                created_at=self.clock.now(),
-                warnings=job.warnings,
-                user=user.name,
-                endpoint=network.endpoint,
+            spec, network = await self._plan_network(record.id, job)
+            record = self.records.current(record.id).evolve(
+                spec=spec, user=user.name, endpoint=network.endpoint
             )
             self.records.save(record)
         except BaseException:
-            self._release_network(job_id)
+            self._release_network(record.id)
             raise
         finally:
-            # Until the record holds it, the claim keeps a concurrent submit off this user.
+            # Until the record holds it, the claim keeps a concurrent start off this user.
             self.users.recorded(user)
         return record, network, user
+
+    def find_program(
+        self, spec: JobSpec, runtime: InstalledRuntime | None, upload: Path | None
+    ) -> str:
+        """The program to exec, looked for in the job's own root as it will be (its /work: the
+        upload's tree, if any; its runtime): absolute, as the job sees it."""
+        paths = JobPaths.for_job(PurePosixPath(self.config.jobs_dir), "checking")
+        mounts = runtime_mounts(runtime, BASE_READ_ONLY) if runtime else None
+        # Before the job runs, its /work holds the upload and nothing else.
+        seen = dataclasses.replace(paths, work=PurePosixPath(upload)) if upload else paths
+        path_env = job_environment("", spec, runtime)["PATH"]
+        return self.files.find_program(spec.command, path_env, seen, mounts)
 
     async def _unit_properties(
         self,
@@ -168,14 +245,7 @@ class JobStarter:
         job: Admitted,
         network: JobNetwork,
     ) -> Sequence[Property]:
-        """Its program found in its root (its /work: the upload's tree, if any), its volumes
-        mounted, and the translation of it all."""
-        mounts = runtime_mounts(job.runtime, BASE_READ_ONLY) if job.runtime else None
-        # Before the job runs, its /work holds the upload and nothing else.
-        seen = dataclasses.replace(paths, work=PurePosixPath(job.upload)) if job.upload else paths
-        command = self.files.find_program(
-            spec.command, job_environment(job_id, spec, job.runtime)["PATH"], seen, mounts
-        )
+        """Its program found in its root, its volumes mounted, and the translation of it all."""
         return translate(
             job_id,
             spec,
@@ -184,18 +254,20 @@ class JobStarter:
             paths,
             root=self.root,
             user=user,
-            executable=command,
-            volumes=await self.volumes.bindings(spec.volumes),
+            executable=self.find_program(spec, job.runtime, job.upload),
+            init=self.init,
+            volumes=await self.volumes.bindings(spec.volumes, job.by),
             network=network,
             runtime=job.runtime,
+            slice_name=owner_slice(self.config.slice, job.owner),
         )
 
-    async def _plan_network(self, job_id: str, spec: JobSpec) -> tuple[JobSpec, JobNetwork]:
+    async def _plan_network(self, job_id: str, job: Admitted) -> tuple[JobSpec, JobNetwork]:
         if self.networks is None:
-            if spec.network != "none":
+            if job.spec.network != "none":
                 raise JobletError(ErrorCode.UNSUPPORTED, "this agent has no networks")
-            return spec, NO_NETWORK
-        return await self.networks.plan(job_id, spec)
+            return job.spec, NO_NETWORK
+        return await self.networks.plan(job_id, job.spec, job.by)
 
     def _release_network(self, job_id: str) -> None:
         if self.networks is not None:

@@ -21,6 +21,7 @@ import pytest
 from rnx.client import Client
 from tests.integration.conftest import wait_state
 from tests.runtime_kit import pack, registry, unique
+from tests.security.attacks.identities import owner_of
 
 JOBLET_STATE = Path("/var/lib/joblet")
 # Where a root process could leave a marker that the test can see: the job's own root-only
@@ -117,20 +118,23 @@ def bait_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 @pytest.fixture(scope="module")
-def bait_volume() -> Iterator[str]:
-    """A volume every job of this module mounts at /volumes/bait (created by root: developers
-    may not create volumes; a developer may use it)."""
+def bait_volume(certs: dict[str, str]) -> Iterator[str]:
+    """A volume every job of this module mounts at /volumes/bait (root's, shared with the
+    developer)."""
     with Client(socket="/run/joblet/joblet.sock") as admin:
         admin.create_volume("bait", size="32M")
+        admin.share_volume("bait", with_=owner_of(certs["developer"]))
         yield "bait"
         admin.remove_volume("bait")
 
 
 @pytest.fixture(scope="module")
-def named_network() -> Iterator[str]:
+def named_network(certs: dict[str, str]) -> Iterator[str]:
+    """A network of root's, shared with the developer."""
     name = unique("atk")
     with Client(socket="/run/joblet/joblet.sock") as admin:
         admin.create_network(name, "10.77.0.0/24")
+        admin.share_network(name, with_=owner_of(certs["developer"]))
         yield name
         admin.remove_network(name)
 

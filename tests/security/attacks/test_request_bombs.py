@@ -281,7 +281,7 @@ def common_name(config: str) -> str:
 
 
 def test_the_audit_trail_records_the_status_answered(certs: dict[str, str]) -> None:
-    caller = common_name(certs["admin"])
+    caller = f"cert:{common_name(certs['admin'])}"
     answered = [
         request(certs["admin"], "POST", "/v1/volumes", data=b"{")[0],
         request(certs["admin"], "PATCH", "/v1/health")[0],
@@ -319,8 +319,10 @@ def test_one_owner_cannot_hold_every_log_stream(
             assert status == 429, f"stream {STREAMS_PER_CALLER + 1}: HTTP {status}"
             message = message_of(status, answer)
             assert f"{STREAMS_PER_CALLER} log streams" in message, message
-            # Another user still gets a stream of the same job, and runs a job.
-            conn, status, answer = open_stream(second_developer, job.id)
+            # Another user still gets a stream (of a job of theirs), and runs a job.
+            with Client(config=second_developer) as other:
+                theirs = other.run(["true"])
+            conn, status, answer = open_stream(second_developer, theirs.id)
             held.append(conn)
             assert status == 200, answer[:300]
             another_user_runs_a_job(second_developer)

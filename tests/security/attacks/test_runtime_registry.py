@@ -94,7 +94,7 @@ def test_rnx_refuses_plain_http_and_an_admin_may_accept_it_on_the_record(
     assert info["source"]["registry"] == url
     assert info["source"]["archive"] == url.replace("registry.json", f"{name}.tar.gz")
     assert info["source"]["insecure"] is True
-    assert info["source"]["installed_by"] == "root"
+    assert info["source"]["installed_by"] == "unix:root"
     shown = rnx("runtime", "info", name).stdout
     assert f"Registry:       {url} (plain http://, --insecure-http)" in shown
     assert f"SHA256:         {sha}" in shown

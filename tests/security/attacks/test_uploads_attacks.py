@@ -206,14 +206,14 @@ def test_decompression_bomb_upload_is_refused_in_bounded_memory(
 
 
 def test_decompression_bomb_runtime_archive_is_refused_in_bounded_memory(
-    admin_local: Client, second_developer: str
+    client: Client, second_developer: str
 ) -> None:
     """Runtime archives are .tar.gz: read, but a header is capped before it is read."""
     body = _long_name_bomb(_gzip)
-    admin_local.health()
+    client.health()
     pid, before = _agent_memory()
     with pytest.raises(RnxError) as caught:
-        admin_local.install_runtime(
+        client.install_runtime(
             "bomb-runtime", [body], size=len(body), sha256=hashlib.sha256(body).hexdigest()
         )
     growth = _status_bytes(pid, "VmHWM") - before
@@ -283,6 +283,6 @@ def test_link_through_a_link_leaving_the_tree_is_refused(
 
 
 @pytest.fixture
-def admin_local() -> Iterator[Client]:
+def client() -> Iterator[Client]:
     with Client(socket="/run/joblet/joblet.sock") as c:
         yield c
