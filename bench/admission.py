@@ -20,12 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,9 +32,9 @@ from joblet_agent.adapters.systemd_dbus import SystemdBus
 from joblet_agent.domain.capacity import AdmissionPolicy
 from joblet_agent.services.job.service import JobService
 from rnx.client import Client
+from tests.integration.configured_agent import configured_agent, restart_agent
 
 REQUEST = {"command": "/bin/true"}
-CONFIG = Path("/etc/joblet/joblet.yml")
 DATABASE = Path("/var/lib/joblet/jobs.sqlite")
 
 
@@ -133,29 +131,8 @@ def queued_row_bytes() -> float:
     return float(size or 0)
 
 
-def restart_agent() -> None:
-    sh("systemctl", "restart", "joblet.service")
-    with Client() as client:
-        client.health()
-
-
-@contextlib.contextmanager
-def agent_config(text: str) -> Iterator[None]:
-    saved = CONFIG.read_text() if CONFIG.exists() else None
-    CONFIG.write_text(text)
-    try:
-        restart_agent()
-        yield
-    finally:
-        if saved is None:
-            CONFIG.unlink()
-        else:
-            CONFIG.write_text(saved)
-        restart_agent()
-
-
 def memory(count: int) -> None:
-    with agent_config("admission:\n  max_running: 1\n"), Client() as client:
+    with configured_agent("admission:\n  max_running: 1\n"), Client() as client:
         at_rest = agent_rss()
 
         holder = client.run(["sleep", "3600"])

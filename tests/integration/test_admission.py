@@ -11,13 +11,13 @@ from collections.abc import Iterator
 import pytest
 
 from rnx.client import Client, Job
-from tests.integration.agent_config import CONFIG, agent_config, restart_agent
+from tests.integration.configured_agent import CONFIG, configured_agent, restart_agent
 from tests.integration.conftest import rnx, sh, wait_state
 
 
 @pytest.fixture(scope="module")
 def capacity_two() -> Iterator[None]:
-    with agent_config("admission:\n  max_running: 2\n"):
+    with configured_agent("admission:\n  max_running: 2\n"):
         yield
 
 

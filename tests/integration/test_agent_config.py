@@ -3,46 +3,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
 import shutil
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from rnx.client import Client
 from rnx.errors import RnxError
+from tests.integration.configured_agent import configured_agent
 from tests.integration.conftest import rnx, sh, wait_state
 from tests.integration.test_lifecycle import TERM_IGNORER
 from tests.runtime_kit import pack, registry, tiny_python, unique
-
-CONFIG = Path("/etc/joblet/joblet.yml")
-
-
-@contextlib.contextmanager
-def joblet_yml(text: str) -> Iterator[None]:
-    """The agent running with `text` as its configuration, then with what was there before."""
-    saved = CONFIG.read_text() if CONFIG.exists() else None
-    CONFIG.parent.mkdir(parents=True, exist_ok=True)
-    CONFIG.write_text(text)
-    try:
-        restart_agent()
-        yield
-    finally:
-        if saved is None:
-            CONFIG.unlink()
-        else:
-            CONFIG.write_text(saved)
-        restart_agent()
-
-
-def restart_agent() -> None:
-    """This module restarts the agent twice a test: past PID 1's start limit (5 starts in 10 s)
-    the unit would fail with start-limit-hit, which reset-failed forgets."""
-    sh("systemctl", "reset-failed", "joblet.service", "joblet.socket", check=False)
-    sh("systemctl", "restart", "joblet.service")
 
 
 def refused(call: object) -> RnxError:
@@ -54,7 +27,7 @@ def refused(call: object) -> RnxError:
 def test_max_running_queues_one_more_job_until_one_ends(client: Client) -> None:
     """jobs.max_running: 2 (the admission queue's cap when admission.max_running is unset): a
     third job waits QUEUED, first in line, and runs once one of the two ends."""
-    with joblet_yml("jobs:\n  max_running: 2\n"):
+    with configured_agent("jobs:\n  max_running: 2\n"):
         first, second = client.run(["sleep", "60"]), client.run(["sleep", "60"])
         try:
             third = client.run(["true"])
@@ -70,7 +43,7 @@ def test_max_running_queues_one_more_job_until_one_ends(client: Client) -> None:
 
 def test_stop_grace_from_joblet_yml_is_the_grace(client: Client) -> None:
     """jobs.stop_grace: 3s instead of the default 10 s: SIGKILL 3 s after SIGTERM."""
-    with joblet_yml("jobs:\n  stop_grace: 3s\n"):
+    with configured_agent("jobs:\n  stop_grace: 3s\n"):
         job = client.run(["python3", "-c", TERM_IGNORER])
         try:
             deadline = time.monotonic() + 30
@@ -86,8 +59,8 @@ def test_stop_grace_from_joblet_yml_is_the_grace(client: Client) -> None:
         assert 2 <= last - term < 8, f"killed {last - term:.1f}s after SIGTERM, grace 3s"
 
 
-def test_default_and_most_timeout_from_joblet_yml(client: Client) -> None:
-    with joblet_yml("jobs:\n  default_timeout: 2s\n  max_timeout: 1m\n"):
+def test_default_and_most_timeout_from_configured_agent(client: Client) -> None:
+    with configured_agent("jobs:\n  default_timeout: 2s\n  max_timeout: 1m\n"):
         job = client.run(["sleep", "60"])
         assert job.spec.limits.timeout_sec == 2
         final = wait_state(client, job.id, *("TIMEOUT", "COMPLETED", "FAILED", "STOPPED"))
@@ -98,11 +71,11 @@ def test_default_and_most_timeout_from_joblet_yml(client: Client) -> None:
         assert "60" in error.message, error.message
 
 
-def test_work_and_volume_and_upload_maximums_from_joblet_yml(
+def test_work_and_volume_and_upload_maximums_from_configured_agent(
     client: Client, tmp_path: Path
 ) -> None:
     config = "jobs:\n  max_work_size: 32M\n  max_volume_size: 32M\n  max_upload_entries: 2\n"
-    with joblet_yml(config):
+    with configured_agent(config):
         error = refused(lambda: client.run(["true"], work_bytes="64M"))
         assert (error.status, error.message.split(":")[0]) == (400, "limits.work_bytes"), error
         error = refused(lambda: client.create_volume("too-big-for-config", size="64M"))
@@ -121,12 +94,12 @@ ADDRESS_AND_UID = (
 )
 
 
-def test_uid_base_and_isolated_cidr_from_joblet_yml(client: Client) -> None:
+def test_uid_base_and_isolated_cidr_from_configured_agent(client: Client) -> None:
     """jobs.uid_base: the job runs as a user of the pool that starts there (not the default's
     0x7A000000); networks.isolated_cidr: an isolated job's address is in it (not 10.213.0.0/20)."""
     base = 0x7B000000
     config = f"jobs:\n  uid_base: {base}\nnetworks:\n  isolated_cidr: 10.214.16.0/24\n"
-    with joblet_yml(config):
+    with configured_agent(config):
         job = client.run(["python3", "-c", ADDRESS_AND_UID], network="isolated")
         assert wait_state(client, job.id, "COMPLETED").exit_code == 0
         uid, address = next(iter(client.logs(job.id, follow=False))).split()
@@ -139,7 +112,7 @@ OTHER_RUNTIMES = Path("/opt/joblet/other-runtimes")
 DROP_IN = Path("/run/systemd/system/joblet.service.d/zz-test-runtimes-dir.conf")
 
 
-def test_runtimes_dir_from_joblet_yml(tmp_path: Path) -> None:
+def test_runtimes_dir_from_configured_agent(tmp_path: Path) -> None:
     """runtimes_dir (with the drop-in docs/runtimes.md asks for): a runtime is installed there,
     not in /opt/joblet/runtimes, and a job runs in it from there."""
     name = unique("tinypy")
@@ -153,7 +126,7 @@ def test_runtimes_dir_from_joblet_yml(tmp_path: Path) -> None:
     )
     try:
         sh("systemctl", "daemon-reload")
-        with joblet_yml(f"runtimes_dir: {OTHER_RUNTIMES}\n"):
+        with configured_agent(f"runtimes_dir: {OTHER_RUNTIMES}\n"):
             try:
                 installed = rnx("runtime", "install", name, "--registry", str(index))
                 assert installed.returncode == 0, installed.stderr

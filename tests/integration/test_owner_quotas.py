@@ -15,7 +15,7 @@ import pytest
 
 from joblet_agent.pki.store import Pki
 from rnx.client import Client, Job
-from tests.integration.agent_config import agent_config
+from tests.integration.configured_agent import configured_agent
 from tests.integration.conftest import rnx
 
 PKI_DIR = Path("/etc/joblet/pki")
@@ -39,7 +39,7 @@ def owners(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]
     for name in (f"quota-a-{run}", f"quota-b-{run}"):
         out = tmp_path_factory.mktemp(name) / "cfg"
         configs.append(str(pki.issue_client(name, "developer", out_dir=out, address=ADDRESS)))
-    with agent_config("quotas:\n  default:\n    memory_max: 128M\n"):
+    with configured_agent("quotas:\n  default:\n    memory_max: 128M\n"):
         yield configs[0], configs[1]
 
 

@@ -13,7 +13,7 @@ import pytest
 
 from joblet_agent.pki.store import Pki
 from rnx.client import Client
-from tests.integration.agent_config import CONFIG, restart_agent
+from tests.integration.configured_agent import CONFIG, restart_agent
 from tests.integration.conftest import wait_state
 
 PKI_DIR = Path("/etc/joblet/pki")

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 import pytest
 
 from rnx.client import Client
-from tests.integration.conftest import client, inside_sandbox, no_units_left_behind, sh
+from tests.integration.configured_agent import restart_agent
+from tests.integration.conftest import client, inside_sandbox, no_units_left_behind
 from tests.integration.test_control_plane import certs, pki
 
 __all__ = [
@@ -46,21 +47,6 @@ def another_user_runs_a_job(
     taken = time.monotonic() - start
     assert proc.returncode == 0, f"another user's job failed ({proc.returncode}): {proc.stderr}"
     return taken
-
-
-def restart_agent() -> None:
-    """systemctl restart joblet.service; returns once the agent serves again (socket activation
-    would also start it on the next request, but a failed start must fail here, by name)."""
-    sh("systemctl", "restart", "joblet.service", check=False)
-    deadline = time.monotonic() + 30
-    while True:
-        state = sh("systemctl", "is-active", "joblet.service", check=False).strip()
-        if state == "active":
-            return
-        if state == "failed" or time.monotonic() > deadline:
-            log = sh("journalctl", "-u", "joblet.service", "-n", "30", "--no-pager", check=False)
-            pytest.fail(f"the agent did not come back after a restart ({state}):\n{log}")
-        time.sleep(0.1)
 
 
 @pytest.fixture
