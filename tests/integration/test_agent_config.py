@@ -59,7 +59,7 @@ def test_stop_grace_from_joblet_yml_is_the_grace(client: Client) -> None:
         assert 2 <= last - term < 8, f"killed {last - term:.1f}s after SIGTERM, grace 3s"
 
 
-def test_default_and_most_timeout_from_configured_agent(client: Client) -> None:
+def test_default_and_most_timeout_from_joblet_yml(client: Client) -> None:
     with configured_agent("jobs:\n  default_timeout: 2s\n  max_timeout: 1m\n"):
         job = client.run(["sleep", "60"])
         assert job.spec.limits.timeout_sec == 2
@@ -71,7 +71,7 @@ def test_default_and_most_timeout_from_configured_agent(client: Client) -> None:
         assert "60" in error.message, error.message
 
 
-def test_work_and_volume_and_upload_maximums_from_configured_agent(
+def test_work_and_volume_and_upload_maximums_from_joblet_yml(
     client: Client, tmp_path: Path
 ) -> None:
     config = "jobs:\n  max_work_size: 32M\n  max_volume_size: 32M\n  max_upload_entries: 2\n"
@@ -94,7 +94,7 @@ ADDRESS_AND_UID = (
 )
 
 
-def test_uid_base_and_isolated_cidr_from_configured_agent(client: Client) -> None:
+def test_uid_base_and_isolated_cidr_from_joblet_yml(client: Client) -> None:
     """jobs.uid_base: the job runs as a user of the pool that starts there (not the default's
     0x7A000000); networks.isolated_cidr: an isolated job's address is in it (not 10.213.0.0/20)."""
     base = 0x7B000000
@@ -112,7 +112,7 @@ OTHER_RUNTIMES = Path("/opt/joblet/other-runtimes")
 DROP_IN = Path("/run/systemd/system/joblet.service.d/zz-test-runtimes-dir.conf")
 
 
-def test_runtimes_dir_from_configured_agent(tmp_path: Path) -> None:
+def test_runtimes_dir_from_joblet_yml(tmp_path: Path) -> None:
     """runtimes_dir (with the drop-in docs/runtimes.md asks for): a runtime is installed there,
     not in /opt/joblet/runtimes, and a job runs in it from there."""
     name = unique("tinypy")
