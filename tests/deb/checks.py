@@ -174,10 +174,11 @@ def check_status_describes(host: Host, job: dict[str, Any]) -> None:
     assert f"Joblet job {job['id']}" in status.stdout
     assert "active (running)" in status.stdout
     assert "sleep 600" in status.stdout  # its process, in its own cgroup
-    assert (
-        "joblet.slice"
-        in host.machine.run("systemctl", "show", "-p", "Slice", "--value", job["unit"]).stdout
-    )
+    # In its owner's slice (root's on the local socket: unix:root), inside joblet.slice.
+    show = ("systemctl", "show", "-p", "Slice", "-p", "ControlGroup", "--value", job["unit"])
+    slice_, group = host.machine.run(*show).stdout.split()
+    assert slice_ == "joblet-owner-unix:root.slice", slice_
+    assert group.startswith("/joblet.slice/joblet-owner.slice/joblet-owner-unix:root.slice/"), group
 
 
 def check_restart_keeps_job(host: Host, job: dict[str, Any]) -> None:
