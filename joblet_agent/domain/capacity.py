@@ -10,6 +10,7 @@ from types import MappingProxyType
 
 from joblet_agent.domain.fields import Fields
 from joblet_agent.domain.host import HostInfo
+from joblet_agent.domain.owner import CERT, parse_owner
 from joblet_agent.domain.quantities import parse_duration, parse_size
 from joblet_agent.errors import ErrorCode, JobletError
 
@@ -141,7 +142,10 @@ def parse_quotas(section: Fields) -> Quotas:
     for name in list(raw) if isinstance(raw, Mapping) else []:
         if not isinstance(name, str) or not name or len(name) > MAX_OWNER_NAME_CHARS:
             raise entries.error(str(name)[:80], name, "an owner's name, 1-256 characters")
-        owners[name] = _parse_quota(entries.section(name), default)
+        # cert:NAME or unix:NAME; a bare NAME is a certificate's (a local user is always
+        # unix:NAME), so a certificate named like a local account never gets that account's.
+        owner = parse_owner(f"quotas.owners.{name}", name, namespace=CERT)
+        owners[owner] = _parse_quota(entries.section(name), default)
     entries.reject_unknown()
     section.reject_unknown()
     return Quotas(default=default, owners=MappingProxyType(owners))

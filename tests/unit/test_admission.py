@@ -433,3 +433,22 @@ def test_a_job_without_a_memory_limit_gets_the_smaller_of_the_default_and_its_ow
             )
 
     asyncio.run(scenario())
+
+
+def test_quota_owners_in_joblet_yml_are_certificates_unless_said_otherwise() -> None:
+    """Owners are cert:NAME or unix:NAME (issue 16); a bare NAME in quotas.owners is a
+    certificate's, so a certificate named `root` never gets local root's quota."""
+    quotas = parse_config(
+        {
+            "quotas": {
+                "owners": {"alice": {"max_running": 1}, "unix:root": {"max_running": 2}},
+            }
+        },
+        "joblet.yml",
+    ).quotas
+    assert quotas.of("cert:alice").max_running == 1
+    assert quotas.of("unix:alice").max_running is None
+    assert quotas.of("unix:root").max_running == 2
+    assert quotas.of("cert:root").max_running is None
+    with pytest.raises(JobletError, match=r"quotas.owners.ldap:bob: 'ldap:bob' is not an owner"):
+        parse_config({"quotas": {"owners": {"ldap:bob": {"max_running": 1}}}}, "joblet.yml")
