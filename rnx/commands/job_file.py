@@ -1,5 +1,5 @@
-"""rnx job cp | ls | cat: files out of a job (running, or ended until it is deleted) and into a
-running one."""
+"""rnx job cp | ls | cat: files out of a job (running, or ended until its files are reclaimed)
+and into a running one."""
 
 from __future__ import annotations
 
@@ -90,7 +90,8 @@ def ls(ctx: Context, job_id: str, path: str) -> None:
 @click.option("--raw", is_flag=True, help=RAW_HELP)
 @pass_context
 def cat(ctx: Context, job_id: str, path: str, raw: bool) -> None:
-    """Print a file of a job's (running, or ended until it is deleted)."""
+    """Print a file of a job's (running, or ended until its files are reclaimed: the agent's
+    jobs.work_retention after its end)."""
     with ctx.client() as client:
         data = client.read_file(job_id, path)
     if sys.stdout.isatty() and not raw:
