@@ -221,6 +221,14 @@ class JobFileService:
                     f"path: {path} is in a volume; an ended job's /work is kept, not its "
                     "volumes (read those through a running job that names them)",
                 )
+            if record.files_reclaimed_at is not None:
+                at = record.files_reclaimed_at.isoformat()
+                raise JobletError(
+                    ErrorCode.NOT_FOUND,
+                    f"job {record.id}'s files were reclaimed at {at}, jobs.work_retention after "
+                    "its end (joblet.yml); its record and logs stay",
+                    hint=f"rnx job log {record.id[:8]}",
+                )
             connection = await self._ended_job(record)
         else:
             raise JobletError(

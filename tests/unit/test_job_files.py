@@ -154,6 +154,12 @@ def test_an_ended_jobs_volumes_and_a_scheduled_jobs_files_are_refused(tmp_path: 
     assert volume.code is ErrorCode.INVALID and "volume" in volume.message
     waiting = asyncio.run(attempt(_record(JobState.SCHEDULED), parse_job_path("/work", ())))
     assert waiting.code is ErrorCode.CONFLICT
+    # Its files reclaimed after jobs.work_retention (issue 16): said so, not a helper's failure.
+    at = datetime(2026, 1, 2, tzinfo=UTC)
+    reclaimed = dataclasses.replace(_record(JobState.COMPLETED), files_reclaimed_at=at)
+    gone = asyncio.run(attempt(reclaimed, parse_job_path("/work", ())))
+    assert gone.code is ErrorCode.NOT_FOUND, gone
+    assert "reclaimed at 2026-01-02T00:00:00+00:00" in gone.message
 
 
 def test_a_broken_download_leaves_nothing(tmp_path: Path) -> None:
