@@ -5,6 +5,7 @@ them). One job at a time (admission.max_running 1), so jobs queue behind a block
 
 from __future__ import annotations
 
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,20 +94,23 @@ def test_the_next_agent_removes_what_a_crash_mid_start_left(
 ) -> None:
     """An agent killed between a job's start and the removal of its secrets leaves them (made
     here by writing them back): the next agent removes them, and keeps those of jobs that
-    still wait."""
+    still wait. So does a directory with secrets and no record (a crash at submit)."""
     running = client.run(["sleep", "120"], secret_env=SECRET)
     assert wait_state(client, running.id, "RUNNING").state == "RUNNING"
     queued = client.run(["true"], secret_env=SECRET)
     ended = client.run(["true"], secret_env=SECRET, schedule="1h")
     client.cancel(ended.id)
+    orphan = JOBS / str(uuid.uuid4())  # written at submit, then a crash: no record
     try:
-        for job in (running, ended):
-            secrets_of(job).write_text('TOKEN="s3cret-value"\n')
-            secrets_of(job).chmod(0o600)
+        orphan.mkdir(mode=0o700)
+        for path in (secrets_of(running), secrets_of(ended), orphan / "secret.env"):
+            path.write_text('TOKEN="s3cret-value"\n')
+            path.chmod(0o600)
         sh("systemctl", "kill", "--signal=KILL", "joblet.service")
         restart_agent()
         assert left_behind() == [str(secrets_of(queued))]
     finally:
         client.stop(running.id)
+        shutil.rmtree(orphan, ignore_errors=True)
     assert wait_state(client, queued.id, "COMPLETED", "FAILED").state == "COMPLETED"
     assert left_behind() == []

@@ -104,6 +104,9 @@ def test_the_agents_start_removes_secrets_of_started_and_ended_jobs(tmp_path: Pa
     assert service.resolve(running.id).state is JobState.RUNNING
     for job in (running, ended):
         secrets_of(service, job).write_text('TOKEN="s3cret"\n')  # left by a crash
+    orphan = Path(service.config.jobs_dir) / "0f0f0f0f-dead-4bad-8bad-0123456789ab"
+    orphan.mkdir()
+    (orphan / "secret.env").write_text('TOKEN="s3cret"\n')  # written, then a crash: no record
     again, pid1 = engine(tmp_path)
     pid1.units[running.unit] = {"ActiveState": "active", "RootDirectory": "/"}
 
@@ -114,5 +117,6 @@ def test_the_agents_start_removes_secrets_of_started_and_ended_jobs(tmp_path: Pa
     asyncio.run(after())
     assert not secrets_of(service, running).exists()
     assert not secrets_of(service, ended).exists()
+    assert not (orphan / "secret.env").exists()
     assert secrets_of(service, queued).exists()
     assert secrets_of(service, later).exists()

@@ -325,10 +325,14 @@ class JobLifecycle:
 
     def _forget_secrets_of_started(self) -> None:
         """Secret values wait on disk only with a job that has not started (QUEUED, SCHEDULED):
-        an agent that died between a job's start and their removal left them (review L11)."""
-        for record in self.records.list():
-            if record.state not in (JobState.QUEUED, JobState.SCHEDULED) and record.spec.secret_env:
-                self.files.forget_secrets(self._paths(record.id))
+        an agent that died between a job's start and their removal left them, or between their
+        writing and its record's (review L11)."""
+        waiting = (JobState.QUEUED, JobState.SCHEDULED)
+        for job_id in self.files.holding_secrets(PurePosixPath(self.config.jobs_dir)):
+            record = self.records.get(job_id)
+            if record is None or record.state not in waiting:
+                self.files.forget_secrets(self._paths(job_id))
+                logger.info("removed the secrets left by job %s", job_id)
 
     async def roots_in_use(self, current: PurePosixPath) -> set[str]:
         """The RootDirectory of every loaded job unit, whoever started it: skeletons to keep."""
