@@ -177,6 +177,10 @@ class JobFiles(Protocol):
 
     def forget_secrets(self, paths: JobPaths) -> None: ...
 
+    def holding_secrets(self, jobs_dir: PurePosixPath) -> list[str]:
+        """The ids of the job directories under `jobs_dir` that hold secret values."""
+        ...
+
     def read_text(self, path: PurePosixPath) -> str | None:
         """A root-only file a helper unit wrote into a job's directory, or None if there is none."""
         ...

@@ -222,6 +222,9 @@ class FakeJobFiles:
     def forget_secrets(self, paths: JobPaths) -> None:
         Path(paths.secrets).unlink(missing_ok=True)
 
+    def holding_secrets(self, jobs_dir: PurePosixPath) -> list[str]:
+        return sorted(p.parent.name for p in Path(jobs_dir).glob("*/secret.env"))
+
     def read_text(self, path: PurePosixPath) -> str | None:
         try:
             return Path(path).read_text()

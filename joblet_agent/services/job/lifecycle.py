@@ -110,6 +110,9 @@ class JobLifecycle:
                 self.records.save(
                     record.evolve(state=JobState.RUNNING, started_at=self.clock.now())
                 )
+                # Its process has its environment: also when its start outlasted the starter's
+                # wait (START_TIMEOUT_SEC), which then removed nothing.
+                self.files.forget_secrets(self._paths(record.id))
             elif event.result != "done":
                 self._finish_soon(record, start_result=event.result)
             return
@@ -271,6 +274,7 @@ class JobLifecycle:
             ended_at=self.clock.now(),
         )
         self.records.save(final)
+        self.files.forget_secrets(self._paths(record.id))  # however it ended
         logger.info(
             "job %s %s (exit %s, result %s)",
             record.id,
@@ -285,6 +289,7 @@ class JobLifecycle:
     async def reconcile(self) -> None:
         """Re-attach to running units; give jobs that ended while we were away their true end."""
         live = dict(await self.pid1.list_units(f"{UNIT_PREFIX}*.service"))
+        self._forget_secrets_of_started()
         known: set[str] = set()
         for record in self.records.list(states=HOLDING):
             if record.waiting_for_time:
@@ -300,6 +305,7 @@ class JobLifecycle:
                     current = record.evolve(state=JobState.RUNNING, started_at=started)
                     self.records.save(current)
                 if active in _RUNNING:
+                    self.files.forget_secrets(self._paths(record.id))  # its program runs
                     await self.limit_running(current)  # in case the agent died before it did
                 logger.info("re-attached to running job %s", record.id)
                 continue
@@ -316,6 +322,17 @@ class JobLifecycle:
                 logger.error("could not read how job %s ended: %s", record.id, exc.message)
         for unit in sorted(set(live) - known):
             logger.warning("unit %s is not a job this agent knows; leaving it alone", unit)
+
+    def _forget_secrets_of_started(self) -> None:
+        """Secret values wait on disk only with a job that has not started (QUEUED, SCHEDULED):
+        an agent that died between a job's start and their removal left them, or between their
+        writing and its record's (review L11)."""
+        waiting = (JobState.QUEUED, JobState.SCHEDULED)
+        for job_id in self.files.holding_secrets(PurePosixPath(self.config.jobs_dir)):
+            record = self.records.get(job_id)
+            if record is None or record.state not in waiting:
+                self.files.forget_secrets(self._paths(job_id))
+                logger.info("removed the secrets left by job %s", job_id)
 
     async def roots_in_use(self, current: PurePosixPath) -> set[str]:
         """The RootDirectory of every loaded job unit, whoever started it: skeletons to keep."""
