@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rnx.client import Client, Job
-from tests.integration.agent_config import agent_config, restart_agent
+from tests.integration.configured_agent import configured_agent, restart_agent
 from tests.integration.conftest import rnx, sh, wait_state
 
 JOBS = Path("/var/lib/joblet/jobs")
@@ -22,7 +22,7 @@ SECRET = {"TOKEN": "s3cret-value"}
 
 @pytest.fixture(scope="module")
 def one_at_a_time() -> Iterator[None]:
-    with agent_config("admission:\n  max_running: 1\n"):
+    with configured_agent("admission:\n  max_running: 1\n"):
         yield
 
 
