@@ -48,6 +48,8 @@ class Quotas:
 
     default: OwnerQuota = OwnerQuota()
     owners: Mapping[str, OwnerQuota] = field(default_factory=lambda: MappingProxyType({}))
+    # Each owner's key as joblet.yml wrote it (`alice` for cert:alice), for errors that name it.
+    written: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def of(self, owner: str) -> OwnerQuota:
         return self.owners.get(owner, self.default)
@@ -138,6 +140,7 @@ def parse_quotas(section: Fields) -> Quotas:
     default = _parse_quota(section.section("default"), OwnerQuota())
     entries = section.section("owners")
     owners: dict[str, OwnerQuota] = {}
+    written: dict[str, str] = {}
     raw = section.raw("owners") or {}
     for name in list(raw) if isinstance(raw, Mapping) else []:
         if not isinstance(name, str) or not name or len(name) > MAX_OWNER_NAME_CHARS:
@@ -146,16 +149,22 @@ def parse_quotas(section: Fields) -> Quotas:
         # unix:NAME), so a certificate named like a local account never gets that account's.
         owner = parse_owner(f"quotas.owners.{name}", name, namespace=CERT)
         owners[owner] = _parse_quota(entries.section(name), default)
+        written[owner] = name
     entries.reject_unknown()
     section.reject_unknown()
-    return Quotas(default=default, owners=MappingProxyType(owners))
+    return Quotas(
+        default=default, owners=MappingProxyType(owners), written=MappingProxyType(written)
+    )
 
 
 def check_against_host(admission: AdmissionPolicy, quotas: Quotas, host: HostInfo) -> None:
     """Quotas the host could never give are a mistake in joblet.yml: refused at start."""
     cpus = len(host.cpus) * 100
     entries = [("quotas.default", quotas.default)]
-    entries += [(f"quotas.owners.{name}", quota) for name, quota in quotas.owners.items()]
+    entries += [
+        (f"quotas.owners.{quotas.written.get(owner, owner)}", quota)
+        for owner, quota in quotas.owners.items()
+    ]
     for where, quota in entries:
         if quota.memory_bytes is not None and quota.memory_bytes > host.memory_bytes:
             raise JobletError(

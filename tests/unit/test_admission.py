@@ -452,3 +452,7 @@ def test_quota_owners_in_joblet_yml_are_certificates_unless_said_otherwise() -> 
     assert quotas.of("cert:root").max_running is None
     with pytest.raises(JobletError, match=r"quotas.owners.ldap:bob: 'ldap:bob' is not an owner"):
         parse_config({"quotas": {"owners": {"ldap:bob": {"max_running": 1}}}}, "joblet.yml")
+    # Errors name the key as joblet.yml wrote it.
+    config = parse_config({"quotas": {"owners": {"alice": {"memory_max": "64T"}}}}, "joblet.yml")
+    with pytest.raises(JobletError, match=r"joblet.yml: quotas\.owners\.alice\.memory_max: "):
+        check_against_host(config.admission, config.quotas, HYBRID_HOST)
