@@ -5,8 +5,8 @@
  * is in the job's cgroup, so counted against the job's limits. It
  *   - starts the job's command as its child and ends with it, with its exit status (or its
  *     signal, where it can be re-raised): it reaps orphans (a subreaper, or PID 1 of the job's
- *     PID namespace) and passes on the signals it gets from anyone but PID 1 (whose stop
- *     signals reach every process of the job's cgroup, the command's included: once);
+ *     PID namespace) and passes on the signals it gets, but for stop's SIGTERM from PID 1,
+ *     which reaches every process of the job's cgroup, the command's included: once);
  *   - serves the agent on the listening socket PID 1 passed it (fd 3, LISTEN_FDS=1): a socket
  *     whose path lies in the job's root-only directory on the host, so only root reaches it and
  *     no job ever sees it. Each connection gets a forked handler that runs one exec, attaches to
@@ -1021,12 +1021,13 @@ int main(int argc, char **argv) {
             struct signalfd_siginfo info;
             while (read(signal_fd, &info, sizeof info) == sizeof info) {
                 if (info.ssi_signo == SIGCHLD) continue;
-                /* PID 1 (pid 0 here when it is outside the job's PID namespace) signals every
-                 * process of the job's cgroup (KillMode=control-group: stop's SIGTERM): the
-                 * command has it already, and a second SIGTERM is "quit now" to many programs.
-                 * Signals from anyone else are passed on. */
+                /* Stop's SIGTERM from PID 1 (pid 0 here when it is outside the job's PID
+                 * namespace) reaches every process of the job's cgroup (KillMode=control-group):
+                 * the command has it already, and a second SIGTERM is "quit now" to many
+                 * programs. Every other signal is passed on (`systemctl kill --kill-whom=main`). */
                 int from_pid1 = info.ssi_code == SI_USER && (info.ssi_pid == 0 || info.ssi_pid == 1);
-                if (main_pid > 0 && !main_done && !from_pid1) kill(main_pid, (int)info.ssi_signo);
+                int stop_signal = from_pid1 && info.ssi_signo == SIGTERM;
+                if (main_pid > 0 && !main_done && !stop_signal) kill(main_pid, (int)info.ssi_signo);
             }
             int wstatus;
             pid_t pid;
