@@ -6,8 +6,6 @@ import asyncio
 import contextlib
 import logging
 import re
-from collections.abc import Mapping
-from typing import Any
 
 from aiohttp import web
 
@@ -15,17 +13,16 @@ from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.body import json_body
 from joblet_agent.api.handlers.schedule import runs_of
 from joblet_agent.api.identity import caller_of
-from joblet_agent.api.job_access import JOBS, job_for
+from joblet_agent.api.job_access import JOBS, job_for, job_json, job_service, one_job_json
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.log_stream import sse_frames
 from joblet_agent.api.log_stream_slots import LogStreamSlots
 from joblet_agent.api.query import query_int, query_text
-from joblet_agent.domain.job import JobRecord, JobState
+from joblet_agent.domain.job import JobState
 from joblet_agent.domain.jobspec import parse_job_request
 from joblet_agent.domain.owner import parse_owner, split_owner
-from joblet_agent.domain.rbac import Action, Caller, authorize, permits
+from joblet_agent.domain.rbac import Action, Caller, authorize
 from joblet_agent.errors import ErrorCode, JobletError, excerpt
-from joblet_agent.services.job.service import JobService
 
 logger = logging.getLogger(__name__)
 SERVICE = JOBS
@@ -50,28 +47,6 @@ _METRICS = (
 )
 
 
-def _service(request: web.Request) -> JobService:
-    service: JobService = request.app[SERVICE]
-    return service
-
-
-def _job_json(
-    record: JobRecord, caller: Caller, positions: Mapping[str, int] | None = None
-) -> dict[str, Any]:
-    """The job as the API shows it: another owner's arguments and environment values only for
-    those who may inspect it; `positions`: the queue's (JobService.queue_positions)."""
-    inspect = permits(caller, Action.JOB_INSPECT, owner=record.owner)
-    data = record.to_dict(with_secrets=False, inspect=inspect)
-    data["queue_position"] = positions.get(record.id) if positions else None
-    return data
-
-
-def _one_json(request: web.Request, record: JobRecord) -> dict[str, Any]:
-    queued = record.state is JobState.QUEUED
-    positions = _service(request).queue_positions() if queued else None
-    return _job_json(record, caller_of(request), positions)
-
-
 def _owner_query(request: web.Request, caller: Caller) -> str | None:
     """?owner=NAME (in the caller's own namespace), cert:NAME or unix:NAME."""
     given = query_text(request.query, "owner", MAX_OWNER_CHARS)
@@ -87,7 +62,7 @@ def _allowed(request: web.Request, action: Action) -> Caller:
 
 async def create(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_RUN)
-    service = _service(request)
+    service = job_service(request)
     # The raw request dies here: what is authorised and submitted is the parsed spec.
     parsed = parse_job_request(await json_body(request), service.config.jobs, service.host)
     if parsed.spec.relax:
@@ -102,7 +77,7 @@ async def create(request: web.Request) -> web.Response:
         manages_all=caller.acts_on_anyones_jobs,
     )
     request[JOB_ID] = record.id
-    return web.json_response(_one_json(request, record), status=201)
+    return web.json_response(one_job_json(request, record), status=201)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -120,7 +95,7 @@ async def list_jobs(request: web.Request) -> web.Response:
             ) from None
     limit = query_int(query, "limit", 100, 1, 1000)
     offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
-    service = _service(request)
+    service = job_service(request)
     schedule = query_text(query, "schedule", MAX_SCHEDULE_CHARS)
     jobs = service.list(
         states=states,
@@ -131,27 +106,27 @@ async def list_jobs(request: web.Request) -> web.Response:
     )
     positions = service.queue_positions() if any(j.state is JobState.QUEUED for j in jobs) else {}
     return web.json_response(
-        {"jobs": [_job_json(j, caller, positions) for j in jobs], "limit": limit, "offset": offset}
+        {"jobs": [job_json(j, caller, positions) for j in jobs], "limit": limit, "offset": offset}
     )
 
 
 async def get(request: web.Request) -> web.Response:
-    return web.json_response(_one_json(request, job_for(request, Action.JOB_READ)))
+    return web.json_response(one_job_json(request, job_for(request, Action.JOB_READ)))
 
 
 async def stop(request: web.Request) -> web.Response:
     record = job_for(request, Action.JOB_STOP)
-    return web.json_response(_one_json(request, await _service(request).stop(record.id)))
+    return web.json_response(one_job_json(request, await job_service(request).stop(record.id)))
 
 
 async def cancel(request: web.Request) -> web.Response:
     record = job_for(request, Action.JOB_CANCEL)
-    return web.json_response(_one_json(request, await _service(request).cancel(record.id)))
+    return web.json_response(one_job_json(request, await job_service(request).cancel(record.id)))
 
 
 async def delete(request: web.Request) -> web.Response:
     record = job_for(request, Action.JOB_DELETE)
-    await _service(request).delete(record.id)
+    await job_service(request).delete(record.id)
     return web.json_response({"deleted": record.id})
 
 
@@ -163,12 +138,12 @@ async def delete_all(request: web.Request) -> web.Response:
         if owner not in (None, caller.owner):
             authorize(caller, Action.JOB_DELETE_ALL, owner=owner)  # refuses, saying why
         owner = caller.owner
-    deleted, skipped = await _service(request).delete_all(owner=owner)
+    deleted, skipped = await job_service(request).delete_all(owner=owner)
     return web.json_response({"deleted": deleted, "skipped_running": skipped})
 
 
 async def metrics(request: web.Request) -> web.Response:
-    service = _service(request)
+    service = job_service(request)
     record = job_for(request, Action.JOB_READ)
     props = await service.unit_properties(record) or {}
     values = {k: props[k] for k in _METRICS if k in props}
@@ -183,7 +158,7 @@ async def logs(request: web.Request) -> web.StreamResponse:
     Each stream takes one of the caller's slots (log_streams in joblet.yml) until it ends; a
     client that takes no data for write_timeout is dropped, so one that never reads cannot
     keep its slot, its journalctl and the agent's buffers forever."""
-    service = _service(request)
+    service = job_service(request)
     record = job_for(request, Action.JOB_INSPECT)  # audited, allowed or not (api/audit.py)
     slots: LogStreamSlots = request.app[LOG_STREAMS]
     follow = request.query.get("follow", "0").lower() in ("1", "true", "yes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from joblet_agent.api.body import json_body
-from joblet_agent.api.job_access import job_for, job_service
+from joblet_agent.api.job_access import job_for, job_service, one_job_json
 from joblet_agent.domain.fields import Fields
 from joblet_agent.domain.quantities import parse_duration
 from joblet_agent.domain.rbac import Action
@@ -19,19 +19,19 @@ async def extend(request: web.Request) -> web.Response:
         raise body.error("timeout_sec", None, "how long the job may run from now is required")
     body.reject_unknown()
     updated = await job_service(request).lifetime.extend(record, seconds)
-    return web.json_response(updated.to_dict(with_secrets=False))
+    return web.json_response(one_job_json(request, updated))
 
 
 async def pause(request: web.Request) -> web.Response:
     record = job_for(request, Action.JOB_LIFETIME)
     updated = await job_service(request).lifetime.pause(record)
-    return web.json_response(updated.to_dict(with_secrets=False))
+    return web.json_response(one_job_json(request, updated))
 
 
 async def resume(request: web.Request) -> web.Response:
     record = job_for(request, Action.JOB_LIFETIME)
     updated = await job_service(request).lifetime.resume(record)
-    return web.json_response(updated.to_dict(with_secrets=False))
+    return web.json_response(one_job_json(request, updated))
 
 
 ROUTES = [

@@ -13,6 +13,7 @@ from aiohttp import web
 from joblet_agent.api.audit import JOB_ID
 from joblet_agent.api.body import body_chunks, json_body
 from joblet_agent.api.identity import caller_of
+from joblet_agent.api.job_access import one_job_json
 from joblet_agent.api.keys import app_key
 from joblet_agent.api.query import whole_number
 from joblet_agent.domain.rbac import Action, Caller, authorize
@@ -156,7 +157,7 @@ async def test(request: web.Request) -> web.Response:
     caller = _allowed(request, Action.JOB_RUN)
     record = await _service(request).test(_name(request), owner=caller.owner)
     request[JOB_ID] = record.id
-    return web.json_response(record.to_dict(with_secrets=False), status=201)
+    return web.json_response(one_job_json(request, record), status=201)
 
 
 async def validate_yml(request: web.Request) -> web.Response:
