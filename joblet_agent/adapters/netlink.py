@@ -16,10 +16,13 @@ import logging
 import subprocess
 import sys
 from collections.abc import Sequence
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
+from joblet_agent.domain.host_routes import Conflict, HostPrefix, conflicts, host_prefixes
 from joblet_agent.domain.network import BRIDGE_PREFIX, LINK_PREFIX, HostState, Network
+from joblet_agent.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -27,46 +30,109 @@ IP = "/usr/bin/ip"
 NFT = "/usr/sbin/nft"
 TABLE = "joblet"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
-# Link-local: cloud metadata services (169.254.169.254) hand out credentials to whoever asks.
-LINK_LOCAL = "169.254.0.0/16"
+# What a NAT network's jobs may not reach unless joblet.yml allows a prefix (networks.
+# allow_private): the private ranges (the host's LAN, a VPN, other tenants' services), shared
+# address space (carrier-grade NAT, Tailscale) and link-local (cloud metadata services hand out
+# credentials to whoever asks).
+NAT_UNREACHABLE = (
+    "10.0.0.0/8",
+    "172.16.0.0/12",
+    "192.168.0.0/16",
+    "100.64.0.0/10",
+    "169.254.0.0/16",
+)
+# How long a job's outbound flow is remembered, to know it if it comes back to the host (hairpin).
+FLOW_TIMEOUT = "1m"
+FLOWS_MAX = 65536
+# Beside the state file: what the apply found on the host (its networks, and the job networks
+# it did not make because they overlap them), for the agent to read.
+REPORT = ".host-report.json"
 
 
-def host_ruleset(networks: Sequence[Network]) -> str:
+def host_ruleset(
+    networks: Sequence[Network],
+    *,
+    owns_forwarding: bool = False,
+    allow_private: Sequence[IPv4Network] = (),
+    nameservers: Sequence[str] = (),
+) -> str:
     """The whole `inet joblet` table (pure; tests/unit pin it). Job networks reach each other
-    only within themselves; nothing from a job network reaches the host itself; NAT networks
-    reach the outside (but not link-local addresses), internal ones nothing beyond themselves.
+    only within themselves; nothing from a job network reaches the host itself, not through a
+    port it publishes by DNAT nor by a hairpin out and back in through a 1:1 NAT in front of it;
+    NAT networks reach the outside but no private, shared or link-local address (other than
+    `allow_private` and their nameservers' port 53), internal ones nothing beyond themselves.
+    Where Joblet turned IPv4 forwarding on (`owns_forwarding`), it forwards nothing else.
     Refusals of job traffic are rejects (a quick error), traffic towards jobs is dropped."""
-    all_bridges = f'"{BRIDGE_PREFIX}*"'
-    forward = []
+    jobs = f'"{BRIDGE_PREFIX}*"'
+    refuse = "reject with icmpx admin-prohibited"
+    # A port the host publishes by DNAT (Docker's -p, say) is forwarded, not input: the host's.
+    forward = [f"iifname {jobs} ct status dnat {refuse}"]
     for net in networks:
-        verdict = "reject with icmpx admin-prohibited" if net.isolated_ports else "accept"
+        verdict = refuse if net.isolated_ports else "accept"
         forward.append(f'iifname "{net.bridge}" oifname "{net.bridge}" {verdict}')
     forward += [
-        f"oifname {all_bridges} ct state established,related accept",
-        f"oifname {all_bridges} drop",
-        f"iifname {all_bridges} meta nfproto ipv6 reject with icmpx admin-prohibited",
-        f"iifname {all_bridges} ip daddr {LINK_LOCAL} reject with icmpx admin-prohibited",
+        f"oifname {jobs} ct state established,related accept",
+        f"oifname {jobs} drop",
+        f"iifname {jobs} meta nfproto ipv6 {refuse}",
     ]
     for net in networks:
         if net.internal:
-            forward.append(f'iifname "{net.bridge}" reject with icmpx admin-prohibited')
+            forward.append(f'iifname "{net.bridge}" {refuse}')
+    if nameservers:
+        servers = ", ".join(nameservers)
+        dns = f"ip daddr {{ {servers} }} meta l4proto {{ tcp, udp }} th dport 53"
+        forward.append(f"iifname {jobs} {dns} accept")
+    if allow_private:
+        allowed = ", ".join(str(prefix) for prefix in allow_private)
+        forward.append(f"iifname {jobs} ip daddr {{ {allowed} }} accept")
+    forward.append(f"iifname {jobs} ip daddr {{ {', '.join(NAT_UNREACHABLE)} }} {refuse}")
+    if owns_forwarding:
+        forward.append(f"meta nfproto ipv4 iifname != {jobs} oifname != {jobs} drop")
     nat = [
         f'ip saddr {net.cidr} oifname != "{net.bridge}" masquerade' for net in networks if net.nat
     ]
+    # A job's flow out through NAT (not one within its network), as the outside sees it: (its
+    # destination, the port NAT gave it, the destination port). If the same comes back in from
+    # that destination (a 1:1 NAT in front of the host sends the host's own public address back
+    # to it), it is the job's flow reaching the host: refused at input.
+    sources = ", ".join(str(net.cidr) for net in networks if net.nat)
+    record = (
+        [
+            f"ct state new ct status snat ct original ip saddr {{ {sources} }} "
+            "meta l4proto { tcp, udp } "
+            "add @job_flows { ct original ip daddr . ct reply proto-dst . ct original proto-dst }"
+        ]
+        if sources
+        else []
+    )
 
     def chain(name: str, head: str, rules: list[str]) -> str:
         body = "".join(f"    {r}\n" for r in rules)
         return f"  chain {name} {{\n    {head}\n{body}  }}\n"
 
+    flows = (
+        "  set job_flows {\n"
+        "    type ipv4_addr . inet_service . inet_service\n"
+        f"    flags timeout; timeout {FLOW_TIMEOUT}; size {FLOWS_MAX}\n"
+        "  }\n"
+    )
     return (
         f"table inet {TABLE} {{\n"
+        + flows
         + chain(
             "input",
             "type filter hook input priority filter - 5; policy accept;",
-            [f"iifname {all_bridges} reject with icmpx admin-prohibited"],
+            [
+                f"iifname {jobs} {refuse}",
+                f"meta l4proto {{ tcp, udp }} ip saddr . th sport . th dport @job_flows {refuse}",
+            ],
         )
         + chain("forward", "type filter hook forward priority filter - 5; policy accept;", forward)
         + chain("postrouting", "type nat hook postrouting priority srcnat; policy accept;", nat)
+        # After the masquerade (srcnat), so that the flow's reply tuple holds its NAT port.
+        + chain(
+            "flows", "type filter hook postrouting priority srcnat + 10; policy accept;", record
+        )
         + "}\n"
     )
 
@@ -92,9 +158,29 @@ def _ipv4_addresses(device: str) -> set[str]:
     return {f"{a['local']}/{a['prefixlen']}" for link in data for a in link.get("addr_info", [])}
 
 
-def apply(state: HostState) -> None:
+def _host_prefixes() -> list[HostPrefix]:
+    addresses = json.loads(_run(IP, "-j", "-4", "addr", "show") or "[]")
+    routes = json.loads(_run(IP, "-j", "-4", "route", "show", "table", "all") or "[]")
+    return host_prefixes(addresses, routes)
+
+
+def apply(state: HostState, report: Path) -> list[Conflict]:
+    """Make the host match `state`, but for networks whose bridge is yet to be made and whose
+    CIDR overlaps the host's own addresses or routes: those are left out, and returned. What the
+    host has, and what was left out, is written to `report` for the agent."""
     bridges = {b for b in _links("bridge") if b.startswith(BRIDGE_PREFIX)}
-    for net in state.networks:
+    host = _host_prefixes()
+    found = conflicts([net for net in state.networks if net.bridge not in bridges], host)
+    write_atomic(
+        report,
+        json.dumps(
+            {"conflicts": [c.to_dict() for c in found], "host": [str(p.prefix) for p in host]}
+        ),
+        mode=0o600,
+    )
+    refused = {c.network.name for c in found}
+    networks = tuple(net for net in state.networks if net.name not in refused)
+    for net in networks:
         if net.bridge not in bridges:
             # STP off and no forwarding delay: a job's port forwards as soon as it is up.
             _run(IP, "link", "add", net.bridge, "type", "bridge", "forward_delay", "0")
@@ -107,10 +193,21 @@ def apply(state: HostState) -> None:
                 _run(IP, "addr", "add", address, "dev", net.bridge)
         _run(IP, "link", "set", net.bridge, "up")
     # One nft transaction: the old table goes and the new one comes at the same instant. Rules
-    # before removing bridges, so no moment has a bridge of a removed network without them.
-    ruleset = host_ruleset(state.networks) if state.networks else ""
+    # before removing bridges, so no moment has a bridge of a removed network without them; and
+    # before forwarding is turned on, so no moment forwards what Joblet's rules do not allow.
+    needed = any(net.nat for net in networks)
+    ruleset = (
+        host_ruleset(
+            networks,
+            owns_forwarding=_owns_forwarding(needed, state.forwarding_marker),
+            allow_private=state.allow_private,
+            nameservers=state.nameservers,
+        )
+        if networks
+        else ""
+    )
     _run(NFT, "-f", "-", stdin=f"table inet {TABLE}\ndelete table inet {TABLE}\n{ruleset}")
-    wanted = {net.bridge for net in state.networks}
+    wanted = {net.bridge for net in networks}
     for bridge in sorted(bridges - wanted):
         _run(IP, "link", "delete", bridge)
         logger.info("removed bridge %s", bridge)
@@ -118,7 +215,15 @@ def apply(state: HostState) -> None:
         if link.startswith(LINK_PREFIX) and link not in state.links:
             _run(IP, "link", "delete", link)
             logger.info("removed %s, left by a job that has ended", link)
-    _forwarding(any(net.nat for net in state.networks), state.forwarding_marker)
+    _forwarding(needed, state.forwarding_marker)
+    return found
+
+
+def _owns_forwarding(needed: bool, marker: Path) -> bool:
+    """Whether IPv4 forwarding is (or is about to be) on because Joblet turned it on: then
+    Joblet's rules forward nothing but job networks' traffic (review M7). Turned on by someone
+    else (a router, Docker), it is theirs, and so is what it forwards."""
+    return needed and (IP_FORWARD.read_text().strip() != "1" or marker.exists())
 
 
 def _forwarding(needed: bool, marker: Path) -> None:
@@ -141,12 +246,20 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1:
         print("usage: python3 -m joblet_agent.adapters.netlink STATE.json", file=sys.stderr)
         return 2
+    state_file = Path(argv[0])
     try:
-        apply(HostState.from_json(Path(argv[0]).read_text()))
+        found = apply(HostState.from_json(state_file.read_text()), state_file.with_name(REPORT))
     except (OSError, RuntimeError, ValueError) as exc:
         logger.error("%s", exc)
         return 1
-    return 0
+    for conflict in found:
+        logger.error(
+            "network %s (%s) not made: it overlaps the host's %s",
+            conflict.network.name,
+            conflict.network.cidr,
+            conflict.host.what,
+        )
+    return 0  # what was left out is the report's to say; the rest of the host is as asked
 
 
 if __name__ == "__main__":

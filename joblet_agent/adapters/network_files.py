@@ -5,14 +5,18 @@ units, and the desired state of the host's side that the apply unit reads.
 <state>/networks/<name>/hosts, resolv.conf   bound read-only into the network's jobs (0755)
 <state>/networks/.host-state.json            the apply unit's input (root only)
 <state>/networks/.forwarding                  exists while Joblet turned IP forwarding on
+<state>/networks/.host-report.json            what the apply unit found on the host
 <state>/jobs/<id>/net/                        a job's batch files (root only, never in its root)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path, PurePosixPath
+from typing import Any
 
+from joblet_agent.adapters.netlink import REPORT
 from joblet_agent.adapters.trees import discard_tree
 from joblet_agent.domain.network import HostState, Network
 from joblet_agent.files import write_atomic
@@ -68,8 +72,17 @@ class NetworkDirectories:
 
     def write_state(self, state: HostState) -> Path:
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (self.root / REPORT).unlink(missing_ok=True)  # the next apply's is the one to read
         write_atomic(self.state_file, state.to_json(), mode=0o600)
         return self.state_file
 
     def has_state(self) -> bool:
         return self.state_file.exists()
+
+    def read_report(self) -> dict[str, Any] | None:
+        """What the last apply found on the host (adapters/netlink.py writes it), if any."""
+        try:
+            data = json.loads((self.root / REPORT).read_text())
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None

@@ -126,6 +126,9 @@ class AgentConfig:
     quotas: Quotas = field(default_factory=Quotas)
     # The built-in network of `--network=isolated` jobs (networks.py): NAT out, ports isolated.
     isolated_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network(DEFAULT_ISOLATED_CIDR)  # noqa: RUF009
+    # Private or link-local prefixes NAT networks' jobs may reach (none by default: not the
+    # host's LAN, a VPN, a cloud's metadata service; docs/networking.md).
+    allow_private: tuple[ipaddress.IPv4Network, ...] = ()
 
     @property
     def jobs_dir(self) -> Path:
@@ -153,7 +156,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
     jobs = _parse_jobs(top.section("jobs"))
     all_jobs = parse_slice_caps(top.section("all_jobs"))
     access = _parse_access(top.section("access"))
-    isolated_cidr = _parse_networks(top.section("networks"))
+    isolated_cidr, allow_private = _parse_networks(top.section("networks"))
     log_streams = _parse_log_streams(top.section("log_streams"))
     connections = _parse_connections(top.section("connections"))
     admission = parse_admission(top.section("admission"), jobs.max_running)
@@ -169,6 +172,7 @@ def parse_config(data: object, source: str) -> AgentConfig:
         access=access,
         connections=connections,
         isolated_cidr=isolated_cidr,
+        allow_private=allow_private,
         log_streams=log_streams,
         admission=admission,
         quotas=quotas,
@@ -226,14 +230,24 @@ def _parse_connections(section: Fields) -> Connections:
     return connections
 
 
-def _parse_networks(section: Fields) -> ipaddress.IPv4Network:
+def _parse_networks(
+    section: Fields,
+) -> tuple[ipaddress.IPv4Network, tuple[ipaddress.IPv4Network, ...]]:
     from joblet_agent.domain.network import parse_cidr
 
     text = section.string("isolated_cidr", DEFAULT_ISOLATED_CIDR)
     assert text is not None
     cidr = parse_cidr(section, "isolated_cidr", text)
+    allowed = []
+    for index, prefix in enumerate(section.string_list("allow_private", most=256)):
+        try:
+            allowed.append(ipaddress.IPv4Network(prefix))
+        except ValueError as exc:
+            raise section.error(
+                f"allow_private[{index}]", prefix, f"an IPv4 prefix ({exc})"
+            ) from None
     section.reject_unknown()
-    return cidr
+    return cidr, tuple(allowed)
 
 
 def _absolute(fields: Fields, key: str, default: str) -> Path:

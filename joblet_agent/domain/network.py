@@ -327,6 +327,15 @@ def job_resolv_conf(host_resolv_conf: str) -> str:
     return "".join(line + "\n" for line in kept)
 
 
+def nameservers(resolv_conf: str) -> tuple[str, ...]:
+    """The nameservers of a resolv.conf (job_resolv_conf's: those a job can reach)."""
+    return tuple(
+        words[1]
+        for words in (line.split() for line in resolv_conf.splitlines())
+        if len(words) > 1 and words[0] == "nameserver"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class HostState:
     """What the host should have: these networks' bridges and rules, and these job links."""
@@ -334,6 +343,10 @@ class HostState:
     networks: tuple[Network, ...]
     links: frozenset[str]
     forwarding_marker: Path  # exists while IP forwarding is on because Joblet turned it on
+    # Private or link-local prefixes NAT networks may reach all the same (joblet.yml's
+    # networks.allow_private), and the nameservers their jobs' resolv.conf names (port 53).
+    allow_private: tuple[ipaddress.IPv4Network, ...] = ()
+    nameservers: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(
@@ -341,6 +354,8 @@ class HostState:
                 "networks": [n.to_dict() for n in self.networks],
                 "links": sorted(self.links),
                 "forwarding_marker": str(self.forwarding_marker),
+                "allow_private": [str(p) for p in self.allow_private],
+                "nameservers": list(self.nameservers),
             }
         )
 
@@ -351,4 +366,6 @@ class HostState:
             networks=tuple(Network.from_dict(n) for n in data["networks"]),
             links=frozenset(data["links"]),
             forwarding_marker=Path(data["forwarding_marker"]),
+            allow_private=tuple(ipaddress.IPv4Network(p) for p in data.get("allow_private", ())),
+            nameservers=tuple(data.get("nameservers", ())),
         )

@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable
 
 from joblet_agent.domain.config import AgentConfig
+from joblet_agent.domain.host_routes import free_of
 from joblet_agent.domain.job import JobRecord, JobSpec, JobState
 from joblet_agent.domain.network import (
     ISOLATED,
@@ -35,6 +36,7 @@ from joblet_agent.domain.network import (
     hosts_file,
     job_resolv_conf,
     link_name,
+    nameservers,
     new_network,
 )
 from joblet_agent.domain.sharing import Need, Principal, Share, shared_with, unshared
@@ -44,6 +46,12 @@ from joblet_agent.units.network import NO_NETWORK, JobNetwork, apply_unit_proper
 from joblet_agent.units.paths import JobPaths
 
 logger = logging.getLogger(__name__)
+
+
+class HostOverlap(JobletError):
+    """A network not made: its CIDR overlaps the host's own addresses or routes."""
+
+
 # Where networks that jobs name before anyone created them get their /24 (see create_missing).
 AUTO_POOL = ipaddress.IPv4Network("10.88.0.0/16")
 
@@ -76,6 +84,10 @@ class NetworkService:
         self._reserved: dict[str, Endpoint] = {}  # job id -> endpoint, until the job ends
         self._isolated_cursor = 0
         self._isolated_ready = False
+        # The host's own networks as the last apply found them (adapters/netlink.py): networks
+        # made on the spot are chosen among the prefixes that overlap none of them.
+        self._host_prefixes: tuple[ipaddress.IPv4Network, ...] = ()
+        self._left_out: dict[str, HostOverlap] = {}  # networks it did not make, and why
 
     def attach(self, systemd: SystemdManager) -> None:
         self.systemd = systemd
@@ -157,7 +169,7 @@ class NetworkService:
         self.store.add(network)
         try:
             self._write_files(network)
-            await self._apply()
+            await self._apply(making=network.name)
         except BaseException:
             # Nothing half-done: no record, no files; the next apply removes a bridge left over.
             self.store.remove(network.name)
@@ -172,15 +184,23 @@ class NetworkService:
         says so."""
         if NetworkMode.of(spec.network) is not None or self.store.get(spec.network):
             return ()
-        taken = [n.cidr for n in (*self.store.list(), self.isolated)]
-        cidr = next(
-            (c for c in AUTO_POOL.subnets(new_prefix=24) if not any(c.overlaps(t) for t in taken)),
-            None,
-        )
-        if cidr is None:
-            return ()  # the job is then refused as asking for a network that does not exist
-        await self.create(NetworkRequest(spec.network, cidr), owner)
-        return (f"network {spec.network!r} did not exist: created ({cidr}, outbound NAT)",)
+        for attempt in range(2):
+            taken = [n.cidr for n in (*self.store.list(), self.isolated)]
+            taken += self._host_prefixes
+            cidr = next(
+                (c for c in AUTO_POOL.subnets(new_prefix=24) if free_of(c, taken)),
+                None,
+            )
+            if cidr is None:
+                return ()  # the job is then refused as asking for a network that does not exist
+            try:
+                await self.create(NetworkRequest(spec.network, cidr), owner)
+            except HostOverlap:
+                if attempt:  # the host's networks changed between two applies: say so
+                    raise
+                continue  # the failed apply told us the host's networks: choose again
+            return (f"network {spec.network!r} did not exist: created ({cidr}, outbound NAT)",)
+        return ()
 
     async def remove(self, name: str, by: Principal) -> Network:
         network = self._own(name, by)
@@ -217,9 +237,13 @@ class NetworkService:
         network.shared.require(by, Need.USE if spec.name else Need.USE_LIMITED, field="network")
         egress = await self._resolved(spec.allow_egress)
         spec = dataclasses.replace(spec, allow_egress=egress)
-        if mode is NetworkMode.ISOLATED and not self._isolated_ready:
+        if mode is NetworkMode.ISOLATED and (
+            not self._isolated_ready or ISOLATED in self._left_out  # the host may have changed
+        ):
             self._write_files(network)
-            await self._apply(with_isolated=True)
+            await self._apply(with_isolated=True, making=ISOLATED)
+        elif network.name in self._left_out:  # its bridge was never made: say why
+            raise self._left_out[network.name]
         # From here to the reservation, no await: two jobs never get one address.
         endpoint = self._allocate(job_id, network, spec.name)
         self._write_hosts(network)
@@ -267,8 +291,11 @@ class NetworkService:
 
     # -- PID 1 --------------------------------------------------------------------------
 
-    async def _apply(self, *, with_isolated: bool | None = None) -> None:
-        """Make the host's side match the records, through a short privileged unit."""
+    async def _apply(self, *, with_isolated: bool | None = None, making: str = "") -> None:
+        """Make the host's side match the records, through a short privileged unit. A network
+        whose CIDR overlaps the host's own addresses or routes is left out by it: an error if
+        it is the one being `making`, logged otherwise (the host changed under it: a VPN came
+        up, say; its jobs are refused saying so)."""
         assert self.systemd is not None, "attach() a systemd manager first"
         async with self._lock:
             if with_isolated is not None:
@@ -276,12 +303,22 @@ class NetworkService:
             networks = tuple(self.store.list()) + ((self.isolated,) if self._isolated_ready else ())
             links = {r.endpoint.link for r in self.jobs.list(states=_LIVE) if r.endpoint}
             links |= {e.link for e in self._reserved.values()}
-            state_file = self.files.write_state(
-                HostState(networks, frozenset(links), self.files.forwarding_marker)
+            state = HostState(
+                networks,
+                frozenset(links),
+                self.files.forwarding_marker,
+                allow_private=self.config.allow_private,
+                nameservers=nameservers(job_resolv_conf(self.files.host_resolv_conf())),
             )
+            state_file = self.files.write_state(state)
             unit = f"{NET_UNIT_PREFIX}apply-{uuid.uuid4().hex[:12]}.service"
             properties = apply_unit_properties(self._python, str(state_file), self.config.slice)
             result = await self.systemd.run(unit, properties, within=APPLY_TIMEOUT_SEC)
+            self._left_out = self._read_report()
+            if making in self._left_out:
+                raise self._left_out[making]
+            for name, overlap in self._left_out.items():
+                logger.error("network %s left out: %s", name, overlap.message)
             if result != "done":
                 raise JobletError(
                     ErrorCode.SYSTEMD,
@@ -289,6 +326,32 @@ class NetworkService:
                     hint=f"journalctl -u {unit} says why",
                 )
             logger.debug("host networks applied: %s", [n.name for n in networks])
+
+    def _read_report(self) -> dict[str, HostOverlap]:
+        """What the apply found on the host: its own networks (remembered), and the job
+        networks it did not make because they overlap them (review M8), as errors."""
+        report = self.files.read_report() or {}
+        prefixes = []
+        for text in report.get("host", ()):
+            try:
+                prefixes.append(ipaddress.IPv4Network(str(text)))
+            except ValueError:
+                continue
+        self._host_prefixes = tuple(prefixes)
+        overlaps = {}
+        for conflict in report.get("conflicts", ()):
+            name, cidr, host = (str(conflict.get(k)) for k in ("network", "cidr", "host"))
+            if name == ISOLATED:
+                message = (
+                    f"the isolated network ({cidr}, networks.isolated_cidr in joblet.yml) "
+                    f"overlaps the host's {host}"
+                )
+                hint = "give networks.isolated_cidr a range the host does not use"
+            else:
+                message = f"cidr: {cidr!r} overlaps the host's {host} (network {name!r})"
+                hint = "choose a range the host has no address or route in"
+            overlaps[name] = HostOverlap(ErrorCode.INVALID, message, hint=hint)
+        return overlaps
 
     # -- helpers ------------------------------------------------------------------------
 

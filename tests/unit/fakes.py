@@ -473,6 +473,7 @@ class FakeNetworkFiles:
         self.root = root
         self.resolv_conf = resolv_conf
         self.files: dict[Path, str] = {}
+        self.report: dict[str, Any] | None = None
 
     @property
     def forwarding_marker(self) -> Path:
@@ -506,6 +507,10 @@ class FakeNetworkFiles:
 
     def has_state(self) -> bool:
         return self.root / ".host-state.json" in self.files
+
+    def read_report(self) -> dict[str, Any] | None:
+        """What a test says the host side found (its `report`); None: nothing yet."""
+        return self.report
 
 
 class FakeNetworkStore:

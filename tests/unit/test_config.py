@@ -106,6 +106,7 @@ connections:
         ("jobs:\n  default_timeout: 2h\n  max_timeout: 1h", ["default_timeout", "max_timeout"]),
         ("jobs:\n  log_lines: 0", ["jobs.log_lines", "minimum is 1"]),
         ("jobs:\n  work_retention: 0s", ["jobs.work_retention", "minimum is 1"]),
+        ("networks:\n  allow_private: [10.0.0.1/24]", ["allow_private[0]", "host bits set"]),
         ("jobs:\n  upload_retention: 30d", ["jobs.upload_retention", "maximum is 604800"]),
         ("jobs:\n  log_interval: 0.5s", ["jobs.log_interval", "from 1s to 7d"]),
         ("slice: user", ["slice", ".slice"]),
@@ -168,3 +169,10 @@ def test_retention_times_are_read(tmp_path: Path) -> None:
     text = "jobs:\n  work_retention: null\n  upload_retention: 2m\n"
     jobs = load_config(write(tmp_path, text)).jobs
     assert (jobs.work_retention_sec, jobs.upload_retention_sec) == (None, 120)
+
+
+def test_private_prefixes_nat_networks_may_reach_are_read(tmp_path: Path) -> None:
+    assert load_config(tmp_path / "absent.yml").allow_private == ()
+    text = "networks:\n  allow_private: [10.0.0.0/24, 169.254.169.254/32]\n"
+    config = load_config(write(tmp_path, text))
+    assert [str(p) for p in config.allow_private] == ["10.0.0.0/24", "169.254.169.254/32"]

@@ -262,10 +262,36 @@ def test_host_side_ruleset() -> None:
     assert 'iifname "jb-isolated" oifname "jb-isolated" reject' in rules
     assert f'iifname "{internal.bridge}" reject' in rules
     assert 'iifname "jb-*" reject with icmpx admin-prohibited' in rules  # input: not the host
-    assert "ip daddr 169.254.0.0/16 reject" in rules
+    assert (
+        'iifname "jb-*" ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, '
+        "169.254.0.0/16 } reject" in rules
+    )  # NAT networks reach no private, shared or link-local address
+    assert 'iifname "jb-*" ct status dnat reject' in rules  # no port the host publishes
+    assert "@job_flows reject" in rules  # no hairpin back in through a NAT in front
+    assert 'oifname != "jb-*" drop' not in rules  # forwarding was not Joblet's to limit
     assert f'ip saddr 10.42.0.0/24 oifname != "{NET.bridge}" masquerade' in rules
     assert "10.9.0.0/24 oifname" not in rules  # internal: no NAT
     state = HostState((NET,), frozenset({"jv1"}), Path("/x"))
+    assert HostState.from_json(state.to_json()) == state
+
+
+def test_host_side_ruleset_options() -> None:
+    rules = host_ruleset(
+        [NET],
+        owns_forwarding=True,
+        allow_private=[IPv4Network("10.5.0.0/16")],
+        nameservers=["10.0.0.2"],
+    )
+    lines = [line.strip() for line in rules.splitlines()]
+    dns = 'iifname "jb-*" ip daddr { 10.0.0.2 } meta l4proto { tcp, udp } th dport 53 accept'
+    allowed = 'iifname "jb-*" ip daddr { 10.5.0.0/16 } accept'
+    private = next(i for i, line in enumerate(lines) if "100.64.0.0/10" in line)
+    assert lines.index(dns) < private and lines.index(allowed) < private  # accepted before
+    assert lines[private + 1] == 'meta nfproto ipv4 iifname != "jb-*" oifname != "jb-*" drop'
+    state = HostState(
+        (NET,), frozenset(), Path("/x"), allow_private=(IPv4Network("10.5.0.0/16"),),
+        nameservers=("10.0.0.2",),
+    )  # fmt: skip
     assert HostState.from_json(state.to_json()) == state
 
 
