@@ -181,20 +181,20 @@ def test_nat_networks_reach_no_private_range_unless_allowed(
 
 @pytest.fixture
 def published_port() -> Iterator[str]:
-    """A container behind the host, as Docker makes one: 192.0.2.2:8080 in a namespace of its
+    """A container behind the host, as Docker makes one: 198.18.0.2:8080 in a namespace of its
     own on jt-ctr0, published on every host address at port 8090 by DNAT (prerouting for
     others, output for the host itself)."""
     ip("netns", "add", CONTAINER)
     server = None
     try:
         ip("link", "add", "jt-ctr0", "type", "veth", "peer", "name", "eth0", "netns", CONTAINER)
-        ip("addr", "add", "192.0.2.1/24", "dev", "jt-ctr0")
+        ip("addr", "add", "198.18.0.1/24", "dev", "jt-ctr0")
         ip("link", "set", "jt-ctr0", "up")
         inside = ["ip", "netns", "exec", CONTAINER, "ip"]
-        sh(*inside, "addr", "add", "192.0.2.2/24", "dev", "eth0")
+        sh(*inside, "addr", "add", "198.18.0.2/24", "dev", "eth0")
         sh(*inside, "link", "set", "eth0", "up")
-        sh(*inside, "route", "add", "default", "via", "192.0.2.1")
-        dnat = "fib daddr type local tcp dport 8090 dnat to 192.0.2.2:8080"
+        sh(*inside, "route", "add", "default", "via", "198.18.0.1")
+        dnat = "fib daddr type local tcp dport 8090 dnat to 198.18.0.2:8080"
         nft(
             "",
             "table ip jtest_publish {\n"
@@ -202,7 +202,7 @@ def published_port() -> Iterator[str]:
             f"  chain out {{ type nat hook output priority -100; {dnat}; }}\n"
             "}\n",
         )
-        server = serve(CONTAINER, "192.0.2.2", 8080, "container")
+        server = serve(CONTAINER, "198.18.0.2", 8080, "container")
         yield "8090"
     finally:
         if server is not None:
@@ -225,13 +225,13 @@ def test_a_port_the_host_publishes_by_dnat_is_the_hosts(
         client,
         [
             "python3", "-c", CLIENT,
-            "192.0.2.2:8080",  # the container itself: jobs may reach it (not a private range)
+            "198.18.0.2:8080",  # the container itself: jobs may reach it (not a private range)
             f"{HOST}:{published_port}",
             f"{gateway}:{published_port}",
         ],
         network=net,
     )  # fmt: skip
-    assert out[0] == "ok container 192.0.2.1", out
+    assert out[0] == "ok container 198.18.0.1", out
     assert refused(out[1]) and refused(out[2]), out
 
 
@@ -297,14 +297,14 @@ def test_where_joblet_turned_forwarding_on_it_forwards_only_job_networks(
     net = make_network("10.74.0.0/24")
     assert forwarding.read_text().strip() == "1"
     assert (NETWORKS / ".forwarding").exists()
-    in_world("ip", "route", "add", "192.0.2.0/24", "via", HOST)
+    in_world("ip", "route", "add", "198.18.0.0/24", "via", HOST)
     try:
         through = subprocess.run(
-            ["ip", "netns", "exec", WORLD, sys.executable, "-c", CLIENT, "192.0.2.2:8080"],
+            ["ip", "netns", "exec", WORLD, sys.executable, "-c", CLIENT, "198.18.0.2:8080"],
             capture_output=True, text=True, timeout=30, check=True,
         ).stdout.splitlines()  # fmt: skip
     finally:
-        sh("ip", "netns", "exec", WORLD, "ip", "route", "del", "192.0.2.0/24", check=False)
+        sh("ip", "netns", "exec", WORLD, "ip", "route", "del", "198.18.0.0/24", check=False)
     assert through == ["error TimeoutError None"], through  # dropped, as by a policy drop
-    out = run_job(client, ["python3", "-c", CLIENT, "192.0.2.2:8080"], network=net)
-    assert out == ["ok container 192.0.2.1"], out  # the control: forwarding is on, for jobs
+    out = run_job(client, ["python3", "-c", CLIENT, "198.18.0.2:8080"], network=net)
+    assert out == ["ok container 198.18.0.1"], out  # the control: forwarding is on, for jobs
