@@ -47,7 +47,7 @@ class SqliteScheduleStore:
                     record.name,
                     record.owner,
                     record.created_at.isoformat(),
-                    json.dumps(record.to_dict()),
+                    json.dumps(record.to_dict(stored=True)),
                 ),
             )
         except sqlite3.IntegrityError:

@@ -88,6 +88,9 @@ class ScheduleRecord:
     runs: int = 0  # jobs its firings made
     skipped: int = 0  # firings that made none (overlap: skip, or the queue full)
     warnings: tuple[str, ...] = ()
+    # Its owner's role used everyone's volumes and networks when it was made (maintainer,
+    # admin): its runs do too, as a queued job does. Stored, never shown.
+    manages_all: bool = False
 
     @property
     def timer(self) -> str:
@@ -96,11 +99,11 @@ class ScheduleRecord:
     def evolve(self, **changes: Any) -> ScheduleRecord:
         return dataclasses.replace(self, **changes)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, *, stored: bool = False) -> dict[str, Any]:
         def iso(moment: datetime | None) -> str | None:
             return moment.isoformat() if moment else None
 
-        return {
+        data = {
             "id": self.id,
             "name": self.name,
             "owner": self.owner,
@@ -113,6 +116,9 @@ class ScheduleRecord:
             "skipped": self.skipped,
             "warnings": list(self.warnings),
         }
+        if stored:
+            data["manages_all"] = self.manages_all
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ScheduleRecord:
@@ -128,6 +134,7 @@ class ScheduleRecord:
             runs=data.get("runs", 0),
             skipped=data.get("skipped", 0),
             warnings=tuple(data.get("warnings", ())),
+            manages_all=bool(data.get("manages_all", False)),
         )
 
 

@@ -121,8 +121,8 @@ class ScheduleService:
     ) -> ScheduleRecord:
         """Judged before anything is made: the calendar by systemd, the job's runtime and
         program, its limits against the owner's quota, the volumes and network it names
-        against the owner's own and those shared with it (`manages_all`: everyone's; each run
-        is checked again as its owner's, without it, when it starts)."""
+        against the owner's own and those shared with it (`manages_all`: everyone's, then and
+        for each run, which is checked again when it starts)."""
         try:
             answer = await self.calendar.next_elapse(request.calendar)
         except JobletError as exc:
@@ -165,6 +165,7 @@ class ScheduleService:
             state=ScheduleState.ACTIVE,
             created_at=self.clock.now(),
             warnings=request.job.warnings + runtime_warnings,
+            manages_all=manages_all,
         )
         self.store.put(record)
         try:

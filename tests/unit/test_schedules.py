@@ -17,6 +17,8 @@ from joblet_agent.domain.capacity import AdmissionPolicy
 from joblet_agent.domain.config import AgentConfig
 from joblet_agent.domain.job import JobState
 from joblet_agent.domain.schedule import ScheduleRecord, ScheduleState, parse_schedule_request
+from joblet_agent.domain.sharing import Principal
+from joblet_agent.domain.volume import VolumeRequest, VolumeType
 from joblet_agent.domain.when import WhenKind, parse_when
 from joblet_agent.errors import ErrorCode, JobletError
 from joblet_agent.ports import JobDone
@@ -432,5 +434,29 @@ def test_a_job_waiting_for_its_time_takes_no_room(tmp_path: Path) -> None:
         later = await submit(service, {"command": "true", "schedule": "1h"})
         now = await submit(service, {"command": "true"})
         assert (later.state, now.state) == (JobState.SCHEDULED, JobState.RUNNING)
+
+    asyncio.run(scenario())
+
+
+def test_a_maintainers_schedule_runs_with_the_volumes_it_was_allowed(tmp_path: Path) -> None:
+    """A maintainer (who uses everyone's volumes) schedules a job on bob's volume: each run
+    mounts it, as the job would have right now; a developer's schedule could not name it."""
+    service, systemd, _ = schedules(tmp_path)
+    jobs = service.jobs
+
+    async def scenario() -> None:
+        bob = Principal("cert:bob")
+        await jobs.volumes.create(VolumeRequest("data", VolumeType.MEMORY, 16 << 20), bob)
+        body = {"calendar": EVERY_5S, "job": {"command": "true", "volumes": [{"name": "data"}]}}
+        parsed = parse_schedule_request(body, jobs.config.jobs, jobs.host)
+        with pytest.raises(JobletError, match="belongs to cert:bob and is not shared"):
+            await service.create(parsed, owner="cert:alice")
+        record = await service.create(parsed, owner="cert:maint", manages_all=True)
+        await fire(service, systemd, record, NOW + timedelta(seconds=5))
+        [run] = service.runs(record)
+        assert run.state is JobState.RUNNING, run
+        # The agent restarts: the schedule it reads back still says so.
+        stored = service.store.get(record.id)
+        assert stored is not None and stored.manages_all
 
     asyncio.run(scenario())

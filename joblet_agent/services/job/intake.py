@@ -132,6 +132,7 @@ class JobIntake:
             priority=schedule.spec.priority,
             scheduled_for=due,
             schedule=schedule.id,
+            manages_all=schedule.manages_all,
         )
         paths = self._paths(record.id)
         try:
