@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncGenerator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ _END_FIELDS = ("EXIT_CODE", "EXIT_STATUS", "UNIT_RESULT", "MESSAGE_ID")
 # PID 1's "Deactivated successfully." (sd-messages.h SD_MESSAGE_UNIT_SUCCESS); a clean exit logs
 # no EXIT_CODE/EXIT_STATUS fields at the default log level.
 UNIT_SUCCESS_ID = "7ad2d189f7e94e70a38c781354912448"
+# PID 1's "Started ...": its start job done (SD_MESSAGE_UNIT_STARTED); for Type=exec, once the
+# program was exec'd.
+UNIT_STARTED_ID = "39f53479d3a045ac8e11786248231fbf"
 
 
 class JournalctlJournal:
@@ -73,6 +77,17 @@ class JournalctlJournal:
                 found.update(UNIT_RESULT="success", EXIT_CODE="exited", EXIT_STATUS="0")
             found.update({k: str(entry[k]) for k in _END_FIELDS[:3] if k in entry})
         return found or None
+
+    async def unit_started(self, unit: str) -> datetime | None:
+        out = await self._run(
+            "-o", "json", "-n", "1", "_PID=1", f"UNIT={unit}", f"MESSAGE_ID={UNIT_STARTED_ID}",
+            "--output-fields=MESSAGE_ID",
+        )  # fmt: skip
+        lines = out.splitlines()
+        if not lines:
+            return None
+        usec = int(json.loads(lines[-1])["__REALTIME_TIMESTAMP"])
+        return datetime.fromtimestamp(usec / 1_000_000, UTC)
 
     async def last_cursor(self, unit: str) -> str | None:
         out = await self._run(

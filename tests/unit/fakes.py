@@ -48,6 +48,9 @@ class FakeSystemd:
         self.refuse_next = False
         self.can_freeze = True
         self.frozen: set[str] = set()
+        # The program exits at once, and PID 1 sends the unit's removal (and runs its end
+        # recorder) before the JobRemoved of its start job: their order is not guaranteed.
+        self.exits_before_start_is_told = False
 
     async def start_transient(
         self,
@@ -73,6 +76,15 @@ class FakeSystemd:
             if name.startswith("joblet-end-"):
                 output = next(p.value for p in props if p.name == "StandardOutputFileToTruncate")
                 self.records[unit] = Path(output)
+        if self.exits_before_start_is_told:
+            self.exits_before_start_is_told = False
+
+            def exit_first() -> None:
+                self.end(unit, result="success", code="exited", status="0")
+                self.emit(JobDone(unit, "done"))
+
+            asyncio.get_running_loop().call_soon(exit_first)
+            return
         asyncio.get_running_loop().call_soon(self.emit, JobDone(unit, "done"))
 
     async def run(
@@ -166,9 +178,13 @@ class FakeSystemd:
 class FakeJournal:
     def __init__(self) -> None:
         self.ends: dict[str, dict[str, str]] = {}
+        self.starts: dict[str, datetime] = {}
 
     async def unit_end(self, unit: str) -> dict[str, str] | None:
         return self.ends.get(unit)
+
+    async def unit_started(self, unit: str) -> datetime | None:
+        return self.starts.get(unit)
 
     async def drained(self, unit: str) -> None:
         return None

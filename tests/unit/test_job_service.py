@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -209,6 +210,41 @@ def test_reconcile_finds_true_end_in_journal(
         assert (ended.state, ended.exit_code) == (JobState.FAILED, 7)
         lost_end = fresh.resolve(lost.id)
         assert (lost_end.state, lost_end.signal) == (JobState.FAILED, "SIGTERM")
+
+    run(scenario())
+
+
+def test_a_job_that_started_and_ended_while_the_agent_restarted_says_when_it_started(
+    engine: tuple[JobService, FakeSystemd, FakeJournal],
+) -> None:
+    """The agent restarts between a job's StartTransientUnit and its start's JobRemoved, and the
+    job is quick: the new agent finds it ended, never having seen it RUNNING. It ran all the
+    same, and PID 1's journal says when it started (the CI's test_schedules_reboot saw
+    COMPLETED, exit 0, and no started_at: test_queue_reboot restarts the agent meanwhile)."""
+    service, systemd, journal = engine
+    systemd.exits_before_start_is_told = True
+    systemd.emit = lambda event: None  # the agent "dies" as it asks PID 1 to start the job
+
+    async def scenario() -> None:
+        submitting = asyncio.create_task(submit(service, {"command": "true"}, owner="a"))
+        await asyncio.sleep(0.05)  # PID 1 starts it; it ends; the old agent never hears
+        [record] = service.list()
+        assert record.state is JobState.SCHEDULED
+        submitting.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await submitting
+        started = datetime(2026, 12, 4, 15, 22, 26, 950000, tzinfo=UTC)
+        journal.starts[record.unit] = started
+        fresh = job_service(service.config, store=service.records.store, journal=journal)
+        fresh.attach(systemd)
+        systemd.emit = fresh.on_systemd_event
+        await fresh.reconcile()
+        final = fresh.resolve(record.id)
+        assert (final.state, final.exit_code, final.started_at) == (
+            JobState.COMPLETED,
+            0,
+            started,
+        )
 
     run(scenario())
 

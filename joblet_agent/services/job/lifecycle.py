@@ -200,7 +200,14 @@ class JobLifecycle:
                 )
             quota = self.config.quotas.of(current.owner).memory_bytes
             outcome = with_owners_quota(outcome, current.spec.limits.memory_bytes, quota)
-            self.record_outcome(current, outcome, result="timeout" if reached else end.result)
+            started = current.started_at
+            if started is None and end.ran:
+                # It ran, but no agent saw its start done: the agent restarted in between (or
+                # PID 1's JobRemoved came last). PID 1's journal says when.
+                started = await self.journal.unit_started(record.unit)
+            self.record_outcome(
+                current, outcome, result="timeout" if reached else end.result, started_at=started
+            )
 
     async def _deadline(self, record: JobRecord) -> str | None:
         """Whether the job's deadline ended it ("timeout"), or its idle time ("idle"): its
@@ -260,12 +267,18 @@ class JobLifecycle:
             await self.pid1.set_properties(record.unit, props)
 
     def record_outcome(
-        self, record: JobRecord, outcome: Outcome, *, result: str | None = None
+        self,
+        record: JobRecord,
+        outcome: Outcome,
+        *,
+        result: str | None = None,
+        started_at: datetime | None = None,
     ) -> None:
         current = self.records.get(record.id)
         if current is None or current.state.is_terminal:
             return  # deleted meanwhile (api-fuzz finding 11): never written back
         final = current.evolve(
+            started_at=current.started_at or started_at,
             state=outcome.state,
             exit_code=outcome.exit_code,
             signal=outcome.signal,
