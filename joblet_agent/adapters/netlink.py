@@ -40,9 +40,14 @@ NAT_UNREACHABLE = (
     "192.168.0.0/16",
     "100.64.0.0/10",
     "169.254.0.0/16",
+    # Azure's WireServer: a public address, but the host's own channel to its cloud (extension
+    # settings, certificates), which Azure guards only for local processes (review of 39ad1d7).
+    "168.63.129.16/32",
 )
-# How long a job's outbound flow is remembered, to know it if it comes back to the host (hairpin).
-FLOW_TIMEOUT = "1m"
+# How long a job's outbound flow is remembered, to know it if it comes back to the host
+# (hairpin): the round trip to a NAT in front of the host, with room for SYN retries (each
+# packet of a flow with no answer yet renews it).
+FLOW_TIMEOUT = "10s"
 FLOWS_MAX = 65536
 # Beside the state file: what the apply found on the host (its networks, and the job networks
 # it did not make because they overlap them), for the agent to read.
@@ -65,8 +70,12 @@ def host_ruleset(
     Refusals of job traffic are rejects (a quick error), traffic towards jobs is dropped."""
     jobs = f'"{BRIDGE_PREFIX}*"'
     refuse = "reject with icmpx admin-prohibited"
+    hairpin = (
+        "ct state new meta l4proto { tcp, udp } ct original ip saddr . meta l4proto . "
+        f"ct original proto-src . ct original proto-dst @job_flows {refuse}"
+    )
     # A port the host publishes by DNAT (Docker's -p, say) is forwarded, not input: the host's.
-    forward = [f"iifname {jobs} ct status dnat {refuse}"]
+    forward = [hairpin, f"iifname {jobs} ct status dnat {refuse}"]
     for net in networks:
         verdict = refuse if net.isolated_ports else "accept"
         forward.append(f'iifname "{net.bridge}" oifname "{net.bridge}" {verdict}')
@@ -88,19 +97,25 @@ def host_ruleset(
     forward.append(f"iifname {jobs} ip daddr {{ {', '.join(NAT_UNREACHABLE)} }} {refuse}")
     if owns_forwarding:
         forward.append(f"meta nfproto ipv4 iifname != {jobs} oifname != {jobs} drop")
+    # fully-random: the job does not choose the port NAT gives its flow, so it cannot choose
+    # which connections to the host the hairpin rule below refuses.
     nat = [
-        f'ip saddr {net.cidr} oifname != "{net.bridge}" masquerade' for net in networks if net.nat
+        f'ip saddr {net.cidr} oifname != "{net.bridge}" masquerade fully-random'
+        for net in networks
+        if net.nat
     ]
     # A job's flow out through NAT (not one within its network), as the outside sees it: (its
-    # destination, the port NAT gave it, the destination port). If the same comes back in from
-    # that destination (a 1:1 NAT in front of the host sends the host's own public address back
-    # to it), it is the job's flow reaching the host: refused at input.
+    # destination, protocol, the port NAT gave it, the destination port). If a new flow comes in
+    # from that destination with the same (a 1:1 NAT in front of the host sends the host's own
+    # public address back to it), it is the job's flow reaching the host: refused at input, and
+    # in forward when the host rewrote it to a port it publishes by DNAT. Matched on the flow's
+    # original tuple, as it came in before any DNAT.
     sources = ", ".join(str(net.cidr) for net in networks if net.nat)
     record = (
         [
             f"ct state new ct status snat ct original ip saddr {{ {sources} }} "
-            "meta l4proto { tcp, udp } "
-            "add @job_flows { ct original ip daddr . ct reply proto-dst . ct original proto-dst }"
+            "meta l4proto { tcp, udp } update @job_flows "
+            "{ ct original ip daddr . meta l4proto . ct reply proto-dst . ct original proto-dst }"
         ]
         if sources
         else []
@@ -112,7 +127,7 @@ def host_ruleset(
 
     flows = (
         "  set job_flows {\n"
-        "    type ipv4_addr . inet_service . inet_service\n"
+        "    type ipv4_addr . inet_proto . inet_service . inet_service\n"
         f"    flags timeout; timeout {FLOW_TIMEOUT}; size {FLOWS_MAX}\n"
         "  }\n"
     )
@@ -124,7 +139,7 @@ def host_ruleset(
             "type filter hook input priority filter - 5; policy accept;",
             [
                 f"iifname {jobs} {refuse}",
-                f"meta l4proto {{ tcp, udp }} ip saddr . th sport . th dport @job_flows {refuse}",
+                hairpin,
             ],
         )
         + chain("forward", "type filter hook forward priority filter - 5; policy accept;", forward)
@@ -158,6 +173,11 @@ def _ipv4_addresses(device: str) -> set[str]:
     return {f"{a['local']}/{a['prefixlen']}" for link in data for a in link.get("addr_info", [])}
 
 
+def _addresses(net: Network) -> set[str]:
+    """The bridge's own addresses: the gateway's, but for internal networks (no way out)."""
+    return set() if net.internal else {f"{net.gateway}/{net.cidr.prefixlen}"}
+
+
 def _host_prefixes() -> list[HostPrefix]:
     addresses = json.loads(_run(IP, "-j", "-4", "addr", "show") or "[]")
     routes = json.loads(_run(IP, "-j", "-4", "route", "show", "table", "all") or "[]")
@@ -170,7 +190,14 @@ def apply(state: HostState, report: Path) -> list[Conflict]:
     host has, and what was left out, is written to `report` for the agent."""
     bridges = {b for b in _links("bridge") if b.startswith(BRIDGE_PREFIX)}
     host = _host_prefixes()
-    found = conflicts([net for net in state.networks if net.bridge not in bridges], host)
+    # A bridge made or given another address (networks.isolated_cidr changed, say) is checked;
+    # one kept as it is was checked when it was made.
+    changing = [
+        net
+        for net in state.networks
+        if net.bridge not in bridges or _ipv4_addresses(net.bridge) != _addresses(net)
+    ]
+    found = conflicts(changing, host)
     write_atomic(
         report,
         json.dumps(
@@ -186,7 +213,7 @@ def apply(state: HostState, report: Path) -> list[Conflict]:
             _run(IP, "link", "add", net.bridge, "type", "bridge", "forward_delay", "0")
             _run(IP, "link", "set", net.bridge, "addrgenmode", "none")
             logger.info("made bridge %s for network %s", net.bridge, net.name)
-        want = set() if net.internal else {f"{net.gateway}/{net.cidr.prefixlen}"}
+        want = _addresses(net)
         if _ipv4_addresses(net.bridge) != want:
             _run(IP, "addr", "flush", "dev", net.bridge)
             for address in want:
@@ -208,6 +235,9 @@ def apply(state: HostState, report: Path) -> list[Conflict]:
     )
     _run(NFT, "-f", "-", stdin=f"table inet {TABLE}\ndelete table inet {TABLE}\n{ruleset}")
     wanted = {net.bridge for net in networks}
+    # A network left out whose bridge exists keeps it as it is: its live jobs stay on it
+    # (without a way out) rather than lose their link, and the host keeps its route.
+    wanted |= {c.network.bridge for c in found if c.network.bridge in bridges}
     for bridge in sorted(bridges - wanted):
         _run(IP, "link", "delete", bridge)
         logger.info("removed bridge %s", bridge)

@@ -367,5 +367,6 @@ class HostState:
             links=frozenset(data["links"]),
             forwarding_marker=Path(data["forwarding_marker"]),
             allow_private=tuple(ipaddress.IPv4Network(p) for p in data.get("allow_private", ())),
-            nameservers=tuple(data.get("nameservers", ())),
+            # Addresses, checked again: they are pasted into the host's nftables rules.
+            nameservers=tuple(str(ipaddress.IPv4Address(n)) for n in data.get("nameservers", ())),
         )

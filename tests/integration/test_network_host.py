@@ -13,8 +13,10 @@ test_networks.py's namespace behind jt-world0 (198.51.100.1 on the sandbox's sid
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,7 @@ import pytest
 from rnx.client import Client
 from rnx.errors import RnxError
 from tests.integration.configured_agent import configured_agent
-from tests.integration.conftest import sh
+from tests.integration.conftest import sh, wait_state
 from tests.integration.test_networks import (  # noqa: F401 (world, make_network: fixtures)
     CLIENT,
     NETWORKS,
@@ -308,3 +310,152 @@ def test_where_joblet_turned_forwarding_on_it_forwards_only_job_networks(
     assert through == ["error TimeoutError None"], through  # dropped, as by a policy drop
     out = run_job(client, ["python3", "-c", CLIENT, "198.18.0.2:8080"], network=net)
     assert out == ["ok container 198.18.0.1"], out  # the control: forwarding is on, for jobs
+
+
+def test_a_hairpin_onto_a_port_the_host_publishes_is_refused(
+    client: Client,
+    make_network: Any,  # noqa: F811
+    published_port: str,
+    one_to_one_nat: str,
+) -> None:
+    """Out to the host's public address, back in, and on to the container behind the port the
+    host publishes by DNAT: forwarded, never input (found by an attacker's review). On a host
+    whose forwarding is not Joblet's (Docker's, say), so that nothing else stops it."""
+    Path("/proc/sys/net/ipv4/ip_forward").write_text("1\n")
+    (NETWORKS / ".forwarding").unlink(missing_ok=True)
+    net = make_network("10.75.0.0/24")
+    assert not (NETWORKS / ".forwarding").exists()
+    # The control: the host itself goes round the same way and reaches the container.
+    target = f"{one_to_one_nat}:{published_port}"
+    assert host_connects(target) == [f"ok container {one_to_one_nat}"]
+    for network in ("isolated", net):
+        out = run_job(
+            client, ["python3", "-c", CLIENT, "198.51.100.3:8080", target], network=network
+        )
+        assert out[0] == f"ok world {HOST}", (network, out)
+        assert out[1].startswith("error"), (network, out)
+
+
+# From the job: a UDP datagram and a TCP connection attempt to DEST:PORT from each source port
+# in [LOW, HIGH] (nothing listens there: the world answers with a reset or port unreachable).
+_SPRAY = """
+import socket, sys
+dest, port, low, high = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+for sport in range(low, high + 1):
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        s.settimeout(0.5)
+        s.bind(("0.0.0.0", sport))
+        try:
+            s.sendto(b"x", (dest, port)) if kind == socket.SOCK_DGRAM else s.connect((dest, port))
+        except OSError:
+            pass
+        s.close()
+print("sent", flush=True)
+"""
+# In the world: TCP to the host from each source port given (argv[2:]), one line each; with
+# "hold" first, one connection kept open across a line read from stdin, used before and after.
+_WORLD_CLIENT = """
+import socket, sys
+target, *rest = sys.argv[1:]
+host, port = target.rsplit(":", 1)
+def connect(sport, timeout):
+    return socket.create_connection((host, int(port)), timeout, ("198.51.100.2", int(sport)))
+if rest[0] == "hold":
+    s = connect(rest[1], 4)
+    s.sendall(b"a"); print("before", s.recv(1).decode(), flush=True)
+    sys.stdin.readline()
+    try:
+        s.sendall(b"b"); print("after", s.recv(1).decode(), flush=True)
+    except OSError as e:
+        print("after error", type(e).__name__, flush=True)
+    sys.exit()
+for sport in rest:
+    try:
+        with connect(sport, 2):
+            print("ok", sport, flush=True)
+    except OSError as e:
+        print("error", sport, e.errno, flush=True)
+"""
+
+
+def test_a_job_cannot_choose_which_connections_to_the_host_are_refused(
+    client: Client,
+    world: str,  # noqa: F811
+) -> None:
+    """The hairpin rule remembers a job's flows out: a job that sends from chosen ports to an
+    admin's address must not so refuse that admin's connections to the host from those ports
+    (new ones, or one already open). Found by an attacker's review of the first cut."""
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", 18092))
+    listener.listen(64)
+
+    def echo() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=lambda c=conn: _echo(c), daemon=True).start()
+
+    threading.Thread(target=echo, daemon=True).start()
+    world_client = ["ip", "netns", "exec", WORLD, sys.executable, "-c", _WORLD_CLIENT]
+    held = subprocess.Popen(
+        [*world_client, f"{HOST}:18092", "hold", "40150"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert held.stdout is not None and held.stdin is not None
+        assert held.stdout.readline() == "before a\n"
+        out = run_job(
+            client,
+            ["python3", "-c", _SPRAY, "198.51.100.2", "18092", "40140", "40160"],
+            network="isolated",
+        )
+        assert out == ["sent"], out
+        held.stdin.write("go\n")
+        held.stdin.flush()
+        assert held.stdout.readline() == "after b\n"  # the open connection lives on
+        ports = [str(p) for p in range(40140, 40161) if p != 40150]
+        fresh = subprocess.run(
+            [*world_client, f"{HOST}:18092", *ports],
+            capture_output=True, text=True, timeout=120, check=True,
+        ).stdout.splitlines()  # fmt: skip
+        assert fresh == [f"ok {port}" for port in ports], fresh
+    finally:
+        held.kill()
+        held.wait()
+        listener.close()
+
+
+def _echo(conn: socket.socket) -> None:
+    with conn:
+        while data := conn.recv(16):
+            conn.sendall(data)
+
+
+def test_a_new_isolated_cidr_on_the_hosts_lan_is_not_given_to_the_live_bridge(
+    client: Client,
+    host_lan: None,
+) -> None:
+    """networks.isolated_cidr changed to the host's LAN while an isolated job runs: at the
+    agent's start the bridge that exists would be given the LAN's first address (the host's
+    route hijacked). It keeps its own; new isolated jobs are refused saying why. Found by an
+    attacker's review of the first cut."""
+    job = client.run(["sleep", "600"], network="isolated")
+    try:
+        wait_state(client, job.id, "RUNNING")
+        with configured_agent("networks:\n  isolated_cidr: 10.123.0.0/24\n"), Client() as admin:
+            bridge = ip("-4", "-o", "addr", "show", "dev", "jb-isolated")
+            assert "10.123.0.1" not in bridge and "10.213.0.1/20" in bridge, bridge
+            assert "10.123.0.5/24" in ip("-4", "-o", "addr", "show", "dev", "jt-lan0")
+            with pytest.raises(RnxError) as refusal:
+                admin.run(["true"], network="isolated")
+            assert refusal.value.message == (
+                "the isolated network (10.123.0.0/24, networks.isolated_cidr in joblet.yml) "
+                "overlaps the host's address 10.123.0.5/24 on jt-lan0"
+            ), refusal.value.message
+    finally:
+        with Client() as admin:
+            admin.stop(job.id)

@@ -264,12 +264,19 @@ def test_host_side_ruleset() -> None:
     assert 'iifname "jb-*" reject with icmpx admin-prohibited' in rules  # input: not the host
     assert (
         'iifname "jb-*" ip daddr { 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 100.64.0.0/10, '
-        "169.254.0.0/16 } reject" in rules
-    )  # NAT networks reach no private, shared or link-local address
+        "169.254.0.0/16, 168.63.129.16/32 } reject" in rules
+    )  # NAT networks reach no private, shared or link-local address, nor Azure's WireServer
     assert 'iifname "jb-*" ct status dnat reject' in rules  # no port the host publishes
-    assert "@job_flows reject" in rules  # no hairpin back in through a NAT in front
+    # No hairpin back in through a NAT in front, at input nor forwarded to a DNAT'd port; only
+    # new flows, matched with their protocol (a job cannot end another's open connection).
+    hairpin = (
+        "ct state new meta l4proto { tcp, udp } ct original ip saddr . meta l4proto . "
+        "ct original proto-src . ct original proto-dst @job_flows reject"
+    )
+    assert rules.count(hairpin) == 2
     assert 'oifname != "jb-*" drop' not in rules  # forwarding was not Joblet's to limit
-    assert f'ip saddr 10.42.0.0/24 oifname != "{NET.bridge}" masquerade' in rules
+    # The job does not choose its NAT port (nor so which inbound flows the set refuses).
+    assert f'ip saddr 10.42.0.0/24 oifname != "{NET.bridge}" masquerade fully-random' in rules
     assert "10.9.0.0/24 oifname" not in rules  # internal: no NAT
     state = HostState((NET,), frozenset({"jv1"}), Path("/x"))
     assert HostState.from_json(state.to_json()) == state
@@ -293,6 +300,9 @@ def test_host_side_ruleset_options() -> None:
         nameservers=("10.0.0.2",),
     )  # fmt: skip
     assert HostState.from_json(state.to_json()) == state
+    forged = state.to_json().replace('"10.0.0.2"', '"10.0.0.2 } accept; flush ruleset; {"')
+    with pytest.raises(ValueError):  # the apply unit pastes them into nftables rules
+        HostState.from_json(forged)
 
 
 def test_the_host_side_runs_with_cap_net_admin_only() -> None:
