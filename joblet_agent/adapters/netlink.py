@@ -168,9 +168,12 @@ def _links(kind: str) -> set[str]:
     return {str(link["ifname"]) for link in data}
 
 
-def _ipv4_addresses(device: str) -> set[str]:
-    data: list[dict[str, Any]] = json.loads(_run(IP, "-j", "-4", "addr", "show", "dev", device))
-    return {f"{a['local']}/{a['prefixlen']}" for link in data for a in link.get("addr_info", [])}
+def _by_link(addresses: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Each interface's IPv4 addresses, from `ip -j -4 addr show`."""
+    return {
+        str(link["ifname"]): {f"{a['local']}/{a['prefixlen']}" for a in link.get("addr_info", [])}
+        for link in addresses
+    }
 
 
 def _addresses(net: Network) -> set[str]:
@@ -178,10 +181,12 @@ def _addresses(net: Network) -> set[str]:
     return set() if net.internal else {f"{net.gateway}/{net.cidr.prefixlen}"}
 
 
-def _host_prefixes() -> list[HostPrefix]:
+def _host_addresses() -> tuple[list[HostPrefix], dict[str, set[str]]]:
+    """The host's own networks (its addresses and routes), and every interface's addresses
+    (Joblet's bridges' among them): one reading of each."""
     addresses = json.loads(_run(IP, "-j", "-4", "addr", "show") or "[]")
     routes = json.loads(_run(IP, "-j", "-4", "route", "show", "table", "all") or "[]")
-    return host_prefixes(addresses, routes)
+    return host_prefixes(addresses, routes), _by_link(addresses)
 
 
 def apply(state: HostState, report: Path) -> list[Conflict]:
@@ -189,13 +194,13 @@ def apply(state: HostState, report: Path) -> list[Conflict]:
     CIDR overlaps the host's own addresses or routes: those are left out, and returned. What the
     host has, and what was left out, is written to `report` for the agent."""
     bridges = {b for b in _links("bridge") if b.startswith(BRIDGE_PREFIX)}
-    host = _host_prefixes()
+    host, current = _host_addresses()
     # A bridge made or given another address (networks.isolated_cidr changed, say) is checked;
     # one kept as it is was checked when it was made.
     changing = [
         net
         for net in state.networks
-        if net.bridge not in bridges or _ipv4_addresses(net.bridge) != _addresses(net)
+        if net.bridge not in bridges or current.get(net.bridge, set()) != _addresses(net)
     ]
     found = conflicts(changing, host)
     write_atomic(
@@ -214,7 +219,7 @@ def apply(state: HostState, report: Path) -> list[Conflict]:
             _run(IP, "link", "set", net.bridge, "addrgenmode", "none")
             logger.info("made bridge %s for network %s", net.bridge, net.name)
         want = _addresses(net)
-        if _ipv4_addresses(net.bridge) != want:
+        if current.get(net.bridge, set()) != want:  # a bridge just made has none
             _run(IP, "addr", "flush", "dev", net.bridge)
             for address in want:
                 _run(IP, "addr", "add", address, "dev", net.bridge)

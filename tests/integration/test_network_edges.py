@@ -17,6 +17,7 @@ from tests.integration.test_networks import (  # noqa: F401 (world: a fixture)
     CLIENT,
     SERVER,
     WORLD,
+    host_connects,
     ip,
     make_network,
     run_job,
@@ -62,11 +63,8 @@ def test_link_local_is_rejected_while_the_host_and_the_world_answer(
     metadata_service: str,
 ) -> None:
     # The control: the host reaches it, and the job reaches the world next to it.
-    host = subprocess.run(
-        [sys.executable, "-c", CLIENT, f"{metadata_service}:8080"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout.split("\n")  # fmt: skip
-    assert host[0] == "ok metadata 198.51.100.1", host
+    host = host_connects(f"{metadata_service}:8080")
+    assert host == ["ok metadata 198.51.100.1"], host
     net = make_network("10.66.0.0/24")
     for network in ("isolated", net):
         out = run_job(

@@ -33,6 +33,7 @@ from tests.integration.test_networks import (  # noqa: F401 (world, make_network
     NETWORKS,
     SERVER,
     WORLD,
+    host_connects,
     ip,
     links,
     make_network,
@@ -49,13 +50,6 @@ PUBLIC = "203.0.113.10"  # the host's public address, held by a 1:1 NAT in the w
 # One of each range NAT networks may not reach: private (three), shared, link-local is in
 # test_network_edges.py.
 PRIVATE = ("10.99.0.1", "172.16.99.1", "192.168.99.1", "100.64.99.1")
-
-
-def host_connects(*targets: str) -> list[str]:
-    return subprocess.run(
-        [sys.executable, "-c", CLIENT, *targets],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout.splitlines()  # fmt: skip
 
 
 def in_world(*argv: str) -> str:

@@ -57,6 +57,14 @@ def ip(*args: str, check: bool = True) -> str:
     return sh("ip", *args, check=check)
 
 
+def host_connects(*targets: str) -> list[str]:
+    """CLIENT run by the host itself (the sandbox): the control beside a job's refusal."""
+    return subprocess.run(
+        [sys.executable, "-c", CLIENT, *targets],
+        capture_output=True, text=True, timeout=30, check=True,
+    ).stdout.splitlines()  # fmt: skip
+
+
 def links() -> set[str]:
     return {line.split()[0].split("@")[0] for line in ip("-br", "link").splitlines()}
 
